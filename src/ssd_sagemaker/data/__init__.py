@@ -1,0 +1,1 @@
+"""Training data: channels, annotations, transforms, loaders and the synthetic demo set."""

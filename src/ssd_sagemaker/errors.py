@@ -1,0 +1,52 @@
+"""Error kinds and the failure/success files SageMaker reads.
+
+A `ClientError` is the user's mistake (hyperparameters, data, artifact): its message is a
+sentence that names the culprit and the fix, and it becomes the job's FailureReason.
+Anything else is our fault and is reported as an `AlgorithmError` with the traceback as detail.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+# SageMaker shows only the first 1024 characters of the failure file as FailureReason.
+FAILURE_REASON_LIMIT = 1024
+
+
+class ClientError(Exception):
+    """The user's input is invalid; the message names the culprit and the fix."""
+
+
+class AlgorithmError(Exception):
+    """An internal error of this program (not the user's fault)."""
+
+
+def failure_text(exc: BaseException) -> str:
+    """The failure file's content: the readable sentence first, detail after."""
+    if isinstance(exc, ClientError):
+        return f"ClientError: {exc}\n"
+    detail = "".join(traceback.format_exception(exc))
+    return f"AlgorithmError: {type(exc).__name__}: {exc}\n\nDetail:\n{detail}"
+
+
+def write_failure(output_dir: Path, exc: BaseException) -> Path:
+    """Write `output/failure`; never raises (we are already failing)."""
+    path = Path(output_dir) / "failure"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(failure_text(exc), encoding="utf-8")
+    except OSError as os_error:  # pragma: no cover - nothing better to do than log
+        LOG.error("could not write %s: %s", path, os_error)
+    return path
+
+
+def write_success(output_dir: Path) -> Path:
+    """Write the empty `output/success` marker."""
+    path = Path(output_dir) / "success"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("", encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""The SSD network and the model artifact it is saved as."""

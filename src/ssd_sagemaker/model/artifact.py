@@ -1,0 +1,97 @@
+"""The model artifact in `/opt/ml/model`: the built-in algorithm's files (exported symbol and
+parameters, `hyperparams.json`) plus `model_info.json` with what serving needs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import mxnet as mx
+from mxnet import gluon
+
+from ssd_sagemaker.errors import ClientError
+
+MODEL_PREFIX = "model_algo_1"
+SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
+PARAMS_FILE = f"{MODEL_PREFIX}-0000.params"
+HYPERPARAMS_FILE = "hyperparams.json"
+MODEL_INFO_FILE = "model_info.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a predictor needs besides the network: names, input size, provenance."""
+
+    classes: tuple[str, ...]
+    image_shape: int
+    base_network: str
+    nms_threshold: float
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def save_artifact(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
+                  hyperparameters: Mapping[str, Any]) -> list[Path]:
+    """Export `net` in inference mode (NMS included) and write the side files."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    net.hybridize()  # (re)trace in inference mode for export
+    with mx.autograd.predict_mode():
+        net(mx.nd.zeros((1, 3, info.image_shape, info.image_shape),
+                        ctx=next(iter(net.collect_params().values())).list_ctx()[0]))
+    net.export(str(model_dir / MODEL_PREFIX), epoch=0)
+    (model_dir / HYPERPARAMS_FILE).write_text(json.dumps(dict(hyperparameters), indent=2) + "\n")
+    info_dict = asdict(info)
+    info_dict["classes"] = list(info.classes)
+    (model_dir / MODEL_INFO_FILE).write_text(json.dumps(info_dict, indent=2) + "\n")
+    return [model_dir / name for name in (SYMBOL_FILE, PARAMS_FILE, HYPERPARAMS_FILE, MODEL_INFO_FILE)]
+
+
+def read_model_info(model_dir: Path) -> ModelInfo:
+    """Check the artifact is complete and readable; a ClientError names what is missing."""
+    missing = [name for name in (SYMBOL_FILE, PARAMS_FILE, MODEL_INFO_FILE)
+               if not (model_dir / name).is_file()]
+    if missing:
+        raise ClientError(
+            f"The model artifact in {model_dir} is incomplete: missing {', '.join(missing)}. "
+            f"Serve the folder (or model.tar.gz) written by this container's `train`."
+        )
+    try:
+        raw = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+        info = ModelInfo(classes=tuple(str(c) for c in raw["classes"]),
+                         image_shape=int(raw["image_shape"]),
+                         base_network=str(raw["base_network"]),
+                         nms_threshold=float(raw["nms_threshold"]),
+                         format_version=int(raw.get("format_version", FORMAT_VERSION)))
+    except (ValueError, KeyError, TypeError) as error:
+        raise ClientError(
+            f"{model_dir / MODEL_INFO_FILE} is not a valid model description ({error!r}); "
+            f"it needs classes, image_shape, base_network and nms_threshold."
+        ) from None
+    if info.format_version > FORMAT_VERSION:
+        raise ClientError(
+            f"{model_dir / MODEL_INFO_FILE} has format_version {info.format_version}; this "
+            f"container reads up to {FORMAT_VERSION}. Serve it with a newer image."
+        )
+    return info
+
+
+def load_exported_network(model_dir: Path, ctx: Sequence[mx.Context] | mx.Context
+                          ) -> gluon.SymbolBlock:
+    """The exported inference network (outputs: class ids, scores, boxes in input pixels)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return gluon.SymbolBlock.imports(str(model_dir / SYMBOL_FILE), ["data"],
+                                             str(model_dir / PARAMS_FILE), ctx=ctx)
+        except (mx.base.MXNetError, AssertionError, ValueError) as error:
+            raise ClientError(
+                f"The model files in {model_dir} ({SYMBOL_FILE}, {PARAMS_FILE}) cannot be "
+                f"loaded: {str(error).splitlines()[0]}"
+            ) from None

@@ -1,0 +1,1 @@
+"""Real-time inference: predictor, Flask routes, gunicorn server."""

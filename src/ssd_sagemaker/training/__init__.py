@@ -1,0 +1,1 @@
+"""The training engine: wiring, loop, schedule, early stopping."""

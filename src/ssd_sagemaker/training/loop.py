@@ -1,0 +1,98 @@
+"""One pass over the training data and one over the validation data (GluonCV's SSD recipe:
+targets from the loader, `SSDMultiBoxLoss` normalised by positives, batch split over devices)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import mxnet as mx
+from gluoncv.loss import SSDMultiBoxLoss
+from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
+from mxnet import autograd, gluon
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.metrics import MetricReporter
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """Mean losses and speed of one training epoch."""
+
+    cross_entropy: float
+    smooth_l1: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+
+def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Trainer,
+                    contexts: Sequence[mx.Context], epoch: int, reporter: MetricReporter,
+                    loss_fn: SSDMultiBoxLoss | None = None, log_interval: int = 10) -> EpochResult:
+    """Forward/backward/update over every batch; stops with a ClientError on a non-finite loss."""
+    loss_fn = loss_fn or SSDMultiBoxLoss()
+    cross_entropy = mx.metric.Loss("CrossEntropy")
+    smooth_l1 = mx.metric.Loss("SmoothL1")
+    net.hybridize(static_alloc=True, static_shape=True)
+    started = time.time()
+    images = 0
+    batches = len(loader) if hasattr(loader, "__len__") else 0
+    for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
+        batch_size = data.shape[0]
+        data = gluon.utils.split_and_load(data, contexts, even_split=False)
+        cls_targets = gluon.utils.split_and_load(cls_targets, contexts, even_split=False)
+        box_targets = gluon.utils.split_and_load(box_targets, contexts, even_split=False)
+        with autograd.record():
+            outputs = [net(x) for x in data]
+            cls_preds = [out[0] for out in outputs]
+            box_preds = [out[1] for out in outputs]
+            sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets, box_targets)
+            autograd.backward(sum_loss)
+        trainer.step(1)  # the loss is already normalised by the number of positive anchors
+        cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
+        smooth_l1.update(0, [loss * batch_size for loss in box_loss])
+        images += batch_size
+        ce_value, l1_value = cross_entropy.get()[1], smooth_l1.get()[1]
+        if not (math.isfinite(ce_value) and math.isfinite(l1_value)):
+            raise ClientError(
+                f"Training diverged in epoch {epoch}, batch {batch_index}: the loss is not finite "
+                f"(cross_entropy={ce_value}, smooth_l1={l1_value}). Lower learning_rate "
+                f"(now {trainer.learning_rate:g})."
+            )
+        if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
+            elapsed = time.time() - started
+            reporter.train_losses(epoch, batch_index, ce_value, l1_value)
+            eta = elapsed / (batch_index + 1) * (batches - batch_index - 1) if batches else 0.0
+            LOG.info("epoch %d batch %d/%d: %.2f images/s, eta %.0f s", epoch, batch_index + 1,
+                     batches, images / elapsed if elapsed else 0.0, eta)
+    return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
+
+
+def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Context],
+             metric: VOC07MApMetric) -> float:
+    """mAP of `net` on the validation batches (labels padded with -1 rows, which are ignored)."""
+    metric.reset()
+    net.hybridize()  # retrace in inference mode (the training graph has no NMS)
+    for data, labels in loader:
+        data = gluon.utils.split_and_load(data, contexts, even_split=False)
+        labels = gluon.utils.split_and_load(labels, contexts, even_split=False)
+        det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficult = [], [], [], [], [], []
+        for x, y in zip(data, labels):
+            ids, scores, boxes = net(x)
+            det_ids.append(ids)
+            det_scores.append(scores)
+            det_boxes.append(boxes.clip(0, x.shape[2]))
+            gt_ids.append(y.slice_axis(axis=-1, begin=4, end=5))
+            gt_boxes.append(y.slice_axis(axis=-1, begin=0, end=4))
+            gt_difficult.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5 else None)
+        metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficult)
+    names, values = metric.get()
+    return float(values[-1]) if isinstance(values, list) else float(values)
