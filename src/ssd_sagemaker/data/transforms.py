@@ -4,11 +4,12 @@ pixels the same way (GluonCV's SSD presets: ImageNet mean/std, plain resize to a
 from __future__ import annotations
 
 import mxnet as mx
+from gluoncv.data.transforms.image import imresize
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-# cv2.INTER_AREA-like choice GluonCV's validation preset uses for resizing.
+# GluonCV's validation preset: area when shrinking, cubic when enlarging, bilinear otherwise.
 RESIZE_INTERPOLATION = 9
 
 
@@ -25,6 +26,6 @@ def validation_transform(image_shape: int) -> SSDDefaultValTransform:
 
 def network_input(image: mx.nd.NDArray, image_shape: int) -> mx.nd.NDArray:
     """An HWC RGB uint8 image → the 1×3×S×S float tensor the network takes (as validation)."""
-    resized = mx.image.imresize(image, image_shape, image_shape, interp=RESIZE_INTERPOLATION)
+    resized = imresize(image, image_shape, image_shape, interp=RESIZE_INTERPOLATION)
     tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=MEAN, std=STD)
     return tensor.expand_dims(axis=0)

@@ -1,0 +1,313 @@
+"""The hyperparameter contract: ONE table (`SPECS`) of every hyperparameter this algorithm
+honours, and everything derived from it — parsing of the values SageMaker writes, validation
+with every violation reported at once, defaults, the typed immutable `Hyperparameters` object
+and the README table (`markdown_table`).
+
+SageMaker writes every value as a string, raw (`"32"`, `"True"`, `"10, 20"`) or JSON-encoded
+(`"\\"vgg-16\\""`, `"true"`, `"[10, 20]"`); people write native JSON by hand. All are accepted:
+liberal in form, strict in meaning (a bool is never an int, `"3.5"` is not an int).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import re
+from typing import Any, Mapping, Optional
+
+from ssd_sagemaker.errors import ClientError
+
+# Keys SageMaker (or the built-in algorithm's tooling) adds; accepted and ignored.
+IGNORED_PREFIX = "sagemaker_"
+IGNORED_KEYS = frozenset({"_tuning_objective_metric", "_kvstore", "_num_kv_servers"})
+
+
+@dataclasses.dataclass(frozen=True)
+class HyperparameterSpec:
+    """One row of the contract. `bounds` is interval notation ("(0, 1]", "[300, inf)") for
+    ints and floats; `valid` (the human description) is derived so it cannot drift from it."""
+
+    name: str
+    kind: str  # int | float | bool (shown True/False) | flag (shown 0/1) | choice | regex | epochs
+    default: Any
+    meaning: str
+    required: bool = False
+    bounds: str = ""
+    choices: tuple[str, ...] = ()
+    documented: bool = True  # False: honoured but absent from the published reference
+
+    @property
+    def optional(self) -> bool:
+        """An empty value ("" or null) means "not given" for parameters defaulting to nothing."""
+        return self.default is None or self.default == ()
+
+    @property
+    def valid(self) -> str:
+        if self.kind in ("int", "float"):
+            low, high = (part.strip() for part in self.bounds[1:-1].split(","))
+            article = "an int" if self.kind == "int" else "a float"
+            if high == "inf":
+                return f"{article} {'>' if self.bounds[0] == '(' else '>='} {low}"
+            return f"{article} in {self.bounds}"
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(choice) for choice in self.choices)
+        return {"bool": "True or False (also true/false, 1/0)",
+                "flag": "0 or 1 (also True/False)",
+                "regex": "a Python regular expression (empty: none)",
+                "epochs": "comma-separated epochs such as '10, 20', each an int > 0, "
+                          "strictly increasing (empty: no steps)"}[self.kind]
+
+    @property
+    def python_type(self) -> Any:
+        base = {"int": int, "float": float, "bool": bool, "flag": bool, "choice": str,
+                "regex": str, "epochs": tuple[int, ...]}[self.kind]
+        return Optional[base] if self.default is None and not self.required else base
+
+
+_S = HyperparameterSpec
+SPECS: tuple[HyperparameterSpec, ...] = (
+    _S("num_classes", "int", None, "number of output classes; the network's output size",
+       required=True, bounds="(0, inf)"),
+    _S("num_training_samples", "int", None,
+       "number of training samples; turns `lr_scheduler_step` epochs into iteration counts. "
+       "If it disagrees with the real count, training warns with both numbers",
+       required=True, bounds="(0, inf)"),
+    _S("base_network", "choice", "vgg-16", "backbone of the SSD",
+       choices=("vgg-16", "resnet-50")),
+    _S("early_stopping", "bool", False, "enable early stopping on `validation:mAP`"),
+    _S("early_stopping_min_epochs", "int", 10,
+       "epochs that must run before early stopping may trigger", bounds="(0, inf)"),
+    _S("early_stopping_patience", "int", 5,
+       "epochs without improvement (as defined by the tolerance) before stopping",
+       bounds="(0, inf)"),
+    _S("early_stopping_tolerance", "float", 0.0,
+       "relative improvement needed: if (mAP - best mAP) / best mAP < tolerance, it is not "
+       "an improvement", bounds="[0, 1]"),
+    _S("image_shape", "int", 300,
+       "input images are resized to a square of this side; 300 and 512 recommended",
+       bounds="[300, inf)"),
+    _S("epochs", "int", 30, "training epochs", bounds="(0, inf)"),
+    _S("freeze_layer_pattern", "regex", None,
+       "base-network layers whose names match are frozen (weights not updated), e.g. "
+       "`^(conv1_|conv2_).*`; names as in the published vgg16/resnet-50 symbol files"),
+    _S("kv_store", "choice", None,
+       "weight-update synchronisation across machines, ignored on one machine. `dist_sync`: "
+       "gradients synchronised after every batch (n machines x batch b behave like batch "
+       "n*b); `dist_async`: asynchronous updates", choices=("dist_sync", "dist_async")),
+    _S("label_width", "int", 350,
+       "padded label width keeping training and validation data in step (RecordIO); e.g. 10 "
+       "objects x 5 numbers + header of 2 needs at least 52", bounds="(0, inf)"),
+    _S("learning_rate", "float", 0.001, "initial learning rate", bounds="(0, 1]"),
+    _S("lr_scheduler_factor", "float", 0.1, "lr_new = lr_old x factor at each step",
+       bounds="(0, 1)"),
+    _S("lr_scheduler_step", "epochs", (),
+       "epochs after which the learning rate is multiplied by the factor"),
+    _S("mini_batch_size", "int", 32,
+       "batch size, split across the GPUs of a machine; with `dist_sync` the effective batch "
+       "is mini_batch_size x machines. Memory grows with it, image_shape and base_network",
+       bounds="(0, inf)"),
+    # Deviation: documented as (0, 1], but SageMaker's documented tuning range starts at 0.
+    _S("momentum", "float", 0.9, "momentum for `sgd`; ignored by other optimizers",
+       bounds="[0, 1]"),
+    _S("nms_threshold", "float", 0.45, "non-maximum suppression threshold", bounds="(0, 1]"),
+    _S("optimizer", "choice", "sgd", "optimizer type (MXNet optimizers)",
+       choices=("sgd", "adam", "rmsprop", "adadelta")),
+    _S("overlap_threshold", "float", 0.5, "IoU overlap threshold used in evaluation",
+       bounds="(0, 1]"),
+    _S("use_pretrained_model", "flag", True,
+       "1: start from a pre-trained model of the chosen architecture; 0: train from scratch"),
+    # Deviation: documented as (0, 1), but SageMaker's documented tuning range starts at 0.
+    _S("weight_decay", "float", 0.0005,
+       "weight decay for `sgd` and `rmsprop`; ignored by other optimizers", bounds="[0, 1)"),
+    _S("nms_topk", "int", 400, "number of highest-scoring detections kept before "
+       "non-maximum suppression", bounds="(0, inf)", documented=False),
+)
+_BY_NAME = {spec.name: spec for spec in SPECS}
+
+
+def _to_json_dict(self: Any) -> dict[str, Any]:
+    """Native JSON values (tuples as lists): what an artifact stores and this module reads back."""
+    values = {spec.name: getattr(self, spec.name) for spec in SPECS}
+    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
+Hyperparameters = dataclasses.make_dataclass(
+    "Hyperparameters",
+    [(s.name, s.python_type) if s.required else (s.name, s.python_type, s.default)
+     for s in SPECS],
+    frozen=True,
+    namespace={"to_json_dict": _to_json_dict, "__module__": __name__,
+               "__doc__": "The validated, typed hyperparameters (one field per row of SPECS)."},
+)
+
+
+def default_values() -> dict[str, Any]:
+    """The value of every optional hyperparameter when it is not given."""
+    return {spec.name: spec.default for spec in SPECS if not spec.required}
+
+
+def _decode(raw: Any, keep_text: bool) -> Any:
+    """Strip a string and unwrap one level of JSON; `keep_text` keeps non-string JSON as text
+    (a regex like `[1]` must not become a list)."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(value, str):
+        return value.strip()
+    return text if keep_text else value
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            value = float(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    raise ValueError
+
+
+def _to_float(value: Any) -> float:
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError
+
+
+_BOOLS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, str)) and str(value).lower() in _BOOLS:
+        return _BOOLS[str(value).lower()]
+    raise ValueError
+
+
+def _to_epochs(value: Any) -> tuple[int, ...]:
+    if isinstance(value, str):
+        text = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+        items: list[Any] = text.split(",") if text.strip() else []
+    else:
+        items = value if isinstance(value, list) else [value]
+    epochs = tuple(_to_int(item.strip() if isinstance(item, str) else item) for item in items)
+    if any(epoch <= 0 for epoch in epochs) or any(a >= b for a, b in zip(epochs, epochs[1:])):
+        raise ValueError
+    return epochs
+
+
+def _within(number: float, bounds: str) -> bool:
+    low, high = (float(part) for part in bounds[1:-1].split(","))
+    above = number > low if bounds[0] == "(" else number >= low
+    below = number < high if bounds[-1] == ")" else number <= high
+    return above and below  # NaN fails both
+
+
+class _Detailed(ValueError):
+    """An invalid value whose message helps the user (Python's own conversion errors do not)."""
+
+
+def _convert(spec: HyperparameterSpec, raw: Any) -> Any:
+    """The typed value of one parameter; ValueError (`_Detailed`: with a reason) if invalid.
+
+    Choices are matched case-insensitively and normalised to the documented spelling
+    (`VGG-16` -> `vgg-16`): no spelling of them is ambiguous, so refusing would only annoy.
+    """
+    value = _decode(raw, keep_text=spec.kind == "regex")
+    if spec.optional and value in (None, ""):
+        return spec.default
+    if spec.kind in ("int", "float"):
+        number = (_to_int if spec.kind == "int" else _to_float)(value)
+        if not _within(number, spec.bounds):
+            raise ValueError
+        return number
+    if spec.kind in ("bool", "flag"):
+        return _to_bool(value)
+    if spec.kind == "epochs":
+        return _to_epochs(value)
+    if not isinstance(value, str):
+        raise ValueError
+    if spec.kind == "regex":
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise _Detailed(f"regex error: {error}") from error
+        return value
+    canonical = {choice.lower(): choice for choice in spec.choices}.get(value.lower())
+    if canonical is None:
+        raise ValueError
+    return canonical
+
+
+def _shown(raw: Any) -> str:
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _unknown(key: str, raw: Any) -> str:
+    close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "see the hyperparameter table in the README"
+    return f"{key}: unknown hyperparameter (given {_shown(raw)}); {hint}"
+
+
+def parse_hyperparameters(raw: Mapping[str, object]) -> "Hyperparameters":
+    """Validate `hyperparameters.json`'s mapping into a `Hyperparameters`; a `ClientError`
+    lists every problem at once so a user fixes the job in one round trip, not one per run."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for spec in SPECS:
+        if spec.name not in raw:
+            if spec.required:
+                problems.append(f"{spec.name}: required but not given; must be {spec.valid}")
+            continue
+        try:
+            values[spec.name] = _convert(spec, raw[spec.name])
+        except (ValueError, TypeError, OverflowError) as error:
+            detail = f"; {error}" if isinstance(error, _Detailed) else ""
+            problems.append(f"{spec.name}: {_shown(raw[spec.name])} is invalid: "
+                            f"must be {spec.valid}{detail}")
+    problems += [_unknown(key, value) for key, value in raw.items()
+                 if key not in _BY_NAME and key not in IGNORED_KEYS
+                 and not key.startswith(IGNORED_PREFIX)]
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        raise ClientError(f"Invalid hyperparameters ({count}):\n" + "\n".join(problems))
+    return Hyperparameters(**values)
+
+
+def _shown_default(spec: HyperparameterSpec) -> str:
+    if spec.required:
+        return "–"
+    if spec.default is None:
+        return "(none)"
+    if spec.kind == "flag":
+        return f"`{int(spec.default)}`"
+    return '`""` (no steps)' if spec.default == () else f"`{spec.default}`"
+
+
+def markdown_table() -> str:
+    """The README's hyperparameter table, plus a note on the honoured undocumented ones."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = ["| name | required | valid values | default | meaning |", "|---|---|---|---|---|"]
+    lines += [f"| `{s.name}` | {'yes' if s.required else 'no'} | {cell(s.valid)} | "
+              f"{_shown_default(s)} | {cell(s.meaning)} |" for s in SPECS if s.documented]
+    extra = [s for s in SPECS if not s.documented]
+    if extra:
+        lines += ["", "Also honoured, though absent from the published reference:"]
+        lines += [f"- `{s.name}` ({s.valid}, default {_shown_default(s)}): {s.meaning}."
+                  for s in extra]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["HyperparameterSpec", "Hyperparameters", "SPECS", "IGNORED_KEYS", "IGNORED_PREFIX",
+           "default_values", "markdown_table", "parse_hyperparameters"]

@@ -1,0 +1,69 @@
+"""artifact.py + serving: an exported (untrained) SSD is served with the built-in's JSON and
+clear errors; an incomplete artifact is refused naming the missing file."""
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
+                                          read_model_info, save_artifact)
+from ssd_sagemaker.model.network import build_network
+from ssd_sagemaker.serving.app import create_app
+from ssd_sagemaker.serving.handlers import Predictor
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model")
+    net = build_network("vgg-16", 300, ["circle", "square"])
+    net.set_nms(0.45, 400, 100)
+    save_artifact(net, directory, ModelInfo(("circle", "square"), 300, "vgg-16", 0.45),
+                  {"num_classes": 2})
+    return directory
+
+
+def _jpeg(width=320, height=240):
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+def test_artifact_files_and_info(model_dir):
+    for name in (SYMBOL_FILE, PARAMS_FILE, "hyperparams.json", MODEL_INFO_FILE):
+        assert (model_dir / name).is_file(), name
+    assert read_model_info(model_dir) == ModelInfo(("circle", "square"), 300, "vgg-16", 0.45)
+
+
+def test_incomplete_artifact_names_the_missing_file(model_dir, tmp_path):
+    (tmp_path / MODEL_INFO_FILE).write_text((model_dir / MODEL_INFO_FILE).read_text())
+    with pytest.raises(ClientError) as error:
+        Predictor(tmp_path)
+    assert SYMBOL_FILE in str(error.value) and PARAMS_FILE in str(error.value)
+
+
+def test_predictions_have_the_builtin_shape(model_dir):
+    prediction = Predictor(model_dir).predict_bytes(_jpeg())["prediction"]
+    assert 0 < len(prediction) <= 100
+    for class_id, score, *box in prediction:
+        assert class_id in (0.0, 1.0)
+        assert 0.0 <= score <= 1.0
+        assert all(0.0 <= c <= 1.0 for c in box)
+        assert box[0] <= box[2] and box[1] <= box[3]
+
+
+def test_routes(model_dir):
+    client = create_app(Predictor(model_dir)).test_client()
+    assert client.get("/ping").status_code == 200
+    ok = client.post("/invocations", data=_jpeg(), content_type="image/jpeg")
+    assert ok.status_code == 200 and isinstance(ok.get_json()["prediction"], list)
+    png = cv2.imencode(".png", np.zeros((50, 60, 3), np.uint8))[1].tobytes()
+    assert client.post("/invocations", data=png, content_type="image/png").status_code == 200
+    unsupported = client.post("/invocations", data=b"{}", content_type="application/json")
+    assert unsupported.status_code == 415
+    assert "image/jpeg" in unsupported.get_json()["error"]
+    broken = client.post("/invocations", data=b"not an image", content_type="image/jpeg")
+    assert broken.status_code == 400 and "decoded" in broken.get_json()["error"]
+    empty = client.post("/invocations", data=b"", content_type="image/png")
+    assert empty.status_code == 400 and "empty" in empty.get_json()["error"]
