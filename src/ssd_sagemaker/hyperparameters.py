@@ -148,8 +148,8 @@ def default_values() -> dict[str, Any]:
 
 
 def _decode(raw: Any, keep_text: bool) -> Any:
-    """Strip a string and unwrap one level of JSON; `keep_text` keeps non-string JSON as text
-    (a regex like `[1]` must not become a list)."""
+    """Strip a string and unwrap one level of JSON; `keep_text` keeps non-string JSON other
+    than null as text (a regex like `[1]` must not become a list)."""
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
@@ -159,7 +159,7 @@ def _decode(raw: Any, keep_text: bool) -> Any:
         return text
     if isinstance(value, str):
         return value.strip()
-    return text if keep_text else value
+    return text if keep_text and value is not None else value
 
 
 def _to_int(value: Any) -> int:

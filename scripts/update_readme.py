@@ -1,0 +1,27 @@
+"""Regenerate the README's derived sections (hyperparameter table, MetricDefinitions) from the
+code, so the documentation cannot drift. Run: python scripts/update_readme.py"""
+
+import json
+import re
+from pathlib import Path
+
+from ssd_sagemaker.hyperparameters import markdown_table
+from ssd_sagemaker.metrics import METRIC_DEFINITIONS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _fill(text: str, marker: str, body: str) -> str:
+    pattern = re.compile(rf"(<!-- {marker}:start -->\n).*?(<!-- {marker}:end -->)", re.S)
+    return pattern.sub(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
+
+
+def render(text: str) -> str:
+    """The README text with its generated sections up to date."""
+    text = _fill(text, "hyperparameters-table", markdown_table())
+    definitions = json.dumps(list(METRIC_DEFINITIONS), indent=2)
+    return _fill(text, "metric-definitions", f"```json\n{definitions}\n```")
+
+
+if __name__ == "__main__":
+    README.write_text(render(README.read_text()))

@@ -1,0 +1,265 @@
+"""The hyperparameter contract: defaults, every accepted form, every violation named at once."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.hyperparameters import (SPECS, Hyperparameters, default_values,
+                                           markdown_table, parse_hyperparameters)
+
+REQUIRED = {"num_classes": "3", "num_training_samples": "100"}
+
+# Restated from the published reference (with the two commented range deviations), so the
+# table in the module is checked against the documentation rather than against itself.
+DOCUMENTED_DEFAULTS = {
+    "base_network": "vgg-16", "early_stopping": False, "early_stopping_min_epochs": 10,
+    "early_stopping_patience": 5, "early_stopping_tolerance": 0.0, "image_shape": 300,
+    "epochs": 30, "freeze_layer_pattern": None, "kv_store": None, "label_width": 350,
+    "learning_rate": 0.001, "lr_scheduler_factor": 0.1, "lr_scheduler_step": (),
+    "mini_batch_size": 32, "momentum": 0.9, "nms_threshold": 0.45, "optimizer": "sgd",
+    "overlap_threshold": 0.5, "use_pretrained_model": True, "weight_decay": 0.0005,
+}
+UNDOCUMENTED_DEFAULTS = {"nms_topk": 400}
+
+
+def parse(**given: object) -> Hyperparameters:
+    return parse_hyperparameters({**REQUIRED, **given})
+
+
+def violation(**given: object) -> str:
+    with pytest.raises(ClientError) as caught:
+        parse_hyperparameters({**REQUIRED, **given})
+    return str(caught.value)
+
+
+def test_table_holds_exactly_the_documented_names_plus_nms_topk() -> None:
+    names = [spec.name for spec in SPECS]
+    assert len(names) == len(set(names)) == 23
+    assert set(names) == {"num_classes", "num_training_samples"} | set(DOCUMENTED_DEFAULTS) | {
+        "nms_topk"}
+    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk"]
+    assert [f.name for f in dataclasses.fields(Hyperparameters)] == names
+
+
+@pytest.mark.parametrize("name, expected", sorted({**DOCUMENTED_DEFAULTS,
+                                                   **UNDOCUMENTED_DEFAULTS}.items()))
+def test_default_applied_when_absent(name: str, expected: object) -> None:
+    value = getattr(parse(), name)
+    assert value == expected and type(value) is type(expected)
+    assert default_values()[name] == expected
+
+
+@pytest.mark.parametrize("name, given, expected", [
+    ("num_classes", "20", 20), ("num_classes", 20, 20), ("num_classes", "20.0", 20),
+    ("num_classes", 20.0, 20),
+    ("num_training_samples", "16551", 16551), ("num_training_samples", 16551, 16551),
+    ("base_network", "resnet-50", "resnet-50"), ("base_network", "vgg-16", "vgg-16"),
+    ("base_network", "ResNet-50", "resnet-50"),
+    ("early_stopping", "True", True), ("early_stopping", True, True),
+    ("early_stopping", "false", False), ("early_stopping", "1", True), ("early_stopping", 0, False),
+    ("early_stopping_min_epochs", "3", 3), ("early_stopping_min_epochs", 3, 3),
+    ("early_stopping_patience", "2", 2), ("early_stopping_patience", 2, 2),
+    ("early_stopping_tolerance", "0.05", 0.05), ("early_stopping_tolerance", 1, 1.0),
+    ("early_stopping_tolerance", "0", 0.0),
+    ("image_shape", "512", 512), ("image_shape", 300, 300),
+    ("epochs", "5", 5), ("epochs", 5, 5),
+    ("freeze_layer_pattern", "^(conv1_|conv2_).*", "^(conv1_|conv2_).*"),
+    ("freeze_layer_pattern", r"^stage1_unit\d", r"^stage1_unit\d"),
+    ("freeze_layer_pattern", "[1]", "[1]"), ("freeze_layer_pattern", "", None),
+    ("kv_store", "dist_sync", "dist_sync"), ("kv_store", "dist_async", "dist_async"),
+    ("kv_store", "", None),
+    ("label_width", "60", 60), ("label_width", 60, 60),
+    ("learning_rate", "0.01", 0.01), ("learning_rate", "1e-3", 0.001),
+    ("learning_rate", 1, 1.0), ("learning_rate", 0.5, 0.5),
+    ("lr_scheduler_factor", "0.5", 0.5), ("lr_scheduler_factor", 0.2, 0.2),
+    ("lr_scheduler_step", "10, 20", (10, 20)), ("lr_scheduler_step", [10, 20], (10, 20)),
+    ("mini_batch_size", "64", 64), ("mini_batch_size", 64, 64),
+    ("momentum", "0.95", 0.95), ("momentum", 0, 0.0), ("momentum", "1", 1.0),
+    ("nms_threshold", "0.5", 0.5), ("nms_threshold", 1, 1.0),
+    ("optimizer", "adam", "adam"), ("optimizer", "rmsprop", "rmsprop"),
+    ("optimizer", "adadelta", "adadelta"), ("optimizer", "SGD", "sgd"),
+    ("overlap_threshold", "0.7", 0.7), ("overlap_threshold", 0.3, 0.3),
+    ("use_pretrained_model", "0", False), ("use_pretrained_model", 1, True),
+    ("use_pretrained_model", "False", False), ("use_pretrained_model", True, True),
+    ("weight_decay", "0.0001", 0.0001), ("weight_decay", 0, 0.0),
+    ("nms_topk", "200", 200), ("nms_topk", 200, 200),
+])
+def test_valid_value_string_and_native(name: str, given: object, expected: object) -> None:
+    value = getattr(parse(**{name: given}), name)
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize("name, given, expected", [
+    ("base_network", '"resnet-50"', "resnet-50"), ("optimizer", '"adam"', "adam"),
+    ("kv_store", '"dist_async"', "dist_async"), ("early_stopping", "true", True),
+    ("early_stopping", '"True"', True), ("use_pretrained_model", "false", False),
+    ("epochs", '"12"', 12), ("learning_rate", '"0.002"', 0.002),
+    ("lr_scheduler_step", "[10, 20]", (10, 20)), ("lr_scheduler_step", '"10, 20"', (10, 20)),
+    ("freeze_layer_pattern", json.dumps(r"^conv\d_"), r"^conv\d_"),
+    ("kv_store", "null", None), ("freeze_layer_pattern", '""', None),
+    ("freeze_layer_pattern", "null", None),
+])
+def test_json_encoded_strings_are_unwrapped(name: str, given: str, expected: object) -> None:
+    assert getattr(parse(**{name: given}), name) == expected
+
+
+@pytest.mark.parametrize("name, given, expected", [
+    ("epochs", " 7 ", 7), ("base_network", " resnet-50\n", "resnet-50"),
+    ("early_stopping", " True ", True), ("learning_rate", "\t0.1 ", 0.1),
+    ("lr_scheduler_step", " 10 , 20 ", (10, 20)),
+])
+def test_whitespace_around_values_is_stripped(name: str, given: str, expected: object) -> None:
+    assert getattr(parse(**{name: given}), name) == expected
+
+
+@pytest.mark.parametrize("name, given", [
+    ("num_classes", "0"), ("num_classes", "3.5"), ("num_classes", True), ("num_classes", "three"),
+    ("num_training_samples", -1), ("num_training_samples", "1e400"),
+    ("base_network", "resnet-101"), ("base_network", 16),
+    ("early_stopping", "yes"), ("early_stopping", 2),
+    ("early_stopping_min_epochs", "0"), ("early_stopping_min_epochs", "ten"),
+    ("early_stopping_patience", -5), ("early_stopping_patience", "true"),
+    ("early_stopping_tolerance", "1.5"), ("early_stopping_tolerance", "-0.1"),
+    ("early_stopping_tolerance", "high"),
+    ("image_shape", "299"), ("image_shape", "512px"),
+    ("epochs", "0"), ("epochs", True), ("epochs", "2.5"), ("epochs", ""),
+    ("freeze_layer_pattern", 5),
+    ("kv_store", "local"), ("kv_store", "device"),
+    ("label_width", 0), ("label_width", [60]),
+    ("learning_rate", "2"), ("learning_rate", "0"), ("learning_rate", "fast"),
+    ("learning_rate", "nan"), ("learning_rate", False),
+    ("lr_scheduler_factor", "1"), ("lr_scheduler_factor", 0), ("lr_scheduler_factor", "half"),
+    ("lr_scheduler_step", "20, 10"), ("lr_scheduler_step", "a, b"),
+    ("mini_batch_size", "-32"), ("mini_batch_size", "32.5"),
+    ("momentum", "1.1"), ("momentum", "-0.1"), ("momentum", None),
+    ("nms_threshold", "0"), ("nms_threshold", "1.01"), ("nms_threshold", [0.5]),
+    ("optimizer", "nag"), ("optimizer", ["sgd"]),
+    ("overlap_threshold", "0"), ("overlap_threshold", "x"),
+    ("use_pretrained_model", "2"), ("use_pretrained_model", "maybe"),
+    ("weight_decay", "1"), ("weight_decay", "-0.0005"), ("weight_decay", "small"),
+    ("nms_topk", "0"), ("nms_topk", "all"),
+])
+def test_invalid_value_names_parameter_value_and_what_is_valid(name: str, given: object) -> None:
+    message = violation(**{name: given})
+    spec = next(spec for spec in SPECS if spec.name == name)
+    assert message.startswith("Invalid hyperparameters (1 problem):\n")
+    assert f"{name}: {given!r} is invalid: must be {spec.valid}" in message
+
+
+def test_message_example_and_choice_lists() -> None:
+    assert "learning_rate: '2' is invalid: must be a float in (0, 1]" in violation(
+        learning_rate="2")
+    assert "one of 'vgg-16', 'resnet-50'" in violation(base_network="vgg-19")
+    assert "one of 'sgd', 'adam', 'rmsprop', 'adadelta'" in violation(optimizer="nag")
+    assert "one of 'dist_sync', 'dist_async'" in violation(kv_store="local")
+
+
+@pytest.mark.parametrize("key", ["sagemaker_program", "sagemaker_submit_directory",
+                                 "_tuning_objective_metric", "_kvstore", "_num_kv_servers"])
+def test_reserved_keys_are_ignored(key: str) -> None:
+    assert parse(**{key: '"anything"'}) == parse()
+
+
+def test_every_violation_is_reported_at_once() -> None:
+    message = violation(epochs="0", learning_rate="2", optimizer="nag")
+    assert message.startswith("Invalid hyperparameters (3 problems):\n")
+    lines = message.splitlines()[1:]
+    assert len(lines) == 3
+    assert {line.split(":")[0] for line in lines} == {"epochs", "learning_rate", "optimizer"}
+    assert "'0'" in message and "'2'" in message and "'nag'" in message
+
+
+def test_unknown_key_suggests_the_closest_name() -> None:
+    message = violation(learning_rte="0.1")
+    assert "learning_rte: unknown hyperparameter (given '0.1'); did you mean 'learning_rate'?" \
+        in message
+    assert "did you mean" not in violation(zzzz="1")
+    assert "zzzz: unknown hyperparameter" in violation(zzzz="1")
+
+
+def test_missing_required_parameters_are_violations() -> None:
+    with pytest.raises(ClientError) as caught:
+        parse_hyperparameters({"epochs": "0"})
+    message = str(caught.value)
+    assert message.startswith("Invalid hyperparameters (3 problems):")
+    assert "num_classes: required but not given; must be an int > 0" in message
+    assert "num_training_samples: required but not given" in message
+    assert "epochs: '0' is invalid" in message
+    with pytest.raises(ClientError, match=r"num_training_samples: required"):
+        parse_hyperparameters({"num_classes": 3})
+
+
+@pytest.mark.parametrize("given, expected", [
+    ("10, 20", (10, 20)), ("10,20", (10, 20)), ('"10, 20"', (10, 20)), ([10, 20], (10, 20)),
+    ("[10, 20]", (10, 20)), ('"[10, 20]"', (10, 20)), (["10", "20"], (10, 20)), ("15", (15,)),
+    (15, (15,)), ("", ()), ('""', ()), ([], ()), ("[]", ()), (None, ()),
+    ("5, 10.0, 40", (5, 10, 40)),
+])
+def test_lr_scheduler_step_forms(given: object, expected: tuple[int, ...]) -> None:
+    assert parse(lr_scheduler_step=given).lr_scheduler_step == expected
+
+
+@pytest.mark.parametrize("given", ["20, 10", "10, 10", "0, 10", "-5", "10,,20", "10, 20,",
+                                   "10; 20", "3.5", [True], [10, "x"], {"a": 1}])
+def test_lr_scheduler_step_violations(given: object) -> None:
+    assert f"lr_scheduler_step: {given!r} is invalid" in violation(lr_scheduler_step=given)
+
+
+@pytest.mark.parametrize("pattern", ["(", "conv[1", "*conv"])
+def test_invalid_regex_names_the_regex_error(pattern: str) -> None:
+    message = violation(freeze_layer_pattern=pattern)
+    assert f"freeze_layer_pattern: {pattern!r} is invalid" in message
+    assert "regex error:" in message
+
+
+def test_long_values_are_shortened_in_messages() -> None:
+    message = violation(optimizer="x" * 500)
+    assert len(message) < 300 and "..." in message
+
+
+def test_result_is_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parse().epochs = 3  # type: ignore[misc]
+
+
+NON_DEFAULT = {"num_classes": 7, "num_training_samples": 1234, "base_network": "resnet-50",
+               "early_stopping": True, "early_stopping_min_epochs": 4,
+               "early_stopping_patience": 3, "early_stopping_tolerance": 0.01,
+               "image_shape": 512, "epochs": 12, "freeze_layer_pattern": "^(conv1_|conv2_).*",
+               "kv_store": "dist_sync", "label_width": 60, "learning_rate": 0.004,
+               "lr_scheduler_factor": 0.5, "lr_scheduler_step": "4, 8", "mini_batch_size": 16,
+               "momentum": 0.8, "nms_threshold": 0.4, "optimizer": "adam",
+               "overlap_threshold": 0.6, "use_pretrained_model": 0, "weight_decay": 0.0001,
+               "nms_topk": 100}
+
+
+@pytest.mark.parametrize("raw", [REQUIRED, NON_DEFAULT], ids=["defaults", "non-defaults"])
+def test_to_json_dict_round_trips(raw: dict[str, object]) -> None:
+    hp = parse_hyperparameters(raw)
+    native = json.loads(json.dumps(hp.to_json_dict()))
+    assert set(native) == {spec.name for spec in SPECS}
+    assert parse_hyperparameters(native) == hp
+    # As SageMaker framework estimators write them: every value a JSON-encoded string.
+    assert parse_hyperparameters({k: json.dumps(v) for k, v in native.items()}) == hp
+
+
+def test_non_default_values_all_taken() -> None:
+    hp = parse_hyperparameters(NON_DEFAULT)
+    assert hp.to_json_dict()["lr_scheduler_step"] == [4, 8]
+    assert hp.use_pretrained_model is False and hp.kv_store == "dist_sync"
+    assert all(getattr(hp, name) != default for name, default in default_values().items())
+
+
+def test_markdown_table_has_a_row_for_every_documented_name() -> None:
+    table = markdown_table()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == [s.name for s in SPECS if s.documented]
+    assert len(rows) == 22
+    assert "| `learning_rate` | no | a float in (0, 1] | `0.001` | initial learning rate |" in rows
+    assert rows[0].startswith("| `num_classes` | yes | an int > 0 | – |")
+    assert r"`^(conv1_\|conv2_).*`" in table  # pipes inside cells are escaped
+    assert "- `nms_topk` (an int > 0, default `400`)" in table

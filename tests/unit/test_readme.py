@@ -1,0 +1,15 @@
+"""The README's generated sections match the code (run scripts/update_readme.py to fix)."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_generated_sections_are_current():
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts/update_readme.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (ROOT / "README.md").read_text()
+    assert module.render(text) == text, "README is stale: run python scripts/update_readme.py"
+    assert "| `learning_rate` |" in text and "train:cross_entropy" in text
