@@ -40,8 +40,11 @@ def main() -> None:
                                      headers={"Content-Type": content_type})
     with urllib.request.urlopen(request, timeout=60) as response:
         prediction = json.load(response)
-    print(f"POST /invocations {args.image} -> {len(prediction['prediction'])} detections")
-    print(json.dumps({"prediction": prediction["prediction"][:5]}, indent=1))
+    rows = prediction["prediction"]
+    print(f"POST /invocations {args.image} -> {len(rows)} detections "
+          "[class_id, score, xmin, ymin, xmax, ymax]; the 5 best:")
+    for row in rows[:5]:
+        print("  " + json.dumps([round(value, 4) for value in row]))
 
 
 if __name__ == "__main__":

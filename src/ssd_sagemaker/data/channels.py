@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from ssd_sagemaker.data.annotations import AnnotatedChannel, read_annotated_channel
+from ssd_sagemaker.data.loader import AnnotatedImageDataset, training_loader, validation_loader
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 
@@ -17,11 +18,44 @@ IMAGE_CONTENT_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png
 
 
 @dataclass(frozen=True)
+class Shard:
+    """Which part of the data this worker reads (kvstore rank among workers)."""
+
+    index: int = 0
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class TrainingData:
-    """The annotated training channel and, when given, the validation channel."""
+    """What the trainer needs from the data, whatever the channels' format: class names,
+    image counts, and per-epoch batch iterables."""
 
     train: AnnotatedChannel
     validation: AnnotatedChannel | None
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        names = dict(self.validation.class_names) if self.validation else {}
+        names.update(self.train.class_names)
+        return names
+
+    @property
+    def num_train_images(self) -> int:
+        return len(self.train.samples)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation is not None
+
+    def train_batches(self, epoch: int, transform: Callable, batch_size: int) -> Iterable:
+        """Batches (images, class targets, box targets) of one training epoch."""
+        return training_loader(AnnotatedImageDataset(self.train.samples), transform, batch_size)
+
+    def validation_batches(self, transform: Callable, batch_size: int) -> Iterable:
+        """Batches (images, labels padded with -1 rows) covering the validation set once."""
+        assert self.validation is not None
+        return validation_loader(AnnotatedImageDataset(self.validation.samples), transform,
+                                 batch_size)
 
 
 def _read_split(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
@@ -51,7 +85,7 @@ def _read_split(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
 
 
 def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
-                       num_classes: int) -> TrainingData:
+                       num_classes: int, shard: Shard = Shard()) -> TrainingData:
     """Read `train` (required) and `validation` (optional: without it there is no mAP)."""
     if "train" not in channels:
         raise ClientError(

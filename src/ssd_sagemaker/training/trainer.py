@@ -16,9 +16,7 @@ import numpy as np
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.annotations import AnnotatedChannel
 from ssd_sagemaker.data.channels import read_training_data
-from ssd_sagemaker.data.loader import AnnotatedImageDataset, training_loader, validation_loader
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
@@ -48,12 +46,9 @@ class TrainingSummary:
     seconds: float
 
 
-def class_names(num_classes: int, channels: Sequence[AnnotatedChannel]) -> tuple[str, ...]:
-    """Names from the annotations' `categories`, `class_<id>` where none is given."""
-    names: dict[int, str] = {}
-    for channel in channels:
-        names.update(channel.class_names)
-    return tuple(names.get(i, f"class_{i}") for i in range(num_classes))
+def class_names(num_classes: int, given: dict[int, str]) -> tuple[str, ...]:
+    """Names from the data (e.g. annotations' `categories`), `class_<id>` where none is given."""
+    return tuple(given.get(i, f"class_{i}") for i in range(num_classes))
 
 
 def _seed_everything(seed: int) -> None:
@@ -94,8 +89,8 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model else None)
     data = read_training_data(env.paths, env.channels, hp.num_classes)
-    _check_batch_size(hp, len(data.train.samples))
-    classes = class_names(hp.num_classes, [c for c in (data.train, data.validation) if c])
+    _check_batch_size(hp, data.num_train_images)
+    classes = class_names(hp.num_classes, data.class_names)
     LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
              list(classes), contexts)
 
@@ -106,12 +101,8 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
         _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape), ctx=contexts[0]))
     net.collect_params().reset_ctx(contexts)
 
-    train_batches = training_loader(AnnotatedImageDataset(data.train.samples),
-                                    training_transform(hp.image_shape, anchors),
-                                    hp.mini_batch_size)
-    val_batches = (validation_loader(AnnotatedImageDataset(data.validation.samples),
-                                     validation_transform(hp.image_shape), hp.mini_batch_size)
-                   if data.validation else None)
+    train_transform = training_transform(hp.image_shape, anchors)
+    val_transform = validation_transform(hp.image_shape)
     metric = VOC07MApMetric(iou_thresh=hp.overlap_threshold, class_names=list(classes))
 
     batches_per_epoch = updates_per_epoch(hp.num_training_samples, hp.mini_batch_size)
@@ -126,15 +117,17 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
     best_weights = None
     epochs_run = 0
     for epoch in range(hp.epochs):
-        result = train_one_epoch(net, train_batches, trainer, contexts, epoch, reporter)
+        result = train_one_epoch(net, data.train_batches(epoch, train_transform, hp.mini_batch_size),
+                                 trainer, contexts, epoch, reporter)
         epochs_run = epoch + 1
         reporter.throughput(result.images_per_second)
         LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
                  epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
                  result.seconds, trainer.learning_rate)
         stop = False
-        if val_batches is not None:
-            score = validate(net, val_batches, contexts, metric)
+        if data.has_validation:
+            score = validate(net, data.validation_batches(val_transform, hp.mini_batch_size),
+                             contexts, metric)
             if not math.isfinite(score):
                 LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0",
                             epoch)
