@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import mxnet as mx
+from gluoncv.model_zoo import get_model
 from gluoncv.model_zoo.ssd.ssd import SSD
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
@@ -86,55 +88,83 @@ def pretrained_base_file(base_network: str, cache_dir: Path) -> Path:
     return path
 
 
-def _steps_for(layout: AnchorLayout, features: mx.gluon.HybridBlock, image_shape: int,
-               ctx: mx.Context) -> list[float]:
-    """Anchor steps: the preset's at its reference size, else the feature maps' real strides."""
-    if image_shape == layout.reference_size:
-        return list(layout.steps)
-    features.initialize(ctx=ctx)
+def _feature_map_sizes(net: SSD, image_shape: int, ctx: mx.Context) -> list[int]:
     with mx.autograd.predict_mode():
-        maps = features(mx.nd.zeros((1, 3, image_shape, image_shape), ctx=ctx))
-    return [image_shape / fmap.shape[2] for fmap in maps]
+        maps = net.features(mx.nd.zeros((1, 3, image_shape, image_shape), ctx=ctx))
+    return [fmap.shape[2] for fmap in maps]
+
+
+def _ssd(layout: AnchorLayout, image_shape: int, classes: Sequence[str], steps: Sequence[float],
+         ctx: mx.Context) -> SSD:
+    scale = image_shape / layout.reference_size
+    net = SSD(layout.network_name, image_shape, layout.features, layout.num_filters,
+              [size * scale for size in layout.sizes], layout.ratios, list(steps),
+              classes=list(classes), pretrained=False, ctx=ctx)
+    # As GluonCV's train_ssd.py: layers carry their own initialisers (Xavier for convolutions),
+    # the default covers the rest (batch-norm vectors, which Xavier cannot initialise).
+    net.initialize(ctx=ctx)
+    return net
 
 
 def build_network(base_network: str, image_shape: int, classes: Sequence[str],
                   pretrained_file: Path | None = None, ctx: mx.Context | None = None) -> SSD:
     """An initialised SSD for `classes` at `image_shape`; the base starts from `pretrained_file`
-    when given (ImageNet weights), from random initialisation otherwise."""
+    when given (ImageNet weights), from random initialisation otherwise.
+
+    At a preset's reference size the preset is used as is; at other sizes anchor sizes scale
+    with the image and each anchor step is the image size over its feature map's size, so
+    anchors tile the image exactly (e.g. 384 px: maps 48, 24, 12, 6, 4, 2 → steps 8 … 192)."""
     ctx = ctx or mx.cpu()
     layout = choose_layout(base_network, image_shape)
-    scale = image_shape / layout.reference_size
-    sizes = [size * scale for size in layout.sizes]
-    steps = list(layout.steps)
-    if layout.network_name is None and image_shape != layout.reference_size:
-        steps = _steps_for(layout, layout.features(pretrained=False), image_shape, ctx)
-    elif image_shape != layout.reference_size:
-        steps = [step * scale for step in layout.steps]
-    net = SSD(layout.network_name, image_shape, layout.features, layout.num_filters, sizes,
-              layout.ratios, steps, classes=list(classes), pretrained=False, ctx=ctx)
-    # As GluonCV's train_ssd.py: layers carry their own initialisers (Xavier for convolutions),
-    # the default covers the rest (batch-norm vectors, which Xavier cannot initialise).
-    net.initialize(ctx=ctx)
+    net = _ssd(layout, image_shape, classes, layout.steps, ctx)
+    map_sizes = _feature_map_sizes(net, image_shape, ctx)  # also ends deferred initialisation
+    if image_shape != layout.reference_size:
+        net = _ssd(layout, image_shape, classes, [image_shape / size for size in map_sizes], ctx)
+        _feature_map_sizes(net, image_shape, ctx)
     if pretrained_file is not None:
         load_pretrained_base(net, base_network, pretrained_file, ctx)
     return net
 
 
+def _copy_by_layer_name(target: mx.gluon.ParameterDict, source: mx.gluon.ParameterDict) -> int:
+    """Copy parameters whose names agree once the per-instance prefixes (`ssd0_resnetv10_`,
+    `resnetv12_`) are removed; returns how many were copied."""
+    def key(name: str) -> str:
+        return re.sub(r"^(ssd\d+_)?resnetv1\d+_", "", name)
+
+    by_key = {key(name): param for name, param in source.items()}
+    copied = 0
+    for name, param in target.items():
+        match = by_key.get(key(name)) if re.match(r"^(ssd\d+_)?resnetv1\d+_", name) else None
+        if match is not None:
+            if match.shape != param.shape:
+                raise ValueError(f"{name}: shape {param.shape} but the file has {match.shape}")
+            param.set_data(match.data())
+            copied += 1
+    return copied
+
+
 def load_pretrained_base(net: SSD, base_network: str, pretrained_file: Path,
                          ctx: mx.Context) -> None:
-    """Load ImageNet weights into the base (extra SSD layers stay randomly initialised)."""
-    if base_network != "vgg-16":
-        raise ClientError(
-            f"use_pretrained_model=1 is not supported yet for base_network={base_network}; "
-            f"set use_pretrained_model=0 to train it from scratch, or use base_network=vgg-16."
-        )
+    """Load ImageNet weights into the base (SSD's extra layers stay randomly initialised).
+
+    VGG-16: GluonCV's atrous VGG file loads into the feature extractor by structure.
+    ResNet-50: the file is GluonCV's `resnet50_v1` classifier; its layers are copied by name."""
     try:
-        net.features.load_parameters(str(pretrained_file), ctx=ctx, allow_missing=True,
-                                     ignore_extra=True)
+        if base_network == "vgg-16":
+            net.features.load_parameters(str(pretrained_file), ctx=ctx, allow_missing=True,
+                                         ignore_extra=True)
+        else:
+            classifier = get_model("resnet50_v1", pretrained=False)
+            classifier.load_parameters(str(pretrained_file), ctx=ctx)
+            copied = _copy_by_layer_name(net.features.collect_params(),
+                                         classifier.collect_params())
+            if copied == 0:
+                raise ValueError("no layer of the file matches the ResNet-50 base")
     except (mx.base.MXNetError, AssertionError, ValueError) as error:
         raise ClientError(
             f"The pretrained weights file {pretrained_file} cannot be loaded into the "
-            f"{base_network} base: {error}. Replace it with GluonCV's "
+            f"{base_network} base: {str(error).splitlines()[0]}. Replace it with GluonCV's "
             f"{PRETRAINED_BASE_FILES[base_network]}, or set use_pretrained_model=0."
         ) from None
     LOG.info("loaded ImageNet weights of the %s base from %s", base_network, pretrained_file)
