@@ -14,8 +14,11 @@ from typing import Callable, Sequence
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, write_failure, write_success
+from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 
 LOG = logging.getLogger("ssd_sagemaker")
+
+INTERRUPTED_EXIT_CODE = 128 + 15  # the shell's convention for "ended by SIGTERM"
 
 DEMO_HYPERPARAMETERS = {
     "num_classes": "3", "epochs": "2", "mini_batch_size": "4", "image_shape": "300",
@@ -32,10 +35,14 @@ def _configure_logging() -> None:
 
 
 def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
-    """Run a job: 0 on success; a ClientError → its sentence (and the failure file) and 1;
-    anything else → AlgorithmError with the traceback and 2."""
+    """Run a job: 0 on success; stopped by SIGTERM → 143 (checkpoint saved, no failure file);
+    a ClientError → its sentence (and the failure file) and 1; anything else → AlgorithmError
+    with the traceback and 2."""
     try:
         job()
+    except TrainingInterrupted as error:
+        LOG.warning("%s; a checkpoint was saved: run `train` again to resume", error)
+        return INTERRUPTED_EXIT_CODE
     except ClientError as error:
         LOG.error("ClientError: %s", error)
         if output_dir is not None:
@@ -54,7 +61,7 @@ def _train(paths: Paths) -> None:
     from ssd_sagemaker.training.trainer import run_training
 
     env = read_training_environment(paths)
-    summary = run_training(env)
+    summary = run_training(env, should_stop=StopRequest().install())
     LOG.info("training finished: %d epochs, best mAP %s, %.0f s", summary.epochs_run,
              "n/a" if summary.best_map is None else f"{summary.best_map:.4f}", summary.seconds)
     write_success(paths.output_dir)

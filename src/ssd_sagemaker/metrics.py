@@ -1,9 +1,13 @@
 """The metric lines SageMaker users scrape with MetricDefinitions (shapes of the built-in
-Object Detection algorithm), and the regexes that match them — one source for code and README."""
+Object Detection algorithm), the regexes that match them — one source for code and README —
+and the per-epoch metrics files and curve in `/opt/ml/output/data`."""
 
 from __future__ import annotations
 
+import csv
+import json
 import sys
+from pathlib import Path
 from typing import TextIO
 
 METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
@@ -46,3 +50,48 @@ class MetricReporter:
 
     def progress(self, percent: float) -> None:
         self._emit(f"#progress_metric: host={self._host}, completed {percent:.0f} %")
+
+
+EPOCH_FIELDS = ("epoch", "cross_entropy", "smooth_l1", "validation_map", "learning_rate",
+                "images_per_second", "seconds")
+
+
+class EpochLog:
+    """Per-epoch metrics in `/opt/ml/output/data`: `metrics.jsonl`, `metrics.csv` and a
+    training-curve PNG, rewritten after every epoch so a stopped job still has them."""
+
+    def __init__(self, directory: Path, history: list[dict] | None = None):
+        self.directory = directory
+        self.rows: list[dict] = list(history or [])
+
+    def append(self, row: dict) -> None:
+        self.rows.append({field: row.get(field) for field in EPOCH_FIELDS})
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "metrics.jsonl", "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(r) + "\n" for r in self.rows)
+        with open(self.directory / "metrics.csv", "w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=EPOCH_FIELDS)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        self._plot(self.directory / "training_curve.png")
+
+    def _plot(self, path: Path) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+
+        epochs = [r["epoch"] for r in self.rows]
+        figure, (losses, scores) = pyplot.subplots(1, 2, figsize=(10, 4))
+        losses.plot(epochs, [r["cross_entropy"] for r in self.rows], "o-", label="cross_entropy")
+        losses.plot(epochs, [r["smooth_l1"] for r in self.rows], "o-", label="smooth_l1")
+        losses.set(title="training loss", xlabel="epoch")
+        losses.legend()
+        maps = [(r["epoch"], r["validation_map"]) for r in self.rows
+                if r["validation_map"] is not None]
+        if maps:
+            scores.plot(*zip(*maps), "o-", color="tab:green")
+        scores.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
+        figure.tight_layout()
+        figure.savefig(path, dpi=80)
+        pyplot.close(figure)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import mxnet as mx
 from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
+from tqdm import tqdm
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.metrics import MetricReporter
+from ssd_sagemaker.training.interruption import TrainingInterrupted
 
 LOG = logging.getLogger(__name__)
 
@@ -36,8 +39,11 @@ class EpochResult:
 
 def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Trainer,
                     contexts: Sequence[mx.Context], epoch: int, reporter: MetricReporter,
+                    should_stop: Callable[[], bool] | None = None,
                     loss_fn: SSDMultiBoxLoss | None = None, log_interval: int = 10) -> EpochResult:
-    """Forward/backward/update over every batch; stops with a ClientError on a non-finite loss."""
+    """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
+    and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
+    Progress: a tqdm bar on a terminal, otherwise a log line every `log_interval` batches."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -45,6 +51,9 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
     started = time.time()
     images = 0
     batches = len(loader) if hasattr(loader, "__len__") else 0
+    on_terminal = sys.stderr.isatty()
+    bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
+               disable=not on_terminal)
     for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
         batch_size = data.shape[0]
         data = gluon.utils.split_and_load(data, contexts, even_split=False)
@@ -67,12 +76,18 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                 f"(cross_entropy={ce_value}, smooth_l1={l1_value}). Lower learning_rate "
                 f"(now {trainer.learning_rate:g})."
             )
+        bar.update(1)
         if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
             elapsed = time.time() - started
             reporter.train_losses(epoch, batch_index, ce_value, l1_value)
-            eta = elapsed / (batch_index + 1) * (batches - batch_index - 1) if batches else 0.0
-            LOG.info("epoch %d batch %d/%d: %.2f images/s, eta %.0f s", epoch, batch_index + 1,
-                     batches, images / elapsed if elapsed else 0.0, eta)
+            if not on_terminal:
+                eta = elapsed / (batch_index + 1) * (batches - batch_index - 1) if batches else 0
+                LOG.info("epoch %d batch %d/%d: %.2f images/s, eta %.0f s", epoch,
+                         batch_index + 1, batches, images / elapsed if elapsed else 0.0, eta)
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise TrainingInterrupted(epoch, batch_index + 1)
+    bar.close()
     return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
 
 

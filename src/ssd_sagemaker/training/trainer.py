@@ -1,6 +1,7 @@
 """`train` wiring: validated hyperparameters + data channels → SSD → epochs of training and
-validation → the best model exported to `/opt/ml/model`. Each concern lives in its own module;
-this one only connects them in order."""
+validation → the best model exported to `/opt/ml/model`. Each concern lives in its own module
+(network, layers, schedule, loop, early stopping, checkpoint, warm start); this one only
+connects them in order."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
 
 import mxnet as mx
 import numpy as np
@@ -22,11 +23,15 @@ from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
-from ssd_sagemaker.metrics import MetricReporter
+from ssd_sagemaker.metrics import EpochLog, MetricReporter
 from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
+from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
+from ssd_sagemaker.training import warm_start
+from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
 from ssd_sagemaker.training.early_stopping import EarlyStopping
-from ssd_sagemaker.training.loop import train_one_epoch, validate
+from ssd_sagemaker.training.interruption import TrainingInterrupted
+from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
 from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
                                              updates_per_epoch)
 
@@ -34,6 +39,7 @@ LOG = logging.getLogger(__name__)
 
 SEED = 42
 POST_NMS_DETECTIONS = 100
+MODEL_CHANNEL = "model"
 
 
 @dataclass(frozen=True)
@@ -69,25 +75,48 @@ def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
                     hp.num_training_samples, train_images)
 
 
-def _snapshot(net: gluon.Block) -> dict[str, mx.nd.NDArray]:
-    """A CPU copy of every parameter (the best epoch's weights)."""
-    return {name: p.data().copyto(mx.cpu()) for name, p in net.collect_params().items()}
+def _is_out_of_memory(error: Exception) -> bool:
+    text = str(error).lower()
+    return "out of memory" in text or "cudamalloc" in text or "cudaerrormemoryallocation" in text
 
 
-def _restore(net: gluon.Block, snapshot: dict[str, mx.nd.NDArray]) -> None:
-    for name, param in net.collect_params().items():
-        param.set_data(snapshot[name])
+def _out_of_memory_error(hp: Hyperparameters, contexts: Sequence[mx.Context]) -> ClientError:
+    return ClientError(
+        f"Out of device memory training {hp.base_network} at image_shape={hp.image_shape} with "
+        f"mini_batch_size={hp.mini_batch_size} on {len(contexts)} device(s) "
+        f"({hp.mini_batch_size / len(contexts):g} images each). Lower mini_batch_size or "
+        f"image_shape, or use an instance with more GPU memory."
+    )
+
+
+def _warm_start_source(env: TrainingEnvironment, hp: Hyperparameters):
+    """The earlier artifact to start from (incremental training), checked up front."""
+    if MODEL_CHANNEL not in env.channels:
+        return None
+    artifact = warm_start.locate_artifact(env.paths.channel_dir(MODEL_CHANNEL))
+    warm_start.check_compatible(artifact, hp.num_classes, hp.base_network, hp.image_shape)
+    return artifact
+
+
+def _restore_early_stopping(stopping: EarlyStopping, saved: dict) -> None:
+    for name in ("best_map", "best_epoch", "epochs_without_improvement"):
+        if name in saved:
+            setattr(stopping, name, saved[name])
 
 
 def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = None,
-                 contexts: Sequence[mx.Context] | None = None) -> TrainingSummary:
-    """Train as the hyperparameters say and write the model artifact (on the master host)."""
+                 contexts: Sequence[mx.Context] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> TrainingSummary:
+    """Train as the hyperparameters say and write the model artifact (on the master host).
+    Resumes from `/opt/ml/checkpoints` when a checkpoint is there; raises TrainingInterrupted
+    (after checkpointing) when `should_stop()` turns true."""
     started = time.time()
     hp = parse_hyperparameters(env.hyperparameters)
     reporter = reporter or MetricReporter(env.resources.current_host)
     contexts = list(contexts or available_contexts())
+    warm_artifact = _warm_start_source(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
-                  if hp.use_pretrained_model else None)
+                  if hp.use_pretrained_model and warm_artifact is None else None)
     data = read_training_data(env.paths, env.channels, hp.num_classes)
     _check_batch_size(hp, data.num_train_images)
     classes = class_names(hp.num_classes, data.class_names)
@@ -96,11 +125,13 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
 
     _seed_everything(SEED)
     net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
+    if warm_artifact is not None:
+        warm_start.load_weights(net, warm_artifact)
+    freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
     net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
     with autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape), ctx=contexts[0]))
     net.collect_params().reset_ctx(contexts)
-
     train_transform = training_transform(hp.image_shape, anchors)
     val_transform = validation_transform(hp.image_shape)
     metric = VOC07MApMetric(iou_thresh=hp.overlap_threshold, class_names=list(classes))
@@ -114,37 +145,61 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
                             kvstore="device" if len(contexts) > 1 else None)
     stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
                              hp.early_stopping_patience, hp.early_stopping_tolerance)
-    best_weights = None
-    epochs_run = 0
-    for epoch in range(hp.epochs):
-        result = train_one_epoch(net, data.train_batches(epoch, train_transform, hp.mini_batch_size),
-                                 trainer, contexts, epoch, reporter)
-        epochs_run = epoch + 1
-        reporter.throughput(result.images_per_second)
-        LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
-                 epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
-                 result.seconds, trainer.learning_rate)
-        stop = False
-        if data.has_validation:
-            score = validate(net, data.validation_batches(val_transform, hp.mini_batch_size),
-                             contexts, metric)
-            if not math.isfinite(score):
-                LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0",
-                            epoch)
-                score = 0.0
-            reporter.validation_map(epoch, score)
-            stop = stopping.update(epoch, score)
-            if stopping.best_epoch == epoch:
-                best_weights = _snapshot(net)
-        reporter.progress(100.0 * epochs_run / hp.epochs)
+
+    checkpointer = Checkpointer(env.paths.checkpoint_dir)
+    network_id = {"base_network": hp.base_network, "image_shape": hp.image_shape,
+                  "classes": list(classes)}
+    history: list[dict] = []
+    start_epoch = 0
+    saved = checkpointer.load_state()
+    if saved is not None:
+        checkpointer.restore(saved, net, trainer, network_id, contexts)
+        _restore_early_stopping(stopping, saved.early_stopping)
+        start_epoch, history = saved.next_epoch, saved.history
+    epoch_log = EpochLog(env.paths.output_data_dir, history) if env.resources.is_master else None
+
+    def checkpoint(next_epoch: int, interrupted_in: int | None = None) -> None:
+        checkpointer.save(net, trainer, CheckpointState(
+            next_epoch=next_epoch, network=network_id, early_stopping=asdict(stopping),
+            interrupted_in_epoch=interrupted_in,
+            history=epoch_log.rows if epoch_log else history))
+
+    epoch = start_epoch
+    for epoch in range(start_epoch, hp.epochs):
+        if should_stop is not None and should_stop():
+            raise TrainingInterrupted(epoch, 0)
+        try:
+            result = train_one_epoch(net, data.train_batches(epoch, train_transform,
+                                                             hp.mini_batch_size),
+                                     trainer, contexts, epoch, reporter, should_stop)
+        except TrainingInterrupted:
+            checkpoint(epoch, interrupted_in=epoch)
+            raise
+        except mx.base.MXNetError as error:
+            if _is_out_of_memory(error):
+                raise _out_of_memory_error(hp, contexts) from None
+            raise
+        score = _finish_epoch(epoch, result, trainer, data, net, contexts, metric, val_transform,
+                              hp, reporter)
+        stop = data.has_validation and stopping.update(epoch, score)
+        if stopping.best_epoch == epoch:
+            checkpointer.save_best(net)
+        if epoch_log is not None:
+            epoch_log.append({"epoch": epoch, "cross_entropy": result.cross_entropy,
+                              "smooth_l1": result.smooth_l1, "validation_map": score,
+                              "learning_rate": trainer.learning_rate,
+                              "images_per_second": result.images_per_second,
+                              "seconds": result.seconds})
+        reporter.progress(100.0 if stop else 100.0 * (epoch + 1) / hp.epochs)
+        checkpoint(hp.epochs if stop else epoch + 1)
         if stop:
-            reporter.progress(100.0)
             break
 
-    if best_weights is not None and stopping.best_epoch != epochs_run - 1:
+    epochs_run = epoch + 1 if hp.epochs > start_epoch else start_epoch
+    if stopping.best_epoch is not None and stopping.best_epoch != epochs_run - 1:
         LOG.info("exporting the best epoch %d (mAP %.4f), not the last", stopping.best_epoch,
                  stopping.best_map)
-        _restore(net, best_weights)
+        net.load_parameters(str(checkpointer.best_weights), ctx=contexts)
     if env.resources.is_master:
         net.collect_params().reset_ctx(mx.cpu())
         files = save_artifact(net, env.paths.model_dir,
@@ -154,3 +209,23 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
         LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
     return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
                            time.time() - started)
+
+
+def _finish_epoch(epoch: int, result: EpochResult, trainer: gluon.Trainer, data, net,
+                  contexts: Sequence[mx.Context], metric: VOC07MApMetric, val_transform,
+                  hp: Hyperparameters, reporter: MetricReporter) -> float | None:
+    """Report the epoch's throughput and losses, then validate: the epoch's mAP (None without
+    a validation channel)."""
+    reporter.throughput(result.images_per_second)
+    LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
+             epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
+             result.seconds, trainer.learning_rate)
+    if not data.has_validation:
+        return None
+    score = validate(net, data.validation_batches(val_transform, hp.mini_batch_size), contexts,
+                     metric)
+    if not math.isfinite(score):
+        LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0", epoch)
+        score = 0.0
+    reporter.validation_map(epoch, score)
+    return score
