@@ -117,10 +117,11 @@ def build_network(base_network: str, image_shape: int, classes: Sequence[str],
     ctx = ctx or mx.cpu()
     layout = choose_layout(base_network, image_shape)
     net = _ssd(layout, image_shape, classes, layout.steps, ctx)
-    map_sizes = _feature_map_sizes(net, image_shape, ctx)  # also ends deferred initialisation
     if image_shape != layout.reference_size:
+        map_sizes = _feature_map_sizes(net, image_shape, ctx)
         net = _ssd(layout, image_shape, classes, [image_shape / size for size in map_sizes], ctx)
-        _feature_map_sizes(net, image_shape, ctx)
+    with mx.autograd.train_mode():  # ends deferred initialisation: every shape is known
+        net(mx.nd.zeros((1, 3, image_shape, image_shape), ctx=ctx))
     if pretrained_file is not None:
         load_pretrained_base(net, base_network, pretrained_file, ctx)
     return net

@@ -73,4 +73,5 @@ def load_weights(net: gluon.Block, artifact_dir: Path) -> None:
         raise ClientError(f"The model channel's {PARAMS_FILE} does not fit the network: "
                           f"{len(missing)} parameters missing or of another shape (first: "
                           f"{missing[0]}).")
-    LOG.info("warm start: loaded %d parameters from %s", len(net.collect_params()), artifact_dir)
+    LOG.info("warm start: loaded %d parameters from %s", len(net.collect_params().keys()),
+             artifact_dir)
