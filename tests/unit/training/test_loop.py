@@ -1,0 +1,98 @@
+"""loop.py: several devices give the same step as one; a non-finite loss and a stop request
+end the epoch the documented way."""
+
+import io
+
+import mxnet as mx
+import numpy as np
+import pytest
+from mxnet import autograd, gluon
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.metrics import MetricReporter
+from ssd_sagemaker.data.transforms import training_transform
+from ssd_sagemaker.model.network import build_network
+from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
+from ssd_sagemaker.training.loop import train_one_epoch
+
+SHAPE = 300
+
+
+@pytest.fixture(scope="module")
+def batch_and_weights(tmp_path_factory):
+    """One fixed batch of 4 (targets included) and initial weights shared by every run."""
+    mx.random.seed(3)
+    np.random.seed(3)
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, SHAPE, SHAPE)))
+    transform = training_transform(SHAPE, anchors)
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(4):
+        image = mx.nd.array(rng.integers(0, 255, (240, 320, 3)), dtype="uint8")
+        label = np.array([[40 + i, 30, 200, 180, i % 2]], dtype=np.float32)
+        samples.append(transform(image, label))
+    batch = tuple(mx.nd.stack(*parts) for parts in zip(*samples))
+    weights = tmp_path_factory.mktemp("weights") / "initial.params"
+    net.save_parameters(str(weights))
+    return batch, weights
+
+
+def _one_step(batch, weights, contexts):
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    net.collect_params().reset_ctx(contexts)
+    net.load_parameters(str(weights), ctx=contexts)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9},
+                            kvstore="device" if len(contexts) > 1 else None)
+    result = train_one_epoch(net, [batch], trainer, contexts, 0, MetricReporter("h", io.StringIO()))
+    params = {k.split("_", 1)[1]: v.data(contexts[0]).asnumpy()
+              for k, v in net.collect_params().items()}
+    return result, params
+
+
+def test_two_devices_give_the_same_losses_and_update_as_one(batch_and_weights):
+    batch, weights = batch_and_weights
+    one, params_one = _one_step(batch, weights, [mx.cpu(0)])
+    two, params_two = _one_step(batch, weights, [mx.cpu(0), mx.cpu(1)])
+    assert two.images == one.images == 4
+    assert two.cross_entropy == pytest.approx(one.cross_entropy, rel=1e-4)
+    assert two.smooth_l1 == pytest.approx(one.smooth_l1, rel=1e-4)
+    for name, value in params_one.items():
+        np.testing.assert_allclose(params_two[name], value, rtol=1e-3, atol=1e-5, err_msg=name)
+    # ...and the step really moved the weights (the comparison is not of untouched arrays).
+    untrained = build_network("vgg-16", SHAPE, ["a", "b"])
+    untrained.load_parameters(str(weights))
+    initial = {k.split("_", 1)[1]: v.data().asnumpy() for k, v in untrained.collect_params().items()}
+    moved = [n for n, v in params_one.items() if n in initial and not np.allclose(v, initial[n])]
+    assert len(moved) > 30
+
+
+def test_a_non_finite_loss_stops_with_advice(batch_and_weights):
+    batch, weights = batch_and_weights
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    net.load_parameters(str(weights))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+
+    def exploding_loss(cls_preds, box_preds, cls_targets, box_targets):
+        nan = [p.sum(axis=(1, 2)) * float("nan") for p in cls_preds]
+        return nan, nan, nan
+
+    with pytest.raises(ClientError) as error:
+        train_one_epoch(net, [batch], trainer, [mx.cpu()], 2, MetricReporter("h", io.StringIO()),
+                        loss_fn=exploding_loss)
+    assert "epoch 2, batch 0" in str(error.value) and "Lower learning_rate (now 0.5)" in str(error.value)
+
+
+def test_stop_request_ends_the_epoch_at_a_batch_boundary(batch_and_weights):
+    batch, weights = batch_and_weights
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    net.load_parameters(str(weights))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    stop = StopRequest()
+    stop.set()
+    with pytest.raises(TrainingInterrupted) as interrupted:
+        train_one_epoch(net, [batch, batch, batch], trainer, [mx.cpu()], 1,
+                        MetricReporter("h", io.StringIO()), should_stop=stop)
+    assert (interrupted.value.epoch, interrupted.value.batches_done) == (1, 1)
+    assert trainer.optimizer.num_update == 1
