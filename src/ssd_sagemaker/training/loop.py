@@ -40,10 +40,10 @@ class EpochResult:
 def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Trainer,
                     contexts: Sequence[mx.Context], epoch: int, reporter: MetricReporter,
                     should_stop: Callable[[], bool] | None = None,
-                    loss_fn: SSDMultiBoxLoss | None = None, log_interval: int = 10) -> EpochResult:
+                    loss_fn: SSDMultiBoxLoss | None = None) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
-    Progress: a tqdm bar on a terminal, otherwise a log line every `log_interval` batches."""
+    Progress: a tqdm bar on a terminal, otherwise about ten log lines per epoch."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -51,6 +51,7 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
     started = time.time()
     images = 0
     batches = len(loader) if hasattr(loader, "__len__") else 0
+    log_interval = max(1, min(50, batches // 10))
     on_terminal = sys.stderr.isatty()
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
