@@ -96,3 +96,27 @@ def test_stop_request_ends_the_epoch_at_a_batch_boundary(batch_and_weights):
                         MetricReporter("h", io.StringIO()), should_stop=stop)
     assert (interrupted.value.epoch, interrupted.value.batches_done) == (1, 1)
     assert trainer.optimizer.num_update == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bar_on_a_terminal_log_lines_otherwise(batch_and_weights, monkeypatch, caplog,
+                                                         terminal):
+    batch, weights = batch_and_weights
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    net.load_parameters(str(weights))
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", stderr)
+    with caplog.at_level("INFO", logger="ssd_sagemaker.training.loop"):
+        train_one_epoch(net, [batch], trainer, [mx.cpu()], 0, MetricReporter("h", io.StringIO()))
+    periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
+    if terminal:
+        assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()
+    else:
+        assert periodic and periodic[0].startswith("epoch 0 batch 1/1:")
+        assert stderr.getvalue() == ""

@@ -1,0 +1,43 @@
+"""trainer.py's own decisions: class names, batch-size and sample-count checks, and the
+out-of-memory message."""
+
+import logging
+
+import mxnet as mx
+import pytest
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.hyperparameters import parse_hyperparameters
+from ssd_sagemaker.training import trainer
+
+
+def _hp(**values):
+    return parse_hyperparameters(dict({"num_classes": "2", "num_training_samples": "10"}, **values))
+
+
+def test_class_names_fill_the_gaps():
+    assert trainer.class_names(3, {1: "dog"}) == ("class_0", "dog", "class_2")
+
+
+def test_batch_larger_than_the_data_is_refused():
+    with pytest.raises(ClientError, match="mini_batch_size=32 is larger than the 5 training images"):
+        trainer._check_batch_size(_hp(), 5)
+
+
+def test_sample_count_disagreement_warns_with_both_numbers(caplog):
+    with caplog.at_level(logging.WARNING):
+        trainer._check_batch_size(_hp(mini_batch_size="2"), 7)
+    assert "num_training_samples=10 but the train channel has 7 images" in caplog.text
+
+
+def test_out_of_memory_is_recognised_and_explained():
+    error = mx.base.MXNetError("[12:00:00] src/storage/./pooled_storage_manager.h:157: "
+                               "cudaMalloc retry failed: out of memory")
+    assert trainer._is_out_of_memory(error)
+    assert not trainer._is_out_of_memory(mx.base.MXNetError("Shape inconsistent"))
+    message = str(trainer._out_of_memory_error(_hp(mini_batch_size="64", image_shape="512",
+                                                   base_network="resnet-50"),
+                                               [mx.gpu(0), mx.gpu(1)]))
+    for fragment in ("resnet-50", "image_shape=512", "mini_batch_size=64", "2 device(s)",
+                     "32 images each"):
+        assert fragment in message
