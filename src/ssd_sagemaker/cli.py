@@ -1,4 +1,5 @@
-"""Command line: `ssd-sagemaker train | serve | demo-data` (the container's entry points).
+"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert`
+(the container's entry points, and the data tools).
 
 Library code raises; only this module turns errors into exit codes and the failure file."""
 
@@ -58,10 +59,10 @@ def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
 
 def _train(paths: Paths) -> None:
     from ssd_sagemaker.environment import read_training_environment
-    from ssd_sagemaker.training.trainer import run_training
+    from ssd_sagemaker.training.trainer import train
 
     env = read_training_environment(paths)
-    summary = run_training(env, should_stop=StopRequest().install())
+    summary = train(env, should_stop=StopRequest().install())
     LOG.info("training finished: %d epochs, best mAP %s, %.0f s", summary.epochs_run,
              "n/a" if summary.best_map is None else f"{summary.best_map:.4f}", summary.seconds)
     write_success(paths.output_dir)
@@ -71,6 +72,27 @@ def _serve(paths: Paths) -> None:
     from ssd_sagemaker.serving.server import serve
 
     serve(paths.model_dir)
+
+
+def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_threshold: str | None,
+             max_detections: str | None) -> None:
+    """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each."""
+    from dataclasses import replace
+
+    from ssd_sagemaker.serving.config import parse_limit, read_detection_limits
+    from ssd_sagemaker.serving.handlers import Predictor
+    from ssd_sagemaker.serving.local_predict import collect_images, predict_files
+
+    limits = read_detection_limits()
+    for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
+        if raw is not None:
+            try:
+                limits = replace(limits, **{name: parse_limit(name, raw)})
+            except ValueError as error:
+                raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
+    images = collect_images(inputs)
+    written = predict_files(Predictor(model_dir), images, output, limits)
+    LOG.info("predicted %d images: %d files in %s", len(images), len(written), output)
 
 
 def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
@@ -94,6 +116,42 @@ def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: in
              validation_images, paths.data_dir)
 
 
+def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
+    """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
+    from ssd_sagemaker.data.validate_data import format_report, validate_channels
+    from ssd_sagemaker.environment import read_channels, read_hyperparameters
+    from ssd_sagemaker.hyperparameters import parse_hyperparameters
+
+    raw = read_hyperparameters(paths)
+    try:
+        hp = parse_hyperparameters(raw)
+        num_classes = num_classes or hp.num_classes
+        label_width = label_width or hp.label_width
+    except ClientError:
+        if num_classes is None:
+            raise ClientError(f"validate-data needs the number of classes: give --num-classes "
+                              f"or a valid {paths.hyperparameters_file}.") from None
+    results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350)
+    print(format_report(results), flush=True)
+    if not all(result.ok for result in results):
+        raise ClientError("the data has problems; see the report above")
+
+
+def _convert(source_format: str, source: Path, images: Path, output: Path, to: str,
+             channel: str, classes: str | None) -> None:
+    from ssd_sagemaker.data import convert
+
+    dataset = (convert.read_coco(source, images) if source_format == "coco"
+               else convert.read_voc(source, images,
+                                     [c.strip() for c in (classes or "").split(",") if c.strip()]))
+    if not dataset.images:
+        raise ClientError(f"no image of {source} could be converted; "
+                          f"{dataset.summary()}")
+    written = (convert.write_recordio(dataset, output, channel) if to == "recordio"
+               else convert.write_json_channels(dataset, output, channel)[0])
+    LOG.info("converted %s to %s: %s", source, written, dataset.summary())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssd-sagemaker",
@@ -102,10 +160,37 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("train", help="train on /opt/ml/input and write /opt/ml/model")
     commands.add_parser("serve", help="serve /opt/ml/model over HTTP (port 8080)")
+    predict = commands.add_parser(
+        "predict", help="run the served model on local images (no server): writes <name>.json "
+                        "and <name>.annotated.jpg per image")
+    predict.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                         help="JPEG/PNG files or folders of them")
+    predict.add_argument("--model-dir", type=Path, help="default: $SAGEMAKER_BASE_DIR/model")
+    predict.add_argument("--output", type=Path, default=Path("predictions"),
+                         help="folder for the outputs (default: ./predictions)")
+    predict.add_argument("--score-threshold", help="keep detections scoring at least this "
+                                                   "(default: $SSD_SCORE_THRESHOLD or 0)")
+    predict.add_argument("--max-detections", help="keep at most this many detections per image "
+                                                  "(default: $SSD_MAX_DETECTIONS or 100)")
     demo = commands.add_parser("demo-data", help="write a small synthetic dataset and configs")
     demo.add_argument("--train-images", type=int, default=16)
     demo.add_argument("--validation-images", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
+    check = commands.add_parser(
+        "validate-data", help="check the data channels under $SAGEMAKER_BASE_DIR/input as "
+                              "training would (and decode every image); report, no training")
+    check.add_argument("--num-classes", type=int, help="default: from hyperparameters.json")
+    check.add_argument("--label-width", type=int, help="default: from hyperparameters.json")
+    conversion = commands.add_parser(
+        "convert", help="COCO JSON or Pascal VOC XML -> image + JSON channels or RecordIO")
+    conversion.add_argument("source_format", choices=("coco", "voc"))
+    conversion.add_argument("source", type=Path,
+                            help="COCO: the instances JSON file; VOC: the folder of XML files")
+    conversion.add_argument("--images", type=Path, required=True, help="the images' folder")
+    conversion.add_argument("--output", type=Path, required=True)
+    conversion.add_argument("--to", choices=("json", "recordio"), default="json")
+    conversion.add_argument("--channel", default="train", help="output channel name")
+    conversion.add_argument("--classes", help="VOC: comma-separated class names in id order")
     return parser
 
 
@@ -117,6 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_job(lambda: _train(paths), paths.output_dir)
     if args.command == "serve":
         return _run_job(lambda: _serve(paths), None)
+    if args.command == "predict":
+        return _run_job(lambda: _predict(args.model_dir or paths.model_dir, args.output,
+                                         args.inputs, args.score_threshold, args.max_detections),
+                        None)
+    if args.command == "validate-data":
+        return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
+    if args.command == "convert":
+        return _run_job(lambda: _convert(args.source_format, args.source, args.images,
+                                         args.output, args.to, args.channel, args.classes), None)
     return _run_job(lambda: _demo_data(paths, args.train_images, args.validation_images,
                                        args.seed), None)
 

@@ -30,7 +30,8 @@ def failure_text(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return f"ClientError: {exc}\n"
     detail = "".join(traceback.format_exception(exc))
-    return f"AlgorithmError: {type(exc).__name__}: {exc}\n\nDetail:\n{detail}"
+    kind = "" if isinstance(exc, AlgorithmError) else f"{type(exc).__name__}: "
+    return f"AlgorithmError: {kind}{exc}\n\nDetail:\n{detail}"
 
 
 def write_failure(output_dir: Path, exc: BaseException) -> Path:

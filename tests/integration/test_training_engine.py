@@ -18,7 +18,7 @@ from conftest import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.environment import Paths, read_training_environment
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.model.network import PRETRAINED_BASE_FILES
-from ssd_sagemaker.training.trainer import run_training
+from ssd_sagemaker.training.trainer import train
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ def _demo(base, train=4, validation=2, **hyperparameters):
 
 def _train_in_process(base, monkeypatch):
     monkeypatch.setenv("MXNET_HOME", str(base / "mxnet_home"))
-    return run_training(read_training_environment(Paths(base)))
+    return train(read_training_environment(Paths(base)))
 
 
 def _epochs(base):

@@ -57,14 +57,17 @@ class Checkpointer:
     def best_weights(self) -> Path:
         return self.directory / BEST_WEIGHTS_FILE
 
-    def save(self, net: gluon.Block, trainer: gluon.Trainer, state: CheckpointState) -> Path:
-        """Write weights and optimizer state under new names, then commit the state file."""
+    def save(self, net: gluon.Block, trainer: gluon.Trainer, state: CheckpointState,
+             optimizer_state: bool = True) -> Path:
+        """Write weights and optimizer state under new names, then commit the state file.
+        `optimizer_state=False` where the state lives on parameter servers (dist_async)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         tag = f"epoch-{state.next_epoch:04d}" + ("-partial" if state.interrupted_in_epoch is not None else "")
         params, states = self.directory / f"{tag}.params", self.directory / f"{tag}.states"
         net.save_parameters(str(params))
-        trainer.save_states(str(states))
-        state.params_file, state.states_file = params.name, states.name
+        if optimizer_state:
+            trainer.save_states(str(states))
+        state.params_file, state.states_file = params.name, states.name if optimizer_state else ""
         _atomic_write_text(self.directory / STATE_FILE, json.dumps(asdict(state), indent=2) + "\n")
         self._remove_stale(keep={params.name, states.name})
         LOG.info("checkpoint saved to %s (next epoch %d)", self.directory, state.next_epoch)
@@ -93,7 +96,7 @@ class Checkpointer:
                 f"The checkpoint {path} is unreadable ({error}); remove the checkpoint folder's "
                 f"contents to start training from the beginning."
             ) from None
-        for name in (state.params_file, state.states_file):
+        for name in filter(None, (state.params_file, state.states_file)):
             if not (self.directory / name).is_file():
                 raise ClientError(f"The checkpoint {path} refers to {name}, which is missing from "
                                   f"{self.directory}; remove the folder's contents to start over.")
@@ -112,6 +115,10 @@ class Checkpointer:
                 f"empty it to train this configuration from scratch."
             )
         net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
-        trainer.load_states(str(self.directory / state.states_file))
+        if state.states_file:
+            trainer.load_states(str(self.directory / state.states_file))
+        else:
+            LOG.info("the checkpoint has no optimizer state (dist_async keeps it on the "
+                     "servers): the optimizer restarts from the saved weights")
         LOG.info("resumed from checkpoint %s: starting at epoch %d", self.directory,
                  state.next_epoch)

@@ -5,6 +5,7 @@ connects them in order."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import random
@@ -17,7 +18,7 @@ import numpy as np
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.channels import read_training_data
+from ssd_sagemaker.data.channels import Shard, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
@@ -29,6 +30,7 @@ from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
+from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.interruption import TrainingInterrupted
 from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
@@ -40,6 +42,9 @@ LOG = logging.getLogger(__name__)
 SEED = 42
 POST_NMS_DETECTIONS = 100
 MODEL_CHANNEL = "model"
+# dist_sync: servers sum gradients, every worker applies the same update itself (so optimizer
+# state is local and checkpointed); dist_async: MXNet requires the servers to update.
+UPDATE_ON_KVSTORE = {"dist_sync": False, "dist_async": True}
 
 
 @dataclass(frozen=True)
@@ -104,20 +109,45 @@ def _restore_early_stopping(stopping: EarlyStopping, saved: dict) -> None:
             setattr(stopping, name, saved[name])
 
 
-def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = None,
-                 contexts: Sequence[mx.Context] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> TrainingSummary:
+def train(env: TrainingEnvironment, should_stop: Callable[[], bool] | None = None,
+          contexts: Sequence[mx.Context] | None = None) -> TrainingSummary:
+    """The `train` job: validate the hyperparameters, then train on this host alone or, with
+    several hosts, as one worker of a parameter-server job."""
+    hp = parse_hyperparameters(env.hyperparameters)
+    contexts = list(contexts or available_contexts())
+    kv_store = choose_kv_store(env.resources, hp.kv_store, len(contexts))
+    if kv_store is None or not kv_store.startswith("dist"):
+        return run_training(env, hp, contexts, kv_store, should_stop=should_stop)
+    with DistributedJob(make_cluster(env.resources, kv_store), env.paths.output_dir) as job:
+        return run_training(env, hp, contexts, kv_store, should_stop=should_stop, job=job)
+
+
+def _release_kvstore(net: gluon.Block) -> None:
+    """Let the distributed kvstore be freed now (after `del` of the trainer): its destructor is
+    ps-lite's finalisation barrier, which ends every worker, server and the scheduler
+    together. Parameters keep a reference to their Trainer, which holds the kvstore."""
+    for param in net.collect_params().values():
+        param._set_trainer(None)  # MXNet 1.x has no public way to detach a Trainer
+
+
+def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
+                 kv_store: str | None, reporter: MetricReporter | None = None,
+                 should_stop: Callable[[], bool] | None = None,
+                 job: DistributedJob | None = None) -> TrainingSummary:
     """Train as the hyperparameters say and write the model artifact (on the master host).
     Resumes from `/opt/ml/checkpoints` when a checkpoint is there; raises TrainingInterrupted
-    (after checkpointing) when `should_stop()` turns true."""
+    (after checkpointing) when `should_stop()` turns true. With a distributed `job`, this
+    process is one worker: it reads its shard, and the master's validation decides for all."""
     started = time.time()
-    hp = parse_hyperparameters(env.hyperparameters)
     reporter = reporter or MetricReporter(env.resources.current_host)
-    contexts = list(contexts or available_contexts())
+    kvstore = mx.kv.create(kv_store) if job is not None else kv_store
+    workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
+    synchronous = kv_store == "dist_sync"
+    validates = job is None or job.is_master
     warm_artifact = _warm_start_source(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model and warm_artifact is None else None)
-    data = read_training_data(env.paths, env.channels, hp.num_classes)
+    data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
     _check_batch_size(hp, data.num_train_images)
     classes = class_names(hp.num_classes, data.class_names)
     LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
@@ -136,13 +166,16 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
     val_transform = validation_transform(hp.image_shape)
     metric = VOC07MApMetric(iou_thresh=hp.overlap_threshold, class_names=list(classes))
 
-    batches_per_epoch = updates_per_epoch(hp.num_training_samples, hp.mini_batch_size)
+    # Updates per epoch on the (server-side) optimizer: under dist_sync all workers' batches
+    # of one step make one update; otherwise every batch is an update.
+    batches_per_epoch = updates_per_epoch(hp.num_training_samples,
+                                          hp.mini_batch_size * (workers if synchronous else 1))
     schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
                                       hp.lr_scheduler_factor, batches_per_epoch)
     trainer = gluon.Trainer(net.collect_params(), hp.optimizer,
                             optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
                                                hp.weight_decay, schedule),
-                            kvstore="device" if len(contexts) > 1 else None)
+                            kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
     stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
                              hp.early_stopping_patience, hp.early_stopping_tolerance)
 
@@ -156,13 +189,18 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
         checkpointer.restore(saved, net, trainer, network_id, contexts)
         _restore_early_stopping(stopping, saved.early_stopping)
         start_epoch, history = saved.next_epoch, saved.history
+    if job is not None and job.agree("start_epoch", start_epoch) != start_epoch:
+        raise ClientError(
+            f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
+            f"epoch; give every host the same checkpoint folder contents (or none).")
     epoch_log = EpochLog(env.paths.output_data_dir, history) if env.resources.is_master else None
 
     def checkpoint(next_epoch: int, interrupted_in: int | None = None) -> None:
         checkpointer.save(net, trainer, CheckpointState(
             next_epoch=next_epoch, network=network_id, early_stopping=asdict(stopping),
             interrupted_in_epoch=interrupted_in,
-            history=epoch_log.rows if epoch_log else history))
+            history=epoch_log.rows if epoch_log else history),
+            optimizer_state=kv_store != "dist_async")
 
     epoch = start_epoch
     for epoch in range(start_epoch, hp.epochs):
@@ -171,7 +209,8 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
         try:
             result = train_one_epoch(net, data.train_batches(epoch, train_transform,
                                                              hp.mini_batch_size),
-                                     trainer, contexts, epoch, reporter, should_stop)
+                                     trainer, contexts, epoch, reporter, should_stop,
+                                     gradient_divisor=workers if synchronous else 1)
         except TrainingInterrupted:
             checkpoint(epoch, interrupted_in=epoch)
             raise
@@ -179,9 +218,11 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
             if _is_out_of_memory(error):
                 raise _out_of_memory_error(hp, contexts) from None
             raise
-        score = _finish_epoch(epoch, result, trainer, data, net, contexts, metric, val_transform,
-                              hp, reporter)
-        stop = data.has_validation and stopping.update(epoch, score)
+        score = _finish_epoch(epoch, result, trainer, data if validates else None, net,
+                              contexts, metric, val_transform, hp, reporter)
+        stop = score is not None and stopping.update(epoch, score)
+        if job is not None:  # every worker must stop in the same epoch, or dist_sync hangs
+            stop = job.agree(f"stop_after_epoch_{epoch}", stop)
         if stopping.best_epoch == epoch:
             checkpointer.save_best(net)
         if epoch_log is not None:
@@ -207,6 +248,10 @@ def run_training(env: TrainingEnvironment, reporter: MetricReporter | None = Non
                                         hp.nms_threshold),
                               hp.to_json_dict())
         LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
+    if job is not None:
+        _release_kvstore(net)
+        del trainer, kvstore
+        gc.collect()
     return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
                            time.time() - started)
 
@@ -215,12 +260,12 @@ def _finish_epoch(epoch: int, result: EpochResult, trainer: gluon.Trainer, data,
                   contexts: Sequence[mx.Context], metric: VOC07MApMetric, val_transform,
                   hp: Hyperparameters, reporter: MetricReporter) -> float | None:
     """Report the epoch's throughput and losses, then validate: the epoch's mAP (None without
-    a validation channel)."""
+    validation data, or on a host that does not validate)."""
     reporter.throughput(result.images_per_second)
     LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
              epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
              result.seconds, trainer.learning_rate)
-    if not data.has_validation:
+    if data is None or not data.has_validation:
         return None
     score = validate(net, data.validation_batches(val_transform, hp.mini_batch_size), contexts,
                      metric)

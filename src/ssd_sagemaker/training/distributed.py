@@ -1,0 +1,232 @@
+"""Several hosts on MXNet's parameter server, started the way SageMaker's MXNet toolkit does
+(its `tools/launch.py` is broken on Python ≥ 3.9): `hosts[0]` runs the scheduler, every host
+runs one server process, and the training process itself is the worker. The `DMLC_*`
+variables tell each role where the scheduler is and how many of each role to expect."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ssd_sagemaker.environment import ResourceConfig
+from ssd_sagemaker.errors import AlgorithmError, ClientError, write_failure
+from ssd_sagemaker.training.coordination import Coordinator, Peer
+
+LOG = logging.getLogger(__name__)
+
+SCHEDULER_PORT_VARIABLE = "SSD_SCHEDULER_PORT"
+DEFAULT_SCHEDULER_PORT = 8000
+RESOLVE_TIMEOUT_VARIABLE = "SSD_HOST_RESOLVE_TIMEOUT"
+DEFAULT_RESOLVE_TIMEOUT = 300.0
+# Test-only: "algo-1=127.0.0.1,algo-2=127.0.0.1" maps host names without DNS or /etc/hosts.
+HOST_ADDRESSES_VARIABLE = "SSD_HOST_ADDRESSES"
+
+
+def choose_kv_store(resources: ResourceConfig, requested: str | None, devices: int) -> str | None:
+    """The kvstore type: `dist_*` across hosts (dist_sync when none is given), the device
+    kvstore for several devices on one host, none for one device."""
+    if len(resources.hosts) == 1:
+        if requested:
+            LOG.info("kv_store=%s is ignored on a single host", requested)
+        return "device" if devices > 1 else None
+    if not requested:
+        LOG.info("%d hosts and no kv_store: using dist_sync", len(resources.hosts))
+        return "dist_sync"
+    return requested
+
+
+def resolve_addresses(hosts: tuple[str, ...], environ: Mapping[str, str] | None = None,
+                      resolve: Callable[[str], str] = socket.gethostbyname,
+                      sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
+    """Each host's IPv4 address, retrying while names are not yet resolvable (hosts start at
+    different times); a ClientError names the unresolvable hosts after the deadline."""
+    environ = os.environ if environ is None else environ
+    override = dict(item.split("=", 1) for item in
+                    filter(None, environ.get(HOST_ADDRESSES_VARIABLE, "").split(",")))
+    timeout = float(environ.get(RESOLVE_TIMEOUT_VARIABLE) or DEFAULT_RESOLVE_TIMEOUT)
+    deadline = time.monotonic() + timeout
+    addresses: dict[str, str] = {}
+    while True:
+        for host in hosts:
+            if host in addresses:
+                continue
+            if host in override:
+                addresses[host] = override[host]
+                continue
+            try:
+                addresses[host] = resolve(host)
+            except OSError:
+                pass
+        missing = [host for host in hosts if host not in addresses]
+        if not missing:
+            return addresses
+        if time.monotonic() >= deadline:
+            raise ClientError(
+                f"Cannot resolve the address of host(s) {', '.join(missing)} after "
+                f"{timeout:.0f} s; check the cluster's DNS / hosts file (or raise "
+                f"{RESOLVE_TIMEOUT_VARIABLE})."
+            )
+        LOG.info("waiting for host name(s) %s to resolve", ", ".join(missing))
+        sleep(2.0)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The hosts of a multi-host job and where its scheduler listens."""
+
+    hosts: tuple[str, ...]
+    current_host: str
+    addresses: Mapping[str, str]
+    scheduler_port: int
+    kv_store: str
+
+    @property
+    def is_master(self) -> bool:
+        return self.current_host == self.hosts[0]
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.addresses[self.hosts[0]]
+
+    def role_environment(self, role: str) -> dict[str, str]:
+        """The `DMLC_*` variables of one role on this host."""
+        return {
+            "DMLC_ROLE": role,
+            "DMLC_PS_ROOT_URI": self.scheduler_address,
+            "DMLC_PS_ROOT_PORT": str(self.scheduler_port),
+            "DMLC_NUM_SERVER": str(len(self.hosts)),
+            "DMLC_NUM_WORKER": str(len(self.hosts)),
+            "DMLC_NODE_HOST": self.addresses[self.current_host],
+        }
+
+
+def make_cluster(resources: ResourceConfig, kv_store: str,
+                 environ: Mapping[str, str] | None = None) -> Cluster:
+    environ = os.environ if environ is None else environ
+    port_text = environ.get(SCHEDULER_PORT_VARIABLE) or str(DEFAULT_SCHEDULER_PORT)
+    if not port_text.isdigit() or not 0 < int(port_text) < 65535:
+        raise ClientError(f"{SCHEDULER_PORT_VARIABLE}={port_text!r} is not a TCP port (1-65534).")
+    return Cluster(resources.hosts, resources.current_host,
+                   resolve_addresses(resources.hosts, environ), int(port_text), kv_store)
+
+
+class ParameterServerRoles:
+    """The scheduler (on `hosts[0]`) and server processes of this host: started before the
+    worker creates its kvstore, ended when training ends or fails (no orphans)."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.processes: list[subprocess.Popen] = []
+
+    def _start(self, role: str) -> None:
+        environ = dict(os.environ, **self.cluster.role_environment(role))
+        # Importing mxnet with DMLC_ROLE=scheduler/server runs that role until the job ends.
+        process = subprocess.Popen([sys.executable, "-c", "import mxnet"], env=environ,
+                                   start_new_session=True)
+        LOG.info("started the %s (pid %d) for %s", role, process.pid, self.cluster.current_host)
+        self.processes.append(process)
+
+    def start(self) -> "ParameterServerRoles":
+        if self.cluster.is_master:
+            self._start("scheduler")
+        self._start("server")
+        return self
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Wait `grace` seconds for the roles to end by themselves, then terminate, then kill."""
+        deadline = time.monotonic() + grace
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for process in self.processes:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def become_worker(cluster: Cluster) -> None:
+    """Make this process the worker: ps-lite reads the `DMLC_*` variables when the kvstore is
+    created, so they must be in this process's environment."""
+    os.environ.update(cluster.role_environment("worker"))
+
+
+class DistributedJob:
+    """This host's part of a multi-host job, as a context manager around training: starts the
+    parameter-server roles and the control channel, makes this process the worker, shares the
+    master's decisions, and on any host's failure ends the job everywhere with a failure file."""
+
+    HANDSHAKE_TIMEOUT = 600.0
+    FINISH_TIMEOUT = 120.0
+
+    def __init__(self, cluster: Cluster, output_dir: Path):
+        self.cluster = cluster
+        self._output_dir = output_dir
+        self._roles = ParameterServerRoles(cluster)
+        self._coordinator: Coordinator | None = None
+        self._peer: Peer | None = None
+
+    @property
+    def is_master(self) -> bool:
+        return self.cluster.is_master
+
+    def __enter__(self) -> "DistributedJob":
+        control_port = self.cluster.scheduler_port + 1
+        if self.cluster.is_master:
+            self._coordinator = Coordinator(control_port, len(self.cluster.hosts))
+        self._roles.start()
+        self._peer = Peer(self.cluster.current_host, self.cluster.scheduler_address,
+                          control_port, self.HANDSHAKE_TIMEOUT, self._abort)
+        become_worker(self.cluster)
+        LOG.info("host %s (%d of %d) is a %s worker; scheduler at %s:%d",
+                 self.cluster.current_host, self.cluster.hosts.index(self.cluster.current_host) + 1,
+                 len(self.cluster.hosts), self.cluster.kv_store, self.cluster.scheduler_address,
+                 self.cluster.scheduler_port)
+        return self
+
+    def agree(self, key: str, local_value):
+        """The master's value of `key` on every host (the master's own value is shared)."""
+        assert self._peer is not None
+        if self.cluster.is_master:
+            return self._peer.share(key, local_value)
+        return self._peer.wait_for(key)
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        assert self._peer is not None
+        if exc is None:
+            self._peer.report_done()
+        else:
+            self._peer.report_failure(f"{type(exc).__name__}: {exc}")
+        if self._coordinator is not None:
+            if not self._coordinator.wait_until_all_finished(self.FINISH_TIMEOUT):
+                LOG.warning("not every host reported the end of training within %.0f s",
+                            self.FINISH_TIMEOUT)
+        self._roles.stop()
+        self._peer.close()
+        if self._coordinator is not None:
+            self._coordinator.close()
+
+    def _abort(self, host: str, reason: str) -> None:
+        """Another host failed: this worker may be blocked inside a kvstore call, so write the
+        failure file, end the roles and leave the process at once."""
+        error = AlgorithmError(f"Training failed on host {host}: {reason}. This host "
+                               f"({self.cluster.current_host}) stopped with it.")
+        LOG.error("%s", error)
+        write_failure(self._output_dir, error)
+        self._roles.stop(grace=0.0)
+        logging.shutdown()
+        os._exit(1)
