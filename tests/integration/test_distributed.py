@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,9 @@ def _log(tmp_path, host):
 
 
 class Loopback:
-    """Both hosts on 127.0.0.1 with the host→address override."""
+    """Both hosts on 127.0.0.1 with the documented test-only host→address override."""
+
+    name = "loopback"
 
     def environment(self):
         return {"SSD_HOST_ADDRESSES": ",".join(f"{h}=127.0.0.1" for h in HOSTS)}
@@ -71,10 +74,71 @@ class Loopback:
     def command(self, host, argv):
         return argv
 
+    def close(self):
+        pass
 
-@pytest.fixture
+
+class Namespaces:
+    """Each host in its own network namespace, joined by a veth pair, with its own address and
+    its own /etc/netns/<name>/hosts naming both hosts (as SageMaker's DNS would)."""
+
+    name = "network namespaces"
+
+    def __init__(self):
+        tag = f"ssd{os.getpid() % 100000}"
+        self.namespaces = {host: f"{tag}-{i}" for i, host in enumerate(HOSTS, 1)}
+        self.addresses = {host: f"10.213.{os.getpid() % 200 + 20}.{i}"
+                          for i, host in enumerate(HOSTS, 1)}
+        links = {host: f"{tag}v{i}" for i, host in enumerate(HOSTS, 1)}
+        hosts_file = "127.0.0.1 localhost\n" + "".join(
+            f"{address} {host}\n" for host, address in self.addresses.items())
+        try:
+            first, second = HOSTS
+            self._run("ip", "link", "add", links[first], "type", "veth", "peer", "name",
+                      links[second])
+            for host, namespace in self.namespaces.items():
+                self._run("ip", "netns", "add", namespace)
+                self._run("ip", "link", "set", links[host], "netns", namespace)
+                self._run("ip", "-n", namespace, "addr", "add", f"{self.addresses[host]}/24",
+                          "dev", links[host])
+                self._run("ip", "-n", namespace, "link", "set", links[host], "up")
+                self._run("ip", "-n", namespace, "link", "set", "lo", "up")
+                folder = Path("/etc/netns") / namespace
+                folder.mkdir(parents=True, exist_ok=True)
+                (folder / "hosts").write_text(hosts_file)
+        except Exception:
+            self.close()
+            raise
+
+    @staticmethod
+    def _run(*argv):
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def environment(self):
+        return {}
+
+    def command(self, host, argv):
+        return ["ip", "netns", "exec", self.namespaces[host], *argv]
+
+    def close(self):
+        for namespace in self.namespaces.values():
+            subprocess.run(["ip", "netns", "del", namespace], capture_output=True)
+            folder = Path("/etc/netns") / namespace
+            if folder.exists():
+                (folder / "hosts").unlink(missing_ok=True)
+                folder.rmdir()
+
+
+@pytest.fixture(scope="module")
 def network():
-    return Loopback()
+    """Network namespaces where this machine allows them (root, iproute2), else loopback."""
+    try:
+        hosts = Namespaces()
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(f"network namespaces unavailable ({error}); hosts share loopback")
+        hosts = Loopback()
+    yield hosts
+    hosts.close()
 
 
 def _processes_of(tmp_path):
@@ -112,4 +176,139 @@ def test_dist_sync_two_hosts_one_artifact(tmp_path, network):
     log_one, log_two = _log(tmp_path, "algo-1"), _log(tmp_path, "algo-2")
     assert "is a dist_sync worker" in log_one and "is a dist_sync worker" in log_two
     assert "validation mAP" in log_one and "validation mAP" not in log_two
+    if isinstance(network, Namespaces):  # each host found the other by name, at its address
+        assert f"scheduler at {network.addresses['algo-1']}" in log_two
     assert _wait_no_processes(tmp_path) == []
+
+
+def test_dist_async_runs_to_completion(tmp_path, network):
+    codes = _wait(_start_hosts(tmp_path, network, kv_store="dist_async"))
+    assert codes == {"algo-1": 0, "algo-2": 0}, _log(tmp_path, "algo-1") + _log(tmp_path, "algo-2")
+    assert (tmp_path / "algo-1/model/model_algo_1-0000.params").is_file()
+    assert "is a dist_async worker" in _log(tmp_path, "algo-2")
+    assert _wait_no_processes(tmp_path) == []
+
+
+def test_early_stopping_ends_both_hosts_in_the_same_epoch(tmp_path, network):
+    # A vanishing learning rate cannot double the mAP: epoch 1 is no improvement -> stop.
+    codes = _wait(_start_hosts(tmp_path, network, kv_store="dist_sync", epochs="4",
+                               early_stopping="True", early_stopping_min_epochs="1",
+                               early_stopping_patience="1", early_stopping_tolerance="1.0",
+                               learning_rate="0.000001"))
+    one, two = _log(tmp_path, "algo-1"), _log(tmp_path, "algo-2")
+    assert codes == {"algo-1": 0, "algo-2": 0}, one + two
+    assert "early stopping after epoch 1" in one
+    for log in (one, two):
+        assert "epoch 1 batch 2/2" in log and "epoch 2 batch" not in log
+    assert _wait_no_processes(tmp_path) == []
+
+
+def test_a_failing_worker_fails_the_job_on_every_host(tmp_path, network):
+    processes = {}
+    port = free_port()
+    for host in HOSTS:  # algo-2 asks for a batch larger than its shard: fails after joining
+        base = tmp_path / host
+        _host_tree(base, host, kv_store="dist_sync",
+                   mini_batch_size="16" if host == "algo-2" else "2")
+        env = cli_env(base, SSD_SCHEDULER_PORT=str(port), **network.environment())
+        processes[host] = subprocess.Popen(
+            network.command(host, [sys.executable, "-m", "ssd_sagemaker", "train"]), env=env,
+            stdout=open(base / "train.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+    codes = _wait(processes, timeout=300)
+    assert codes == {"algo-1": 1, "algo-2": 1}, _log(tmp_path, "algo-1") + _log(tmp_path, "algo-2")
+    failure_two = (tmp_path / "algo-2/output/failure").read_text()
+    failure_one = (tmp_path / "algo-1/output/failure").read_text()
+    assert failure_two.startswith("ClientError: mini_batch_size=16 is larger than the ")
+    assert "Training failed on host algo-2: ClientError: mini_batch_size=16" in failure_one
+    assert not (tmp_path / "algo-1/output/success").exists()
+    assert _wait_no_processes(tmp_path) == []
+
+
+def test_a_host_that_never_joins_is_named(tmp_path, network):
+    base = tmp_path / "algo-1"
+    _host_tree(base, "algo-1")
+    env = cli_env(base, SSD_SCHEDULER_PORT=str(free_port()), SSD_JOIN_TIMEOUT="5",
+                  **network.environment())
+    result = subprocess.run(network.command("algo-1", [sys.executable, "-m", "ssd_sagemaker",
+                                                       "train"]),
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout[-2000:]
+    failure = (base / "output/failure").read_text()
+    assert "Not every host of algo-1, algo-2 joined the training job within 5 s" in failure
+    assert _wait_no_processes(tmp_path) == []
+
+
+def _equal_positive_batch(path):
+    """Four images, different colours, the same box (so every image has as many positive
+    anchors: SSD's loss is normalised by positives, per worker), with their targets."""
+    import cv2
+    import mxnet as mx
+    import numpy as np
+    from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+    from mxnet import autograd
+
+    from ssd_sagemaker.data.transforms import MEAN, STD
+    from ssd_sagemaker.model.network import build_network
+
+    net = build_network("vgg-16", 300, ["a", "b"])
+    net.save_parameters(str(path / "initial.params"))
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, 300, 300)))
+    generator = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2),
+                                   negative_mining_ratio=-1)
+    images, cls_targets, box_targets = [], [], []
+    for i in range(4):
+        image = np.full((300, 300, 3), 40 + 50 * i, np.uint8)
+        cv2.rectangle(image, (60, 80), (200, 220), (255 - 40 * i, 30 * i, 120), -1)
+        tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(mx.nd.array(image, dtype="uint8")),
+                                       mean=MEAN, std=STD)
+        cls, box, _ = generator(anchors, None, mx.nd.array([[[60, 80, 200, 220]]]),
+                                mx.nd.array([[[i % 2]]]))
+        images.append(tensor), cls_targets.append(cls[0]), box_targets.append(box[0])
+    mx.nd.save(str(path / "batch.nd"), [mx.nd.stack(*images), mx.nd.stack(*cls_targets),
+                                        mx.nd.stack(*box_targets)])
+
+
+def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batch(tmp_path):
+    import mxnet as mx
+    import numpy as np
+
+    from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
+
+    _equal_positive_batch(tmp_path)
+    script = [sys.executable, str(Path(__file__).with_name("dist_step_worker.py")),
+              str(tmp_path / "initial.params"), str(tmp_path / "batch.nd")]
+    single = subprocess.run(script + [str(tmp_path / "single.params")], env=cli_env(tmp_path),
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr
+
+    port = free_port()
+    addresses = {host: "127.0.0.1" for host in HOSTS}
+    roles = [ParameterServerRoles(Cluster(HOSTS, host, addresses, port, "dist_sync")).start()
+             for host in HOSTS]
+    workers = [subprocess.Popen(script + [str(tmp_path / f"worker{i}.params"), "dist_sync"],
+                                env=dict(cli_env(tmp_path),
+                                         **Cluster(HOSTS, host, addresses, port,
+                                                   "dist_sync").role_environment("worker")),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for i, host in enumerate(HOSTS)]
+    try:
+        for worker in workers:
+            output, _ = worker.communicate(timeout=300)
+            assert worker.returncode == 0, output
+    finally:
+        for role in roles:
+            role.stop(grace=20)
+    assert all(p.poll() is not None for role in roles for p in role.processes)
+
+    def load(name):
+        return {k: v.asnumpy() for k, v in mx.nd.load(str(tmp_path / name)).items()}
+
+    single_weights, initial = load("single.params"), load("initial.params")
+    for name in ("worker0.params", "worker1.params"):
+        weights = load(name)
+        for key, value in single_weights.items():
+            np.testing.assert_allclose(weights[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
+    moved = [k for k, v in single_weights.items() if not np.allclose(v, initial[k])]
+    assert len(moved) > 30  # the step changed the weights: the comparison is meaningful

@@ -33,6 +33,7 @@ class Coordinator:
         self._lock = threading.Lock()
         self._aborted = False
         self._finished_hosts: set[str] = set()
+        self._joined_hosts: set[str] = set()
         self._all_finished = threading.Condition(self._lock)
         threading.Thread(target=self._accept, name="coordinator", daemon=True).start()
 
@@ -68,6 +69,11 @@ class Coordinator:
             kind = message.get("type")
             if kind == "hello":
                 host = message["host"]
+                with self._lock:
+                    self._joined_hosts.add(host)
+                    everyone = len(self._joined_hosts) == self._expected
+                if everyone:  # only now may workers create the kvstore (it waits for all)
+                    self._broadcast({"type": "share", "key": "all_joined", "value": True})
             elif kind == "share":
                 self._broadcast(message)
             elif kind == "done":
@@ -137,10 +143,12 @@ class Peer:
         _send(self._stream, {"type": "share", "key": key, "value": value})
         return value
 
-    def wait_for(self, key: str) -> object:
-        """Other hosts: the master's value for `key` (blocks until it arrives)."""
+    def wait_for(self, key: str, timeout: float | None = None) -> object:
+        """The master's value for `key`, blocking until it arrives (TimeoutError after
+        `timeout` seconds when given)."""
         with self._condition:
-            self._condition.wait_for(lambda: key in self._values)
+            if not self._condition.wait_for(lambda: key in self._values, timeout=timeout):
+                raise TimeoutError(key)
             return self._values[key]
 
     def report_done(self) -> None:

@@ -26,6 +26,8 @@ SCHEDULER_PORT_VARIABLE = "SSD_SCHEDULER_PORT"
 DEFAULT_SCHEDULER_PORT = 8000
 RESOLVE_TIMEOUT_VARIABLE = "SSD_HOST_RESOLVE_TIMEOUT"
 DEFAULT_RESOLVE_TIMEOUT = 300.0
+JOIN_TIMEOUT_VARIABLE = "SSD_JOIN_TIMEOUT"
+DEFAULT_JOIN_TIMEOUT = 600.0
 # Test-only: "algo-1=127.0.0.1,algo-2=127.0.0.1" maps host names without DNS or /etc/hosts.
 HOST_ADDRESSES_VARIABLE = "SSD_HOST_ADDRESSES"
 
@@ -170,12 +172,14 @@ class DistributedJob:
     parameter-server roles and the control channel, makes this process the worker, shares the
     master's decisions, and on any host's failure ends the job everywhere with a failure file."""
 
-    HANDSHAKE_TIMEOUT = 600.0
     FINISH_TIMEOUT = 120.0
 
-    def __init__(self, cluster: Cluster, output_dir: Path):
+    def __init__(self, cluster: Cluster, output_dir: Path,
+                 environ: Mapping[str, str] | None = None):
+        environ = os.environ if environ is None else environ
         self.cluster = cluster
         self._output_dir = output_dir
+        self._join_timeout = float(environ.get(JOIN_TIMEOUT_VARIABLE) or DEFAULT_JOIN_TIMEOUT)
         self._roles = ParameterServerRoles(cluster)
         self._coordinator: Coordinator | None = None
         self._peer: Peer | None = None
@@ -189,8 +193,21 @@ class DistributedJob:
         if self.cluster.is_master:
             self._coordinator = Coordinator(control_port, len(self.cluster.hosts))
         self._roles.start()
-        self._peer = Peer(self.cluster.current_host, self.cluster.scheduler_address,
-                          control_port, self.HANDSHAKE_TIMEOUT, self._abort)
+        try:
+            self._peer = Peer(self.cluster.current_host, self.cluster.scheduler_address,
+                              control_port, self._join_timeout, self._abort)
+            # The kvstore waits for every node without a deadline: wait here, with one.
+            self._peer.wait_for("all_joined", timeout=self._join_timeout)
+        except (ConnectionError, TimeoutError):
+            self._roles.stop(grace=0.0)
+            if self._coordinator is not None:
+                self._coordinator.close()
+            raise ClientError(
+                f"Not every host of {', '.join(self.cluster.hosts)} joined the training job "
+                f"within {self._join_timeout:.0f} s (the job coordinator is on "
+                f"{self.cluster.hosts[0]} at {self.cluster.scheduler_address}:{control_port}); "
+                f"a host may have failed before training: see its log and failure reason."
+            ) from None
         become_worker(self.cluster)
         LOG.info("host %s (%d of %d) is a %s worker; scheduler at %s:%d",
                  self.cluster.current_host, self.cluster.hosts.index(self.cluster.current_host) + 1,
@@ -207,10 +224,9 @@ class DistributedJob:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         assert self._peer is not None
-        if exc is None:
-            self._peer.report_done()
-        else:
-            self._peer.report_failure(f"{type(exc).__name__}: {exc}")
+        if exc is not None:
+            self._fail(exc)
+        self._peer.report_done()
         if self._coordinator is not None:
             if not self._coordinator.wait_until_all_finished(self.FINISH_TIMEOUT):
                 LOG.warning("not every host reported the end of training within %.0f s",
@@ -219,6 +235,27 @@ class DistributedJob:
         self._peer.close()
         if self._coordinator is not None:
             self._coordinator.close()
+
+    def _fail(self, exc: BaseException) -> None:
+        """This worker failed (or was stopped): tell the others, write the failure file (none
+        for a stop) and leave at once — the kvstore's exit barrier would wait forever for the
+        workers that are now stopping."""
+        from ssd_sagemaker.training.interruption import TrainingInterrupted
+
+        self._peer.report_failure(f"{type(exc).__name__}: {exc}")
+        if isinstance(exc, TrainingInterrupted):
+            LOG.warning("%s; a checkpoint was saved: run `train` again to resume", exc)
+            code = 143
+        else:
+            if isinstance(exc, ClientError):
+                LOG.error("ClientError: %s", exc)
+            else:
+                LOG.error("AlgorithmError: %s", exc, exc_info=exc)
+            write_failure(self._output_dir, exc)
+            code = 1 if isinstance(exc, ClientError) else 2
+        self._roles.stop(grace=0.0)
+        logging.shutdown()
+        os._exit(code)
 
     def _abort(self, host: str, reason: str) -> None:
         """Another host failed: this worker may be blocked inside a kvstore call, so write the
