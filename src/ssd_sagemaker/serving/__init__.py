@@ -1,1 +1,2 @@
-"""Real-time inference: predictor, Flask routes, gunicorn server."""
+"""Inference: request checks and negotiation, the predictor, response bodies, the Flask routes,
+the gunicorn server (real-time and batch transform), and `predict` on local files."""

@@ -1,12 +1,26 @@
-"""Flask routes of the SageMaker inference contract: `GET /ping`, `POST /invocations`."""
+"""Flask routes of the SageMaker inference contract: `GET /ping`, `POST /invocations`,
+`GET /execution-parameters` (batch transform).
+
+Every refusal is a JSON body `{"error": sentence, "status": code}`: 400 bad image or attribute,
+413 too large, 415 unsupported content type, 406 unsupported Accept. A client's mistake never
+becomes a 500; an unexpected failure does, logged with its traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 
 from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ssd_sagemaker.serving.handlers import SUPPORTED_CONTENT_TYPES, Predictor, UndecodableImage
+from ssd_sagemaker.serving.config import ServingConfig
+from ssd_sagemaker.serving.handlers import (SUPPORTED_CONTENT_TYPES, Predictor, decode_image,
+                                            select_detections)
+from ssd_sagemaker.serving.negotiation import (CUSTOM_ATTRIBUTES_HEADER, detection_limits,
+                                               response_format)
+from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, RequestError,
+                                                  UnsupportedMediaType)
+from ssd_sagemaker.serving.responses import response_body
 
 LOG = logging.getLogger(__name__)
 
@@ -15,23 +29,69 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"error": message, "status": status}), status
 
 
-def create_app(predictor: Predictor) -> Flask:
+def _too_large(config: ServingConfig, size: int | None = None) -> PayloadTooLarge:
+    actual = f"{size} bytes, " if size is not None else ""
+    return PayloadTooLarge(f"the request body is {actual}above the limit of "
+                           f"{config.max_payload_mb} MB (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
+
+
+def _read_body(config: ServingConfig) -> bytes:
+    """The body, refused before reading when Content-Length is over the limit, and refused
+    when the bytes read are (a chunked body has no Content-Length)."""
+    declared = request.content_length
+    if declared is not None and declared > config.max_payload_bytes:
+        raise _too_large(config, declared)
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise _too_large(config) from None
+    if len(body) > config.max_payload_bytes:
+        raise _too_large(config)
+    return body
+
+
+def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) -> Flask:
     """The app for an already-loaded predictor (so /ping is true as soon as it answers)."""
     app = Flask("ssd_sagemaker")
+    # One byte over the limit: werkzeug stops a chunked body at MAX_CONTENT_LENGTH without
+    # always raising, so reading at most limit + 1 bytes lets `_read_body` see it is too long.
+    app.config["MAX_CONTENT_LENGTH"] = config.max_payload_bytes + 1
+
+    @app.errorhandler(RequestError)
+    def refused(error: RequestError):
+        LOG.info("refused %s %s with %d: %s", request.method, request.path, error.status, error)
+        return _error(error.status, f"{error}.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        return _error(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        LOG.exception("unexpected error on %s %s", request.method, request.path)
+        return _error(500, f"internal error ({type(error).__name__}); see the server log")
 
     @app.get("/ping")
     def ping():
         return Response(status=200)
 
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return jsonify({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "SingleRecord",
+                        "MaxPayloadInMB": config.max_payload_mb})
+
     @app.post("/invocations")
     def invocations():
-        content_type = (request.mimetype or "").lower()
-        if content_type not in SUPPORTED_CONTENT_TYPES:
-            return _error(415, f"Content-Type '{request.content_type}' is not supported; send "
-                               f"one of: {', '.join(SUPPORTED_CONTENT_TYPES)}.")
-        try:
-            return jsonify(predictor.predict_bytes(request.get_data()))
-        except UndecodableImage as error:
-            return _error(400, f"Cannot read the image: {error}.")
+        if (request.mimetype or "").lower() not in SUPPORTED_CONTENT_TYPES:
+            declared = request.content_type or "no Content-Type"
+            raise UnsupportedMediaType(f"Content-Type '{declared}' is not supported; send one "
+                                       f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
+        chosen = response_format(request.headers.get("Accept"))
+        limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
+        image = decode_image(_read_body(config), config.max_image_pixels)
+        rows = select_detections(predictor.detect(image), limits)
+        pixels = image.asnumpy() if chosen.is_image else image
+        return Response(response_body(chosen, rows, pixels, predictor.info.classes),
+                        mimetype=chosen.content_type)
 
     return app

@@ -1,10 +1,12 @@
-"""Pure request handling: decode image bytes, run the exported network, format the built-in
-algorithm's JSON (`[class_id, score, xmin, ymin, xmax, ymax]`, coordinates as fractions)."""
+"""Pure request handling: check and decode image bytes, run the exported network, keep the
+detections a request asked for. Rows follow the built-in algorithm:
+`[class_id, score, xmin, ymin, xmax, ymax]`, coordinates as fractions of the image size."""
 
 from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Sequence
 
 import mxnet as mx
 import numpy as np
@@ -12,25 +14,32 @@ import numpy as np
 from ssd_sagemaker.data.transforms import network_input
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info
+from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
+from ssd_sagemaker.serving.image_checks import check_image
+from ssd_sagemaker.serving.request_errors import UndecodableImage
 
 SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 
 
-class UndecodableImage(ValueError):
-    """The request body is not an image we can decode (the client's mistake: HTTP 400)."""
-
-
-def decode_image(body: bytes) -> mx.nd.NDArray:
-    """JPEG/PNG bytes → HWC RGB uint8, or UndecodableImage saying why."""
-    if not body:
-        raise UndecodableImage("the request body is empty; send the image's bytes")
+def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> mx.nd.NDArray:
+    """Complete JPEG/PNG bytes → HWC RGB uint8. The header is checked first (format, size,
+    completeness), so an oversized or truncated image is refused without being decoded."""
+    header = check_image(body, max_pixels)
     try:
         image = mx.image.imdecode(body, flag=1)
     except mx.base.MXNetError:
-        raise UndecodableImage("the body could not be decoded as a JPEG or PNG image") from None
+        raise UndecodableImage(f"the body could not be decoded as a {header.format.upper()} "
+                               f"image (its data is corrupt)") from None
     if image.size == 0:
         raise UndecodableImage("the decoded image is empty")
     return image
+
+
+def select_detections(rows: Sequence[Sequence[float]], limits: DetectionLimits
+                      ) -> list[list[float]]:
+    """The best `max_detections` rows scoring at least `score_threshold`, best first."""
+    ranked = sorted(rows, key=lambda row: -row[1])  # stable: equal scores keep network order
+    return [list(row) for row in ranked if row[1] >= limits.score_threshold][:limits.max_detections]
 
 
 class Predictor:
@@ -53,6 +62,7 @@ class Predictor:
         return [[float(c), float(s), *map(float, b)]
                 for c, s, b in zip(ids[keep, 0], scores[keep, 0], boxes)]
 
-    def predict_bytes(self, body: bytes) -> dict[str, list[list[float]]]:
+    def predict_bytes(self, body: bytes, limits: DetectionLimits = DetectionLimits()
+                      ) -> dict[str, list[list[float]]]:
         """The built-in's response object for one encoded image."""
-        return {"prediction": self.detect(decode_image(body))}
+        return {"prediction": select_detections(self.detect(decode_image(body)), limits)}

@@ -1,62 +1,168 @@
-"""Run the Flask app under gunicorn on SageMaker's port. Each worker loads the model after the
-fork (no `--preload`: native runtimes hang when forked after loading) before it accepts traffic."""
+"""Run the Flask app under gunicorn on SageMaker's port.
+
+- The master reads the configuration, sets each worker's OpenMP thread budget (cpus // workers)
+  before MXNet is first imported (MXNet fixes its thread count at import, and forked workers
+  inherit it), checks the artifact, then forks.
+- No `--preload`: each worker loads the model after the fork (native runtimes hang when forked
+  after loading), before it accepts traffic, so `/ping` answers only once a model is loaded.
+- A worker that cannot load the model stops the whole server (gunicorn's worker-boot error), and
+  `serve` raises with the worker's reason, rather than a green `/ping` and failing requests.
+- Sync workers: a worker takes a connection only when it is idle, so concurrent requests spread
+  evenly over the workers (threaded workers accept while busy and queue requests behind a
+  running forward while another worker idles), and a request running longer than the timeout
+  gets its worker replaced. On SIGTERM, a worker finishes its request and then answers the
+  connections already waiting in the listen queue before it exits.
+"""
 
 from __future__ import annotations
 
+import errno
+import itertools
 import logging
 import os
+import sys
+import tempfile
+import time
 from pathlib import Path
 from typing import Mapping
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
+from gunicorn.workers.sync import SyncWorker
 
-from ssd_sagemaker.model.artifact import read_model_info
+from ssd_sagemaker.errors import AlgorithmError, ClientError
+from ssd_sagemaker.serving.config import ServingConfig, read_serving_config
 
 LOG = logging.getLogger(__name__)
 
-DEFAULT_PORT = 8080
+GRACEFUL_TIMEOUT_SECONDS = 25  # SageMaker sends SIGKILL about 30 s after SIGTERM
 
 
-def bind_address(environ: Mapping[str, str]) -> str:
-    """`0.0.0.0:8080`, or the port SageMaker gives in `SAGEMAKER_BIND_TO_PORT`."""
-    return f"0.0.0.0:{environ.get('SAGEMAKER_BIND_TO_PORT') or DEFAULT_PORT}"
+class DrainingSyncWorker(SyncWorker):
+    """gunicorn's sync worker that, once told to stop, also answers the connections already
+    queued on the listening socket (which would be reset when the last worker closes it),
+    within the graceful timeout."""
+
+    def run(self) -> None:
+        super().run()
+        if not self.is_parent_alive():
+            return
+        deadline = time.monotonic() + self.cfg.graceful_timeout - 1
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while time.monotonic() < deadline:
+                self.notify()
+                try:
+                    self.accept(listener)  # answers the request before returning
+                except OSError as error:
+                    if error.errno != errno.ECONNABORTED:  # EAGAIN: nothing is waiting
+                        break
 
 
-def worker_count(environ: Mapping[str, str]) -> int:
-    """`SAGEMAKER_MODEL_SERVER_WORKERS`, else one worker."""
-    return int(environ.get("SAGEMAKER_MODEL_SERVER_WORKERS") or 1)
+def gunicorn_options(config: ServingConfig) -> dict:
+    """gunicorn settings for a configuration."""
+    return {
+        "bind": config.bind,
+        "workers": config.workers,
+        "worker_class": DrainingSyncWorker,
+        "timeout": config.timeout,
+        "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+        "preload_app": False,
+        "accesslog": "-",
+    }
+
+
+def free_device_slot(used: set[int]) -> int:
+    """The lowest slot no live worker holds, so a replaced worker takes its predecessor's GPU."""
+    return next(slot for slot in itertools.count() if slot not in used)
 
 
 class ModelServer(BaseApplication):
     """gunicorn application whose workers each build the predictor in `load()` (post-fork)."""
 
-    def __init__(self, model_dir: Path, options: dict):
+    def __init__(self, model_dir: Path, config: ServingConfig, boot_failure_file: Path):
         self._model_dir = model_dir
-        self._options = options
+        self._config = config
+        self._boot_failure_file = boot_failure_file
+        self._device_slot = 0
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in self._options.items():
+        for key, value in gunicorn_options(self._config).items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:
+            # Recent gunicorn opens a control socket under $HOME; a container needs none, and
+            # servers sharing a HOME (tests, several models on one host) would collide on it.
+            self.cfg.set("control_socket_disable", True)
+        self.cfg.set("pre_fork", self._pre_fork)
+        self.cfg.set("post_fork", self._post_fork)
+
+    def _pre_fork(self, arbiter, worker) -> None:
+        """In the master: give the new worker a device slot (its GPU, when there are GPUs)."""
+        used = {getattr(w, "device_slot", 0) for w in arbiter.WORKERS.values()}
+        worker.device_slot = free_device_slot(used)
+
+    def _post_fork(self, arbiter, worker) -> None:
+        """In the worker, before `load()`."""
+        self._device_slot = worker.device_slot
 
     def load(self):
+        from ssd_sagemaker.devices import available_contexts
         from ssd_sagemaker.serving.app import create_app
         from ssd_sagemaker.serving.handlers import Predictor
 
-        return create_app(Predictor(self._model_dir))
+        contexts = available_contexts()
+        context = contexts[self._device_slot % len(contexts)]
+        try:
+            predictor = Predictor(self._model_dir, context)
+        except ClientError as error:
+            # Tell the master why, and exit with gunicorn's boot-error code: the arbiter then
+            # stops every worker and exits instead of respawning workers that cannot work.
+            self._boot_failure_file.write_text(str(error), encoding="utf-8")
+            LOG.error("worker %d cannot load the model: %s", os.getpid(), error)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
+        LOG.info("worker %d loaded the model on %s", os.getpid(), context)
+        return create_app(predictor, self._config)
+
+
+def _apply_thread_budget(config: ServingConfig) -> None:
+    """OpenMP threads per worker, in the environment MXNet reads when it is first imported."""
+    if "mxnet" in sys.modules:
+        LOG.warning("MXNet was imported before the server set OMP_NUM_THREADS=%d; workers keep "
+                    "MXNet's own thread count", config.omp_threads)
+    os.environ["OMP_NUM_THREADS"] = str(config.omp_threads)
 
 
 def serve(model_dir: Path, environ: Mapping[str, str] | None = None) -> None:
-    """Check the artifact (refuse to start on a broken one), then run gunicorn until stopped."""
-    environ = os.environ if environ is None else environ
-    info = read_model_info(model_dir)
-    LOG.info("serving %s SSD (%d classes, %d px) from %s", info.base_network, info.num_classes,
-             info.image_shape, model_dir)
-    ModelServer(model_dir, {
-        "bind": bind_address(environ),
-        "workers": worker_count(environ),
-        "timeout": int(environ.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or 60),
-        "graceful_timeout": 25,
-        "preload_app": False,
-        "accesslog": "-",
-    }).run()
+    """Check the configuration and the artifact (refuse to start on a bad one), then run
+    gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
+    config = read_serving_config(os.environ if environ is None else environ)
+    _apply_thread_budget(config)
+    from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
+
+    info = check_artifact(model_dir)
+    LOG.info("serving %s SSD (%d classes, %d px) from %s on %s: %d workers x %d OpenMP "
+             "threads, timeout %d s, payload limit %d MB", info.base_network, info.num_classes,
+             info.image_shape, model_dir, config.bind, config.workers, config.omp_threads,
+             config.timeout, config.max_payload_mb)
+    handle, name = tempfile.mkstemp(prefix="ssd-serve-boot-failure-")
+    os.close(handle)
+    boot_failure_file = Path(name)
+    master = os.getpid()
+    try:
+        ModelServer(model_dir, config, boot_failure_file).run()
+    except (SystemExit, HaltServer) as stop:
+        # Workers leave gunicorn by SystemExit through this same frame: only the master reports.
+        # HaltServer escapes gunicorn when a second worker fails to boot while it halts.
+        code = stop.code if isinstance(stop, SystemExit) else stop.exit_status
+        if os.getpid() != master or code != Arbiter.WORKER_BOOT_ERROR:
+            raise
+        reason = boot_failure_file.read_text(encoding="utf-8").strip()
+        if reason:
+            raise ClientError(reason) from None
+        raise AlgorithmError("a gunicorn worker failed to boot; its traceback is in the log "
+                             "above") from None
+    finally:
+        if os.getpid() == master:
+            boot_failure_file.unlink(missing_ok=True)

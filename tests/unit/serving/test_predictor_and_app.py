@@ -1,28 +1,16 @@
 """artifact.py + serving: an exported (untrained) SSD is served with the built-in's JSON and
 clear errors; an incomplete artifact is refused naming the missing file."""
 
-import io
-
 import cv2
 import numpy as np
 import pytest
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
-                                          read_model_info, save_artifact)
-from ssd_sagemaker.model.network import build_network
+                                          read_model_info)
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.handlers import Predictor
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("model")
-    net = build_network("vgg-16", 300, ["circle", "square"])
-    net.set_nms(0.45, 400, 100)
-    save_artifact(net, directory, ModelInfo(("circle", "square"), 300, "vgg-16", 0.45),
-                  {"num_classes": 2})
-    return directory
+from serving_samples import model_dir  # noqa: F401 - fixture
 
 
 def _jpeg(width=320, height=240):
@@ -67,3 +55,19 @@ def test_routes(model_dir):
     assert broken.status_code == 400 and "decoded" in broken.get_json()["error"]
     empty = client.post("/invocations", data=b"", content_type="image/png")
     assert empty.status_code == 400 and "empty" in empty.get_json()["error"]
+
+
+def test_default_limits_leave_the_builtin_output_unchanged(model_dir):
+    """select_detections with the defaults (threshold 0, 100 detections) is the identity on what
+    the network returns (sorted by score, at most 100 after NMS), so existing clients see the
+    same JSON; tighter limits keep a prefix of it."""
+    from ssd_sagemaker.serving.config import DetectionLimits
+    from ssd_sagemaker.serving.handlers import decode_image, select_detections
+
+    predictor = Predictor(model_dir)
+    raw = predictor.detect(decode_image(_jpeg()))
+    assert select_detections(raw, DetectionLimits()) == raw
+    assert [row[1] for row in raw] == sorted((row[1] for row in raw), reverse=True)
+    assert predictor.predict_bytes(_jpeg()) == {"prediction": raw}
+    assert predictor.predict_bytes(_jpeg(), DetectionLimits(max_detections=3)) == \
+        {"prediction": raw[:3]}

@@ -1,0 +1,193 @@
+"""Serving overhead and scaling: p50/p99 latency of `POST /invocations` next to the bare
+`Predictor` call on the same image, then throughput of 1 and 2 gunicorn workers under
+concurrent load. Not a test: run by hand, `python bench/serving_latency.py [--requests 100]`.
+
+Goals: HTTP p50 <= 1.10 x bare p50; 2 workers >= 1.8 x the throughput of 1 worker when two
+cores are free. Both sides use the same OpenMP thread count as the server gives one worker
+(cpus // workers), so the latency comparison is like for like. The model is an untrained
+VGG-16 SSD300 (same compute as a trained one) unless --model-dir is given.
+"""
+
+import argparse
+import concurrent.futures
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def percentile(values, fraction):
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`python -m ssd_sagemaker serve` on loopback with the given environment."""
+
+    def __init__(self, base: Path, workers: int, **env: str):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # Not this process's OMP_NUM_THREADS: the server sets its own budget unless told.
+        environ = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+        environ.update(SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(self.port),
+                       SAGEMAKER_MODEL_SERVER_WORKERS=str(workers), **env)
+        environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), environ.get("PYTHONPATH")]))
+        self.log = open(base / f"serve-{self.port}.log", "w")
+        self.process = subprocess.Popen([sys.executable, "-m", "ssd_sagemaker", "serve"],
+                                        env=environ, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self):
+        import requests
+
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"server did not start; see {self.log.name}")
+            time.sleep(0.3)
+
+    def __exit__(self, *exc):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+        self.log.close()
+
+
+def post(session, url: str, body: bytes) -> float:
+    started = time.perf_counter()
+    response = session.post(f"{url}/invocations", data=body,
+                            headers={"Content-Type": "image/jpeg"}, timeout=120)
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed
+
+
+def latency(base: Path, body: bytes, samples: int, rounds: int):
+    """Bare predictor and HTTP (1 worker) in alternating blocks, so machine noise hits both."""
+    import requests
+
+    from ssd_sagemaker.serving.handlers import Predictor
+
+    predictor = Predictor(base / "model")
+    bare, http = [], []
+    with Server(base, workers=1) as server, requests.Session() as session:
+        for _ in range(3):  # warm-up: graph, memory, connections
+            predictor.predict_bytes(body)
+            post(session, server.url, body)
+        for _ in range(rounds):
+            for _ in range(samples // rounds):
+                started = time.perf_counter()
+                predictor.predict_bytes(body)
+                bare.append(time.perf_counter() - started)
+            for _ in range(samples // rounds):
+                http.append(post(session, server.url, body))
+    return bare, http
+
+
+def throughput(base: Path, body: bytes, workers: int, requests_count: int, concurrency: int,
+               **env: str) -> float:
+    """Requests per second of `requests_count` POSTs from `concurrency` client threads."""
+    import requests
+
+    with Server(base, workers=workers, **env) as server:
+        sessions = [requests.Session() for _ in range(concurrency)]
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            list(pool.map(lambda i: post(sessions[i % concurrency], server.url, body),
+                          range(2 * concurrency)))  # warm every worker
+            started = time.perf_counter()
+            list(pool.map(lambda i: post(sessions[i % concurrency], server.url, body),
+                          range(requests_count)))
+            seconds = time.perf_counter() - started
+        for session in sessions:
+            session.close()
+    return requests_count / seconds
+
+
+def export_untrained_model(model_dir: Path) -> None:
+    """An untrained VGG-16 SSD300 exported as `train` does (same compute as a trained one)."""
+    from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
+    from ssd_sagemaker.model.network import build_network
+
+    classes = ("circle", "square", "triangle")
+    net = build_network("vgg-16", 300, list(classes))
+    net.set_nms(0.45, 400, 100)
+    save_artifact(net, model_dir, ModelInfo(classes, 300, "vgg-16", 0.45), {})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", type=Path, help="default: an untrained VGG-16 SSD300")
+    parser.add_argument("--samples", type=int, default=60, help="latency samples per side")
+    parser.add_argument("--requests", type=int, default=100, help="requests per throughput run")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.export_to:
+        export_untrained_model(args.export_to)
+        return
+
+    cpus = len(os.sched_getaffinity(0))
+    # Like one server worker: all cores to MXNet's OpenMP, set before MXNet is imported.
+    os.environ["OMP_NUM_THREADS"] = str(cpus)
+    import cv2
+
+    from ssd_sagemaker.data.synthetic import write_annotated_channel
+
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder)
+        if args.model_dir:
+            (base / "model").symlink_to(args.model_dir.resolve())
+        else:  # in a child process, so this one holds only what a worker holds: the predictor
+            subprocess.run([sys.executable, __file__, "--export-to", str(base / "model")],
+                           check=True)
+        write_annotated_channel(base / "images", base / "annotations", 1, seed=0)
+        image_path = next((base / "images").iterdir())
+        height, width = cv2.imread(str(image_path)).shape[:2]
+        body = image_path.read_bytes()
+        print(f"{cpus} CPUs, load average {os.getloadavg()[0]:.2f}; image {width}x{height} "
+              f"JPEG, {len(body)} bytes")
+        if os.getloadavg()[0] > cpus / 2:
+            print("warning: other processes are using the CPUs; OpenMP threads slow down badly "
+                  "when cores are shared, so these numbers say little about the server")
+
+        bare, http = latency(base, body, args.samples, rounds=5)
+        ratio = statistics.median(http) / statistics.median(bare)
+        print(f"latency ({len(bare)} samples each, 1 worker x {cpus} OpenMP threads):")
+        print(f"  bare Predictor.predict_bytes  p50 {statistics.median(bare) * 1000:7.1f} ms  "
+              f"p99 {percentile(bare, 0.99) * 1000:7.1f} ms")
+        print(f"  HTTP POST /invocations        p50 {statistics.median(http) * 1000:7.1f} ms  "
+              f"p99 {percentile(http, 0.99) * 1000:7.1f} ms")
+        print(f"  p50 ratio http/bare: {ratio:.3f} (goal <= 1.10)")
+
+        print(f"throughput ({args.requests} requests, {args.concurrency} concurrent clients):")
+        one = throughput(base, body, 1, args.requests, args.concurrency)
+        print(f"  1 worker  x {cpus} OpenMP threads (default budget): {one:6.2f} req/s")
+        one_thread = throughput(base, body, 1, args.requests, args.concurrency,
+                                OMP_NUM_THREADS=str(max(1, cpus // 2)))
+        print(f"  1 worker  x {max(1, cpus // 2)} OpenMP threads (as each of 2):  "
+              f"{one_thread:6.2f} req/s")
+        two = throughput(base, body, 2, args.requests, args.concurrency)
+        print(f"  2 workers x {max(1, cpus // 2)} OpenMP threads (default budget): {two:6.2f} req/s")
+        print(f"  ratio 2 workers / 1 worker, same threads per worker: {two / one_thread:.2f} "
+              f"(goal >= 1.8)")
+        print(f"  ratio 2 workers / 1 worker, default budgets (same cores): {two / one:.2f}")
+
+
+if __name__ == "__main__":
+    main()

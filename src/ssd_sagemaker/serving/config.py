@@ -1,0 +1,166 @@
+"""Serving settings from the environment, read once in the gunicorn master and passed down typed.
+
+Every knob SageMaker (or the user) can turn is validated here, all problems reported at once, so
+a bad value stops `serve` before a worker starts instead of failing requests later. Nothing here
+imports MXNet: the master must set the OpenMP thread count before MXNet is first imported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+from ssd_sagemaker.errors import ClientError
+
+DEFAULT_PORT = 8080
+DEFAULT_TIMEOUT_SECONDS = 60
+DEFAULT_MAX_PAYLOAD_MB = 6
+MAX_PAYLOAD_MB_LIMIT = 100  # SageMaker's ceiling for MaxPayloadInMB
+DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
+DEFAULT_SCORE_THRESHOLD = 0.0
+DEFAULT_MAX_DETECTIONS = 100
+MEGABYTE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DetectionLimits:
+    """Which detections a response keeps: score at least `score_threshold`, at most
+    `max_detections` of the best. The defaults keep everything the network returns."""
+
+    score_threshold: float = DEFAULT_SCORE_THRESHOLD
+    max_detections: int = DEFAULT_MAX_DETECTIONS
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """What the server, the app and the workers need, validated."""
+
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    timeout: int = DEFAULT_TIMEOUT_SECONDS
+    max_payload_mb: int = DEFAULT_MAX_PAYLOAD_MB
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    limits: DetectionLimits = DetectionLimits()
+    omp_threads: int = 1
+
+    @property
+    def bind(self) -> str:
+        return f"0.0.0.0:{self.port}"
+
+    @property
+    def max_payload_bytes(self) -> int:
+        return self.max_payload_mb * MEGABYTE
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (respects affinity/cpusets, unlike `os.cpu_count`)."""
+    return len(os.sched_getaffinity(0)) or 1
+
+
+def gpu_count(environ: Mapping[str, str]) -> int:
+    """GPUs visible to this container, counted without CUDA: initialising CUDA in the gunicorn
+    master (as `mx.context.num_gpus()` does) would break CUDA in every forked worker."""
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [i.strip() for i in visible.split(",") if i.strip()]
+        return 0 if not ids or ids[0].startswith("-") else len(ids)
+    driver = Path("/proc/driver/nvidia/gpus")
+    return sum(1 for _ in driver.iterdir()) if driver.is_dir() else 0
+
+
+def _in_range(parse: Callable[[str], float], low: float, high: float | None = None
+              ) -> Callable[[str], float]:
+    """`parse`, raising ValueError for values outside [low, high]."""
+    def parse_in_range(raw: str):
+        value = parse(raw)
+        if not (low <= value and (high is None or value <= high)):  # also refuses NaN
+            raise ValueError(raw)
+        return value
+    return parse_in_range
+
+
+LIMIT_PARSERS: dict[str, tuple[Callable[[str], float], str]] = {
+    "score_threshold": (_in_range(float, 0.0, 1.0), "a number from 0 to 1"),
+    "max_detections": (_in_range(int, 1), "an int > 0"),
+}
+
+
+def parse_limit(name: str, raw: str) -> float:
+    """One detection limit (`score_threshold` or `max_detections`) from text, wherever it comes
+    from (environment, request attribute, command line); a ValueError names the limit, the value
+    and what is expected."""
+    parse, expected = LIMIT_PARSERS[name]
+    try:
+        return parse(raw.strip())
+    except ValueError:
+        raise ValueError(f"{name}={raw.strip()!r} is invalid: expected {expected}") from None
+
+
+class _Reader:
+    """Parses variables one by one, collecting every problem instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]):
+        self.environ = environ
+        self.problems: list[str] = []
+
+    def get(self, name: str, default, parse: Callable[[str], object], expected: str):
+        """`parse(value)` of variable `name` (ValueError: invalid), or `default` when unset."""
+        raw = (self.environ.get(name) or "").strip()
+        if not raw:
+            return default
+        try:
+            return parse(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} (expected {expected})")
+            return default
+
+
+def read_detection_limits(environ: Mapping[str, str] | None = None) -> DetectionLimits:
+    """The default limits from `SSD_SCORE_THRESHOLD` and `SSD_MAX_DETECTIONS`."""
+    reader = _Reader(os.environ if environ is None else environ)
+    limits = _detection_limits(reader)
+    _raise_problems(reader)
+    return limits
+
+
+def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | None = None,
+                        gpus: int | None = None) -> ServingConfig:
+    """The whole serving configuration; a ClientError names every bad variable.
+
+    Workers default to one per GPU, else one per CPU. Each worker gets cpus // workers OpenMP
+    threads (unless `OMP_NUM_THREADS` is set) so that workers do not fight over cores."""
+    environ = os.environ if environ is None else environ
+    cpus = cpu_count() if cpus is None else cpus
+    gpus = gpu_count(environ) if gpus is None else gpus
+    reader = _Reader(environ)
+    positive = _in_range(int, 1)
+    port = reader.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, _in_range(int, 1, 65535),
+                      "a TCP port, 1-65535")
+    workers = reader.get("SAGEMAKER_MODEL_SERVER_WORKERS", gpus or cpus, positive, "an int > 0")
+    timeout = reader.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, positive,
+                         "seconds, an int > 0")
+    # 0 is SageMaker's "no limit" (streamed payloads); images still need a bound: the maximum.
+    payload = reader.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB,
+                         _in_range(int, 0, MAX_PAYLOAD_MB_LIMIT),
+                         f"an int from 0 to {MAX_PAYLOAD_MB_LIMIT}")
+    pixels = reader.get("SSD_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, positive, "an int > 0")
+    limits = _detection_limits(reader)
+    threads = reader.get("OMP_NUM_THREADS", max(1, cpus // workers), positive, "an int > 0")
+    _raise_problems(reader)
+    return ServingConfig(port=port, workers=workers, timeout=timeout,
+                         max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
+                         limits=limits, omp_threads=threads)
+
+
+def _detection_limits(reader: _Reader) -> DetectionLimits:
+    values = {name: reader.get(f"SSD_{name.upper()}", getattr(DetectionLimits, name), parse,
+                               expected)
+              for name, (parse, expected) in LIMIT_PARSERS.items()}
+    return DetectionLimits(**values)
+
+
+def _raise_problems(reader: _Reader) -> None:
+    if reader.problems:
+        raise ClientError("Invalid serving environment: " + "; ".join(reader.problems) + ".")

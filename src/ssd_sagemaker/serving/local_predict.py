@@ -1,0 +1,75 @@
+"""`ssd-sagemaker predict`: the serving predictor on local image files, without a server.
+
+For each image it writes `<name>.json` (the endpoint's default JSON) and `<name>.annotated.jpg`
+(the boxes drawn), through the same checks, decoding and response code as `/invocations`, so
+what you see locally is what the endpoint answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
+from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
+from ssd_sagemaker.serving.negotiation import ResponseFormat
+from ssd_sagemaker.serving.request_errors import RequestError
+from ssd_sagemaker.serving.responses import response_body
+
+LOG = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
+
+
+def collect_images(inputs: Iterable[Path]) -> list[Path]:
+    """The files named, plus the JPEG/PNG files (by suffix) under each folder named, in order.
+    Outputs are named after the image, so two images with the same name are refused."""
+    images: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            images.extend(sorted(p for p in item.rglob("*")
+                                 if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        elif item.is_file():
+            images.append(item)
+        else:
+            raise ClientError(f"{item} is neither an image file nor a folder.")
+    if not images:
+        raise ClientError("No images found in " + ", ".join(map(str, inputs)) +
+                          f" (looked for {', '.join(sorted(IMAGE_SUFFIXES))} files).")
+    clashes = sorted(stem for stem, n in Counter(p.stem for p in images).items() if n > 1)
+    if clashes:
+        raise ClientError(f"Several input images are named {', '.join(clashes)}; their outputs "
+                          f"would overwrite each other. Predict them in separate runs.")
+    return images
+
+
+def predict_files(predictor: Predictor, images: Sequence[Path], output_dir: Path,
+                  limits: DetectionLimits, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+                  ) -> list[Path]:
+    """Write the JSON and annotated image of every readable image; the files written. Images
+    that cannot be read are skipped and reported together at the end (ClientError)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written, failures = [], []
+    for path in images:
+        try:
+            image = decode_image(path.read_bytes(), max_pixels)
+        except RequestError as error:
+            failures.append(f"{path}: {error}")
+            LOG.error("skipping %s: %s", path, error)
+            continue
+        rows = select_detections(predictor.detect(image), limits)
+        pixels = image.asnumpy()
+        for suffix, response_format in ((".json", ResponseFormat.JSON),
+                                        (".annotated.jpg", ResponseFormat.JPEG)):
+            target = output_dir / f"{path.stem}{suffix}"
+            target.write_bytes(response_body(response_format, rows, pixels,
+                                             predictor.info.classes))
+            written.append(target)
+        LOG.info("%s: %d detections -> %s", path, len(rows), output_dir / path.stem)
+    if failures:
+        raise ClientError(f"{len(failures)} of {len(images)} images could not be read: " +
+                          "; ".join(failures))
+    return written
