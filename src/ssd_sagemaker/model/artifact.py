@@ -91,7 +91,9 @@ def load_exported_network(model_dir: Path, ctx: Sequence[mx.Context] | mx.Contex
             return gluon.SymbolBlock.imports(str(model_dir / SYMBOL_FILE), ["data"],
                                              str(model_dir / PARAMS_FILE), ctx=ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
+            # MXNet's message may start with a C++ traceback; its last line says what failed.
+            lines = [line for line in str(error).splitlines() if line.strip()]
             raise ClientError(
                 f"The model files in {model_dir} ({SYMBOL_FILE}, {PARAMS_FILE}) cannot be "
-                f"loaded: {str(error).splitlines()[0]}"
+                f"loaded: {lines[-1] if lines else type(error).__name__}"
             ) from None
