@@ -80,6 +80,9 @@ class ChannelConfig:
     input_mode: str = "File"
     distribution: str = "FullyReplicated"
     record_wrapper: str = "None"
+    # Augmented manifests: the manifest attributes sent per line, in order (e.g. source-ref,
+    # bounding-box); empty for every other channel.
+    attribute_names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +136,16 @@ def read_hyperparameters(paths: Paths) -> dict[str, Any]:
     return raw
 
 
+def _attribute_names(paths: Paths, channel: str, raw: Any) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
+        raise ClientError(
+            f"{paths.input_data_config_file}: channel '{channel}' has AttributeNames {raw!r}; "
+            f'it must be a list of attribute names, e.g. ["source-ref", "bounding-box"].')
+    return tuple(raw)
+
+
 def read_channels(paths: Paths) -> dict[str, ChannelConfig]:
     """Channels from `inputdataconfig.json`; when run by hand without it, every folder under
     `input/data` is a File-mode image channel."""
@@ -152,6 +165,7 @@ def read_channels(paths: Paths) -> dict[str, ChannelConfig]:
             input_mode=str(entry.get("TrainingInputMode") or "File"),
             distribution=str(entry.get("S3DistributionType") or "FullyReplicated"),
             record_wrapper=str(entry.get("RecordWrapperType") or "None"),
+            attribute_names=_attribute_names(paths, name, entry.get("AttributeNames")),
         )
     return channels
 

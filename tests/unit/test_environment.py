@@ -98,3 +98,26 @@ def test_resource_config_current_host_must_be_listed(tmp_path):
     _write(paths.resource_config_file, {"current_host": "algo-3", "hosts": ["algo-1"]})
     with pytest.raises(ClientError, match="current_host"):
         read_resource_config(paths)
+
+
+def test_attribute_names_of_augmented_manifests(tmp_path):
+    paths = Paths(tmp_path)
+    _write(paths.input_data_config_file, {
+        "train": {"ContentType": "application/x-recordio", "TrainingInputMode": "Pipe",
+                  "RecordWrapperType": "RecordIO",
+                  "AttributeNames": ["source-ref", "bounding-box", "bounding-box-metadata"]},
+        "validation": {"ContentType": "application/x-recordio"},
+    })
+    channels = read_channels(paths)
+    assert channels["train"].attribute_names == ("source-ref", "bounding-box",
+                                                 "bounding-box-metadata")
+    assert channels["validation"].attribute_names == ()
+
+
+def test_attribute_names_must_be_a_list_of_names(tmp_path):
+    paths = Paths(tmp_path)
+    _write(paths.input_data_config_file, {"train": {"AttributeNames": "source-ref"}})
+    with pytest.raises(ClientError) as error:
+        read_channels(paths)
+    assert "channel 'train' has AttributeNames 'source-ref'" in str(error.value)
+    assert '["source-ref", "bounding-box"]' in str(error.value)

@@ -1,15 +1,15 @@
-"""Read an image channel and its JSON annotation channel (one annotation file per image, the
-SageMaker Object Detection format) into typed samples, refusing invalid files with one error
-that lists every problem found, each naming the file and the fix.
+"""Image + JSON channels (one annotation file per image, the SageMaker Object Detection format):
+every annotation file and image checked, each problem naming its file and the fix, the result a
+list of `Sample`s and a `ChannelReport`.
 
-Images are only checked for existence here; decoding them is the loader's job.
+The annotation object (`image_size` + `annotations`) is also the value of a Ground Truth
+bounding-box attribute, so `parse_annotation` serves augmented manifests too.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -17,54 +17,117 @@ from typing import Any
 
 import numpy as np
 
+from ssd_sagemaker.data.images import IMAGE_SUFFIXES, BadImage, decode, inspect_file
+from ssd_sagemaker.data.report import ChannelReport
+from ssd_sagemaker.data.samples import (Sample, class_id_problem, fit_boxes, is_integer,
+                                        is_number, normalised)
 from ssd_sagemaker.errors import ClientError
 
 LOG = logging.getLogger(__name__)
 
-# Problems listed in the error; the rest are counted (FailureReason keeps only 1024 characters).
-MAX_LISTED_PROBLEMS = 20
 REQUIRED_KEYS = ("file", "image_size", "annotations")
 BOX_KEYS = ("class_id", "left", "top", "width", "height")
 EXAMPLE = ('{"file": "img_0001.jpg", "image_size": [{"width": 500, "height": 400, "depth": 3}], '
            '"annotations": [{"class_id": 0, "left": 111, "top": 134, "width": 61, '
            '"height": 128}]}')
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One annotated image: boxes in the annotated image size's pixels, corners form."""
-
-    image_path: Path
-    width: int
-    height: int
-    boxes: np.ndarray  # float32 (N, 4): xmin, ymin, xmax, ymax
-    class_ids: np.ndarray  # int32 (N,)
+KIND = "image + JSON"
 
 
 @dataclass(frozen=True)
 class AnnotatedChannel:
-    """All samples of a channel pair, plus class names from the files' `categories`."""
+    """The usable samples of a channel pair, class names from the files' `categories`, and
+    what was found on the way."""
 
     samples: tuple[Sample, ...]
     class_names: dict[int, str]
+    report: ChannelReport
 
 
 @dataclass
-class _Parsed:
-    """What one annotation file yielded; `problems` empty means `sample` is usable."""
+class ParsedAnnotation:
+    """What one annotation object yielded: pixel boxes in its `image_size`, or problems."""
 
-    sample: Sample | None = None
-    categories: dict[int, str] = field(default_factory=dict)
+    width: int = 0
+    height: int = 0
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
+    entry = image_size[0] if isinstance(image_size, list) and image_size else None
+    if not isinstance(entry, dict):
+        problems.append(f"\"image_size\" must be a list holding one {{\"width\", \"height\", "
+                        f"\"depth\"}} object, got {image_size!r}")
+        return None
+    sizes = [entry.get("width"), entry.get("height")]
+    faults = [f"image_size {key} must be a positive integer, got {value!r}"
+              for key, value in zip(("width", "height"), sizes)
+              if not is_integer(value) or value <= 0]
+    problems.extend(faults)
+    if faults:
+        return None
+    return int(sizes[0]), int(sizes[1])
 
 
-def _is_integer(value: Any) -> bool:
-    """JSON integers, and floats with an integral value (some tools write 2.0)."""
-    return _is_number(value) and float(value).is_integer()
+def _boxes(annotations: Any, num_classes: int,
+           problems: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Corner boxes in pixels and class ids; every faulty annotation is reported."""
+    if not isinstance(annotations, list):
+        problems.append(f"\"annotations\" must be a list, got {type(annotations).__name__}")
+        return None
+    boxes, class_ids, before = [], [], len(problems)
+    for index, box in enumerate(annotations):
+        where = f"annotation {index}"
+        if not isinstance(box, dict):
+            problems.append(f"{where} must be an object with {', '.join(BOX_KEYS)}")
+            continue
+        missing = [key for key in BOX_KEYS if key not in box]
+        if missing:
+            problems.append(f"{where} is missing the key(s) {', '.join(missing)}")
+            continue
+        fault = class_id_problem(box["class_id"], num_classes)
+        if fault:
+            problems.append(f"{where} has {fault}")
+        for key in ("left", "top", "width", "height"):
+            if not is_number(box[key]):
+                problems.append(f"{where} has {key} {box[key]!r}, which is not a number")
+        for key in ("width", "height"):
+            if is_number(box[key]) and box[key] <= 0:
+                problems.append(f"{where} has {key} {box[key]!r}; box sizes must be positive")
+        if len(problems) == before:
+            left, top = float(box["left"]), float(box["top"])
+            boxes.append((left, top, left + float(box["width"]), top + float(box["height"])))
+            class_ids.append(int(box["class_id"]))
+    if len(problems) > before:
+        return None
+    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            np.asarray(class_ids, dtype=np.int32).reshape(-1))
+
+
+def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
+    """Check an `{"image_size": [...], "annotations": [...]}` object; the checks are
+    independent so every fault is reported, and boxes overshooting the image by at most a
+    pixel are clipped (a warning)."""
+    parsed = ParsedAnnotation()
+    if not isinstance(document, dict):
+        parsed.problems.append("must hold one JSON object, e.g. " + EXAMPLE)
+        return parsed
+    missing = [key for key in REQUIRED_KEYS[1:] if key not in document]
+    if missing:
+        parsed.problems.append(f"is missing the key(s) {', '.join(missing)}")
+        return parsed
+    size = _image_size(document["image_size"], parsed.problems)
+    boxes = _boxes(document["annotations"], num_classes, parsed.problems)
+    if size is None or boxes is None:
+        return parsed
+    parsed.width, parsed.height = size
+    names = [f"annotation {i}" for i in range(len(boxes[0]))]
+    parsed.boxes, parsed.warnings, errors = fit_boxes(boxes[0], *size, names)
+    parsed.problems.extend(errors)
+    parsed.class_ids = boxes[1]
+    return parsed
 
 
 def _image_path(file: Any, image_dir: Path, problems: list[str]) -> Path | None:
@@ -89,67 +152,15 @@ def _image_path(file: Any, image_dir: Path, problems: list[str]) -> Path | None:
     return path
 
 
-def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
-    entry = image_size[0] if isinstance(image_size, list) and image_size else None
-    if not isinstance(entry, dict):
-        problems.append(f"\"image_size\" must be a list holding one {{\"width\", \"height\", "
-                        f"\"depth\"}} object, got {image_size!r}")
-        return None
-    sizes = [entry.get("width"), entry.get("height")]
-    faults = [f"image_size {key} must be a positive integer, got {value!r}"
-              for key, value in zip(("width", "height"), sizes)
-              if not _is_integer(value) or value <= 0]
-    problems.extend(faults)
-    if faults:
-        return None
-    return int(sizes[0]), int(sizes[1])
-
-
-def _boxes(annotations: Any, num_classes: int,
-           problems: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Corner boxes and class ids; every faulty annotation is reported, not just the first."""
-    if not isinstance(annotations, list):
-        problems.append(f"\"annotations\" must be a list, got {type(annotations).__name__}")
-        return None
-    boxes, class_ids, before = [], [], len(problems)
-    for index, box in enumerate(annotations):
-        where = f"annotation {index}"
-        if not isinstance(box, dict):
-            problems.append(f"{where} must be an object with {', '.join(BOX_KEYS)}")
-            continue
-        missing = [key for key in BOX_KEYS if key not in box]
-        if missing:
-            problems.append(f"{where} is missing the key(s) {', '.join(missing)}")
-            continue
-        class_id = box["class_id"]
-        if not _is_integer(class_id) or not 0 <= class_id < num_classes:
-            problems.append(f"{where} has class_id {class_id!r}; class ids must be integers in "
-                            f"[0, {num_classes}) for num_classes={num_classes}")
-        for key in ("left", "top", "width", "height"):
-            if not _is_number(box[key]):
-                problems.append(f"{where} has {key} {box[key]!r}, which is not a number")
-        for key in ("width", "height"):
-            if _is_number(box[key]) and box[key] <= 0:
-                problems.append(f"{where} has {key} {box[key]!r}; box sizes must be positive")
-        if len(problems) == before:
-            left, top = float(box["left"]), float(box["top"])
-            boxes.append((left, top, left + float(box["width"]), top + float(box["height"])))
-            class_ids.append(int(class_id))
-    if len(problems) > before:
-        return None
-    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
-            np.asarray(class_ids, dtype=np.int32).reshape(-1))
-
-
 def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
     if categories is None:
         return {}
     names: dict[int, str] = {}
     if not isinstance(categories, list):
-        problems.append(f"\"categories\" must be a list of {{\"class_id\", \"name\"}} objects")
+        problems.append("\"categories\" must be a list of {\"class_id\", \"name\"} objects")
         return names
     for index, category in enumerate(categories):
-        if (not isinstance(category, dict) or not _is_integer(category.get("class_id"))
+        if (not isinstance(category, dict) or not is_integer(category.get("class_id"))
                 or not isinstance(category.get("name"), str)):
             problems.append(f"category {index} must be {{\"class_id\": <integer>, "
                             f"\"name\": <string>}}, got {category!r}")
@@ -158,60 +169,39 @@ def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
     return names
 
 
-def _parse_file(path: Path, image_dir: Path, num_classes: int) -> _Parsed:
-    """Check one annotation file; the checks are independent so all faults are reported."""
-    problems: list[str] = []
+def _load(path: Path) -> tuple[Any, str | None]:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8")), None
     except json.JSONDecodeError as error:
-        return _Parsed(problems=[f"is not valid JSON ({error.msg} at line {error.lineno} "
-                                 f"column {error.colno})"])
+        return None, (f"is not valid JSON ({error.msg} at line {error.lineno} column "
+                      f"{error.colno})")
     except (OSError, UnicodeDecodeError) as error:
-        return _Parsed(problems=[f"cannot be read as UTF-8 text ({error})"])
-    if not isinstance(document, dict):
-        return _Parsed(problems=["must hold one JSON object, e.g. " + EXAMPLE])
-    missing = [key for key in REQUIRED_KEYS if key not in document]
-    if missing:
-        return _Parsed(problems=[f"is missing the key(s) {', '.join(missing)}; every file "
-                                 f"needs {', '.join(REQUIRED_KEYS)}"])
-    image_path = _image_path(document["file"], image_dir, problems)
-    size = _image_size(document["image_size"], problems)
-    boxes = _boxes(document["annotations"], num_classes, problems)
-    categories = _categories(document.get("categories"), problems)
-    if problems or image_path is None or size is None or boxes is None:
-        return _Parsed(problems=problems)
-    sample = Sample(image_path=image_path, width=size[0], height=size[1], boxes=boxes[0],
-                    class_ids=boxes[1])
-    return _Parsed(sample=sample, categories=categories)
+        return None, f"cannot be read as UTF-8 text ({error})"
 
 
-def _merge_categories(parsed: dict[str, _Parsed]) -> dict[int, str]:
-    """One name per class id across files; a conflicting name is a problem of the later file."""
-    names: dict[int, tuple[str, str]] = {}
-    for name, result in parsed.items():
-        for class_id, class_name in sorted(result.categories.items()):
-            first = names.setdefault(class_id, (class_name, name))
-            if first[0] != class_name:
-                result.problems.append(f"category name {class_name!r} for class_id "
-                                       f"{class_id} conflicts with {first[0]!r} in "
-                                       f"{first[1]}; use one name per class")
-    return {class_id: value[0] for class_id, value in sorted(names.items())}
+def _check_image(path: Path, parsed: ParsedAnnotation, full_decode: bool) -> None:
+    """Header (and optionally pixel) checks of the annotated image; its problems and
+    warnings go to the annotation file's entry."""
+    try:
+        header = inspect_file(path)
+        if full_decode:
+            decode(path.read_bytes())
+    except BadImage as error:
+        parsed.problems.append(f"image {path.name} {error}")
+        return
+    if (header.width, header.height) != (parsed.width, parsed.height):
+        parsed.warnings.append(f"image_size {parsed.width}x{parsed.height} differs from the "
+                               f"image {path.name} ({header.width}x{header.height}); boxes are "
+                               f"scaled to the image")
 
 
-def _raise_problems(annotation_dir: Path, problems: list[str], files: int) -> None:
-    plural = "file" if files == 1 else "files"
-    lines = [f"The {annotation_dir.name} channel has {files} invalid annotation {plural}:"]
-    lines += [f"  {problem}" for problem in problems[:MAX_LISTED_PROBLEMS]]
-    if len(problems) > MAX_LISTED_PROBLEMS:
-        lines.append(f"  ... and {len(problems) - MAX_LISTED_PROBLEMS} more")
-    raise ClientError("\n".join(lines))
-
-
-def read_annotated_channel(image_dir: Path, annotation_dir: Path,
-                           num_classes: int) -> AnnotatedChannel:
+def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: int,
+                           full_decode: bool = False, channel: str | None = None) -> AnnotatedChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
-    of the images in `image_dir`; raise one ClientError listing all invalid files."""
+    of the images in `image_dir`. Invalid files are reported, not raised: the caller decides
+    with `report.check()`. `full_decode` also decodes every image (validate-data)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
+    report = ChannelReport(channel or image_dir.name, KIND)
     files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
     if not files:
         raise ClientError(
@@ -219,16 +209,57 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path,
             f"files; it needs one <image basename>.json per image of the {image_dir.name} "
             f"channel, e.g. {EXAMPLE}"
         )
-    parsed = {path.relative_to(annotation_dir).as_posix(): _parse_file(path, image_dir,
-                                                                        num_classes)
-              for path in files}
-    class_names = _merge_categories(parsed)
-    problems = [f"{name}: {problem}" for name, result in parsed.items()
-                for problem in result.problems]
-    bad_files = {name for name, result in parsed.items() if result.problems}
-    if problems:
-        _raise_problems(annotation_dir, problems, len(bad_files))
-    samples = tuple(result.sample for result in parsed.values() if result.sample is not None)
-    LOG.info("%s: %d annotated images, %d objects", annotation_dir.name, len(samples),
-             sum(len(sample.class_ids) for sample in samples))
-    return AnnotatedChannel(samples=samples, class_names=class_names)
+    names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file that named it first)
+    claimed: dict[Path, str] = {}
+    samples = []
+    for path in files:
+        origin = f"{annotation_dir.name}/{path.relative_to(annotation_dir).as_posix()}"
+        document, fault = _load(path)
+        if fault:
+            report.error(origin, fault)
+            continue
+        if not isinstance(document, dict) or "file" not in document:
+            missing = "file" if isinstance(document, dict) else "a JSON object"
+            report.error(origin, f"is missing the key(s) {missing}; every file needs "
+                                 f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
+            continue
+        parsed = parse_annotation(document, num_classes)
+        image_path = _image_path(document["file"], image_dir, parsed.problems)
+        categories = _categories(document.get("categories"), parsed.problems)
+        if image_path is not None and image_path in claimed:
+            parsed.problems.append(f"\"file\" {document['file']!r} is already annotated by "
+                                   f"{claimed[image_path]}; keep one annotation per image")
+        if image_path is not None and not parsed.problems:
+            _check_image(image_path, parsed, full_decode)
+        for class_id, class_name in sorted(categories.items()):
+            first = names.setdefault(class_id, (class_name, origin))
+            if first[0] != class_name:
+                parsed.problems.append(f"category name {class_name!r} for class_id {class_id} "
+                                       f"conflicts with {first[0]!r} in {first[1]}; use one "
+                                       f"name per class")
+        for warning in parsed.warnings:
+            report.warn(origin, warning)
+        if image_path is not None:
+            claimed.setdefault(image_path, origin)
+        for problem in parsed.problems:
+            report.error(origin, problem)
+        if parsed.problems:
+            continue
+        samples.append(Sample(origin=f"{image_dir.name}/{image_path.relative_to(image_dir).as_posix()}",
+                              image=image_path,
+                              boxes=normalised(parsed.boxes, parsed.width, parsed.height),
+                              class_ids=parsed.class_ids))
+    unannotated = sorted(path for path in image_dir.rglob("*")
+                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
+                         and path.is_file()) if image_dir.is_dir() else []
+    for path in unannotated:
+        relative = path.relative_to(image_dir).as_posix()
+        report.warn(f"{image_dir.name}/{relative}",
+                    f"has no annotation file (expected e.g. {annotation_dir.name}/"
+                    f"{PurePosixPath(relative).with_suffix('.json')}); left out")
+    report.found = len(files) + len(unannotated)
+    report.used = len(samples)
+    report.skipped = len(unannotated)
+    return AnnotatedChannel(samples=tuple(samples),
+                            class_names={k: v[0] for k, v in sorted(names.items())},
+                            report=report)

@@ -1,37 +1,163 @@
-"""Turn the job's declared channels into annotated datasets (this slice: image + JSON in File
-mode), refusing combinations the container cannot read with a message that says what to send."""
+"""Turn the job's declared channels into the data the trainer needs, whatever the format:
+
+| channel declaration | format | read by |
+|---|---|---|
+| `ContentType` image/jpeg, image/png, application/x-image (+ `<channel>_annotation`) | image + JSON, File mode | `annotations.py` |
+| `ContentType` application/x-recordio | MXNet RecordIO (im2rec), File or Pipe mode | `recordio.py` |
+| `AttributeNames` given, `RecordWrapperType` RecordIO | augmented manifest, File or Pipe mode | `manifest.py` |
+
+Combinations the container cannot read are refused with a message that says what to send.
+Validation data is never sharded: every worker scores the same images, so their mAP, and
+hence their early-stopping decisions, agree.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
-from ssd_sagemaker.data.annotations import AnnotatedChannel, read_annotated_channel
-from ssd_sagemaker.data.loader import AnnotatedImageDataset, training_loader, validation_loader
+import numpy as np
+
+from ssd_sagemaker.data import annotations, manifest, recordio
+from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
+from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
+from ssd_sagemaker.data.report import ChannelReport
+from ssd_sagemaker.data.samples import Sample
+from ssd_sagemaker.data.sharding import FULLY_REPLICATED, Shard, samples_per_epoch, split
+from ssd_sagemaker.data.sources import SampleList, Source
+from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.hyperparameters import Hyperparameters
 
 LOG = logging.getLogger(__name__)
 
 IMAGE_CONTENT_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png", "image/jpg"})
+RECORDIO_CONTENT_TYPES = frozenset({"application/x-recordio"})
+IMAGE, RECORDIO, MANIFEST = "image", "recordio", "manifest"
+SEED = 42
+
+__all__ = ["Shard", "TrainingData", "read_training_data", "channel_format", "read_file_channel",
+           "FileChannel"]
+
+
+def channel_format(channels: Mapping[str, ChannelConfig], name: str) -> str:
+    """IMAGE, RECORDIO or MANIFEST for a data channel, or a ClientError saying what to send."""
+    config = channels[name]
+    content_type = config.content_type.split(";")[0].strip().lower()
+    if config.attribute_names:
+        if config.record_wrapper.lower() != "recordio":
+            raise ClientError(
+                f"Channel '{name}' is an augmented manifest (AttributeNames "
+                f"{list(config.attribute_names)}) with RecordWrapperType={config.record_wrapper}"
+                f"; set RecordWrapperType=RecordIO so each image and label arrives as one "
+                f"record.")
+        return MANIFEST
+    if content_type in RECORDIO_CONTENT_TYPES:
+        return RECORDIO
+    if content_type in IMAGE_CONTENT_TYPES:
+        if config.input_mode == "Pipe":
+            raise ClientError(
+                f"Channel '{name}' holds images with JSON annotations and uses "
+                f"TrainingInputMode=Pipe; image + JSON channels need File mode. For Pipe mode "
+                f"send RecordIO (ContentType application/x-recordio; `ssd-sagemaker convert` "
+                f"writes it) or an augmented manifest with AttributeNames.")
+        annotation = f"{name}_annotation"
+        if annotation not in channels:
+            raise ClientError(
+                f"Channel '{name}' holds images, so the '{annotation}' channel with one JSON "
+                f"annotation per image is required; it is missing from the job's channels "
+                f"({', '.join(sorted(channels))}).")
+        return IMAGE
+    raise ClientError(
+        f"Channel '{name}' has ContentType '{config.content_type}', which this algorithm cannot "
+        f"read; send application/x-recordio (RecordIO), image/jpeg, image/png or "
+        f"application/x-image (images with a '{name}_annotation' channel of JSON files), or an "
+        f"augmented manifest (RecordWrapperType=RecordIO with AttributeNames).")
 
 
 @dataclass(frozen=True)
-class Shard:
-    """Which part of the data this worker reads (kvstore rank among workers)."""
+class FileChannel:
+    """A File-mode channel read and checked: its samples, class names and report."""
 
-    index: int = 0
-    count: int = 1
+    samples: list[Sample]
+    class_names: dict[int, str]
+    report: ChannelReport
 
 
-@dataclass(frozen=True)
+def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
+                      num_classes: int, label_width: int, thorough: bool = False) -> FileChannel:
+    """Read a channel's files (any format; a Pipe-mode channel's files as they would be
+    streamed). Problems are in the report, not raised, except a channel that cannot be read.
+    `thorough` (validate-data) also decodes every image and reports every fault."""
+    kind = channel_format(channels, name)
+    directory = paths.channel_dir(name)
+    if kind == IMAGE:
+        channel = annotations.read_annotated_channel(
+            directory, paths.channel_dir(f"{name}_annotation"), num_classes,
+            full_decode=thorough, channel=name)
+        return FileChannel(list(channel.samples), channel.class_names, channel.report)
+    if kind == RECORDIO:
+        samples, report = recordio.read_recordio_channel(directory, num_classes, label_width,
+                                                         thorough=thorough, channel=name)
+        return FileChannel(samples, {}, report)
+    attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
+    samples, names, report = manifest.read_manifest_channel(
+        directory, attributes, num_classes, full_decode=thorough, channel=name)
+    return FileChannel(samples, names, report)
+
+
+def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
+                 hp: Hyperparameters, keep: Callable[[int], bool]) -> PipeSource:
+    if channel_format(channels, name) == RECORDIO:
+        def parse(records, source, report, names, keep):
+            return recordio.parse_records(records, source, report, hp.num_classes,
+                                          hp.label_width, keep)
+        kind = recordio.KIND
+    else:
+        attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
+
+        def parse(records, source, report, names, keep):
+            return manifest.parse_entries(records, attributes, source, hp.num_classes, report,
+                                          names, keep)
+        kind = manifest.KIND
+    declared = hp.num_training_samples if name == "train" else 0
+    return PipeSource(PipeChannel(paths.data_dir, name), kind, parse, declared, keep)
+
+
+def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
+            hp: Hyperparameters, shard: Shard) -> Source:
+    config = channels[name]
+    sharded = name == "train" and shard.count > 1
+    if config.input_mode == "Pipe":
+        keep = (shard.owns if sharded and config.distribution == FULLY_REPLICATED
+                else (lambda index: True))
+        return _pipe_source(paths, channels, name, hp, keep)
+    channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width)
+    channel.report.log()
+    channel.report.check()
+    samples = channel.samples
+    if sharded:
+        samples = split(samples, shard, config.distribution)
+        LOG.info("%s: worker %d of %d (%s) takes %d of %d samples", name, shard.index,
+                 shard.count, config.distribution, len(samples), len(channel.samples))
+    total = len(channel.samples) if config.distribution == FULLY_REPLICATED else None
+    return SampleList(name, samples, channel.class_names, total)
+
+
+@dataclass
 class TrainingData:
     """What the trainer needs from the data, whatever the channels' format: class names,
-    image counts, and per-epoch batch iterables."""
+    image counts, and per-epoch batch iterables (decoded and augmented in worker processes)."""
 
-    train: AnnotatedChannel
-    validation: AnnotatedChannel | None
+    train: Source
+    validation: Source | None
+    distribution: str = FULLY_REPLICATED
+    declared_samples: int = 0
+    shard: Shard = Shard()
+    workers: int = field(default_factory=loader_workers)
+    _pool: WorkerPool | None = field(default=None, init=False, repr=False)
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -41,63 +167,67 @@ class TrainingData:
 
     @property
     def num_train_images(self) -> int:
-        return len(self.train.samples)
+        return self.train.num_images
 
     @property
     def has_validation(self) -> bool:
         return self.validation is not None
 
+    def _workers(self) -> WorkerPool:
+        if self._pool is None:
+            self._pool = WorkerPool(self.workers)
+        return self._pool
+
+    def samples_per_epoch(self, batch_size: int) -> int | None:
+        return samples_per_epoch(self.shard, self.distribution, batch_size,
+                                 self.declared_samples, self.train.local_count,
+                                 self.train.total_count)
+
     def train_batches(self, epoch: int, transform: Callable, batch_size: int) -> Iterable:
-        """Batches (images, class targets, box targets) of one training epoch."""
-        return training_loader(AnnotatedImageDataset(self.train.samples), transform, batch_size)
+        """Batches (images, class targets, box targets) of one training epoch, all full; as
+        many per epoch on every worker (see `sharding.py`)."""
+        count = self.samples_per_epoch(batch_size)
+        rng = np.random.default_rng([SEED, epoch, self.shard.index])
+        samples = self.train.training_pass(count, batch_size, rng)
+        seed = (SEED, epoch, self.shard.index)
+        if count is None:
+            return Batches(samples, transform, batch_size, self._workers(), seed)
+        return CountedBatches(samples, transform, batch_size, self._workers(),
+                              count // batch_size, seed)
 
     def validation_batches(self, transform: Callable, batch_size: int) -> Iterable:
         """Batches (images, labels padded with -1 rows) covering the validation set once."""
         assert self.validation is not None
-        return validation_loader(AnnotatedImageDataset(self.validation.samples), transform,
-                                 batch_size)
+        return Batches(self.validation.validation_pass(), transform, batch_size,
+                       self._workers(), (SEED, 2 ** 31))
 
-
-def _read_split(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
-                num_classes: int) -> AnnotatedChannel:
-    config = channels[name]
-    content_type = config.content_type.split(";")[0].strip().lower()
-    if content_type not in IMAGE_CONTENT_TYPES:
-        raise ClientError(
-            f"Channel '{name}' has ContentType '{config.content_type}', which this version "
-            f"cannot read yet; send images with JSON annotations "
-            f"({', '.join(sorted(IMAGE_CONTENT_TYPES))})."
-        )
-    if config.input_mode != "File":
-        raise ClientError(
-            f"Channel '{name}' uses TrainingInputMode={config.input_mode}; image + JSON "
-            f"channels need File mode."
-        )
-    annotation_name = f"{name}_annotation"
-    if annotation_name not in channels:
-        raise ClientError(
-            f"Channel '{name}' holds images, so the '{annotation_name}' channel with one JSON "
-            f"annotation per image is required; it is missing from the job's channels "
-            f"({', '.join(sorted(channels))})."
-        )
-    return read_annotated_channel(paths.channel_dir(name), paths.channel_dir(annotation_name),
-                                  num_classes)
+    def close(self) -> None:
+        """Stop the worker processes (they also stop with the process)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
 
 def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
-                       num_classes: int, shard: Shard = Shard()) -> TrainingData:
+                       hp: Hyperparameters, shard: Shard = Shard()) -> TrainingData:
     """Read `train` (required) and `validation` (optional: without it there is no mAP)."""
     if "train" not in channels:
         raise ClientError(
             f"The 'train' channel is required; the job has: {', '.join(sorted(channels)) or 'none'}."
         )
-    train = _read_split(paths, channels, "train", num_classes)
+    train = _source(paths, channels, "train", hp, shard)
     validation = None
     if "validation" in channels:
-        validation = _read_split(paths, channels, "validation", num_classes)
+        validation = _source(paths, channels, "validation", hp, shard)
     else:
         LOG.warning("no 'validation' channel: no validation mAP, no early stopping; the last "
                     "epoch's model is exported")
-    LOG.info("training images: %d; validation images: %d", len(train.samples),
-             len(validation.samples) if validation else 0)
-    return TrainingData(train=train, validation=validation)
+    def count(source: Source | None) -> str:
+        if source is None:
+            return "none"
+        return "streamed (Pipe mode)" if source.total_count is None and \
+            source.local_count is None else str(source.num_images)
+    LOG.info("training images: %s; validation images: %s", count(train), count(validation))
+    return TrainingData(train=train, validation=validation,
+                        distribution=channels["train"].distribution,
+                        declared_samples=hp.num_training_samples, shard=shard)

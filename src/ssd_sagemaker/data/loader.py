@@ -1,64 +1,101 @@
-"""Datasets and batch loaders feeding the trainer: decode images, apply a transform, batch."""
+"""Batches for the trainer: samples are grouped into batches, each batch decoded, augmented and
+encoded in a worker process (`workers.py`), a bounded number of batches prefetched ahead of
+the training step, and the finished arrays handed over as NDArrays."""
 
 from __future__ import annotations
 
+import collections
+import itertools
 import os
-from typing import Callable, Sequence
+from multiprocessing.pool import AsyncResult
+from typing import Callable, Iterable, Iterator
 
 import mxnet as mx
 import numpy as np
-from gluoncv.data.batchify import Pad, Stack, Tuple
-from mxnet import gluon
 
-from ssd_sagemaker.data.annotations import Sample
-from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.data.samples import Sample
+from ssd_sagemaker.data.workers import SharedBatch, WorkerPool, release, transform_batch
+
+MAX_WORKERS = 16
+BATCHES_AHEAD_PER_WORKER = 2
+DISCARD_TIMEOUT = 30.0
 
 
-class AnnotatedImageDataset(gluon.data.Dataset):
-    """Samples of an image + JSON channel as (HWC RGB uint8 image, label) pairs, the label
-    GluonCV's layout: one row [xmin, ymin, xmax, ymax, class_id] per object, in pixels."""
+def loader_workers(cpus: int | None = None) -> int:
+    """Worker processes: one per CPU, leaving one to the training process."""
+    cpus = cpus if cpus is not None else len(os.sched_getaffinity(0))
+    return max(1, min(MAX_WORKERS, cpus - 1))
 
-    def __init__(self, samples: Sequence[Sample]):
-        self._samples = tuple(samples)
+
+def _seed(seed: tuple[int, ...], batch: int) -> int:
+    return int(np.random.SeedSequence([*seed, batch]).generate_state(1)[0])
+
+
+def _ndarrays(result: SharedBatch | tuple[np.ndarray, ...]) -> tuple[mx.nd.NDArray, ...]:
+    """A worker's batch as NDArrays (copied out of shared memory, which is then freed)."""
+    if not isinstance(result, SharedBatch):
+        return tuple(mx.nd.array(array, dtype=array.dtype) for array in result)
+    memory, arrays = result.attach()
+    try:
+        return tuple(mx.nd.array(array, dtype=array.dtype) for array in arrays)
+    finally:
+        del arrays
+        release(memory)
+
+
+def _discard(pending: collections.deque, pool: WorkerPool) -> None:
+    """Free the shared memory of batches prefetched but not used (iteration ended early)."""
+    for handle in pending:
+        if not isinstance(handle, AsyncResult):
+            continue  # computed in this process on demand: nothing was made
+        if not pool.running and not handle.ready():
+            continue  # the pool is gone (interpreter exit): this batch will never come
+        try:
+            result = handle.get(timeout=DISCARD_TIMEOUT)
+        except Exception:  # noqa: BLE001 - the batch is dropped anyway
+            continue
+        if isinstance(result, SharedBatch):
+            release(result.attach()[0])
+
+
+class Batches:
+    """One pass of batches: iterating yields tuples of NDArrays (images B x 3 x S x S, then
+    the transform's other outputs, stacked). `seed` makes the augmentation reproducible."""
+
+    def __init__(self, samples: Iterable[Sample], transform: Callable, batch_size: int,
+                 pool: WorkerPool, seed: tuple[int, ...] = (0,)):
+        self._samples = samples
+        self._transform = transform
+        self._batch_size = batch_size
+        self._pool = pool
+        self._seed = seed
+
+    def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, ...]]:
+        samples = iter(self._samples)
+        ahead = BATCHES_AHEAD_PER_WORKER * max(1, self._pool.workers)
+        pending: collections.deque = collections.deque()
+        try:
+            for index in itertools.count():
+                chunk = list(itertools.islice(samples, self._batch_size))
+                if chunk:
+                    pending.append(self._pool.submit(transform_batch, self._transform, chunk,
+                                                     _seed(self._seed, index),
+                                                     self._pool.workers > 0))
+                if pending and (len(pending) >= ahead or not chunk):
+                    yield _ndarrays(pending.popleft().get())
+                if not chunk and not pending:
+                    return
+        finally:
+            _discard(pending, self._pool)
+
+
+class CountedBatches(Batches):
+    """Batches whose number is known in advance (the trainer shows progress and an eta)."""
+
+    def __init__(self, samples: Iterable[Sample], transform: Callable, batch_size: int,
+                 pool: WorkerPool, num_batches: int, seed: tuple[int, ...] = (0,)):
+        super().__init__(samples, transform, batch_size, pool, seed)
+        self._num_batches = num_batches
 
     def __len__(self) -> int:
-        return len(self._samples)
-
-    def __getitem__(self, index: int) -> tuple[mx.nd.NDArray, np.ndarray]:
-        sample = self._samples[index]
-        try:
-            image = mx.image.imread(str(sample.image_path), flag=1)
-        except mx.base.MXNetError as error:
-            raise ClientError(f"Cannot decode image {sample.image_path}: {error}") from None
-        boxes = sample.boxes.astype(np.float32)
-        height, width = image.shape[:2]
-        if (width, height) != (sample.width, sample.height) and sample.width and sample.height:
-            # Annotations are in the annotated size's pixels: map them onto the decoded image.
-            boxes = boxes * np.array([width / sample.width, height / sample.height] * 2,
-                                     dtype=np.float32)
-        label = np.hstack([boxes, sample.class_ids.reshape(-1, 1).astype(np.float32)])
-        return image, label
-
-
-def loader_workers() -> int:
-    """Decode/augment in worker processes, leaving a core to the training step."""
-    return max(1, min(4, (os.cpu_count() or 2) - 1))
-
-
-def training_loader(dataset: gluon.data.Dataset, transform: Callable, batch_size: int,
-                    num_workers: int | None = None) -> gluon.data.DataLoader:
-    """Shuffled batches of (image, class targets, box targets); the last partial batch rolls
-    over into the next epoch so every step has the same shape (static graph)."""
-    return gluon.data.DataLoader(
-        dataset.transform(transform), batch_size, shuffle=True,
-        batchify_fn=Tuple(Stack(), Stack(), Stack()), last_batch="rollover",
-        num_workers=loader_workers() if num_workers is None else num_workers)
-
-
-def validation_loader(dataset: gluon.data.Dataset, transform: Callable, batch_size: int,
-                      num_workers: int | None = None) -> gluon.data.DataLoader:
-    """Batches of (image, padded labels) covering every validation image once."""
-    return gluon.data.DataLoader(
-        dataset.transform(transform), batch_size, shuffle=False,
-        batchify_fn=Tuple(Stack(), Pad(pad_val=-1)), last_batch="keep",
-        num_workers=loader_workers() if num_workers is None else num_workers)
+        return self._num_batches

@@ -1,11 +1,18 @@
-"""Image transforms shared by training, validation and serving, so that every path normalises
-pixels the same way (GluonCV's SSD presets: ImageNet mean/std, plain resize to a square)."""
+"""Image transforms shared by training, validation and serving, so every path normalises pixels
+the same way (GluonCV's SSD presets: ImageNet mean/std, plain resize to a square).
+
+`TrainTransform` and `ValTransform` are picklable NumPy/OpenCV callables: loader worker
+processes unpickle them, so this module imports MXNet and GluonCV only inside the functions
+that take or return NDArrays (`training_transform`, `network_input`).
+"""
 
 from __future__ import annotations
 
-import mxnet as mx
-from gluoncv.data.transforms.image import imresize
-from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
+import cv2
+import numpy as np
+
+from ssd_sagemaker.data.augmentation import augment
+from ssd_sagemaker.data.targets import SSDTargetEncoder
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -13,19 +20,89 @@ STD = (0.229, 0.224, 0.225)
 RESIZE_INTERPOLATION = 9
 
 
-def training_transform(image_shape: int, anchors: mx.nd.NDArray) -> SSDDefaultTrainTransform:
-    """Augment (colour, expand, crop, flip), resize and encode SSD targets against `anchors`."""
-    return SSDDefaultTrainTransform(image_shape, image_shape, anchors.as_in_context(mx.cpu()),
-                                    mean=MEAN, std=STD)
+def to_tensor(image: np.ndarray) -> np.ndarray:
+    """HWC RGB uint8 → CHW float32, scaled to [0, 1] and normalised with MEAN/STD."""
+    scale = 1.0 / (255.0 * np.asarray(STD, dtype=np.float32))
+    shift = np.asarray(MEAN, dtype=np.float32) / np.asarray(STD, dtype=np.float32)
+    return np.ascontiguousarray((image.astype(np.float32) * scale - shift).transpose(2, 0, 1))
 
 
-def validation_transform(image_shape: int) -> SSDDefaultValTransform:
-    """Resize and normalise; boxes are resized with the image."""
-    return SSDDefaultValTransform(image_shape, image_shape, mean=MEAN, std=STD)
+def _as_numpy_call(transform, image, label, rng):
+    """GluonCV-style calls with an NDArray image get NDArrays back (callers that stack the
+    outputs with mx.nd); the loader passes NumPy and gets NumPy."""
+    if not hasattr(image, "asnumpy"):
+        return None
+    import mxnet as mx
+
+    outputs = transform(image.asnumpy(), np.asarray(label, dtype=np.float32), rng)
+    return tuple(mx.nd.array(output, dtype=output.dtype) for output in outputs)
 
 
-def network_input(image: mx.nd.NDArray, image_shape: int) -> mx.nd.NDArray:
-    """An HWC RGB uint8 image → the 1×3×S×S float tensor the network takes (as validation)."""
+def resize_interpolation(width: int, height: int, size: int) -> int:
+    """MXNet's interp=9 rule for a `width` x `height` image resized to `size` x `size`."""
+    if size > width and size > height:
+        return cv2.INTER_CUBIC
+    if size < width and size < height:
+        return cv2.INTER_AREA
+    return cv2.INTER_LINEAR
+
+
+class TrainTransform:
+    """Augment (colour, expand, crop, flip), resize to `image_shape` and encode SSD targets
+    against the network's anchors: (image CHW float32, cls_targets (A,), box_targets (A, 4))."""
+
+    def __init__(self, image_shape: int, anchors: np.ndarray):
+        self.image_shape = image_shape
+        self.encoder = SSDTargetEncoder(anchors)
+        self.fill = np.round(np.asarray(MEAN) * 255).astype(np.uint8)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, ...]:
+        converted = _as_numpy_call(self, image, label, rng)
+        if converted is not None:
+            return converted
+        rng = rng if rng is not None else np.random.default_rng()
+        output, label = augment(image, label, self.image_shape, self.fill, rng)
+        cls_targets, box_targets = self.encoder(label[:, :4], label[:, 4].astype(np.int64))
+        return to_tensor(output), cls_targets, box_targets
+
+
+class ValTransform:
+    """Resize to `image_shape` and normalise, exactly as serving does (`network_input`);
+    boxes are scaled with the image: (image CHW float32, label rows in output pixels)."""
+
+    def __init__(self, image_shape: int):
+        self.image_shape = image_shape
+
+    def __call__(self, image: np.ndarray, label: np.ndarray,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        converted = _as_numpy_call(self, image, label, rng)
+        if converted is not None:
+            return converted
+        height, width = image.shape[:2]
+        size = self.image_shape
+        resized = cv2.resize(image, (size, size),
+                             interpolation=resize_interpolation(width, height, size))
+        label = label.copy()
+        label[:, :4] *= np.array([size / width, size / height] * 2, dtype=np.float32)
+        return to_tensor(resized), label
+
+
+def training_transform(image_shape: int, anchors) -> TrainTransform:
+    """`anchors`: the network's (1, A, 4) centre-form anchors from a train-mode forward."""
+    values = anchors.asnumpy() if hasattr(anchors, "asnumpy") else np.asarray(anchors)
+    return TrainTransform(image_shape, values.reshape(-1, 4))
+
+
+def validation_transform(image_shape: int) -> ValTransform:
+    return ValTransform(image_shape)
+
+
+def network_input(image, image_shape: int):
+    """An HWC RGB uint8 NDArray → the 1×3×S×S float tensor the network takes (as validation)."""
+    import mxnet as mx
+    from gluoncv.data.transforms.image import imresize
+
     resized = imresize(image, image_shape, image_shape, interp=RESIZE_INTERPOLATION)
     tensor = mx.nd.image.normalize(mx.nd.image.to_tensor(resized), mean=MEAN, std=STD)
     return tensor.expand_dims(axis=0)

@@ -1,8 +1,10 @@
-"""Reading an image + JSON annotation channel pair, and the errors for invalid files."""
+"""Reading an image + JSON annotation channel pair: samples with normalised boxes, and a report
+naming every invalid file, skipped image, clipped box and bad image."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +12,9 @@ import cv2
 import numpy as np
 import pytest
 
+from planting import bomb_png, corrupt_jpeg, truncated
 from ssd_sagemaker.data.annotations import read_annotated_channel
+from ssd_sagemaker.data.report import MAX_ERROR_FRACTION
 from ssd_sagemaker.errors import ClientError
 
 
@@ -42,8 +46,9 @@ def _annotation(annotation_dir: Path, name: str, **overrides: Any) -> Path:
 
 
 def _error(image_dir: Path, annotation_dir: Path, num_classes: int = 3) -> str:
+    """The ClientError training raises for the channel."""
     with pytest.raises(ClientError) as caught:
-        read_annotated_channel(image_dir, annotation_dir, num_classes)
+        read_annotated_channel(image_dir, annotation_dir, num_classes).report.check()
     return str(caught.value)
 
 
@@ -58,15 +63,23 @@ def test_valid_channel_reads_boxes_as_corners_and_class_names(dirs: tuple[Path, 
                 annotations=[{"class_id": 2, "left": 1.5, "top": 2, "width": 3, "height": 4.5}],
                 categories=...)
     channel = read_annotated_channel(image_dir, annotation_dir, num_classes=3)
-    assert [s.image_path for s in channel.samples] == [image_dir / "a.jpg", image_dir / "b.jpg",
-                                                       image_dir / "sub/c.png"]
+    assert [s.image for s in channel.samples] == [image_dir / "a.jpg", image_dir / "b.jpg",
+                                                  image_dir / "sub/c.png"]
+    assert [s.origin for s in channel.samples] == ["train/a.jpg", "train/b.jpg", "train/sub/c.png"]
     first = channel.samples[0]
-    assert (first.width, first.height) == (64, 48)
     assert first.boxes.dtype == np.float32 and first.class_ids.dtype == np.int32
-    np.testing.assert_array_equal(first.boxes, [[5, 6, 25, 16], [30, 2, 42, 42]])
+    # Boxes are fractions of image_size (64 x 48), back to pixels with label().
+    np.testing.assert_allclose(first.boxes, [[5 / 64, 6 / 48, 25 / 64, 16 / 48],
+                                             [30 / 64, 2 / 48, 42 / 64, 42 / 48]], rtol=1e-6)
+    np.testing.assert_allclose(first.label(64, 48), [[5, 6, 25, 16, 1, 0], [30, 2, 42, 42, 0, 0]],
+                               rtol=1e-5)
     assert first.class_ids.tolist() == [1, 0]
-    np.testing.assert_array_equal(channel.samples[2].boxes, [[1.5, 2, 4.5, 6.5]])
+    np.testing.assert_allclose(channel.samples[2].label(64, 48)[:, :4], [[1.5, 2, 4.5, 6.5]],
+                               rtol=1e-5)
     assert channel.class_names == {0: "dog", 1: "cat"}
+    report = channel.report
+    assert (report.found, report.used, report.skipped, report.error_count) == (3, 3, 0, 0)
+    assert report.summary() == "train (image + JSON): 3 found, 3 used, 0 skipped, 0 with errors"
 
 
 def test_image_without_objects_is_allowed(dirs: tuple[Path, Path]) -> None:
@@ -113,11 +126,15 @@ def test_each_fault_is_named_with_its_file(dirs: tuple[Path, Path], tmp_path: Pa
     if fault == "invalid_json":
         path.write_text('{"file": "bad.jpg",')
     message = _error(image_dir, annotation_dir)
-    first_line, *problems = message.splitlines()
-    assert first_line == "The train_annotation channel has 1 invalid annotation file:"
-    assert len(problems) == 1 and problems[0].strip().startswith("bad.json: ")
+    first_line, *problems, summary = message.splitlines()
+    # bad.jpg counts as an image without annotation when the file does not reference it.
+    assert re.fullmatch(r"The train channel has 1 invalid example\(s\) of [12] \(at most 1% "
+                        r"are tolerated\); fix or remove them:", first_line), first_line
+    assert len(problems) == 1 and problems[0].strip().startswith("train_annotation/bad.json: ")
     for text in expected:
         assert text in problems[0], message
+    assert re.fullmatch(r"train \(image \+ JSON\): [12] found, 0 used, [01] skipped, 1 with "
+                        r"errors", summary), summary
 
 
 def test_all_faults_of_all_files_are_reported_together(dirs: tuple[Path, Path]) -> None:
@@ -130,8 +147,7 @@ def test_all_faults_of_all_files_are_reported_together(dirs: tuple[Path, Path]) 
     _annotation(annotation_dir, "classes",
                 annotations=[dict(BOX, class_id=5), BOX, dict(BOX, class_id=-1, height=-2)])
     message = _error(image_dir, annotation_dir)
-    assert message.splitlines()[0] == \
-        "The train_annotation channel has 3 invalid annotation files:"
+    assert message.splitlines()[0].startswith("The train channel has 3 invalid example(s) of 4")
     for text in ("broken.json: is not valid JSON",
                  "classes.json: annotation 0 has class_id 5",
                  "classes.json: annotation 2 has class_id -1",
@@ -146,8 +162,8 @@ def test_long_listings_are_capped(dirs: tuple[Path, Path]) -> None:
     for index in range(25):
         _annotation(annotation_dir, f"img_{index:02d}")
     lines = _error(image_dir, annotation_dir).splitlines()
-    assert lines[0] == "The train_annotation channel has 25 invalid annotation files:"
-    assert len(lines) == 22 and lines[-1].strip() == "... and 5 more"
+    assert lines[0].startswith("The train channel has 25 invalid example(s) of 25")
+    assert len(lines) == 23 and lines[-2].strip().startswith("... and 5 more")
 
 
 @pytest.mark.parametrize("make_dir", [True, False])
@@ -156,7 +172,9 @@ def test_channel_without_annotation_files_is_refused(tmp_path: Path, make_dir: b
     if make_dir:
         annotation_dir.mkdir()
         (annotation_dir / "notes.txt").write_text("not an annotation")
-    message = _error(tmp_path / "validation", annotation_dir)
+    with pytest.raises(ClientError) as caught:
+        read_annotated_channel(tmp_path / "validation", annotation_dir, 3)
+    message = str(caught.value)
     assert str(annotation_dir) in message and "no JSON annotation files" in message
     assert "one <image basename>.json per image" in message and '"image_size"' in message
 
@@ -168,5 +186,110 @@ def test_conflicting_category_names_are_refused(dirs: tuple[Path, Path]) -> None
     _annotation(annotation_dir, "a")
     _annotation(annotation_dir, "b", categories=[{"class_id": 1, "name": "kitten"}])
     message = _error(image_dir, annotation_dir)
-    assert "b.json: category name 'kitten' for class_id 1 conflicts with 'cat' in a.json" \
-        in message, message
+    assert ("b.json: category name 'kitten' for class_id 1 conflicts with 'cat' in "
+            "train_annotation/a.json") in message, message
+
+
+def test_image_without_annotation_is_skipped_with_a_warning(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    _image(image_dir, "a.jpg")
+    _annotation(annotation_dir, "a")
+    _image(image_dir, "sub/lonely.png")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel.report.check()  # a skipped image is not an error
+    assert [s.origin for s in channel.samples] == ["train/a.jpg"]
+    assert channel.report.warnings == [
+        "train/sub/lonely.png: has no annotation file (expected e.g. "
+        "train_annotation/sub/lonely.json); left out"]
+    assert channel.report.summary() == \
+        "train (image + JSON): 2 found, 1 used, 1 skipped, 0 with errors"
+
+
+def test_boxes_overshooting_by_a_pixel_are_clipped_further_is_an_error(
+        dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    for name in ("edge", "outside"):
+        _image(image_dir, f"{name}.jpg")
+    _annotation(annotation_dir, "edge",
+                annotations=[{"class_id": 0, "left": -0.5, "top": 40, "width": 20, "height": 9}])
+    _annotation(annotation_dir, "outside",
+                annotations=[{"class_id": 0, "left": 50, "top": 10, "width": 30, "height": 10}])
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    (sample,) = channel.samples
+    np.testing.assert_allclose(sample.label(64, 48)[0, :4], [0, 40, 19.5, 48], atol=1e-4)
+    assert channel.report.warnings == [
+        "train_annotation/edge.json: annotation 0 [-0.5, 40, 19.5, 49] overshoots the 64x48 "
+        "image by 1 pixel(s); clipped"]
+    assert channel.report.error_lines() == [
+        "train_annotation/outside.json: annotation 0 [50, 10, 80, 20] lies 16 pixels outside "
+        "the 64x48 image (more than 1); fix the box or the image size"]
+
+
+@pytest.mark.parametrize("content, expected", [
+    (truncated, "image bad.jpg is truncated: the data ends before the image does"),
+    (lambda data: bomb_png(), "over the limit of 100000000 (a decompression bomb?)"),
+    (lambda data: b"GIF89a" + data, "image bad.jpg is not an image (neither JPEG nor PNG"),
+    (lambda data: cv2.imencode(".bmp", np.zeros((48, 64, 3), np.uint8))[1].tobytes(),
+     "image bad.jpg is a BMP image; convert it to JPEG or PNG"),
+])
+def test_bad_images_are_named_without_decoding(dirs: tuple[Path, Path], content,
+                                               expected: str) -> None:
+    image_dir, annotation_dir = dirs
+    _image(image_dir, "bad.jpg")
+    path = image_dir / "bad.jpg"
+    path.write_bytes(content(path.read_bytes()))
+    _annotation(annotation_dir, "bad")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    assert channel.samples == ()
+    (line,) = channel.report.error_lines()
+    assert line.startswith("train_annotation/bad.json: ") and expected in line, line
+
+
+def test_corrupt_pixels_are_found_by_the_full_decode(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    (image_dir / "bad.jpg").write_bytes(corrupt_jpeg())
+    _annotation(annotation_dir, "bad")
+    assert len(read_annotated_channel(image_dir, annotation_dir, 3).samples) == 1  # header ok
+    channel = read_annotated_channel(image_dir, annotation_dir, 3, full_decode=True)
+    assert channel.report.error_lines() == [
+        "train_annotation/bad.json: image bad.jpg cannot be decoded (corrupt image data); "
+        "replace the file"]
+
+
+def test_size_differing_from_image_size_warns_and_scales(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    _image(image_dir, "big.jpg", width=128, height=96)  # annotated as 64 x 48
+    _annotation(annotation_dir, "big")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    assert channel.report.warnings == [
+        "train_annotation/big.json: image_size 64x48 differs from the image big.jpg (128x96); "
+        "boxes are scaled to the image"]
+    np.testing.assert_allclose(channel.samples[0].label(128, 96)[0, :4], [10, 12, 50, 32],
+                               rtol=1e-5)
+
+
+def test_two_annotations_of_one_image_are_refused(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    _image(image_dir, "a.jpg")
+    _annotation(annotation_dir, "a")
+    _annotation(annotation_dir, "copy", file="a.jpg")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    assert channel.report.error_lines() == [
+        "train_annotation/copy.json: \"file\" 'a.jpg' is already annotated by "
+        "train_annotation/a.json; keep one annotation per image"]
+
+
+def test_a_few_invalid_files_are_left_out_many_stop_training(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    good = int(1 / MAX_ERROR_FRACTION)  # one bad file in good + 1 is within the tolerance
+    for index in range(good):
+        _image(image_dir, f"g{index:03d}.jpg")
+        _annotation(annotation_dir, f"g{index:03d}")
+    _annotation(annotation_dir, "bad1", file="missing.jpg")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel.report.check()
+    assert len(channel.samples) == good and channel.report.error_count == 1
+    _annotation(annotation_dir, "bad2", file="missing.jpg")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    with pytest.raises(ClientError, match="has 2 invalid example"):
+        channel.report.check()

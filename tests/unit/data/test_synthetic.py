@@ -97,11 +97,11 @@ def test_written_channel_round_trips_through_the_reader(tmp_path: Path) -> None:
     assert channel.class_names == dict(enumerate(CLASS_NAMES))
     assert len(channel.samples) == 5
     for sample in channel.samples:
-        document = json.loads((tmp_path / "train_annotation" / sample.image_path.with_suffix(
+        document = json.loads((tmp_path / "train_annotation" / sample.image.with_suffix(
             ".json").name).read_text())
         expected = [[b["left"], b["top"], b["left"] + b["width"], b["top"] + b["height"]]
                     for b in document["annotations"]]
-        np.testing.assert_array_equal(sample.boxes, np.array(expected, dtype=np.float32))
+        size = document["image_size"][0]
+        np.testing.assert_allclose(sample.label(size["width"], size["height"])[:, :4],
+                                   np.array(expected, dtype=np.float32), rtol=1e-5)
         assert sample.class_ids.tolist() == [b["class_id"] for b in document["annotations"]]
-        assert (sample.width, sample.height) == (document["image_size"][0]["width"],
-                                                 document["image_size"][0]["height"])

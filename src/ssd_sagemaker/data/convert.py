@@ -1,0 +1,197 @@
+"""`convert`: bring the common datasets to this algorithm's channels. Reads COCO JSON
+(`instances_*.json`) or Pascal VOC XML (one file per image) and writes either the image + JSON
+annotation layout (`<output>/<channel>/` images, `<output>/<channel>_annotation/` one JSON each)
+or RecordIO (`<output>/<channel>/<channel>.rec` + `.idx`, im2rec's packed-label layout
+`[2, 6, (class, xmin, ymin, xmax, ymax, difficult)*]`, image bytes copied unchanged).
+
+Class ids become consecutive from 0: COCO category ids in increasing order, VOC names in
+alphabetical order unless `classes` fixes the order. Boxes are clipped to the image; COCO crowd
+regions and empty boxes are left out (counted in the summary).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import xml.etree.ElementTree as ElementTree
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ssd_sagemaker.data.images import BadImage, inspect_file
+from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.errors import ClientError
+
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConvertedImage:
+    relative: str  # path below the image folder, kept in the output
+    path: Path
+    width: int
+    height: int
+    boxes: np.ndarray  # (N, 4) pixel corners
+    class_ids: np.ndarray  # (N,)
+    difficult: np.ndarray  # (N,) bool
+
+
+@dataclass
+class Dataset:
+    images: list[ConvertedImage] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+    def summary(self) -> str:
+        objects = sum(len(image.class_ids) for image in self.images)
+        dropped = "; ".join(f"{count} {reason}" for reason, count in self.dropped.items())
+        return (f"{len(self.images)} images, {objects} objects, {len(self.class_names)} classes "
+                f"(num_classes={len(self.class_names)}): {', '.join(self.class_names)}"
+                + (f"; left out: {dropped}" if dropped else ""))
+
+
+def _image(image_dir: Path, relative: str, dataset: Dataset) -> tuple[Path, int, int] | None:
+    path = image_dir / relative
+    try:
+        header = inspect_file(path)
+    except BadImage as error:
+        LOG.warning("%s: %s; left out", path, error)
+        dataset.drop("unreadable or missing images")
+        return None
+    return path, header.width, header.height
+
+
+def _clipped(boxes: list[tuple[float, ...]], width: int, height: int, dataset: Dataset
+             ) -> tuple[np.ndarray, np.ndarray]:
+    array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    array = np.clip(array, 0, [width, height, width, height])
+    keep = (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
+    for _ in range(int((~keep).sum())):
+        dataset.drop("empty boxes")
+    return array, keep
+
+
+def read_coco(annotation_file: Path, image_dir: Path) -> Dataset:
+    """A COCO detection file (`images`, `annotations`, `categories`)."""
+    try:
+        document = json.loads(Path(annotation_file).read_text(encoding="utf-8"))
+        images, annotations = document["images"], document["annotations"]
+        categories = sorted(document["categories"], key=lambda c: c["id"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ClientError(f"{annotation_file} is not a COCO detection file with images, "
+                          f"annotations and categories ({error}).") from None
+    dataset = Dataset(class_names=[str(c["name"]) for c in categories])
+    class_of = {c["id"]: index for index, c in enumerate(categories)}
+    by_image: dict[int, list[dict]] = {}
+    for annotation in annotations:
+        if annotation.get("iscrowd"):
+            dataset.drop("crowd regions")
+            continue
+        if annotation.get("category_id") not in class_of:
+            dataset.drop("boxes of a category_id missing from categories")
+            continue
+        by_image.setdefault(annotation["image_id"], []).append(annotation)
+    for entry in sorted(images, key=lambda e: e["file_name"]):
+        found = _image(Path(image_dir), entry["file_name"], dataset)
+        if found is None:
+            continue
+        path, width, height = found
+        objects = by_image.get(entry["id"], [])
+        corners = [(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                    a["bbox"][1] + a["bbox"][3]) for a in objects]
+        boxes, keep = _clipped(corners, width, height, dataset)
+        ids = np.array([class_of[a["category_id"]] for a in objects], dtype=np.int32)
+        dataset.images.append(ConvertedImage(entry["file_name"], path, width, height,
+                                             boxes[keep], ids[keep],
+                                             np.zeros(int(keep.sum()), dtype=bool)))
+    return dataset
+
+
+def _voc_objects(root: ElementTree.Element) -> list[tuple[str, tuple[float, ...], bool]]:
+    objects = []
+    for item in root.iter("object"):
+        box = item.find("bndbox")
+        xmin, ymin, xmax, ymax = (float(box.find(key).text) for key in
+                                  ("xmin", "ymin", "xmax", "ymax"))
+        # VOC pixel indices are 1-based and inclusive.
+        corners = (xmin - 1, ymin - 1, xmax, ymax)
+        objects.append((item.findtext("name", "").strip(), corners,
+                        item.findtext("difficult", "0").strip() == "1"))
+    return objects
+
+
+def read_voc(annotation_dir: Path, image_dir: Path, classes: Sequence[str] = ()) -> Dataset:
+    """Pascal VOC XML files (any folder of `*.xml`), images named by their `filename`."""
+    files = sorted(Path(annotation_dir).rglob("*.xml"))
+    if not files:
+        raise ClientError(f"{annotation_dir} holds no Pascal VOC .xml annotation files.")
+    parsed = []
+    for path in files:
+        try:
+            root = ElementTree.parse(path).getroot()
+            parsed.append((root.findtext("filename", "").strip(), _voc_objects(root)))
+        except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
+            raise ClientError(f"{path} is not a Pascal VOC annotation ({error}); each object "
+                              f"needs <name> and <bndbox> with xmin, ymin, xmax, ymax.") from None
+    names = list(classes) or sorted({name for _, objects in parsed for name, _, _ in objects})
+    unknown = sorted({name for _, objects in parsed for name, _, _ in objects} - set(names))
+    if unknown:
+        raise ClientError(f"VOC objects name classes missing from --classes: "
+                          f"{', '.join(unknown)}; add them or omit --classes.")
+    dataset = Dataset(class_names=names)
+    for filename, objects in parsed:
+        found = _image(Path(image_dir), filename, dataset)
+        if found is None:
+            continue
+        path, width, height = found
+        boxes, keep = _clipped([corners for _, corners, _ in objects], width, height, dataset)
+        ids = np.array([names.index(name) for name, _, _ in objects], dtype=np.int32)
+        difficult = np.array([flag for _, _, flag in objects], dtype=bool)
+        dataset.images.append(ConvertedImage(filename, path, width, height, boxes[keep],
+                                             ids[keep], difficult[keep]))
+    return dataset
+
+
+def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[Path, Path]:
+    """`<output>/<channel>/` (images copied) and `<output>/<channel>_annotation/`."""
+    image_root, annotation_root = Path(output) / channel, Path(output) / f"{channel}_annotation"
+    categories = [{"class_id": i, "name": name} for i, name in enumerate(dataset.class_names)]
+    for image in dataset.images:
+        target = image_root / image.relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image.path, target)
+        annotation = {
+            "file": image.relative,
+            "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
+            "annotations": [{"class_id": int(c), "left": float(b[0]), "top": float(b[1]),
+                             "width": float(b[2] - b[0]), "height": float(b[3] - b[1])}
+                            for c, b in zip(image.class_ids, image.boxes)],
+            "categories": categories,
+        }
+        path = (annotation_root / image.relative).with_suffix(".json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(annotation) + "\n", encoding="utf-8")
+    return image_root, annotation_root
+
+
+def write_recordio(dataset: Dataset, output: Path, channel: str) -> Path:
+    """`<output>/<channel>/<channel>.rec` and its `.idx`."""
+    directory = Path(output) / channel
+    directory.mkdir(parents=True, exist_ok=True)
+    rec_path = directory / f"{channel}.rec"
+    with open(rec_path, "wb") as rec, open(rec_path.with_suffix(".idx"), "w") as idx:
+        offset = 0
+        for index, image in enumerate(dataset.images):
+            scale = np.array([image.width, image.height] * 2, dtype=np.float32)
+            objects = np.hstack([image.class_ids[:, None], image.boxes / scale,
+                                 image.difficult[:, None]]).astype(np.float32)
+            label = np.concatenate([[2, 6], objects.ravel()])
+            idx.write(f"{index}\t{offset}\n")
+            offset += write_record(rec, pack(label, image.path.read_bytes(), index))
+    return rec_path

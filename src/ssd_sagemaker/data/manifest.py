@@ -1,0 +1,186 @@
+"""Augmented manifests (SageMaker Ground Truth) with `RecordWrapperType=RecordIO`: per manifest
+line, one RecordIO record per name in the channel's `AttributeNames`, in that order: the image
+attribute (`source-ref`: SageMaker streams the S3 object's bytes), the bounding-box attribute
+(JSON `{"image_size": [...], "annotations": [...]}`, the JSON annotation object) and, when
+listed, its `<attribute>-metadata` JSON whose `class-map` names the classes.
+
+SageMaker sends this stream through a Pipe-mode FIFO; in File mode the channel's files hold the
+same records (every file under the channel, in name order).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+from ssd_sagemaker.data.annotations import parse_annotation
+from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.recordio import RecordIOFormatError, iter_records
+from ssd_sagemaker.data.report import ChannelReport
+from ssd_sagemaker.data.samples import RecordRef, Sample, normalised
+from ssd_sagemaker.errors import ClientError
+
+KIND = "augmented manifest"
+EXAMPLE_ATTRIBUTES = '["source-ref", "bounding-box"]'
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """Which record of a manifest line is what."""
+
+    names: tuple[str, ...]
+    image: int
+    boxes: int
+    metadata: int | None
+
+    @classmethod
+    def from_names(cls, channel: str, names: Sequence[str]) -> "Attributes":
+        """The image attribute is the one ending in `-ref`; the boxes the first other one that
+        is not metadata; the metadata `<boxes>-metadata` when listed."""
+        names = tuple(names)
+        refs = [i for i, name in enumerate(names) if name.endswith("-ref")]
+        others = [i for i, name in enumerate(names)
+                  if not name.endswith("-ref") and not name.endswith("-metadata")]
+        if len(refs) != 1 or not others:
+            raise ClientError(
+                f"Channel '{channel}' has AttributeNames {list(names)}; an object-detection "
+                f"augmented manifest needs exactly one image attribute ending in '-ref' and a "
+                f"bounding-box attribute, in the order of the manifest, e.g. "
+                f"{EXAMPLE_ATTRIBUTES} (optionally with \"bounding-box-metadata\" for class "
+                f"names).")
+        metadata = f"{names[others[0]]}-metadata"
+        return cls(names, refs[0], others[0], names.index(metadata) if metadata in names else None)
+
+
+def _json(data: bytes) -> object:
+    return json.loads(data.decode("utf-8"))
+
+
+def _class_map(metadata: object, origin: str, names: dict[int, str],
+               report: ChannelReport) -> None:
+    class_map = metadata.get("class-map") if isinstance(metadata, dict) else None
+    if not isinstance(class_map, dict):
+        return
+    for key, name in class_map.items():
+        if not (isinstance(key, str) and key.strip().lstrip("-").isdigit()) \
+                or not isinstance(name, str):
+            report.warn(origin, f"class-map entry {key!r}: {name!r} is not "
+                                f"\"<class id>\": \"<name>\"; ignored")
+            continue
+        first = names.setdefault(int(key), name)
+        if first != name:
+            report.warn(origin, f"class-map names class {key} {name!r}, earlier entries "
+                                f"{first!r}; keeping {first!r}")
+
+
+def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, source: str,
+                  num_classes: int, report: ChannelReport, class_names: dict[int, str],
+                  keep: Callable[[int], bool] = lambda index: True,
+                  image_ref: Callable[[int], RecordRef] | None = None,
+                  full_decode: bool = False) -> Iterator[Sample]:
+    """Samples of the manifest lines in a record stream (offset, payload). Lines for which
+    `keep(index)` is false are another worker's and are not checked. Problems go to `report`;
+    class names found in metadata to `class_names`. `image_ref(offset)` lets File-mode samples
+    point at their image record instead of holding its bytes."""
+    width = len(attributes.names)
+    index = 0
+    while True:
+        entry: list[tuple[int, bytes]] = []
+        try:
+            for offset, record in records:
+                entry.append((offset, record))
+                if len(entry) == width:
+                    break
+        except RecordIOFormatError as error:
+            report.found += 1
+            report.error(f"{source} line {index}", f"is not valid RecordIO: {error}; the rest "
+                                                   f"of the data is unreadable")
+            return
+        if not entry:
+            return
+        origin = f"{source} line {index}"
+        index += 1
+        if not keep(index - 1):
+            continue
+        report.found += 1
+        if len(entry) < width:
+            report.error(origin, f"has {len(entry)} record(s), but AttributeNames "
+                                 f"{list(attributes.names)} needs {width} per manifest line")
+            return
+        sample = _sample(entry, attributes, origin, num_classes, report, class_names,
+                         image_ref, full_decode)
+        if sample is not None:
+            report.used += 1
+            yield sample
+
+
+def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
+            num_classes: int, report: ChannelReport, class_names: dict[int, str],
+            image_ref: Callable[[int], RecordRef] | None, full_decode: bool) -> Sample | None:
+    image_offset, image = entry[attributes.image]
+    box_name = attributes.names[attributes.boxes]
+    try:
+        header = inspect_bytes(image)
+        if full_decode:
+            decode(image)
+    except BadImage as error:
+        looks_json = image.lstrip()[:1] in (b"{", b"[", b'"')
+        hint = (f" (it looks like JSON: are the records out of step with AttributeNames "
+                f"{list(attributes.names)}?)") if looks_json else ""
+        report.error(origin, f"{attributes.names[attributes.image]} {error}{hint}")
+        return None
+    try:
+        document = _json(entry[attributes.boxes][1])
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        report.error(origin, f"{box_name} is not JSON ({error}); the records may be out of "
+                             f"step with AttributeNames {list(attributes.names)}")
+        return None
+    parsed = parse_annotation(document, num_classes)
+    for warning in parsed.warnings:
+        report.warn(origin, f"{box_name} {warning}")
+    for problem in parsed.problems:
+        report.error(origin, f"{box_name} {problem}")
+    if parsed.problems:
+        return None
+    if (header.width, header.height) != (parsed.width, parsed.height):
+        report.warn(origin, f"{box_name} image_size {parsed.width}x{parsed.height} differs from "
+                            f"the image ({header.width}x{header.height}); boxes are scaled")
+    if attributes.metadata is not None:
+        try:
+            _class_map(_json(entry[attributes.metadata][1]), origin, class_names, report)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            report.warn(origin, f"{attributes.names[attributes.metadata]} is not JSON; its "
+                                f"class names are ignored")
+    return Sample(origin=origin,
+                  image=image_ref(image_offset) if image_ref else image,
+                  boxes=normalised(parsed.boxes, parsed.width, parsed.height),
+                  class_ids=parsed.class_ids)
+
+
+def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes: int,
+                          full_decode: bool = False, channel: str | None = None
+                          ) -> tuple[list[Sample], dict[int, str], ChannelReport]:
+    """File mode: every file under `channel_dir` (name order) holds RecordIO-wrapped manifest
+    records; samples point at their image records."""
+    channel_dir = Path(channel_dir)
+    report = ChannelReport(channel or channel_dir.name, KIND)
+    files = sorted(p for p in channel_dir.rglob("*") if p.is_file()) \
+        if channel_dir.is_dir() else []
+    if not files:
+        raise ClientError(f"The {report.channel} channel ({channel_dir}) holds no files; an "
+                          f"augmented manifest channel in File mode needs the RecordIO-wrapped "
+                          f"records SageMaker would stream (AttributeNames "
+                          f"{list(attributes.names)}).")
+    samples: list[Sample] = []
+    names: dict[int, str] = {}
+    for path in files:
+        with open(path, "rb") as stream:
+            samples.extend(parse_entries(
+                iter_records(stream), attributes,
+                f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", num_classes,
+                report, names, image_ref=lambda offset, path=path: RecordRef(path, offset, False),
+                full_decode=full_decode))
+    return samples, names, report
+

@@ -1,0 +1,81 @@
+"""`validate-data`: every data channel of the job read exactly as training reads it, plus a full
+decode of every image, and reported in full (every warning and error, each naming its file or
+record) instead of raised, so a dataset can be fixed in one round before paying for a job.
+
+Pipe-mode channels are checked from the channel folder's files: the bytes SageMaker would
+stream (`.rec` files, or RecordIO-wrapped manifest records).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Mapping
+
+from ssd_sagemaker.data.channels import channel_format, read_file_channel
+from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
+from ssd_sagemaker.environment import ChannelConfig, Paths
+from ssd_sagemaker.errors import ClientError
+
+DATA_CHANNELS = ("train", "validation")
+
+
+@dataclass(frozen=True)
+class ChannelResult:
+    """A channel's report, or why it could not be read at all."""
+
+    channel: str
+    report: ChannelReport | None = None
+    fatal: str | None = None
+    class_names: dict[int, str] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.fatal is None and self.report is not None and not self.report.errors
+
+
+def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
+                      label_width: int) -> list[ChannelResult]:
+    """Read `train` and `validation` (those declared) with full image decoding."""
+    results = []
+    if "train" not in channels:
+        results.append(ChannelResult("train", fatal="the 'train' channel is required but not "
+                                                    "declared (or its folder is missing)"))
+    for name in DATA_CHANNELS:
+        if name not in channels:
+            continue
+        # Pipe-mode channels are read from their files, as File mode would.
+        files = {key: replace(config, input_mode="File") for key, config in channels.items()}
+        try:
+            channel_format(channels, name)  # refuses what training would refuse
+            channel = read_file_channel(paths, files, name, num_classes, label_width,
+                                        thorough=True)
+        except ClientError as error:
+            results.append(ChannelResult(name, fatal=str(error)))
+            continue
+        results.append(ChannelResult(name, channel.report, class_names=channel.class_names))
+    return results
+
+
+def format_report(results: list[ChannelResult]) -> str:
+    """The report `validate-data` prints: per channel the summary, every error and warning,
+    then a verdict."""
+    lines = []
+    for result in results:
+        if result.fatal is not None:
+            lines.append(f"Channel {result.channel}: cannot be read")
+            lines += [f"  error   {line}" for line in result.fatal.splitlines()]
+            continue
+        report = result.report
+        lines.append(f"Channel {report.summary()}")
+        lines += [f"  error   {line}" for line in report.error_lines()]
+        lines += [f"  warning {line}" for line in report.warnings]
+        if result.class_names:
+            lines.append(f"  classes {result.class_names}")
+        if report.too_many_errors():
+            lines.append(f"  training would refuse this channel: more than "
+                         f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid")
+        elif report.errors:
+            lines.append("  training would leave the invalid examples out")
+    bad = [result.channel for result in results if not result.ok]
+    lines.append(f"Result: {'problems in ' + ', '.join(bad) if bad else 'all channels valid'}")
+    return "\n".join(lines)

@@ -1,0 +1,78 @@
+"""The NumPy/OpenCV SSD augmentation: boxes stay on their objects through expand, crop, resize
+and flip; images without objects pass; a seed reproduces an augmentation; the photometric
+matrix keeps pixels in range and leaves the expand fill alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssd_sagemaker.data.augmentation import augment, colour_matrix, crop_boxes, random_crop
+
+FILL = np.array([124, 116, 104], np.uint8)
+
+
+def _scene(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A black image with one white rectangle, and its label."""
+    height, width = (int(v) for v in rng.integers(100, 400, 2))
+    x0, y0 = int(rng.integers(0, width // 2)), int(rng.integers(0, height // 2))
+    x1, y1 = x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))
+    image = np.zeros((height, width, 3), np.uint8)
+    image[y0:y1, x0:x1] = 255
+    return image, np.array([[x0, y0, x1, y1, 1, 0]], np.float32)
+
+
+@pytest.mark.parametrize("seed", range(0, 300, 50))
+def test_boxes_follow_their_object(seed: int) -> None:
+    worst = 0.0
+    for offset in range(50):
+        rng = np.random.default_rng(seed + offset)
+        image, label = _scene(rng)
+        output, out_label = augment(image, label, 300, FILL, rng, photometric=False)
+        assert output.shape == (300, 300, 3) and output.dtype == np.uint8
+        (row,) = out_label  # the crop always keeps the object's centre
+        assert row[4] == 1
+        ys, xs = np.nonzero(output[..., 0] > 200)
+        found = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        worst = max(worst, float(np.abs(found - row[:4]).max()))
+    assert worst <= 3.0  # pixels, interpolation at the edges
+
+
+def test_image_without_objects() -> None:
+    rng = np.random.default_rng(3)
+    image, _ = _scene(rng)
+    for _ in range(20):
+        output, label = augment(image, np.zeros((0, 6), np.float32), 300, FILL, rng)
+        assert output.shape == (300, 300, 3) and label.shape == (0, 6)
+
+
+def test_seed_reproduces() -> None:
+    image, label = _scene(np.random.default_rng(1))
+    first = augment(image, label, 300, FILL, np.random.default_rng(7))
+    second = augment(image, label, 300, FILL, np.random.default_rng(7))
+    other = augment(image, label, 300, FILL, np.random.default_rng(8))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_photometric_distortion_is_affine_clipped_and_spares_the_fill() -> None:
+    matrices = [colour_matrix(np.random.default_rng(seed)) for seed in range(200)]
+    assert any(m is None for m in matrices) and any(m is not None for m in matrices)
+    assert all(m.shape == (3, 4) for m in matrices if m is not None)
+    # Expanded images keep the exact fill colour around the distorted image.
+    rng = np.random.default_rng(0)
+    image = np.full((50, 50, 3), 255, np.uint8)
+    saw_fill = False
+    for _ in range(40):
+        output, _ = augment(image, np.zeros((0, 6), np.float32), 300, FILL, rng)
+        corners = output[[0, 0, -1, -1], [0, -1, 0, -1]]
+        saw_fill |= bool((corners == FILL).all(axis=1).any())
+    assert saw_fill
+
+
+def test_crop_keeps_boxes_whose_centre_is_inside() -> None:
+    label = np.array([[0, 0, 10, 10, 0, 0], [40, 40, 60, 60, 1, 0]], np.float32)
+    kept = crop_boxes(label, (30, 30, 50, 50))
+    np.testing.assert_array_equal(kept, [[10, 10, 30, 30, 1, 0]])
+    boxes, crop = random_crop(label, 100, 100, np.random.default_rng(0))
+    assert len(boxes) >= 1 and 0 <= crop[0] and crop[0] + crop[2] <= 100

@@ -1,0 +1,56 @@
+"""The NumPy SSD target encoder gives exactly GluonCV's SSDTargetGenerator targets (as used by
+SSDDefaultTrainTransform), and handles images without objects (GluonCV's fails on them)."""
+
+from __future__ import annotations
+
+import mxnet as mx
+import numpy as np
+import pytest
+from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
+
+from ssd_sagemaker.data.targets import SSDTargetEncoder, box_iou
+
+
+def anchors(size: int = 300) -> np.ndarray:
+    """Centre-form anchors on 10x10 and 5x5 grids, three shapes each (pixels)."""
+    rows = []
+    for cells, scale in ((10, 0.2), (5, 0.45)):
+        step = size / cells
+        for y in range(cells):
+            for x in range(cells):
+                for ratio in (1.0, 2.0, 0.5):
+                    w, h = scale * size * np.sqrt(ratio), scale * size / np.sqrt(ratio)
+                    rows.append(((x + 0.5) * step, (y + 0.5) * step, w, h))
+    return np.array(rows, dtype=np.float32)
+
+
+def test_iou() -> None:
+    a = np.array([[0, 0, 10, 10]], np.float32)
+    b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]], np.float32)
+    np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 0, 1]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_targets_equal_gluoncv(seed: int) -> None:
+    grid = anchors()
+    generator = SSDTargetGenerator(iou_thresh=0.5, stds=(0.1, 0.1, 0.2, 0.2),
+                                   negative_mining_ratio=-1)
+    encoder = SSDTargetEncoder(grid)
+    rng = np.random.default_rng(seed)
+    for _ in range(20):
+        count = int(rng.integers(1, 6))
+        corner = rng.uniform(0, 250, (count, 2))
+        boxes = np.hstack([corner, np.minimum(corner + rng.uniform(8, 200, (count, 2)), 300)])
+        boxes = boxes.astype(np.float32)
+        ids = rng.integers(0, 4, count)
+        cls, box, _ = generator(mx.nd.array(grid[None]), None, mx.nd.array(boxes[None]),
+                                mx.nd.array(ids[None, :, None].astype(np.float32)))
+        ours_cls, ours_box = encoder(boxes, ids)
+        np.testing.assert_array_equal(ours_cls, cls[0].asnumpy())
+        np.testing.assert_allclose(ours_box, box[0].asnumpy(), atol=1e-4)
+        assert (ours_cls > 0).sum() >= count  # every object has at least one anchor
+
+
+def test_no_objects_means_all_background() -> None:
+    cls, box = SSDTargetEncoder(anchors())(np.zeros((0, 4), np.float32), np.zeros(0, int))
+    assert cls.shape == (len(anchors()),) and not cls.any() and not box.any()

@@ -1,0 +1,55 @@
+"""Transforms: validation resizes and normalises exactly as serving's `network_input` does
+(train/serve parity); the training transform returns the network's inputs and targets, also
+for images without objects; both survive pickling (they run in worker processes)."""
+
+from __future__ import annotations
+
+import pickle
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from test_targets import anchors
+from ssd_sagemaker.data.transforms import (TrainTransform, network_input, training_transform,
+                                           validation_transform)
+
+
+@pytest.mark.parametrize("width, height", [(500, 400), (200, 150), (320, 240)])
+def test_validation_matches_serving(width: int, height: int) -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (height, width, 3)).astype(np.uint8)
+    label = np.array([[50, 40, 150, 120, 2, 0]], np.float32)
+    tensor, resized = validation_transform(300)(image, label)
+    served = network_input(mx.nd.array(image, dtype=np.uint8), 300)[0].asnumpy()
+    assert tensor.shape == (3, 300, 300) and tensor.dtype == np.float32
+    np.testing.assert_allclose(tensor, served, atol=0.05)  # OpenCV builds may round differently
+    assert np.abs(tensor - served).mean() < 0.005
+    np.testing.assert_allclose(resized[0], [50 * 300 / width, 40 * 300 / height,
+                                            150 * 300 / width, 120 * 300 / height, 2, 0],
+                               rtol=1e-5)
+
+
+def test_training_outputs() -> None:
+    transform = training_transform(300, mx.nd.array(anchors()[None]))
+    transform = pickle.loads(pickle.dumps(transform))
+    assert isinstance(transform, TrainTransform)
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[50:150, 100:200] = 255
+    for label in (np.array([[100, 50, 200, 150, 1, 0]], np.float32), np.zeros((0, 6), np.float32)):
+        tensor, cls, box = transform(image, label, rng=np.random.default_rng(0))
+        assert tensor.shape == (3, 300, 300) and tensor.dtype == np.float32
+        assert cls.shape == (len(anchors()),) and box.shape == (len(anchors()), 4)
+        assert set(np.unique(cls)) <= {0.0, 2.0}
+        assert (cls > 0).any() == (len(label) > 0)
+
+
+def test_gluoncv_style_call_with_an_ndarray_gets_ndarrays() -> None:
+    """Callers that pass mx.image.imread's NDArray (as with GluonCV's presets) and stack the
+    outputs with mx.nd keep working."""
+    image = mx.nd.array(np.zeros((120, 160, 3)), dtype=np.uint8)
+    label = np.array([[10, 10, 60, 60, 0]], np.float32)  # five columns, GluonCV's minimum
+    outputs = training_transform(300, mx.nd.array(anchors()[None]))(image, label)
+    assert all(isinstance(output, mx.nd.NDArray) for output in outputs)
+    tensor, resized = validation_transform(300)(image, label)
+    assert tensor.shape == (3, 300, 300) and isinstance(resized, mx.nd.NDArray)
