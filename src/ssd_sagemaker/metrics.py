@@ -52,8 +52,8 @@ class MetricReporter:
         self._emit(f"#progress_metric: host={self._host}, completed {percent:.0f} %")
 
 
-EPOCH_FIELDS = ("epoch", "cross_entropy", "smooth_l1", "validation_map", "learning_rate",
-                "images_per_second", "seconds")
+EPOCH_FIELDS = ("epoch", "cross_entropy", "smooth_l1", "validation_map", "validation_map_area",
+                "learning_rate", "images_per_second", "seconds")
 
 
 class EpochLog:

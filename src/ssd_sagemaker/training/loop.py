@@ -12,11 +12,11 @@ from typing import Callable, Iterable, Sequence
 
 import mxnet as mx
 from gluoncv.loss import SSDMultiBoxLoss
-from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.training.interruption import TrainingInterrupted
 
@@ -96,8 +96,9 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
 
 
 def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Context],
-             metric: VOC07MApMetric) -> float:
-    """mAP of `net` on the validation batches (labels padded with -1 rows, which are ignored)."""
+             metric: DetectionMAP) -> MeanAveragePrecision:
+    """mAP of `net` on the validation batches (labels padded with -1 rows, which are ignored):
+    VOC07 11-point (`validation:mAP`) and area, see `evaluation.py`."""
     metric.reset()
     net.hybridize()  # retrace in inference mode (the training graph has no NMS)
     for data, labels in loader:
@@ -113,5 +114,4 @@ def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Con
             gt_boxes.append(y.slice_axis(axis=-1, begin=0, end=4))
             gt_difficult.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5 else None)
         metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficult)
-    names, values = metric.get()
-    return float(values[-1]) if isinstance(values, list) else float(values)
+    return metric.result()

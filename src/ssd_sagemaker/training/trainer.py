@@ -15,13 +15,13 @@ from typing import Callable, Sequence
 
 import mxnet as mx
 import numpy as np
-from gluoncv.utils.metrics.voc_detection import VOC07MApMetric
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.data.channels import Shard, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
+from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
 from ssd_sagemaker.metrics import EpochLog, MetricReporter
@@ -164,7 +164,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     net.collect_params().reset_ctx(contexts)
     train_transform = training_transform(hp.image_shape, anchors)
     val_transform = validation_transform(hp.image_shape)
-    metric = VOC07MApMetric(iou_thresh=hp.overlap_threshold, class_names=list(classes))
+    metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
 
     # Updates per epoch on the (server-side) optimizer: under dist_sync all workers' batches
     # of one step make one update; otherwise every batch is an update.
@@ -218,8 +218,9 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             if _is_out_of_memory(error):
                 raise _out_of_memory_error(hp, contexts) from None
             raise
-        score = _finish_epoch(epoch, result, trainer, data if validates else None, net,
-                              contexts, metric, val_transform, hp, reporter)
+        maps = _finish_epoch(epoch, result, trainer, data if validates else None, net,
+                             contexts, metric, val_transform, hp, reporter)
+        score = maps.voc07 if maps is not None else None
         stop = score is not None and stopping.update(epoch, score)
         if job is not None:  # every worker must stop in the same epoch, or dist_sync hangs
             stop = job.agree(f"stop_after_epoch_{epoch}", stop)
@@ -228,6 +229,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         if epoch_log is not None:
             epoch_log.append({"epoch": epoch, "cross_entropy": result.cross_entropy,
                               "smooth_l1": result.smooth_l1, "validation_map": score,
+                              "validation_map_area": maps.area if maps is not None else None,
                               "learning_rate": trainer.learning_rate,
                               "images_per_second": result.images_per_second,
                               "seconds": result.seconds})
@@ -257,20 +259,23 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
 
 
 def _finish_epoch(epoch: int, result: EpochResult, trainer: gluon.Trainer, data, net,
-                  contexts: Sequence[mx.Context], metric: VOC07MApMetric, val_transform,
-                  hp: Hyperparameters, reporter: MetricReporter) -> float | None:
-    """Report the epoch's throughput and losses, then validate: the epoch's mAP (None without
-    validation data, or on a host that does not validate)."""
+                  contexts: Sequence[mx.Context], metric: DetectionMAP, val_transform,
+                  hp: Hyperparameters, reporter: MetricReporter) -> MeanAveragePrecision | None:
+    """Report the epoch's throughput and losses, then validate: the epoch's mAPs, VOC07
+    11-point (`validation:mAP`) and area (None without validation data, or on a host that does
+    not validate)."""
     reporter.throughput(result.images_per_second)
     LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
              epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
              result.seconds, trainer.learning_rate)
     if data is None or not data.has_validation:
         return None
-    score = validate(net, data.validation_batches(val_transform, hp.mini_batch_size), contexts,
-                     metric)
-    if not math.isfinite(score):
+    maps = validate(net, data.validation_batches(val_transform, hp.mini_batch_size), contexts,
+                    metric)
+    if not math.isfinite(maps.voc07):
         LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0", epoch)
-        score = 0.0
-    reporter.validation_map(epoch, score)
-    return score
+        maps = MeanAveragePrecision(0.0, 0.0, maps.per_class_voc07, maps.per_class_area)
+    LOG.info("epoch %d: validation mAP %.4f (VOC07 11-point), %.4f (area)", epoch, maps.voc07,
+             maps.area)
+    reporter.validation_map(epoch, maps.voc07)
+    return maps

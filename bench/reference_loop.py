@@ -1,0 +1,133 @@
+"""The peer the benchmarks measure `train` against: training and validation built the way
+GluonCV's `scripts/detection/ssd/train_ssd.py` builds them — `SSDDefaultTrainTransform` +
+`gluon.data.DataLoader` (Stack batchify, shuffle, `last_batch="rollover"`), a hybridized net
+(static_alloc, static_shape), `SSDMultiBoxLoss`, `gluon.Trainer` SGD (lr, momentum 0.9, wd 5e-4)
+stepped with 1 (the loss is already normalised), and for validation `SSDDefaultValTransform`
++ Pad batchify + GluonCV's `VOC07MApMetric` / `VOCMApMetric`. Only the network comes from this
+project (`build_network`), so both sides train the very same model.
+Imported by `accuracy.py` and `train_throughput.py`; not run on its own."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+import mxnet as mx
+import numpy as np
+from gluoncv.data.batchify import Pad, Stack, Tuple
+from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
+from gluoncv.loss import SSDMultiBoxLoss
+from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
+from mxnet import autograd, gluon
+
+from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
+
+MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005  # train_ssd.py's defaults, and `train`'s
+
+
+def seed_everything(seed: int) -> None:
+    """As `train` seeds before building the network, so both sides start from the same
+    weights."""
+    random.seed(seed)
+    np.random.seed(seed)
+    mx.random.seed(seed)
+
+
+def train_anchors(net: gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:
+    """train_ssd.py's `get_dataloader`: anchors from a train-mode forward of a fake image."""
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, image_shape, image_shape)))
+    return anchors.as_in_context(mx.cpu())
+
+
+def train_loader(samples, anchors, image_shape: int, batch: int,
+                 workers: int) -> gluon.data.DataLoader:
+    dataset = GluonDataset(samples).transform(
+        SSDDefaultTrainTransform(image_shape, image_shape, anchors))
+    return gluon.data.DataLoader(dataset, batch, shuffle=True, last_batch="rollover",
+                                 batchify_fn=Tuple(Stack(), Stack(), Stack()),
+                                 num_workers=workers)
+
+
+def validation_loader(samples, image_shape: int, batch: int,
+                      workers: int) -> gluon.data.DataLoader:
+    dataset = GluonDataset(samples).transform(SSDDefaultValTransform(image_shape, image_shape))
+    return gluon.data.DataLoader(dataset, batch, shuffle=False, last_batch="keep",
+                                 batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),
+                                 num_workers=workers)
+
+
+def sgd_trainer(net: gluon.HybridBlock, learning_rate: float) -> gluon.Trainer:
+    return gluon.Trainer(net.collect_params(), "sgd",
+                         {"learning_rate": learning_rate, "wd": WEIGHT_DECAY,
+                          "momentum": MOMENTUM})
+
+
+@dataclass(frozen=True)
+class ReferenceEpoch:
+    cross_entropy: float
+    smooth_l1: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images / self.seconds
+
+
+def train_epoch(net: gluon.HybridBlock, loader, trainer: gluon.Trainer,
+                ctx: list[mx.Context], loss_fn: SSDMultiBoxLoss | None = None,
+                max_batches: int | None = None) -> ReferenceEpoch:
+    """train_ssd.py's inner loop, verbatim in substance (logging left out)."""
+    loss_fn = loss_fn or SSDMultiBoxLoss()
+    ce_metric, smoothl1_metric = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
+    net.hybridize(static_alloc=True, static_shape=True)
+    started, images = time.perf_counter(), 0
+    for index, batch in enumerate(loader):
+        if max_batches is not None and index >= max_batches:
+            break
+        data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0)
+        cls_targets = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0)
+        box_targets = gluon.utils.split_and_load(batch[2], ctx_list=ctx, batch_axis=0)
+        with autograd.record():
+            cls_preds, box_preds = [], []
+            for x in data:
+                cls_pred, box_pred, _ = net(x)
+                cls_preds.append(cls_pred)
+                box_preds.append(box_pred)
+            sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets,
+                                                   box_targets)
+            autograd.backward(sum_loss)
+        trainer.step(1)
+        batch_size = batch[0].shape[0]
+        ce_metric.update(0, [loss * batch_size for loss in cls_loss])
+        smoothl1_metric.update(0, [loss * batch_size for loss in box_loss])
+        images += batch_size
+    return ReferenceEpoch(ce_metric.get()[1], smoothl1_metric.get()[1], images,
+                          time.perf_counter() - started)
+
+
+def validate(net: gluon.HybridBlock, loader, ctx: list[mx.Context],
+             iou_threshold: float = 0.5) -> tuple[float, float]:
+    """train_ssd.py's `validate`: (VOC07 11-point mAP, area mAP) by GluonCV's own metrics."""
+    eleven, area = VOC07MApMetric(iou_threshold), VOCMApMetric(iou_threshold)
+    net.set_nms(nms_thresh=0.45, nms_topk=400)  # also drops the cached training graph
+    net.hybridize(static_alloc=True, static_shape=True)
+    for batch in loader:
+        data = gluon.utils.split_and_load(batch[0], ctx_list=ctx, batch_axis=0, even_split=False)
+        label = gluon.utils.split_and_load(batch[1], ctx_list=ctx, batch_axis=0,
+                                           even_split=False)
+        det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults = [], [], [], [], [], []
+        for x, y in zip(data, label):
+            ids, scores, bboxes = net(x)
+            det_ids.append(ids)
+            det_scores.append(scores)
+            det_bboxes.append(bboxes.clip(0, batch[0].shape[2]))
+            gt_ids.append(y.slice_axis(axis=-1, begin=4, end=5))
+            gt_bboxes.append(y.slice_axis(axis=-1, begin=0, end=4))
+            gt_difficults.append(y.slice_axis(axis=-1, begin=5, end=6)
+                                 if y.shape[-1] > 5 else None)
+        for metric in (eleven, area):
+            metric.update(det_bboxes, det_ids, det_scores, gt_bboxes, gt_ids, gt_difficults)
+    return float(eleven.get()[1]), float(area.get()[1])
