@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -58,6 +59,9 @@ def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
 
 
 def _train(paths: Paths) -> None:
+    # MXNet sizes its OpenMP pool when first imported, by default to half the CPUs on x86:
+    # training would use one of two cores (measured: 1.19 → 2.22 images/s with both).
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from ssd_sagemaker.environment import read_training_environment
     from ssd_sagemaker.training.trainer import train
 

@@ -84,10 +84,11 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
         if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
             elapsed = time.time() - started
             reporter.train_losses(epoch, batch_index, ce_value, l1_value)
-            if not on_terminal:
-                eta = elapsed / (batch_index + 1) * (batches - batch_index - 1) if batches else 0
-                LOG.info("epoch %d batch %d/%d: %.2f images/s, eta %.0f s", epoch,
-                         batch_index + 1, batches, images / elapsed if elapsed else 0.0, eta)
+            if not on_terminal:  # a Pipe-mode stream has no known length: "batch 7/?"
+                eta = (f"{elapsed / (batch_index + 1) * (batches - batch_index - 1):.0f} s"
+                       if batches else "unknown")
+                LOG.info("epoch %d batch %d/%s: %.2f images/s, eta %s", epoch, batch_index + 1,
+                         batches or "?", images / elapsed if elapsed else 0.0, eta)
         if should_stop is not None and should_stop():
             bar.close()
             raise TrainingInterrupted(epoch, batch_index + 1)

@@ -148,114 +148,119 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model and warm_artifact is None else None)
     data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
-    _check_batch_size(hp, data.num_train_images)
-    classes = class_names(hp.num_classes, data.class_names)
-    LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
-             list(classes), contexts)
+    try:
+        _check_batch_size(hp, data.num_train_images)
+        classes = class_names(hp.num_classes, data.class_names)
+        LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
+                 list(classes), contexts)
 
-    _seed_everything(SEED)
-    net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
-    if warm_artifact is not None:
-        warm_start.load_weights(net, warm_artifact)
-    freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
-    net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
-    with autograd.train_mode():
-        _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape), ctx=contexts[0]))
-    net.collect_params().reset_ctx(contexts)
-    train_transform = training_transform(hp.image_shape, anchors)
-    val_transform = validation_transform(hp.image_shape)
-    metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
+        _seed_everything(SEED)
+        net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
+        if warm_artifact is not None:
+            warm_start.load_weights(net, warm_artifact)
+        freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
+        net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
+        with autograd.train_mode():
+            _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape),
+                                            ctx=contexts[0]))
+        net.collect_params().reset_ctx(contexts)
+        train_transform = training_transform(hp.image_shape, anchors)
+        val_transform = validation_transform(hp.image_shape)
+        metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
 
-    # Updates per epoch on the (server-side) optimizer: under dist_sync all workers' batches
-    # of one step make one update; otherwise every batch is an update.
-    batches_per_epoch = updates_per_epoch(hp.num_training_samples,
-                                          hp.mini_batch_size * (workers if synchronous else 1))
-    schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
-                                      hp.lr_scheduler_factor, batches_per_epoch)
-    trainer = gluon.Trainer(net.collect_params(), hp.optimizer,
-                            optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
-                                               hp.weight_decay, schedule),
-                            kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
-    stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
-                             hp.early_stopping_patience, hp.early_stopping_tolerance)
+        # Updates per epoch on the (server-side) optimizer: under dist_sync all workers' batches
+        # of one step make one update; otherwise every batch is an update.
+        batches_per_epoch = updates_per_epoch(hp.num_training_samples,
+                                              hp.mini_batch_size * (workers if synchronous else 1))
+        schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
+                                          hp.lr_scheduler_factor, batches_per_epoch)
+        trainer = gluon.Trainer(net.collect_params(), hp.optimizer,
+                                optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
+                                                   hp.weight_decay, schedule),
+                                kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
+        stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
+                                 hp.early_stopping_patience, hp.early_stopping_tolerance)
 
-    checkpointer = Checkpointer(env.paths.checkpoint_dir)
-    network_id = {"base_network": hp.base_network, "image_shape": hp.image_shape,
-                  "classes": list(classes)}
-    history: list[dict] = []
-    start_epoch = 0
-    saved = checkpointer.load_state()
-    if saved is not None:
-        checkpointer.restore(saved, net, trainer, network_id, contexts)
-        _restore_early_stopping(stopping, saved.early_stopping)
-        start_epoch, history = saved.next_epoch, saved.history
-    if job is not None and job.agree("start_epoch", start_epoch) != start_epoch:
-        raise ClientError(
-            f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
-            f"epoch; give every host the same checkpoint folder contents (or none).")
-    epoch_log = EpochLog(env.paths.output_data_dir, history) if env.resources.is_master else None
+        checkpointer = Checkpointer(env.paths.checkpoint_dir)
+        network_id = {"base_network": hp.base_network, "image_shape": hp.image_shape,
+                      "classes": list(classes)}
+        history: list[dict] = []
+        start_epoch = 0
+        saved = checkpointer.load_state()
+        if saved is not None:
+            checkpointer.restore(saved, net, trainer, network_id, contexts)
+            _restore_early_stopping(stopping, saved.early_stopping)
+            start_epoch, history = saved.next_epoch, saved.history
+        if job is not None and job.agree("start_epoch", start_epoch) != start_epoch:
+            raise ClientError(
+                f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
+                f"epoch; give every host the same checkpoint folder contents (or none).")
+        epoch_log = (EpochLog(env.paths.output_data_dir, history) if env.resources.is_master
+                     else None)
 
-    def checkpoint(next_epoch: int, interrupted_in: int | None = None) -> None:
-        checkpointer.save(net, trainer, CheckpointState(
-            next_epoch=next_epoch, network=network_id, early_stopping=asdict(stopping),
-            interrupted_in_epoch=interrupted_in,
-            history=epoch_log.rows if epoch_log else history),
-            optimizer_state=kv_store != "dist_async")
+        def checkpoint(next_epoch: int, interrupted_in: int | None = None) -> None:
+            checkpointer.save(net, trainer, CheckpointState(
+                next_epoch=next_epoch, network=network_id, early_stopping=asdict(stopping),
+                interrupted_in_epoch=interrupted_in,
+                history=epoch_log.rows if epoch_log else history),
+                optimizer_state=kv_store != "dist_async")
 
-    epoch = start_epoch
-    for epoch in range(start_epoch, hp.epochs):
-        if should_stop is not None and should_stop():
-            raise TrainingInterrupted(epoch, 0)
-        try:
-            result = train_one_epoch(net, data.train_batches(epoch, train_transform,
-                                                             hp.mini_batch_size),
-                                     trainer, contexts, epoch, reporter, should_stop,
-                                     gradient_divisor=workers if synchronous else 1)
-        except TrainingInterrupted:
-            checkpoint(epoch, interrupted_in=epoch)
-            raise
-        except mx.base.MXNetError as error:
-            if _is_out_of_memory(error):
-                raise _out_of_memory_error(hp, contexts) from None
-            raise
-        maps = _finish_epoch(epoch, result, trainer, data if validates else None, net,
-                             contexts, metric, val_transform, hp, reporter)
-        score = maps.voc07 if maps is not None else None
-        stop = score is not None and stopping.update(epoch, score)
-        if job is not None:  # every worker must stop in the same epoch, or dist_sync hangs
-            stop = job.agree(f"stop_after_epoch_{epoch}", stop)
-        if stopping.best_epoch == epoch:
-            checkpointer.save_best(net)
-        if epoch_log is not None:
-            epoch_log.append({"epoch": epoch, "cross_entropy": result.cross_entropy,
-                              "smooth_l1": result.smooth_l1, "validation_map": score,
-                              "validation_map_area": maps.area if maps is not None else None,
-                              "learning_rate": trainer.learning_rate,
-                              "images_per_second": result.images_per_second,
-                              "seconds": result.seconds})
-        reporter.progress(100.0 if stop else 100.0 * (epoch + 1) / hp.epochs)
-        checkpoint(hp.epochs if stop else epoch + 1)
-        if stop:
-            break
+        epoch = start_epoch
+        for epoch in range(start_epoch, hp.epochs):
+            if should_stop is not None and should_stop():
+                raise TrainingInterrupted(epoch, 0)
+            try:
+                result = train_one_epoch(net, data.train_batches(epoch, train_transform,
+                                                                 hp.mini_batch_size),
+                                         trainer, contexts, epoch, reporter, should_stop,
+                                         gradient_divisor=workers if synchronous else 1)
+            except TrainingInterrupted:
+                checkpoint(epoch, interrupted_in=epoch)
+                raise
+            except mx.base.MXNetError as error:
+                if _is_out_of_memory(error):
+                    raise _out_of_memory_error(hp, contexts) from None
+                raise
+            maps = _finish_epoch(epoch, result, trainer, data if validates else None, net,
+                                 contexts, metric, val_transform, hp, reporter)
+            score = maps.voc07 if maps is not None else None
+            stop = score is not None and stopping.update(epoch, score)
+            if job is not None:  # every worker must stop in the same epoch, or dist_sync hangs
+                stop = job.agree(f"stop_after_epoch_{epoch}", stop)
+            if stopping.best_epoch == epoch:
+                checkpointer.save_best(net)
+            if epoch_log is not None:
+                epoch_log.append({"epoch": epoch, "cross_entropy": result.cross_entropy,
+                                  "smooth_l1": result.smooth_l1, "validation_map": score,
+                                  "validation_map_area": maps.area if maps is not None else None,
+                                  "learning_rate": trainer.learning_rate,
+                                  "images_per_second": result.images_per_second,
+                                  "seconds": result.seconds})
+            reporter.progress(100.0 if stop else 100.0 * (epoch + 1) / hp.epochs)
+            checkpoint(hp.epochs if stop else epoch + 1)
+            if stop:
+                break
 
-    epochs_run = epoch + 1 if hp.epochs > start_epoch else start_epoch
-    if stopping.best_epoch is not None and stopping.best_epoch != epochs_run - 1:
-        LOG.info("exporting the best epoch %d (mAP %.4f), not the last", stopping.best_epoch,
-                 stopping.best_map)
-        net.load_parameters(str(checkpointer.best_weights), ctx=contexts)
-    if env.resources.is_master:
-        net.collect_params().reset_ctx(mx.cpu())
-        files = save_artifact(net, env.paths.model_dir,
-                              ModelInfo(classes, hp.image_shape, hp.base_network,
-                                        hp.nms_threshold),
-                              hp.to_json_dict())
-        LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
-    if job is not None:
-        _release_kvstore(net)
-        del trainer, kvstore
-        gc.collect()
-    return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
-                           time.time() - started)
+        epochs_run = epoch + 1 if hp.epochs > start_epoch else start_epoch
+        if stopping.best_epoch is not None and stopping.best_epoch != epochs_run - 1:
+            LOG.info("exporting the best epoch %d (mAP %.4f), not the last", stopping.best_epoch,
+                     stopping.best_map)
+            net.load_parameters(str(checkpointer.best_weights), ctx=contexts)
+        if env.resources.is_master:
+            net.collect_params().reset_ctx(mx.cpu())
+            files = save_artifact(net, env.paths.model_dir,
+                                  ModelInfo(classes, hp.image_shape, hp.base_network,
+                                            hp.nms_threshold),
+                                  hp.to_json_dict())
+            LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
+        if job is not None:
+            _release_kvstore(net)
+            del trainer, kvstore
+            gc.collect()
+        return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
+                               time.time() - started)
+    finally:
+        data.close()  # stop the loader's worker processes
 
 
 def _finish_epoch(epoch: int, result: EpochResult, trainer: gluon.Trainer, data, net,
