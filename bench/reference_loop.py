@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
 
 import mxnet as mx
 import numpy as np
@@ -22,6 +21,7 @@ from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 from mxnet import autograd, gluon
 
 from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
+from ssd_sagemaker.training.loop import EpochResult
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005  # train_ssd.py's defaults, and `train`'s
 
@@ -64,21 +64,9 @@ def sgd_trainer(net: gluon.HybridBlock, learning_rate: float) -> gluon.Trainer:
                           "momentum": MOMENTUM})
 
 
-@dataclass(frozen=True)
-class ReferenceEpoch:
-    cross_entropy: float
-    smooth_l1: float
-    images: int
-    seconds: float
-
-    @property
-    def images_per_second(self) -> float:
-        return self.images / self.seconds
-
-
 def train_epoch(net: gluon.HybridBlock, loader, trainer: gluon.Trainer,
                 ctx: list[mx.Context], loss_fn: SSDMultiBoxLoss | None = None,
-                max_batches: int | None = None) -> ReferenceEpoch:
+                max_batches: int | None = None) -> EpochResult:
     """train_ssd.py's inner loop, verbatim in substance (logging left out)."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     ce_metric, smoothl1_metric = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
@@ -104,7 +92,7 @@ def train_epoch(net: gluon.HybridBlock, loader, trainer: gluon.Trainer,
         ce_metric.update(0, [loss * batch_size for loss in cls_loss])
         smoothl1_metric.update(0, [loss * batch_size for loss in box_loss])
         images += batch_size
-    return ReferenceEpoch(ce_metric.get()[1], smoothl1_metric.get()[1], images,
+    return EpochResult(ce_metric.get()[1], smoothl1_metric.get()[1], images,
                           time.perf_counter() - started)
 
 
