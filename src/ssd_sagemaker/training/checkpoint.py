@@ -62,7 +62,8 @@ class Checkpointer:
         """Write weights and optimizer state under new names, then commit the state file.
         `optimizer_state=False` where the state lives on parameter servers (dist_async)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        tag = f"epoch-{state.next_epoch:04d}" + ("-partial" if state.interrupted_in_epoch is not None else "")
+        partial = "-partial" if state.interrupted_in_epoch is not None else ""
+        tag = f"epoch-{state.next_epoch:04d}{partial}"
         params, states = self.directory / f"{tag}.params", self.directory / f"{tag}.states"
         net.save_parameters(str(params))
         if optimizer_state:

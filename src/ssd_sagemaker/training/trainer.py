@@ -11,6 +11,7 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import mxnet as mx
@@ -130,6 +131,32 @@ def _release_kvstore(net: gluon.Block) -> None:
         param._set_trainer(None)  # MXNet 1.x has no public way to detach a Trainer
 
 
+def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], pretrained: Path | None,
+                     warm_artifact: Path | None, contexts: Sequence[mx.Context]):
+    """The SSD with its starting weights (seeded, pretrained base or warm start), frozen
+    layers and NMS settings, on every device; plus its anchors for target generation."""
+    _seed_everything(SEED)
+    net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
+    if warm_artifact is not None:
+        warm_start.load_weights(net, warm_artifact)
+    freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
+    net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
+    with autograd.train_mode():
+        _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape), ctx=contexts[0]))
+    net.collect_params().reset_ctx(contexts)
+    return net, anchors
+
+
+def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameters,
+            classes: tuple[str, ...]) -> None:
+    """Write the model artifact (inference graph on the CPU) to /opt/ml/model."""
+    net.collect_params().reset_ctx(mx.cpu())
+    files = save_artifact(net, env.paths.model_dir,
+                          ModelInfo(classes, hp.image_shape, hp.base_network, hp.nms_threshold),
+                          hp.to_json_dict())
+    LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
+
+
 def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
                  kv_store: str | None, reporter: MetricReporter | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -154,16 +181,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
 
-        _seed_everything(SEED)
-        net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
-        if warm_artifact is not None:
-            warm_start.load_weights(net, warm_artifact)
-        freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
-        net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
-        with autograd.train_mode():
-            _, _, anchors = net(mx.nd.zeros((1, 3, hp.image_shape, hp.image_shape),
-                                            ctx=contexts[0]))
-        net.collect_params().reset_ctx(contexts)
+        net, anchors = _prepare_network(hp, classes, pretrained, warm_artifact, contexts)
         train_transform = training_transform(hp.image_shape, anchors)
         val_transform = validation_transform(hp.image_shape)
         metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
@@ -177,7 +195,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         trainer = gluon.Trainer(net.collect_params(), hp.optimizer,
                                 optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
                                                    hp.weight_decay, schedule),
-                                kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
+                                kvstore=kvstore,
+                                update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
         stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
                                  hp.early_stopping_patience, hp.early_stopping_tolerance)
 
@@ -247,12 +266,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                      stopping.best_map)
             net.load_parameters(str(checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
-            net.collect_params().reset_ctx(mx.cpu())
-            files = save_artifact(net, env.paths.model_dir,
-                                  ModelInfo(classes, hp.image_shape, hp.base_network,
-                                            hp.nms_threshold),
-                                  hp.to_json_dict())
-            LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
+            _export(net, env, hp, classes)
         if job is not None:
             _release_kvstore(net)
             del trainer, kvstore
