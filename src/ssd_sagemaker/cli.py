@@ -15,12 +15,10 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
-from ssd_sagemaker.errors import ClientError, write_failure, write_success
-from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
+from ssd_sagemaker.errors import ClientError, report_job_error, write_success
+from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
-
-INTERRUPTED_EXIT_CODE = 128 + 15  # the shell's convention for "ended by SIGTERM"
 
 DEMO_HYPERPARAMETERS = {
     "num_classes": "3", "epochs": "2", "mini_batch_size": "4", "image_shape": "300",
@@ -42,19 +40,8 @@ def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
     with the traceback and 2."""
     try:
         job()
-    except TrainingInterrupted as error:
-        LOG.warning("%s; a checkpoint was saved: run `train` again to resume", error)
-        return INTERRUPTED_EXIT_CODE
-    except ClientError as error:
-        LOG.error("ClientError: %s", error)
-        if output_dir is not None:
-            write_failure(output_dir, error)
-        return 1
     except Exception as error:  # noqa: BLE001 - the job's last line of defence
-        LOG.exception("AlgorithmError: %s", error)
-        if output_dir is not None:
-            write_failure(output_dir, error)
-        return 2
+        return report_job_error(error, output_dir)
     return 0
 
 

@@ -25,6 +25,29 @@ class AlgorithmError(Exception):
     """An internal error of this program (not the user's fault)."""
 
 
+class JobStopped(Exception):
+    """The job was stopped on request (SIGTERM) after saving its state: neither a success nor
+    a failure, so no failure file."""
+
+
+STOPPED_EXIT_CODE = 128 + 15  # the shell's convention for "ended by SIGTERM"
+
+
+def report_job_error(exc: BaseException, output_dir: Path | None) -> int:
+    """Log a job's error, write the failure file (not for a stop) and return the exit code:
+    143 stopped, 1 ClientError, 2 anything else (AlgorithmError, with the traceback)."""
+    if isinstance(exc, JobStopped):
+        LOG.warning("%s", exc)
+        return STOPPED_EXIT_CODE
+    if isinstance(exc, ClientError):
+        LOG.error("ClientError: %s", exc)
+    else:
+        LOG.error("AlgorithmError: %s", exc, exc_info=exc)
+    if output_dir is not None:
+        write_failure(output_dir, exc)
+    return 1 if isinstance(exc, ClientError) else 2
+
+
 def failure_text(exc: BaseException) -> str:
     """The failure file's content: the readable sentence first, detail after."""
     if isinstance(exc, ClientError):

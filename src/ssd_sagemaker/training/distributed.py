@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ssd_sagemaker.environment import ResourceConfig
-from ssd_sagemaker.errors import AlgorithmError, ClientError, write_failure
+from ssd_sagemaker.errors import AlgorithmError, ClientError, report_job_error, write_failure
 from ssd_sagemaker.training.coordination import Coordinator, Peer
 
 LOG = logging.getLogger(__name__)
@@ -240,19 +240,8 @@ class DistributedJob:
         """This worker failed (or was stopped): tell the others, write the failure file (none
         for a stop) and leave at once — the kvstore's exit barrier would wait forever for the
         workers that are now stopping."""
-        from ssd_sagemaker.training.interruption import TrainingInterrupted
-
         self._peer.report_failure(f"{type(exc).__name__}: {exc}")
-        if isinstance(exc, TrainingInterrupted):
-            LOG.warning("%s; a checkpoint was saved: run `train` again to resume", exc)
-            code = 143
-        else:
-            if isinstance(exc, ClientError):
-                LOG.error("ClientError: %s", exc)
-            else:
-                LOG.error("AlgorithmError: %s", exc, exc_info=exc)
-            write_failure(self._output_dir, exc)
-            code = 1 if isinstance(exc, ClientError) else 2
+        code = report_job_error(exc, self._output_dir)
         self._roles.stop(grace=0.0)
         logging.shutdown()
         os._exit(code)

@@ -8,15 +8,17 @@ import logging
 import signal
 import threading
 
+from ssd_sagemaker.errors import JobStopped
+
 LOG = logging.getLogger(__name__)
 
 
-class TrainingInterrupted(Exception):
+class TrainingInterrupted(JobStopped):
     """Training stopped on request at a batch boundary (not an error of the job's input)."""
 
     def __init__(self, epoch: int, batches_done: int):
         super().__init__(f"training stopped by SIGTERM in epoch {epoch} after {batches_done} "
-                         f"batch(es)")
+                         f"batch(es); a checkpoint was saved: run `train` again to resume")
         self.epoch = epoch
         self.batches_done = batches_done
 
