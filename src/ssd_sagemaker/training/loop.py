@@ -41,11 +41,13 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                     contexts: Sequence[mx.Context], epoch: int, reporter: MetricReporter,
                     should_stop: Callable[[], bool] | None = None,
                     loss_fn: SSDMultiBoxLoss | None = None,
-                    gradient_divisor: int = 1) -> EpochResult:
+                    gradient_divisor: int = 1,
+                    backward: Callable[[list], None] = autograd.backward) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
     Progress: a tqdm bar on a terminal, otherwise about ten log lines per epoch.
-    `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum."""
+    `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum.
+    `backward`: from `precision.mixed_precision` (float16 scales the loss first)."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -67,7 +69,7 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
             cls_preds = [out[0] for out in outputs]
             box_preds = [out[1] for out in outputs]
             sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets, box_targets)
-            autograd.backward(sum_loss)
+            backward(sum_loss)
         # The loss is already normalised by the number of positive anchors.
         trainer.step(gradient_divisor)
         cross_entropy.update(0, [loss * batch_size for loss in cls_loss])

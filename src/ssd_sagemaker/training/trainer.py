@@ -35,6 +35,7 @@ from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, 
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.interruption import TrainingInterrupted
 from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
+from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
 from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
                                              updates_per_epoch)
 
@@ -171,6 +172,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
     synchronous = kv_store == "dist_sync"
     validates = job is None or job.is_master
+    precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
     warm_artifact = _warm_start_source(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model and warm_artifact is None else None)
@@ -225,14 +227,17 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                 optimizer_state=kv_store != "dist_async")
 
         epoch = start_epoch
+        mixed = MixedPrecision(precision, trainer)
         for epoch in range(start_epoch, hp.epochs):
             if should_stop is not None and should_stop():
                 raise TrainingInterrupted(epoch, 0)
             try:
-                result = train_one_epoch(net, data.train_batches(epoch, train_transform,
-                                                                 hp.mini_batch_size),
-                                         trainer, contexts, epoch, reporter, should_stop,
-                                         gradient_divisor=workers if synchronous else 1)
+                with mixed.training() as backward:
+                    result = train_one_epoch(net, data.train_batches(epoch, train_transform,
+                                                                     hp.mini_batch_size),
+                                             trainer, contexts, epoch, reporter, should_stop,
+                                             gradient_divisor=workers if synchronous else 1,
+                                             backward=backward)
             except TrainingInterrupted:
                 checkpoint(epoch, interrupted_in=epoch)
                 raise

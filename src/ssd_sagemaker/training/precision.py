@@ -1,0 +1,136 @@
+"""Mixed-precision training with MXNet AMP: convolutions in bfloat16 on CPUs with native
+bfloat16 instructions, float16 with dynamic loss scaling on GPUs, float32 otherwise. Weights,
+optimizer state, checkpoints and the exported artifact stay float32.
+
+`amp.init` swaps MXNet's operator functions module-wide, for good. `MixedPrecision.training`
+installs AMP only around a training pass and then puts the original functions back, so
+validation and export (and anything else in the process: tests, benchmarks) trace plain
+float32 graphs that any CPU or GPU can run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import mxnet as mx
+from mxnet import autograd, gluon
+from mxnet.contrib import amp
+from mxnet.contrib.amp import amp as amp_state
+
+from ssd_sagemaker.errors import ClientError
+
+LOG = logging.getLogger(__name__)
+
+CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# Measured with bench/train_step.py (batch 4, 2 OpenMP threads, AVX512-BF16 CPU): VGG-16 SSD300
+# 1.81 -> 1.27-1.30 s per step in bfloat16; ResNet-50 0.70 -> 0.81 s (slower: every BatchNorm
+# is wrapped in casts). So `auto` uses bfloat16 on CPU for VGG-16 only.
+BFLOAT16_PAYS_ON_CPU = frozenset({"vgg-16"})
+
+
+def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True when the CPU executes bfloat16 natively (oneDNN otherwise emulates it, slowly)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return False
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool(CPU_BFLOAT16_FLAGS & set(line.split(":", 1)[1].split()))
+    return False
+
+
+def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.Context],
+                      kv_store: str | None, bfloat16_cpu: bool | None = None) -> str:
+    """The arithmetic training will use: `requested` checked against the hardware, or for
+    `auto` the fastest measured choice. float16 relies on dynamic loss scaling, which needs
+    the update on the worker: not possible with dist_async (servers update)."""
+    on_gpu = contexts[0].device_type == "gpu"
+    if bfloat16_cpu is None:
+        bfloat16_cpu = cpu_has_bfloat16()
+    if requested == "auto":
+        if on_gpu:
+            return "float16" if kv_store != "dist_async" else "float32"
+        return "bfloat16" if base_network in BFLOAT16_PAYS_ON_CPU and bfloat16_cpu else "float32"
+    if requested == "bfloat16" and (on_gpu or not bfloat16_cpu):
+        where = "on GPUs" if on_gpu else "on this CPU (no avx512_bf16 or amx_bf16 instructions)"
+        raise ClientError(f"precision=bfloat16 is not supported {where}; use precision=auto "
+                          f"(picks what the hardware runs fast) or float32.")
+    if requested == "float16":
+        if not on_gpu:
+            raise ClientError("precision=float16 needs a GPU (this job runs on the CPU); use "
+                              "precision=auto or bfloat16 on CPUs that support it.")
+        if kv_store == "dist_async":
+            raise ClientError("precision=float16 cannot be used with kv_store=dist_async: the "
+                              "servers apply the updates, so overflowing float16 gradients "
+                              "cannot be skipped; use kv_store=dist_sync or precision=float32.")
+    return requested
+
+
+def _operator_namespaces() -> list:
+    """Every module object whose functions `amp.init` replaces."""
+    namespaces = []
+    for module in (mx.symbol, mx.ndarray):
+        namespaces += [module, module.op, module._internal]
+        namespaces += [getattr(module, prefix[1:-1]) for prefix in mx.base._OP_NAME_PREFIX_LIST]
+    return namespaces
+
+
+@contextlib.contextmanager
+def _amp_installed(dtype: str) -> Iterator[None]:
+    namespaces = [(space, dict(vars(space))) for space in _operator_namespaces()]
+    flags = {name: getattr(amp_state, name)
+             for name in ("_amp_initialized", "_amp_loss_scale_initialized", "_loss_scaler")}
+    amp.init(target_dtype=dtype)
+    try:
+        yield
+    finally:
+        for space, functions in namespaces:
+            for name, function in functions.items():
+                if vars(space).get(name) is not function:
+                    setattr(space, name, function)
+        for name, value in flags.items():
+            setattr(amp_state, name, value)
+
+
+class MixedPrecision:
+    """Enter `training()` around each training pass: inside, networks trace in `precision`
+    and the yielded function does the backward pass. Validation and export run outside, in
+    float32 (MXNet AMP also cannot trace GluonCV's inference graph: its `arange` breaks), so
+    the reported mAP is the exported model's. float16 keeps one dynamic loss scale for the
+    whole run and lets the Trainer skip the steps whose gradients overflow."""
+
+    def __init__(self, precision: str, trainer: gluon.Trainer):
+        self.precision = precision
+        self._trainer = trainer
+        self._loss_scaler = None
+        if precision != "float32":
+            LOG.info("mixed precision: convolutions in %s while training; weights, updates, "
+                     "validation and the artifact in float32", precision)
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
+        if self.precision == "float32":
+            yield autograd.backward
+            return
+        with _amp_installed(self.precision):
+            if self.precision != "float16":
+                yield autograd.backward
+                return
+            trainer = self._trainer
+            amp.init_trainer(trainer)
+            if self._loss_scaler is None:
+                self._loss_scaler = trainer._amp_loss_scaler
+            trainer._amp_loss_scaler = self._loss_scaler
+
+            def scaled_backward(losses: Sequence[mx.nd.NDArray]) -> None:
+                with amp.scale_loss(losses, trainer) as scaled:
+                    autograd.backward(scaled)
+
+            try:
+                yield scaled_backward
+            finally:  # a float32 step (none is planned) must not be unscaled
+                trainer._amp_loss_scaler = None
+                trainer._scale = trainer._amp_original_scale
