@@ -2,16 +2,19 @@
 in one run, on the same network, batch and images.
 
 - ours: `TrainingData.train_batches(...)` + `train_one_epoch`, as `training/trainer.py` wires
-  them (loader worker processes, our augmentation and target encoding, the trainer's SGD);
+  them (loader worker processes, our augmentation and target encoding, the trainer's SGD, the
+  precision `train` picks by default: bfloat16 convolutions on CPUs with avx512_bf16);
+- ours, float32: the same with `precision=float32`, to show what the data path alone gives;
 - reference: `bench/reference_loop.py` (`SSDDefaultTrainTransform` + `gluon.data.DataLoader` +
   `gluon.Trainer`, the `train_ssd.py` way), as many loader workers as ours;
 - bound: forward + backward + update on one batch already in memory (`train_step.fixed_batch`),
-  through the same `train_one_epoch`.
+  through the same `train_one_epoch`, in ours' precision.
 
 All three share one network and one Trainer (same weights, graph and update cost), and run in
 alternating rounds so load from other processes hits each alike; round 0 is a warm-up (worker
 start-up, graph tracing, memory planning) and is not counted. Goals: ours >= 1.15 x reference,
-ours >= 0.90 x bound. MXNet reads its OpenMP settings once, at import: set them in the
+ours >= 0.90 x bound. The reference runs in float32, as `train_ssd.py` does by default (its
+`--amp` is float16 for GPUs). MXNet reads its OpenMP settings once, at import: set them in the
 environment (`OMP_NUM_THREADS=2 python bench/train_throughput.py`) or with `--omp-threads`.
 Run by hand: `python bench/train_throughput.py [--images 16] [--batch 4] [--rounds 2]
 [--workers N] [--omp-threads N]`."""
@@ -37,6 +40,8 @@ def parse_args() -> argparse.Namespace:
                         help="loader workers, both sides (default: as `train`, cpus - 1)")
     parser.add_argument("--omp-threads", type=int, default=None,
                         help="set OMP_NUM_THREADS before MXNet is imported")
+    parser.add_argument("--precision", default="auto",
+                        choices=("auto", "float32", "bfloat16"), help="ours and the bound")
     return parser.parse_args()
 
 
@@ -57,22 +62,25 @@ def main() -> None:
     from ssd_sagemaker.metrics import MetricReporter
     from ssd_sagemaker.model.network import build_network
     from ssd_sagemaker.training.loop import train_one_epoch
+    from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
     from ssd_sagemaker.training.schedule import optimizer_settings
     from ssd_sagemaker.training.trainer import SEED
     from train_step import fixed_batch  # bench/train_step.py
 
     workers = args.workers if args.workers is not None else loader_workers()
+    ctx = [mx.cpu()]
+    precision = resolve_precision(args.precision, "vgg-16", ctx, None)
     settings = {name: os.environ.get(name, "unset") for name in
                 ("OMP_NUM_THREADS", "MXNET_CPU_WORKER_NTHREADS", "MXNET_MKLDNN_ENABLED",
                  "MXNET_ENGINE_TYPE")}
     print(f"VGG-16 SSD{SHAPE}, batch {args.batch}, {args.images} images per epoch, "
           f"{args.rounds} timed rounds after a warm-up, {workers} loader worker(s), "
-          f"{len(os.sched_getaffinity(0))} CPUs, {settings}", flush=True)
+          f"{len(os.sched_getaffinity(0))} CPUs, ours and bound in {precision}, {settings}",
+          flush=True)
 
     hp = parse_hyperparameters({"num_classes": str(len(CLASS_NAMES)),
                                 "num_training_samples": str(args.images),
                                 "mini_batch_size": str(args.batch), "use_pretrained_model": "0"})
-    ctx = [mx.cpu()]
     reference.seed_everything(SEED)
     net = build_network("vgg-16", SHAPE, CLASS_NAMES)
     trainer = gluon.Trainer(net.collect_params(), "sgd",
@@ -81,6 +89,7 @@ def main() -> None:
     anchors = reference.train_anchors(net, SHAPE)
     bound_batch = fixed_batch(net, SHAPE, args.batch)
     reporter = MetricReporter("bench", open(os.devnull, "w"))
+    mixed, float32 = MixedPrecision(precision, trainer), MixedPrecision("float32", trainer)
 
     with tempfile.TemporaryDirectory() as folder:
         paths = Paths(Path(folder))
@@ -94,19 +103,25 @@ def main() -> None:
         loader = reference.train_loader(data.train.samples, anchors, SHAPE, args.batch, workers)
         steps = args.images // args.batch
 
-        def ours(epoch: int) -> float:
-            batches = data.train_batches(epoch, ours_transform, args.batch)
-            return train_one_epoch(net, batches, trainer, ctx, epoch, reporter).images_per_second
+        def ours_in(arithmetic: MixedPrecision):
+            def run(epoch: int) -> float:
+                batches = data.train_batches(epoch, ours_transform, args.batch)
+                with arithmetic.training() as backward:
+                    return train_one_epoch(net, batches, trainer, ctx, epoch, reporter,
+                                           backward=backward).images_per_second
+            return run
 
         def gluoncv(epoch: int) -> float:
             return reference.train_epoch(net, loader, trainer, ctx,
                                          max_batches=steps).images_per_second
 
         def bound(epoch: int) -> float:
-            return train_one_epoch(net, [bound_batch] * steps, trainer, ctx, epoch,
-                                   reporter).images_per_second
+            with mixed.training() as backward:
+                return train_one_epoch(net, [bound_batch] * steps, trainer, ctx, epoch,
+                                       reporter, backward=backward).images_per_second
 
-        sides = {"ours": ours, "reference": gluoncv, "bound": bound}
+        sides = {"ours": ours_in(mixed), "ours_float32": ours_in(float32),
+                 "reference": gluoncv, "bound": bound}
         speeds: dict[str, list[float]] = {name: [] for name in sides}
         for round_index in range(args.rounds + 1):
             line = []
@@ -121,15 +136,19 @@ def main() -> None:
 
     median = {name: statistics.median(values) for name, values in speeds.items()}
     print("\nimages/s (median of the timed rounds)")
-    for name, label in (("ours", "ours (train path)"), ("reference", "GluonCV reference loop"),
-                        ("bound", "compute bound")):
-        print(f"  {label:<24} {median[name]:.3f}")
+    for name, label in (("ours", f"ours (train path, {precision})"),
+                        ("ours_float32", "ours, precision=float32"),
+                        ("reference", "GluonCV reference loop"),
+                        ("bound", f"compute bound ({precision})")):
+        print(f"  {label:<32} {median[name]:.3f}")
     versus_reference = median["ours"] / median["reference"]
     versus_bound = median["ours"] / median["bound"]
     print(f"ratio ours / reference: {versus_reference:.3f} (goal >= {REFERENCE_GOAL}: "
           f"{'met' if versus_reference >= REFERENCE_GOAL else 'NOT met'})")
     print(f"ratio ours / bound:     {versus_bound:.3f} (goal >= {BOUND_GOAL}: "
           f"{'met' if versus_bound >= BOUND_GOAL else 'NOT met'})")
+    print(f"ratio ours float32 / reference: {median['ours_float32'] / median['reference']:.3f} "
+          f"(the data path alone)")
 
 
 if __name__ == "__main__":
