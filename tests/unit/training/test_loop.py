@@ -14,6 +14,7 @@ from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import train_one_epoch
+from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 
 SHAPE = 300
 
@@ -39,13 +40,15 @@ def batch_and_weights(tmp_path_factory):
     return batch, weights
 
 
-def _one_step(batch, weights, contexts):
+def _one_step(batch, weights, contexts, precision="float32"):
     net = build_network("vgg-16", SHAPE, ["a", "b"])
     net.collect_params().reset_ctx(contexts)
     net.load_parameters(str(weights), ctx=contexts)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9},
                             kvstore="device" if len(contexts) > 1 else None)
-    result = train_one_epoch(net, [batch], trainer, contexts, 0, MetricReporter("h", io.StringIO()))
+    with MixedPrecision(precision, trainer).training() as backward:
+        result = train_one_epoch(net, [batch], trainer, contexts, 0,
+                                 MetricReporter("h", io.StringIO()), backward=backward)
     params = {k.split("_", 1)[1]: v.data(contexts[0]).asnumpy()
               for k, v in net.collect_params().items()}
     return result, params
@@ -66,6 +69,37 @@ def test_two_devices_give_the_same_losses_and_update_as_one(batch_and_weights):
     initial = {k.split("_", 1)[1]: v.data().asnumpy() for k, v in untrained.collect_params().items()}
     moved = [n for n, v in params_one.items() if n in initial and not np.allclose(v, initial[n])]
     assert len(moved) > 30
+
+
+@pytest.mark.skipif(not cpu_has_bfloat16(), reason="the CPU has no bfloat16 instructions")
+def test_a_bfloat16_step_matches_float32_and_splits_over_devices(batch_and_weights):
+    batch, weights = batch_and_weights
+    exact, params_exact = _one_step(batch, weights, [mx.cpu(0)])
+    one, params_one = _one_step(batch, weights, [mx.cpu(0)], "bfloat16")
+    two, params_two = _one_step(batch, weights, [mx.cpu(0), mx.cpu(1)], "bfloat16")
+    # bfloat16 keeps 8 significant bits: the losses agree to about 1 %, the update's direction
+    # (the change of every weight, flattened) to a cosine near 1, its size to a few %.
+    for result in (one, two):
+        assert result.cross_entropy == pytest.approx(exact.cross_entropy, rel=0.02)
+        assert result.smooth_l1 == pytest.approx(exact.smooth_l1, rel=0.02)
+    initial = {k.split("_", 1)[1]: v.data().asnumpy()
+               for k, v in _loaded(weights).collect_params().items()}
+
+    def update(params):
+        return np.concatenate([(params[n] - initial[n]).ravel() for n in sorted(initial)])
+
+    reference = update(params_exact)
+    for params in (params_one, params_two):
+        change = update(params)
+        cosine = change @ reference / np.linalg.norm(change) / np.linalg.norm(reference)
+        assert cosine > 0.99
+        assert np.linalg.norm(change) / np.linalg.norm(reference) == pytest.approx(1, abs=0.05)
+
+
+def _loaded(weights):
+    net = build_network("vgg-16", SHAPE, ["a", "b"])
+    net.load_parameters(str(weights))
+    return net
 
 
 def test_a_non_finite_loss_stops_with_advice(batch_and_weights):
