@@ -12,6 +12,7 @@ import requests
 
 from conftest import cli_env, free_port, run_cli, write_hyperparameters
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
+from ssd_sagemaker.training.precision import cpu_has_bfloat16
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +45,15 @@ def test_train_writes_artifact_and_success(trained):
     assert json.loads((model / "hyperparams.json").read_text())["num_classes"] == 3
     assert (base / "output" / "success").exists()
     assert not (base / "output" / "failure").exists()
+
+
+def test_training_runs_mixed_precision_where_it_pays_and_exports_float32(trained):
+    base, result = trained
+    mixed = "mixed precision: convolutions in bfloat16 while training"
+    assert (mixed in result.stdout) == cpu_has_bfloat16(), result.stdout[-3000:]
+    graph = json.loads((base / "model" / "model_algo_1-symbol.json").read_text())
+    assert [n for n in graph["nodes"] if n["op"].startswith("amp_")] == []
+    assert "bfloat16" not in json.dumps(graph)
 
 
 def test_train_prints_every_documented_metric(trained):
@@ -103,6 +113,15 @@ def test_bad_hyperparameters_fail_with_every_culprit_named(tmp_path):
         assert culprit in failure, culprit
     assert "Traceback" not in failure and "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "output" / "success").exists()
+
+
+def test_float16_without_a_gpu_is_a_client_error(tmp_path):
+    write_hyperparameters(tmp_path, dict(TINY_RUN, precision="float16"))
+    result = run_cli(tmp_path, "train", timeout=120)
+    assert result.returncode == 1
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: precision=float16 needs a GPU")
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 def test_pretrained_without_cached_weights_is_a_client_error(tmp_path):

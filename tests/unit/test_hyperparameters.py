@@ -23,7 +23,7 @@ DOCUMENTED_DEFAULTS = {
     "mini_batch_size": 32, "momentum": 0.9, "nms_threshold": 0.45, "optimizer": "sgd",
     "overlap_threshold": 0.5, "use_pretrained_model": True, "weight_decay": 0.0005,
 }
-UNDOCUMENTED_DEFAULTS = {"nms_topk": 400}
+UNDOCUMENTED_DEFAULTS = {"nms_topk": 400, "precision": "auto"}
 
 
 def parse(**given: object) -> Hyperparameters:
@@ -36,12 +36,12 @@ def violation(**given: object) -> str:
     return str(caught.value)
 
 
-def test_table_holds_exactly_the_documented_names_plus_nms_topk() -> None:
+def test_table_holds_exactly_the_documented_names_plus_two_extensions() -> None:
     names = [spec.name for spec in SPECS]
-    assert len(names) == len(set(names)) == 23
+    assert len(names) == len(set(names)) == 24
     assert set(names) == {"num_classes", "num_training_samples"} | set(DOCUMENTED_DEFAULTS) | {
-        "nms_topk"}
-    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk"]
+        "nms_topk", "precision"}
+    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk", "precision"]
     assert [f.name for f in dataclasses.fields(Hyperparameters)] == names
 
 
@@ -234,7 +234,7 @@ NON_DEFAULT = {"num_classes": 7, "num_training_samples": 1234, "base_network": "
                "lr_scheduler_factor": 0.5, "lr_scheduler_step": "4, 8", "mini_batch_size": 16,
                "momentum": 0.8, "nms_threshold": 0.4, "optimizer": "adam",
                "overlap_threshold": 0.6, "use_pretrained_model": 0, "weight_decay": 0.0001,
-               "nms_topk": 100}
+               "nms_topk": 100, "precision": "float32"}
 
 
 @pytest.mark.parametrize("raw", [REQUIRED, NON_DEFAULT], ids=["defaults", "non-defaults"])
@@ -263,3 +263,5 @@ def test_markdown_table_has_a_row_for_every_documented_name() -> None:
     assert rows[0].startswith("| `num_classes` | yes | an int > 0 | – |")
     assert r"`^(conv1_\|conv2_).*`" in table  # pipes inside cells are escaped
     assert "- `nms_topk` (an int > 0, default `400`)" in table
+    assert "- `precision` (one of 'auto', 'float32', 'bfloat16', 'float16', default `auto`)" \
+        in table
