@@ -1,6 +1,7 @@
-"""Per-step training time of each backbone and image shape: forward + backward + SGD update on
-one batch already in memory (the compute bound of a training step), hybridized as `train` runs
-it. Not a test: run by hand, `python bench/train_step.py [--batch 4] [--steps 3]`."""
+"""Per-step training time of each backbone, image shape and precision: forward + backward + SGD
+update on one batch already in memory (the compute bound of a training step), hybridized as
+`train` runs it; bfloat16 only where the CPU has bfloat16 instructions. Not a test: run by
+hand, `python bench/train_step.py [--batch 4] [--steps 3] [--shapes 300 512]`."""
 
 import argparse
 import json
@@ -16,6 +17,7 @@ from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.loop import train_one_epoch
+from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 
 
 def fixed_batch(net, image_shape: int, batch: int):
@@ -37,13 +39,17 @@ def fixed_batch(net, image_shape: int, batch: int):
     return tuple(mx.nd.stack(*parts) for parts in zip(*samples))
 
 
-def seconds_per_step(base_network: str, image_shape: int, batch: int, steps: int) -> float:
+def seconds_per_step(base_network: str, image_shape: int, batch: int, steps: int,
+                     precision: str = "float32") -> float:
     net = build_network(base_network, image_shape, ["a", "b", "c"])
     data = fixed_batch(net, image_shape, batch)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9})
     reporter = MetricReporter("bench", open("/dev/null", "w"))
-    train_one_epoch(net, [data], trainer, [mx.cpu()], 0, reporter)  # warm-up: graph, memory
-    result = train_one_epoch(net, [data] * steps, trainer, [mx.cpu()], 1, reporter)
+    with MixedPrecision(precision, trainer).training() as backward:
+        train_one_epoch(net, [data], trainer, [mx.cpu()], 0, reporter,
+                        backward=backward)  # warm-up: graph, memory
+        result = train_one_epoch(net, [data] * steps, trainer, [mx.cpu()], 1, reporter,
+                                 backward=backward)
     return result.seconds / steps
 
 
@@ -51,14 +57,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--shapes", type=int, nargs="+", default=[300, 512])
     args = parser.parse_args()
+    precisions = ("float32", "bfloat16") if cpu_has_bfloat16() else ("float32",)
     print(f"batch {args.batch}, {args.steps} timed steps after one warm-up step, "
-          f"{mx.context.num_gpus()} GPU(s)")
+          f"{mx.context.num_gpus()} GPU(s), OpenMP threads from the environment")
     for base_network in ("vgg-16", "resnet-50"):
-        for image_shape in (300, 512):
-            step = seconds_per_step(base_network, image_shape, args.batch, args.steps)
-            print(f"{base_network:>9} @ {image_shape}: {step:6.2f} s/step, "
-                  f"{args.batch / step:5.2f} images/s")
+        for image_shape in args.shapes:
+            steps = {p: seconds_per_step(base_network, image_shape, args.batch, args.steps, p)
+                     for p in precisions}
+            print(f"{base_network:>9} @ {image_shape}: " + ", ".join(
+                f"{p} {s:6.2f} s/step ({args.batch / s:5.2f} images/s)"
+                for p, s in steps.items()) + (
+                f"; float32/bfloat16 {steps['float32'] / steps['bfloat16']:.2f}x"
+                if len(steps) > 1 else ""), flush=True)
 
 
 if __name__ == "__main__":
