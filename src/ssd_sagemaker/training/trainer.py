@@ -1,16 +1,15 @@
 """`train` wiring: validated hyperparameters + data channels → SSD → epochs of training and
 validation → the best model exported to `/opt/ml/model`. Each concern lives in its own module
-(network, layers, schedule, loop, early stopping, checkpoint, warm start); this one only
-connects them in order."""
+(network, layers, schedule, loop, epochs, precision, early stopping, checkpoint, warm
+start); this one only connects them in order."""
 
 from __future__ import annotations
 
 import gc
 import logging
-import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,7 +21,6 @@ from ssd_sagemaker.data.channels import Shard, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
-from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
 from ssd_sagemaker.metrics import EpochLog, MetricReporter
@@ -30,11 +28,10 @@ from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
 from ssd_sagemaker.training import warm_start
-from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
+from ssd_sagemaker.training.checkpoint import Checkpointer
 from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
 from ssd_sagemaker.training.early_stopping import EarlyStopping
-from ssd_sagemaker.training.interruption import TrainingInterrupted
-from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
+from ssd_sagemaker.training.epochs import EpochLoop
 from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
 from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
                                              updates_per_epoch)
@@ -80,20 +77,6 @@ def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
         LOG.warning("num_training_samples=%d but the train channel has %d images; the "
                     "lr_scheduler_step epochs are converted with num_training_samples",
                     hp.num_training_samples, train_images)
-
-
-def _is_out_of_memory(error: Exception) -> bool:
-    text = str(error).lower()
-    return "out of memory" in text or "cudamalloc" in text or "cudaerrormemoryallocation" in text
-
-
-def _out_of_memory_error(hp: Hyperparameters, contexts: Sequence[mx.Context]) -> ClientError:
-    return ClientError(
-        f"Out of device memory training {hp.base_network} at image_shape={hp.image_shape} with "
-        f"mini_batch_size={hp.mini_batch_size} on {len(contexts)} device(s) "
-        f"({hp.mini_batch_size / len(contexts):g} images each). Lower mini_batch_size or "
-        f"image_shape, or use an instance with more GPU memory."
-    )
 
 
 def _warm_start_source(env: TrainingEnvironment, hp: Hyperparameters):
@@ -171,7 +154,6 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     kvstore = mx.kv.create(kv_store) if job is not None else kv_store
     workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
     synchronous = kv_store == "dist_sync"
-    validates = job is None or job.is_master
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
     warm_artifact = _warm_start_source(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
@@ -182,99 +164,37 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         classes = class_names(hp.num_classes, data.class_names)
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
-
         net, anchors = _prepare_network(hp, classes, pretrained, warm_artifact, contexts)
-        train_transform = training_transform(hp.image_shape, anchors)
-        val_transform = validation_transform(hp.image_shape)
-        metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
+        trainer = _make_trainer(net, hp, kvstore, kv_store,
+                                sync_workers=workers if synchronous else 1)
+        loop = EpochLoop(
+            hp=hp, net=net, trainer=trainer, precision=MixedPrecision(precision, trainer),
+            data=data, train_transform=training_transform(hp.image_shape, anchors),
+            val_transform=validation_transform(hp.image_shape), contexts=contexts,
+            stopping=EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
+                                   hp.early_stopping_patience, hp.early_stopping_tolerance),
+            checkpointer=Checkpointer(env.paths.checkpoint_dir),
+            network_id={"base_network": hp.base_network, "image_shape": hp.image_shape,
+                        "classes": list(classes)},
+            history=[], epoch_log=None, reporter=reporter, job=job,
+            validates=job is None or job.is_master,
+            gradient_divisor=workers if synchronous else 1,
+            optimizer_state=kv_store != "dist_async", should_stop=should_stop)
+        start_epoch = _resume(loop)
+        if env.resources.is_master:
+            loop.epoch_log = EpochLog(env.paths.output_data_dir, loop.history)
+        epochs_run = loop.run(start_epoch)
 
-        # Updates per epoch on the (server-side) optimizer: under dist_sync all workers' batches
-        # of one step make one update; otherwise every batch is an update.
-        batches_per_epoch = updates_per_epoch(hp.num_training_samples,
-                                              hp.mini_batch_size * (workers if synchronous else 1))
-        schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
-                                          hp.lr_scheduler_factor, batches_per_epoch)
-        trainer = gluon.Trainer(net.collect_params(), hp.optimizer,
-                                optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
-                                                   hp.weight_decay, schedule),
-                                kvstore=kvstore,
-                                update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
-        stopping = EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
-                                 hp.early_stopping_patience, hp.early_stopping_tolerance)
-
-        checkpointer = Checkpointer(env.paths.checkpoint_dir)
-        network_id = {"base_network": hp.base_network, "image_shape": hp.image_shape,
-                      "classes": list(classes)}
-        history: list[dict] = []
-        start_epoch = 0
-        saved = checkpointer.load_state()
-        if saved is not None:
-            checkpointer.restore(saved, net, trainer, network_id, contexts)
-            _restore_early_stopping(stopping, saved.early_stopping)
-            start_epoch, history = saved.next_epoch, saved.history
-        if job is not None and job.agree("start_epoch", start_epoch) != start_epoch:
-            raise ClientError(
-                f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
-                f"epoch; give every host the same checkpoint folder contents (or none).")
-        epoch_log = (EpochLog(env.paths.output_data_dir, history) if env.resources.is_master
-                     else None)
-
-        def checkpoint(next_epoch: int, interrupted_in: int | None = None) -> None:
-            checkpointer.save(net, trainer, CheckpointState(
-                next_epoch=next_epoch, network=network_id, early_stopping=asdict(stopping),
-                interrupted_in_epoch=interrupted_in,
-                history=epoch_log.rows if epoch_log else history),
-                optimizer_state=kv_store != "dist_async")
-
-        epoch = start_epoch
-        mixed = MixedPrecision(precision, trainer)
-        for epoch in range(start_epoch, hp.epochs):
-            if should_stop is not None and should_stop():
-                raise TrainingInterrupted(epoch, 0)
-            try:
-                with mixed.training() as backward:
-                    result = train_one_epoch(net, data.train_batches(epoch, train_transform,
-                                                                     hp.mini_batch_size),
-                                             trainer, contexts, epoch, reporter, should_stop,
-                                             gradient_divisor=workers if synchronous else 1,
-                                             backward=backward)
-            except TrainingInterrupted:
-                checkpoint(epoch, interrupted_in=epoch)
-                raise
-            except mx.base.MXNetError as error:
-                if _is_out_of_memory(error):
-                    raise _out_of_memory_error(hp, contexts) from None
-                raise
-            maps = _finish_epoch(epoch, result, trainer, data if validates else None, net,
-                                 contexts, metric, val_transform, hp, reporter)
-            score = maps.voc07 if maps is not None else None
-            stop = score is not None and stopping.update(epoch, score)
-            if job is not None:  # every worker must stop in the same epoch, or dist_sync hangs
-                stop = job.agree(f"stop_after_epoch_{epoch}", stop)
-            if stopping.best_epoch == epoch:
-                checkpointer.save_best(net)
-            if epoch_log is not None:
-                epoch_log.append({"epoch": epoch, "cross_entropy": result.cross_entropy,
-                                  "smooth_l1": result.smooth_l1, "validation_map": score,
-                                  "validation_map_area": maps.area if maps is not None else None,
-                                  "learning_rate": trainer.learning_rate,
-                                  "images_per_second": result.images_per_second,
-                                  "seconds": result.seconds})
-            reporter.progress(100.0 if stop else 100.0 * (epoch + 1) / hp.epochs)
-            checkpoint(hp.epochs if stop else epoch + 1)
-            if stop:
-                break
-
-        epochs_run = epoch + 1 if hp.epochs > start_epoch else start_epoch
+        stopping = loop.stopping
         if stopping.best_epoch is not None and stopping.best_epoch != epochs_run - 1:
             LOG.info("exporting the best epoch %d (mAP %.4f), not the last", stopping.best_epoch,
                      stopping.best_map)
-            net.load_parameters(str(checkpointer.best_weights), ctx=contexts)
+            net.load_parameters(str(loop.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
             _export(net, env, hp, classes)
         if job is not None:
             _release_kvstore(net)
-            del trainer, kvstore
+            del trainer, kvstore, loop
             gc.collect()
         return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
                                time.time() - started)
@@ -282,24 +202,31 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         data.close()  # stop the loader's worker processes
 
 
-def _finish_epoch(epoch: int, result: EpochResult, trainer: gluon.Trainer, data, net,
-                  contexts: Sequence[mx.Context], metric: DetectionMAP, val_transform,
-                  hp: Hyperparameters, reporter: MetricReporter) -> MeanAveragePrecision | None:
-    """Report the epoch's throughput and losses, then validate: the epoch's mAPs, VOC07
-    11-point (`validation:mAP`) and area (None without validation data, or on a host that does
-    not validate)."""
-    reporter.throughput(result.images_per_second)
-    LOG.info("epoch %d: cross_entropy %.4f, smooth_l1 %.4f, %.2f images/s, %.1f s, lr %g",
-             epoch, result.cross_entropy, result.smooth_l1, result.images_per_second,
-             result.seconds, trainer.learning_rate)
-    if data is None or not data.has_validation:
-        return None
-    maps = validate(net, data.validation_batches(val_transform, hp.mini_batch_size), contexts,
-                    metric)
-    if not math.isfinite(maps.voc07):
-        LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0", epoch)
-        maps = MeanAveragePrecision(0.0, 0.0, maps.per_class_voc07, maps.per_class_area)
-    LOG.info("epoch %d: validation mAP %.4f (VOC07 11-point), %.4f (area)", epoch, maps.voc07,
-             maps.area)
-    reporter.validation_map(epoch, maps.voc07)
-    return maps
+def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kvstore, kv_store: str | None,
+                  sync_workers: int) -> gluon.Trainer:
+    """The optimizer with its step schedule, counted in updates: under dist_sync the batches
+    of all `sync_workers` in one step make one (server-side) update."""
+    batches_per_epoch = updates_per_epoch(hp.num_training_samples,
+                                          hp.mini_batch_size * sync_workers)
+    schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
+                                      hp.lr_scheduler_factor, batches_per_epoch)
+    return gluon.Trainer(net.collect_params(), hp.optimizer,
+                         optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
+                                            hp.weight_decay, schedule),
+                         kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
+
+
+def _resume(loop: EpochLoop) -> int:
+    """Restore weights, optimizer, early stopping and history from a checkpoint, if any; the
+    epoch to start from (which every host of a distributed job must agree on)."""
+    start_epoch = 0
+    saved = loop.checkpointer.load_state()
+    if saved is not None:
+        loop.checkpointer.restore(saved, loop.net, loop.trainer, loop.network_id, loop.contexts)
+        _restore_early_stopping(loop.stopping, saved.early_stopping)
+        start_epoch, loop.history = saved.next_epoch, saved.history
+    if loop.job is not None and loop.job.agree("start_epoch", start_epoch) != start_epoch:
+        raise ClientError(
+            f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
+            f"epoch; give every host the same checkpoint folder contents (or none).")
+    return start_epoch

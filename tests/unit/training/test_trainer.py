@@ -8,7 +8,7 @@ import pytest
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
-from ssd_sagemaker.training import trainer
+from ssd_sagemaker.training import epochs, trainer
 
 
 def _hp(**values):
@@ -33,9 +33,9 @@ def test_sample_count_disagreement_warns_with_both_numbers(caplog):
 def test_out_of_memory_is_recognised_and_explained():
     error = mx.base.MXNetError("[12:00:00] src/storage/./pooled_storage_manager.h:157: "
                                "cudaMalloc retry failed: out of memory")
-    assert trainer._is_out_of_memory(error)
-    assert not trainer._is_out_of_memory(mx.base.MXNetError("Shape inconsistent"))
-    message = str(trainer._out_of_memory_error(_hp(mini_batch_size="64", image_shape="512",
+    assert epochs._is_out_of_memory(error)
+    assert not epochs._is_out_of_memory(mx.base.MXNetError("Shape inconsistent"))
+    message = str(epochs._out_of_memory_error(_hp(mini_batch_size="64", image_shape="512",
                                                    base_network="resnet-50"),
                                                [mx.gpu(0), mx.gpu(1)]))
     for fragment in ("resnet-50", "image_shape=512", "mini_batch_size=64", "2 device(s)",
