@@ -79,13 +79,14 @@ def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
                     hp.num_training_samples, train_images)
 
 
-def _warm_start_source(env: TrainingEnvironment, hp: Hyperparameters):
-    """The earlier artifact to start from (incremental training), checked up front."""
+def _warm_start_weights(env: TrainingEnvironment, hp: Hyperparameters
+                        ) -> dict[str, mx.nd.NDArray] | None:
+    """The earlier artifact's weights (incremental training), checked up front."""
     if MODEL_CHANNEL not in env.channels:
         return None
-    artifact = warm_start.locate_artifact(env.paths.channel_dir(MODEL_CHANNEL))
-    warm_start.check_compatible(artifact, hp.num_classes, hp.base_network, hp.image_shape)
-    return artifact
+    with warm_start.located_artifact(env.paths.channel_dir(MODEL_CHANNEL)) as artifact:
+        warm_start.check_compatible(artifact, hp.num_classes, hp.base_network, hp.image_shape)
+        return warm_start.read_weights(artifact)
 
 
 def _restore_early_stopping(stopping: EarlyStopping, saved: dict) -> None:
@@ -116,13 +117,13 @@ def _release_kvstore(net: gluon.Block) -> None:
 
 
 def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], pretrained: Path | None,
-                     warm_artifact: Path | None, contexts: Sequence[mx.Context]):
+                     warm_weights: dict | None, contexts: Sequence[mx.Context]):
     """The SSD with its starting weights (seeded, pretrained base or warm start), frozen
     layers and NMS settings, on every device; plus its anchors for target generation."""
     _seed_everything(SEED)
     net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
-    if warm_artifact is not None:
-        warm_start.load_weights(net, warm_artifact)
+    if warm_weights is not None:
+        warm_start.load_weights(net, warm_weights)
     freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
     net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
     with autograd.train_mode():
@@ -155,16 +156,16 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
     synchronous = kv_store == "dist_sync"
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
-    warm_artifact = _warm_start_source(env, hp)
+    warm_weights = _warm_start_weights(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
-                  if hp.use_pretrained_model and warm_artifact is None else None)
+                  if hp.use_pretrained_model and warm_weights is None else None)
     data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
     try:
         _check_batch_size(hp, data.num_train_images)
         classes = class_names(hp.num_classes, data.class_names)
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
-        net, anchors = _prepare_network(hp, classes, pretrained, warm_artifact, contexts)
+        net, anchors = _prepare_network(hp, classes, pretrained, warm_weights, contexts)
         trainer = _make_trainer(net, hp, kvstore, kv_store,
                                 sync_workers=workers if synchronous else 1)
         loop = EpochLoop(

@@ -20,20 +20,24 @@ def artifact(tmp_path_factory):
     return directory, net
 
 
-def test_folder_and_tarball_are_found(artifact, tmp_path):
+def test_folder_and_tarball_are_found_and_the_extraction_removed(artifact, tmp_path):
     directory, _ = artifact
-    assert warm_start.locate_artifact(directory) == directory
+    with warm_start.located_artifact(directory) as found:
+        assert found == directory
+    assert directory.is_dir()  # a channel's own folder is left alone
     with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as archive:
         for path in directory.iterdir():
             archive.add(path, arcname=path.name)
-    extracted = warm_start.locate_artifact(tmp_path)
-    assert (extracted / "model_algo_1-0000.params").read_bytes() == \
-        (directory / "model_algo_1-0000.params").read_bytes()
+    with warm_start.located_artifact(tmp_path) as extracted:
+        assert (extracted / "model_algo_1-0000.params").read_bytes() == \
+            (directory / "model_algo_1-0000.params").read_bytes()
+    assert not extracted.exists()
 
 
 def test_empty_channel_is_a_client_error(tmp_path):
     with pytest.raises(ClientError, match="holds no artifact"):
-        warm_start.locate_artifact(tmp_path)
+        with warm_start.located_artifact(tmp_path):
+            pass
 
 
 def test_mismatches_name_both_values(artifact):
@@ -50,7 +54,7 @@ def test_mismatches_name_both_values(artifact):
 def test_weights_are_loaded_into_a_new_network(artifact):
     directory, trained = artifact
     fresh = build_network("vgg-16", 300, ["a", "b"])
-    warm_start.load_weights(fresh, directory)
+    warm_start.load_weights(fresh, warm_start.read_weights(directory))
     expected = {k.split("_", 1)[1]: v.data().asnumpy() for k, v in trained.collect_params().items()}
     for name, param in fresh.collect_params().items():
         np.testing.assert_array_equal(param.data().asnumpy(), expected[name.split("_", 1)[1]],
@@ -60,4 +64,5 @@ def test_weights_are_loaded_into_a_new_network(artifact):
 def test_a_network_of_another_size_does_not_fit(artifact):
     directory, _ = artifact
     with pytest.raises(ClientError, match="does not fit the network"):
-        warm_start.load_weights(build_network("vgg-16", 300, ["a", "b", "c"]), directory)
+        warm_start.load_weights(build_network("vgg-16", 300, ["a", "b", "c"]),
+                                warm_start.read_weights(directory))
