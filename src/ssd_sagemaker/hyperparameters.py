@@ -123,9 +123,10 @@ SPECS: tuple[HyperparameterSpec, ...] = (
     _S("nms_topk", "int", 400, "number of highest-scoring detections kept before "
        "non-maximum suppression", bounds="(0, inf)", documented=False),
     _S("precision", "choice", "auto",
-       "arithmetic of training: `auto` uses bfloat16 convolutions for vgg-16 on CPUs with "
-       "avx512_bf16/amx_bf16 and float16 with loss scaling on GPUs (MXNet AMP), float32 "
-       "otherwise; weights, checkpoints and the model artifact are float32 in every case",
+       "arithmetic of training: `auto` uses bfloat16 convolutions for vgg-16 on one host "
+       "with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet AMP), "
+       "float32 otherwise; weights, checkpoints and the model artifact are float32 in every "
+       "case",
        choices=("auto", "float32", "bfloat16", "float16"), documented=False),
 )
 _BY_NAME = {spec.name: spec for spec in SPECS}

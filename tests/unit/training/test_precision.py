@@ -27,7 +27,9 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
 
 @pytest.mark.parametrize("base, contexts, kv_store, bfloat16_cpu, expected", [
     ("vgg-16", CPU, None, True, "bfloat16"),
-    ("vgg-16", CPU, "dist_sync", True, "bfloat16"),
+    ("vgg-16", CPU, "local", True, "bfloat16"),
+    ("vgg-16", CPU, "dist_sync", True, "float32"),  # see BFLOAT16_PAYS_ON_CPU
+    ("vgg-16", CPU, "dist_async", True, "float32"),
     ("vgg-16", CPU, None, False, "float32"),
     ("resnet-50", CPU, None, True, "float32"),   # measured slower in bfloat16
     ("vgg-16", GPU, None, False, "float16"),
@@ -41,7 +43,7 @@ def test_auto_picks_the_fast_arithmetic_the_hardware_supports(base, contexts, kv
 
 @pytest.mark.parametrize("requested, contexts, kv_store, bfloat16_cpu", [
     ("float32", CPU, None, True), ("float32", GPU, "dist_async", False),
-    ("bfloat16", CPU, None, True), ("bfloat16", CPU, None, True),
+    ("bfloat16", CPU, None, True), ("bfloat16", CPU, "dist_sync", True),
     ("float16", GPU, "dist_sync", False),
 ])
 def test_an_explicit_supported_choice_is_kept(requested, contexts, kv_store, bfloat16_cpu):
