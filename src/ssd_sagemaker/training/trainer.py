@@ -182,6 +182,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             gradient_divisor=workers if synchronous else 1,
             optimizer_state=kv_store != "dist_async", should_stop=should_stop)
         start_epoch = _resume(loop)
+        if job is not None:
+            _initialise_kvstore(trainer)
         if env.resources.is_master:
             loop.epoch_log = EpochLog(env.paths.output_data_dir, loop.history)
         epochs_run = loop.run(start_epoch)
@@ -215,6 +217,20 @@ def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kvstore, kv_store
                          optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
                                             hp.weight_decay, schedule),
                          kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
+
+
+def _initialise_kvstore(trainer: gluon.Trainer) -> None:
+    """Set up the parameter servers (rank 0's weights, pulled by every worker) now, with no
+    other operation in flight. Left to the first `step()`, this overlaps that batch's
+    asynchronous backward pass; in 2 of ~30 two-host test runs under load the second batch
+    then saw garbage weights on one worker (losses ~1e14-1e26 at a learning rate of 1e-6).
+    MXNet 1.x has no public call for it."""
+    mx.nd.waitall()
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    mx.nd.waitall()
 
 
 def _resume(loop: EpochLoop) -> int:
