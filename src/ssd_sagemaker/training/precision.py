@@ -24,9 +24,9 @@ from ssd_sagemaker.errors import ClientError
 LOG = logging.getLogger(__name__)
 
 CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-# Measured with bench/train_step.py (batch 4, 2 OpenMP threads, AVX512-BF16 CPU): VGG-16 SSD300
-# 1.81 -> 1.27-1.30 s per step in bfloat16; ResNet-50 0.70 -> 0.81 s (slower: every BatchNorm
-# is wrapped in casts). So `auto` uses bfloat16 on CPU for VGG-16 only, and only on one host:
+# Measured with bench/train_step.py (batch 4, 2 OpenMP threads, AVX512-BF16 CPU): VGG-16 runs
+# 1.74x (300 px) and 1.95x (512 px) faster in bfloat16; ResNet-50 only 1.01x and 1.13x (a first
+# probe: 0.8x). So `auto` uses bfloat16 on CPU for VGG-16 only, and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
 # `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
