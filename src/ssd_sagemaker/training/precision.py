@@ -83,12 +83,25 @@ def _operator_namespaces() -> list:
     return namespaces
 
 
+class _WithoutAmpGreeting(logging.Filter):
+    """`amp.init` logs "Using AMP" on the root logger: once per epoch here, and said once by
+    MixedPrecision already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Using AMP"
+
+
 @contextlib.contextmanager
 def _amp_installed(dtype: str) -> Iterator[None]:
     namespaces = [(space, dict(vars(space))) for space in _operator_namespaces()]
     flags = {name: getattr(amp_state, name)
              for name in ("_amp_initialized", "_amp_loss_scale_initialized", "_loss_scaler")}
-    amp.init(target_dtype=dtype)
+    quiet = _WithoutAmpGreeting()
+    logging.getLogger().addFilter(quiet)
+    try:
+        amp.init(target_dtype=dtype)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     try:
         yield
     finally:

@@ -75,11 +75,12 @@ def _graph(net: gluon.HybridBlock) -> str:
     return net(mx.sym.var("data")).tojson(remove_amp_cast=False)  # True hides the casts
 
 
-def test_amp_lives_only_inside_the_training_pass():
+def test_amp_lives_only_inside_the_training_pass(caplog):
     net = _conv_net()
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
     convolution, nd_convolution = mx.sym.Convolution, mx.nd.Convolution
     flags = (amp_state._amp_initialized, amp_state._loss_scaler)
+    caplog.set_level("INFO")
     mixed = MixedPrecision("bfloat16", trainer)
     for _ in range(2):  # every epoch enters and leaves again
         with mixed.training() as backward:
@@ -90,6 +91,9 @@ def test_amp_lives_only_inside_the_training_pass():
         assert mx.sym.Convolution is convolution and mx.nd.Convolution is nd_convolution
         assert (amp_state._amp_initialized, amp_state._loss_scaler) == flags
         assert "amp_cast" not in _graph(net)  # validation and export trace float32
+    messages = [record.getMessage() for record in caplog.records]
+    assert "Using AMP" not in messages  # MXNet's greeting, once per epoch, is dropped
+    assert sum("mixed precision: convolutions in bfloat16" in m for m in messages) == 1
 
 
 def test_float32_changes_nothing():
