@@ -154,7 +154,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     reporter = reporter or MetricReporter(env.resources.current_host)
     kvstore = mx.kv.create(kv_store) if job is not None else kv_store
     workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
-    synchronous = kv_store == "dist_sync"
+    # dist_sync: the servers sum the gradients of this many workers into one update
+    sync_workers = workers if kv_store == "dist_sync" else 1
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
     warm_weights = _warm_start_weights(env, hp)
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
@@ -166,8 +167,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
         net, anchors = _prepare_network(hp, classes, pretrained, warm_weights, contexts)
-        trainer = _make_trainer(net, hp, kvstore, kv_store,
-                                sync_workers=workers if synchronous else 1)
+        trainer = _make_trainer(net, hp, kvstore, kv_store, sync_workers)
         loop = EpochLoop(
             hp=hp, net=net, trainer=trainer, precision=MixedPrecision(precision, trainer),
             data=data, train_transform=training_transform(hp.image_shape, anchors),
@@ -179,7 +179,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                         "classes": list(classes)},
             history=[], epoch_log=None, reporter=reporter, job=job,
             validates=job is None or job.is_master,
-            gradient_divisor=workers if synchronous else 1,
+            gradient_divisor=sync_workers,
             optimizer_state=kv_store != "dist_async", should_stop=should_stop)
         start_epoch = _resume(loop)
         if job is not None:
