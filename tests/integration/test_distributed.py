@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli_env, free_port, run_cli, write_hyperparameters
+from ssd_sagemaker.training.precision import cpu_has_bfloat16
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +179,22 @@ def test_dist_sync_two_hosts_one_artifact(tmp_path, network):
     assert "validation mAP" in log_one and "validation mAP" not in log_two
     if isinstance(network, Namespaces):  # each host found the other by name, at its address
         assert f"scheduler at {network.addresses['algo-1']}" in log_two
+    assert _wait_no_processes(tmp_path) == []
+
+
+@pytest.mark.skipif(not cpu_has_bfloat16(), reason="the CPU has no bfloat16 instructions")
+def test_dist_sync_in_bfloat16_when_asked(tmp_path, network):
+    # `auto` keeps distributed CPU jobs in float32; precision=bfloat16 must still work there.
+    codes = _wait(_start_hosts(tmp_path, network, kv_store="dist_sync", epochs="2",
+                               precision="bfloat16"))
+    one, two = _log(tmp_path, "algo-1"), _log(tmp_path, "algo-2")
+    assert codes == {"algo-1": 0, "algo-2": 0}, one + two
+    for log in (one, two):
+        assert "mixed precision: convolutions in bfloat16" in log and "epoch 1 batch 2/2" in log
+    rows = [json.loads(line) for line in
+            (tmp_path / "algo-1/output/data/metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1]
+    assert all(row["cross_entropy"] < 1e3 and row["smooth_l1"] < 1e3 for row in rows), rows
     assert _wait_no_processes(tmp_path) == []
 
 
