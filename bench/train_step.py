@@ -45,11 +45,11 @@ def seconds_per_step(base_network: str, image_shape: int, batch: int, steps: int
     data = fixed_batch(net, image_shape, batch)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9})
     reporter = MetricReporter("bench", open("/dev/null", "w"))
-    with MixedPrecision(precision, trainer).training() as backward:
-        train_one_epoch(net, [data], trainer, [mx.cpu()], 0, reporter,
-                        backward=backward)  # warm-up: graph, memory
-        result = train_one_epoch(net, [data] * steps, trainer, [mx.cpu()], 1, reporter,
-                                 backward=backward)
+    arithmetic = MixedPrecision(precision, trainer)
+    train_one_epoch(net, [data], trainer, [mx.cpu()], 0, reporter,
+                    precision=arithmetic)  # warm-up: graph, memory
+    result = train_one_epoch(net, [data] * steps, trainer, [mx.cpu()], 1, reporter,
+                             precision=arithmetic)
     return result.seconds / steps
 
 

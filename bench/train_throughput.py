@@ -106,9 +106,8 @@ def main() -> None:
         def ours_in(arithmetic: MixedPrecision):
             def run(epoch: int) -> float:
                 batches = data.train_batches(epoch, ours_transform, args.batch)
-                with arithmetic.training() as backward:
-                    return train_one_epoch(net, batches, trainer, ctx, epoch, reporter,
-                                           backward=backward).images_per_second
+                return train_one_epoch(net, batches, trainer, ctx, epoch, reporter,
+                                       precision=arithmetic).images_per_second
             return run
 
         def gluoncv(epoch: int) -> float:
@@ -116,9 +115,8 @@ def main() -> None:
                                          max_batches=steps).images_per_second
 
         def bound(epoch: int) -> float:
-            with mixed.training() as backward:
-                return train_one_epoch(net, [bound_batch] * steps, trainer, ctx, epoch,
-                                       reporter, backward=backward).images_per_second
+            return train_one_epoch(net, [bound_batch] * steps, trainer, ctx, epoch, reporter,
+                                   precision=mixed).images_per_second
 
         sides = {"ours": ours_in(mixed), "ours_float32": ours_in(float32),
                  "reference": gluoncv, "bound": bound}

@@ -101,10 +101,10 @@ class EpochLoop:
     def _train(self, epoch: int) -> EpochResult:
         batches = self.data.train_batches(epoch, self.train_transform, self.hp.mini_batch_size)
         try:
-            with self.precision.training() as backward:
-                return train_one_epoch(self.net, batches, self.trainer, self.contexts, epoch,
-                                       self.reporter, self.should_stop,
-                                       gradient_divisor=self.gradient_divisor, backward=backward)
+            return train_one_epoch(self.net, batches, self.trainer, self.contexts, epoch,
+                                   self.reporter, self.should_stop,
+                                   gradient_divisor=self.gradient_divisor,
+                                   precision=self.precision)
         except TrainingInterrupted:
             self.checkpoint(epoch, interrupted_in=epoch)
             raise

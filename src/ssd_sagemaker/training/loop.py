@@ -3,6 +3,7 @@ targets from the loader, `SSDMultiBoxLoss` normalised by positives, batch split 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -19,6 +20,7 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.training.interruption import TrainingInterrupted
+from ssd_sagemaker.training.precision import MixedPrecision
 
 LOG = logging.getLogger(__name__)
 
@@ -42,12 +44,12 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                     should_stop: Callable[[], bool] | None = None,
                     loss_fn: SSDMultiBoxLoss | None = None,
                     gradient_divisor: int = 1,
-                    backward: Callable[[list], None] = autograd.backward) -> EpochResult:
+                    precision: MixedPrecision | None = None) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
     Progress: a tqdm bar on a terminal, otherwise about ten log lines per epoch.
     `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum.
-    `backward`: from `precision.mixed_precision` (float16 scales the loss first)."""
+    `precision`: the run's arithmetic, in force for this pass only (None: float32)."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -59,41 +61,45 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
     on_terminal = sys.stderr.isatty()
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
-    for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
-        batch_size = data.shape[0]
-        data = gluon.utils.split_and_load(data, contexts, even_split=False)
-        cls_targets = gluon.utils.split_and_load(cls_targets, contexts, even_split=False)
-        box_targets = gluon.utils.split_and_load(box_targets, contexts, even_split=False)
-        with autograd.record():
-            outputs = [net(x) for x in data]
-            cls_preds = [out[0] for out in outputs]
-            box_preds = [out[1] for out in outputs]
-            sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets, box_targets)
-            backward(sum_loss)
-        # The loss is already normalised by the number of positive anchors.
-        trainer.step(gradient_divisor)
-        cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
-        smooth_l1.update(0, [loss * batch_size for loss in box_loss])
-        images += batch_size
-        ce_value, l1_value = cross_entropy.get()[1], smooth_l1.get()[1]
-        if not (math.isfinite(ce_value) and math.isfinite(l1_value)):
-            raise ClientError(
-                f"Training diverged in epoch {epoch}, batch {batch_index}: the loss is not finite "
-                f"(cross_entropy={ce_value}, smooth_l1={l1_value}). Lower learning_rate "
-                f"(now {trainer.learning_rate:g})."
-            )
-        bar.update(1)
-        if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
-            elapsed = time.time() - started
-            reporter.train_losses(epoch, batch_index, ce_value, l1_value)
-            if not on_terminal:  # a Pipe-mode stream has no known length: "batch 7/?"
-                eta = (f"{elapsed / (batch_index + 1) * (batches - batch_index - 1):.0f} s"
-                       if batches else "unknown")
-                LOG.info("epoch %d batch %d/%s: %.2f images/s, eta %s", epoch, batch_index + 1,
-                         batches or "?", images / elapsed if elapsed else 0.0, eta)
-        if should_stop is not None and should_stop():
-            bar.close()
-            raise TrainingInterrupted(epoch, batch_index + 1)
+    arithmetic = precision.training() if precision else contextlib.nullcontext(
+        autograd.backward)
+    with arithmetic as backward:
+        for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
+            batch_size = data.shape[0]
+            data = gluon.utils.split_and_load(data, contexts, even_split=False)
+            cls_targets = gluon.utils.split_and_load(cls_targets, contexts, even_split=False)
+            box_targets = gluon.utils.split_and_load(box_targets, contexts, even_split=False)
+            with autograd.record():
+                outputs = [net(x) for x in data]
+                cls_preds = [out[0] for out in outputs]
+                box_preds = [out[1] for out in outputs]
+                sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets,
+                                                       box_targets)
+                backward(sum_loss)
+            # The loss is already normalised by the number of positive anchors.
+            trainer.step(gradient_divisor)
+            cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
+            smooth_l1.update(0, [loss * batch_size for loss in box_loss])
+            images += batch_size
+            ce_value, l1_value = cross_entropy.get()[1], smooth_l1.get()[1]
+            if not (math.isfinite(ce_value) and math.isfinite(l1_value)):
+                raise ClientError(
+                    f"Training diverged in epoch {epoch}, batch {batch_index}: the loss is not "
+                    f"finite (cross_entropy={ce_value}, smooth_l1={l1_value}). Lower learning_rate "
+                    f"(now {trainer.learning_rate:g})."
+                )
+            bar.update(1)
+            if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
+                elapsed = time.time() - started
+                reporter.train_losses(epoch, batch_index, ce_value, l1_value)
+                if not on_terminal:  # a Pipe-mode stream has no known length: "batch 7/?"
+                    eta = (f"{elapsed / (batch_index + 1) * (batches - batch_index - 1):.0f} s"
+                           if batches else "unknown")
+                    LOG.info("epoch %d batch %d/%s: %.2f images/s, eta %s", epoch, batch_index + 1,
+                             batches or "?", images / elapsed if elapsed else 0.0, eta)
+            if should_stop is not None and should_stop():
+                bar.close()
+                raise TrainingInterrupted(epoch, batch_index + 1)
     bar.close()
     return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
 

@@ -46,9 +46,9 @@ def _one_step(batch, weights, contexts, precision="float32"):
     net.load_parameters(str(weights), ctx=contexts)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9},
                             kvstore="device" if len(contexts) > 1 else None)
-    with MixedPrecision(precision, trainer).training() as backward:
-        result = train_one_epoch(net, [batch], trainer, contexts, 0,
-                                 MetricReporter("h", io.StringIO()), backward=backward)
+    result = train_one_epoch(net, [batch], trainer, contexts, 0,
+                             MetricReporter("h", io.StringIO()),
+                             precision=MixedPrecision(precision, trainer))
     params = {k.split("_", 1)[1]: v.data(contexts[0]).asnumpy()
               for k, v in net.collect_params().items()}
     return result, params
