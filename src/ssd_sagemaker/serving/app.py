@@ -2,8 +2,9 @@
 `GET /execution-parameters` (batch transform).
 
 Every refusal is a JSON body `{"error": sentence, "status": code}`: 400 bad image or attribute,
-413 too large, 415 unsupported content type, 406 unsupported Accept. A client's mistake never
-becomes a 500; an unexpected failure does, logged with its traceback.
+or a malformed or incomplete body, 413 too large, 415 unsupported content type, 406 unsupported
+Accept. A client's mistake never becomes a 500; an unexpected failure does, logged with its
+traceback. (Requests gunicorn refuses before they get here: `worker.py`.)
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.handlers import (SUPPORTED_CONTENT_TYPES, Predictor, decode_image,
                                             select_detections)
 from ssd_sagemaker.serving.negotiation import (CUSTOM_ATTRIBUTES_HEADER, detection_limits,
                                                response_format)
+from ssd_sagemaker.serving.protocol_errors import (MalformedRequest, Refusal, error_document,
+                                                   protocol_refusal)
 from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, RequestError,
                                                   UnsupportedMediaType)
 from ssd_sagemaker.serving.responses import response_body
@@ -26,7 +29,7 @@ LOG = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify({"error": message, "status": status}), status
+    return jsonify(error_document(status, message)), status
 
 
 def _too_large(config: ServingConfig, size: int | None = None) -> PayloadTooLarge:
@@ -35,9 +38,16 @@ def _too_large(config: ServingConfig, size: int | None = None) -> PayloadTooLarg
                            f"{config.max_payload_mb} MB (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
 
 
+def _ended_early(detail: str) -> MalformedRequest:
+    return MalformedRequest(Refusal(400, f"the request body ended early: {detail}; send the "
+                                         f"whole body before closing the connection"))
+
+
 def _read_body(config: ServingConfig) -> bytes:
     """The body, refused before reading when Content-Length is over the limit, and refused
-    when the bytes read are (a chunked body has no Content-Length)."""
+    when the bytes read are (a chunked body has no Content-Length). A chunked body's framing is
+    parsed only now, as it is read: malformed framing, or a body shorter than announced, is
+    the client's mistake (400), not a failure of ours."""
     declared = request.content_length
     if declared is not None and declared > config.max_payload_bytes:
         raise _too_large(config, declared)
@@ -45,8 +55,18 @@ def _read_body(config: ServingConfig) -> bytes:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
         raise _too_large(config) from None
+    except ClientDisconnected:
+        raise _ended_early("the connection closed before the last chunk arrived") from None
+    except Exception as error:  # gunicorn's parser, on the chunked framing
+        refusal = protocol_refusal(error)
+        if refusal is None:
+            raise
+        raise MalformedRequest(refusal) from None
     if len(body) > config.max_payload_bytes:
         raise _too_large(config)
+    if declared is not None and len(body) < declared:
+        raise _ended_early(f"{len(body)} of the {declared} bytes its Content-Length announces "
+                           f"arrived")
     return body
 
 

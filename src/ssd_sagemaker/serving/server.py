@@ -11,53 +11,34 @@
   evenly over the workers (threaded workers accept while busy and queue requests behind a
   running forward while another worker idles), and a request running longer than the timeout
   gets its worker replaced. On SIGTERM, a worker finishes its request and then answers the
-  connections already waiting in the listen queue before it exits.
+  connections already waiting in the listen queue before it exits (`worker.ServingWorker`).
+- A request gunicorn refuses before the app sees it (malformed HTTP, a request line or headers
+  over the limits set here) gets the same JSON error body as the app's refusals.
 """
 
 from __future__ import annotations
 
-import errno
 import itertools
 import logging
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Mapping
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
-from gunicorn.workers.sync import SyncWorker
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
 from ssd_sagemaker.serving.config import ServingConfig, read_serving_config
+from ssd_sagemaker.serving.protocol_errors import (MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS,
+                                                   MAX_REQUEST_LINE_BYTES)
+from ssd_sagemaker.serving.worker import ServingWorker
 
 LOG = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT_SECONDS = 25  # SageMaker sends SIGKILL about 30 s after SIGTERM
-
-
-class DrainingSyncWorker(SyncWorker):
-    """gunicorn's sync worker that, once told to stop, also answers the connections already
-    queued on the listening socket (which would be reset when the last worker closes it),
-    within the graceful timeout."""
-
-    def run(self) -> None:
-        super().run()
-        if not self.is_parent_alive():
-            return
-        deadline = time.monotonic() + self.cfg.graceful_timeout - 1
-        for listener in self.sockets:
-            listener.setblocking(False)
-            while time.monotonic() < deadline:
-                self.notify()
-                try:
-                    self.accept(listener)  # answers the request before returning
-                except OSError as error:
-                    if error.errno != errno.ECONNABORTED:  # EAGAIN: nothing is waiting
-                        break
 
 
 def gunicorn_options(config: ServingConfig) -> dict:
@@ -65,11 +46,14 @@ def gunicorn_options(config: ServingConfig) -> dict:
     return {
         "bind": config.bind,
         "workers": config.workers,
-        "worker_class": DrainingSyncWorker,
+        "worker_class": ServingWorker,
         "timeout": config.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "preload_app": False,
         "accesslog": "-",
+        "limit_request_line": MAX_REQUEST_LINE_BYTES,
+        "limit_request_fields": MAX_HEADER_FIELDS,
+        "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
     }
 
 

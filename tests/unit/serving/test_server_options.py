@@ -10,8 +10,9 @@ from serving_samples import model_dir  # noqa: F401 - fixture
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.serving.config import ServingConfig
-from ssd_sagemaker.serving.server import (DrainingSyncWorker, ModelServer, free_device_slot,
-                                           gunicorn_options, serve)
+from ssd_sagemaker.serving.server import (ModelServer, free_device_slot, gunicorn_options,
+                                           serve)
+from ssd_sagemaker.serving.worker import ServingWorker
 
 
 def test_gunicorn_options_follow_the_configuration():
@@ -19,14 +20,16 @@ def test_gunicorn_options_follow_the_configuration():
     assert options["bind"] == "0.0.0.0:9001"
     assert options["workers"] == 3 and options["timeout"] == 45
     assert options["preload_app"] is False
-    assert options["worker_class"] is DrainingSyncWorker
+    assert options["worker_class"] is ServingWorker
     assert options["graceful_timeout"] < 30  # SageMaker kills 30 s after SIGTERM
 
 
 def test_gunicorn_accepts_every_option(tmp_path):
     server = ModelServer(tmp_path, ServingConfig(workers=2), tmp_path / "failure")
-    assert server.cfg.workers == 2 and server.cfg.worker_class is DrainingSyncWorker
+    assert server.cfg.workers == 2 and server.cfg.worker_class is ServingWorker
     assert server.cfg.preload_app is False
+    assert (server.cfg.limit_request_line, server.cfg.limit_request_fields,
+            server.cfg.limit_request_field_size) == (4094, 100, 8190)  # the documented limits
 
 
 @pytest.mark.parametrize("used,expected", [(set(), 0), ({0}, 1), ({0, 1, 3}, 2), ({1}, 0)])

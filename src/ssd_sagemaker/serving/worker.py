@@ -1,0 +1,67 @@
+"""The gunicorn worker of the model server: gunicorn's sync worker with two changes.
+
+- Once told to stop, it also answers the connections already queued on the listening socket
+  (which would be reset when the last worker closes it), within the graceful timeout.
+- A request gunicorn cannot parse (bad request line, headers or framing, limits exceeded) is
+  answered with the documented JSON error body and gunicorn's status for it, instead of
+  gunicorn's HTML page; a failure of ours there is a JSON 500 with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from datetime import timedelta
+
+from gunicorn import util
+from gunicorn.http.message import Request
+from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers.sync import SyncWorker
+
+from ssd_sagemaker.serving.protocol_errors import Refusal, error_response, protocol_refusal
+
+
+class ServingWorker(SyncWorker):
+    """gunicorn's sync worker that drains its queue on stop and refuses in JSON."""
+
+    def run(self) -> None:
+        super().run()
+        if not self.is_parent_alive():
+            return
+        deadline = time.monotonic() + self.cfg.graceful_timeout - 1
+        for listener in self.sockets:
+            listener.setblocking(False)
+            while time.monotonic() < deadline:
+                self.notify()
+                try:
+                    self.accept(listener)  # answers the request before returning
+                except OSError as error:
+                    if error.errno != errno.ECONNABORTED:  # EAGAIN: nothing is waiting
+                        break
+
+    def handle_error(self, req, client: socket.socket, addr, exc: BaseException) -> None:
+        """Answer what gunicorn's own `handle_error` answers (same statuses), as JSON."""
+        addr = addr or ("", -1)  # a unix socket has no address
+        refusal = protocol_refusal(exc)
+        if refusal is None:
+            self.log.exception("error handling request %s %s", getattr(req, "method", ""),
+                               getattr(req, "uri", "(no URI read)"))
+            refusal = Refusal(500, f"internal error ({type(exc).__name__}); see the server log")
+        else:
+            self.log.warning("refused a request from %s with %d: %s", addr[0], refusal.status,
+                             exc)
+        response = error_response(refusal)
+        parsed = getattr(exc, "req", None)  # a header error carries the request parsed so far
+        req = req or (parsed if isinstance(parsed, Request) else None)
+        if req is not None:  # the access log line gunicorn writes for a request it refuses
+            environ = default_environ(req, client, self.cfg)
+            environ.update(REMOTE_ADDR=addr[0], REMOTE_PORT=str(addr[1]))
+            logged = Response(req, client, self.cfg)
+            logged.status = f"{refusal.status} {refusal.reason}"
+            logged.response_length = len(response)
+            self.log.access(logged, req, environ, timedelta(0))
+        try:
+            util.write_nonblock(client, response)
+        except OSError:
+            self.log.debug("could not send the %d refusal: the client has gone", refusal.status)
