@@ -118,11 +118,11 @@ def protocol_refusal(error: BaseException) -> Refusal | None:
     return None
 
 
-def error_response(refusal: Refusal) -> bytes:
+def error_response(refusal: Refusal, head: bool = False) -> bytes:
     """A complete HTTP/1.1 response for `refusal`, closing the connection, for answers written
-    straight to the socket (the app answers through Flask)."""
+    straight to the socket (the app answers through Flask); without the body for a HEAD."""
     body = json.dumps(error_document(refusal.status, f"{refusal.message}."),
                       separators=(",", ":")).encode("utf-8")
-    head = (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-    return head.encode("latin-1") + body
+    lines = (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
+             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    return lines.encode("latin-1") + (b"" if head else body)

@@ -51,9 +51,9 @@ class ServingWorker(SyncWorker):
         else:
             self.log.warning("refused a request from %s with %d: %s", addr[0], refusal.status,
                              exc)
-        response = error_response(refusal)
         parsed = getattr(exc, "req", None)  # a header error carries the request parsed so far
         req = req or (parsed if isinstance(parsed, Request) else None)
+        response = error_response(refusal, head=getattr(req, "method", None) == "HEAD")
         if req is not None:  # the access log line gunicorn writes for a request it refuses
             environ = default_environ(req, client, self.cfg)
             environ.update(REMOTE_ADDR=addr[0], REMOTE_PORT=str(addr[1]))

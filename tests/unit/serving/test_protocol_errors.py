@@ -74,6 +74,18 @@ def test_a_protocol_error_gets_gunicorns_status_with_a_json_reason(worker, raw, 
     assert fragment in body["error"], body["error"]
 
 
+def test_a_refused_head_request_gets_the_status_without_a_body(worker):
+    """When gunicorn's error carries the parsed request (framing headers do), a HEAD gets no
+    body; before the method is known, the refusal has its body and the connection closes."""
+    ours, theirs = socket.socketpair()
+    with ours:
+        ours.sendall(b"HEAD /ping HTTP/1.1\r\nHost: x\r\nContent-Length: x\r\n\r\n")
+        ours.shutdown(socket.SHUT_WR)
+        worker.handle(None, theirs, ("127.0.0.1", 40000))
+        answer = ours.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.endswith(b"\r\n\r\n"), answer
+
+
 def test_our_own_failure_in_the_worker_is_a_json_500(worker, monkeypatch):
     def broken(*args):
         raise RuntimeError("a bug of ours")
