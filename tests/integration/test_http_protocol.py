@@ -120,7 +120,8 @@ def assert_refused(answer: Answer | None, status: int, *fragments: str) -> None:
     (b"3\r\nabc\r\n0\r\nX Bad: b\r\n\r\n", "'X Bad'"),  # a malformed trailer
     (b"10\r\nabc", "the connection closed before the last chunk"),
     (b"3\r\nabc\r\n", "the connection closed before the last chunk"),
-])
+], ids=["bad-hex-size", "negative-size", "missing-crlf", "bad-extension", "bad-trailer",
+        "truncated-chunk", "no-last-chunk"])
 def test_malformed_chunked_bodies_are_a_json_400(server, chunks, fragment):
     answer = exchange(server, POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
     assert_refused(answer, 400, "chunk" if b"X Bad" not in chunks else "header", fragment)
@@ -145,7 +146,8 @@ def test_a_body_shorter_than_its_content_length_is_a_json_400(server):
     (POST_HEAD + b"Expect: teapot\r\nContent-Length: 0\r\n\r\n", 417, "'Expect: teapot'"),
     (POST_HEAD + b"Transfer-Encoding: rot13\r\n\r\n", 501, "'rot13'"),
     (b"G@T /ping HTTP/1.1\r\nHost: x\r\n\r\n", 400, "'G@T' is not an HTTP method"),
-])
+], ids=["control-character", "duplicated-length", "non-numeric-length", "te-and-length",
+        "4kb-url", "8kb-header", "101-headers", "bad-expect", "unknown-coding", "bad-method"])
 def test_protocol_errors_get_gunicorns_status_with_the_json_body(server, raw, status, fragment):
     assert_refused(exchange(server, raw), status, fragment)
 

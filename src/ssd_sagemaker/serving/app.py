@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (ClientDisconnected, HTTPException, MethodNotAllowed, NotFound,
+                                 RequestEntityTooLarge)
 
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.handlers import (SUPPORTED_CONTENT_TYPES, Predictor, decode_image,
@@ -81,6 +82,21 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
     def refused(error: RequestError):
         LOG.info("refused %s %s with %d: %s", request.method, request.path, error.status, error)
         return _error(error.status, f"{error}.")
+
+    @app.errorhandler(NotFound)
+    def not_found(error: NotFound):
+        routes = ", ".join(f"{'/'.join(sorted(rule.methods - {'HEAD', 'OPTIONS'}))} {rule}"
+                           for rule in app.url_map.iter_rules() if rule.endpoint != "static")
+        return _error(404, f"{request.path} is not served; the routes are: {routes}.")
+
+    @app.errorhandler(MethodNotAllowed)
+    def method_not_allowed(error: MethodNotAllowed):
+        allowed = sorted(error.valid_methods or ())
+        useful = [method for method in allowed if method not in ("HEAD", "OPTIONS")]
+        response, status = _error(405, f"{request.method} is not allowed on {request.path}; "
+                                       f"use {' or '.join(useful)}.")
+        response.headers["Allow"] = ", ".join(allowed)
+        return response, status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

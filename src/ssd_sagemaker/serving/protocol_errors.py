@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Any, Callable
 
 from gunicorn.http import errors as http_errors
 
@@ -52,69 +53,77 @@ def error_document(status: int, message: str) -> dict:
     return {"error": message, "status": status}
 
 
-def _header_refusal(error: http_errors.InvalidHeader) -> Refusal:
-    name = str(error.hdr)
-    if name == "CONTENT-LENGTH":
-        return Refusal(400, "the Content-Length header is invalid: send it once, as a decimal "
-                            "number of bytes, and never together with Transfer-Encoding")
-    if name == "TRANSFER-ENCODING":
-        return Refusal(400, "the Transfer-Encoding header is invalid: send 'chunked' once, last, "
-                            "on HTTP/1.1 (and no Content-Length), or no Transfer-Encoding")
-    return Refusal(400, f"a header is invalid ({error}): send 'Name: value' lines ending in "
-                        f"\\r\\n, values without control characters, Host and Content-Type once")
+def _text(value: object) -> str:
+    """A value gunicorn kept as bytes or text, as text (for a message)."""
+    return value.decode("latin-1") if isinstance(value, bytes) else str(value)
+
+
+def _header_message(error: http_errors.InvalidHeader) -> str:
+    if error.hdr == "CONTENT-LENGTH":
+        return ("the Content-Length header is invalid: send it once, as a decimal number of "
+                "bytes, and never together with Transfer-Encoding")
+    if error.hdr == "TRANSFER-ENCODING":
+        return ("the Transfer-Encoding header is invalid: send 'chunked' once, last, on "
+                "HTTP/1.1 (and no Content-Length), or no Transfer-Encoding")
+    return (f"a header is invalid ({error}): send 'Name: value' lines ending in \\r\\n, values "
+            f"without control characters, Host and Content-Type once")
+
+
+def _missing_terminator_message(error: http_errors.ChunkMissingTerminator) -> str:
+    found = f"found {_text(error.term)!r}" if error.term else "the body ended"
+    return (f"the chunked body is malformed: a chunk is not followed by \\r\\n ({found}); "
+            f"{CHUNKED_FORMAT}")
+
+
+# gunicorn's parse errors, most specific first: the status gunicorn answers each with, and what
+# the client is told. (gunicorn's own `Worker.handle_error` holds the same statuses.)
+_REFUSALS: tuple[tuple[type, int, Callable[[Any], str]], ...] = (
+    (http_errors.InvalidRequestLine, 400, lambda e: (
+        f"the request line is malformed ({e}): send 'METHOD /path HTTP/1.1' with the path in "
+        f"printable ASCII (percent-encode the rest) and lines ending in \\r\\n")),
+    (http_errors.InvalidRequestMethod, 400,
+     lambda e: f"{e.method!r} is not an HTTP method: send GET or POST"),
+    (http_errors.InvalidHTTPVersion, 400,
+     lambda e: f"the HTTP version is not served ({e}): send HTTP/1.1"),
+    (http_errors.InvalidHeaderName, 400, lambda e: (
+        f"the header name {e.hdr!r} is invalid: use letters, digits and '-' (no '_', spaces "
+        f"or control characters)")),
+    (http_errors.InvalidHeader, 400, _header_message),
+    (http_errors.ObsoleteFolding, 400, lambda e: (
+        f"the header {e.hdr!r} is folded over several lines: send each header on one line")),
+    (http_errors.LimitRequestLine, 414, lambda e: (
+        f"the request line is too long ({e}): keep the method, URL and version under "
+        f"{MAX_REQUEST_LINE_BYTES} bytes")),
+    (http_errors.LimitRequestHeaders, 431, lambda e: (
+        f"the request headers are too large ({e}): send at most {MAX_HEADER_FIELDS} headers "
+        f"of at most {MAX_HEADER_FIELD_BYTES} bytes each")),
+    (http_errors.ExpectationFailed, 417, lambda e: (
+        f"'Expect: {e.expect}' cannot be met: send no Expect header, or 'Expect: 100-continue'")),
+    (http_errors.UnsupportedTransferCoding, 501, lambda e: (
+        f"Transfer-Encoding {e.hdr!r} is not supported: send 'Transfer-Encoding: chunked' or a "
+        f"Content-Length")),
+    (http_errors.InvalidChunkSize, 400, lambda e: (
+        f"the chunked body is malformed: {_text(e.data)!r} is not a chunk size in hex; "
+        f"{CHUNKED_FORMAT}")),
+    (http_errors.ChunkMissingTerminator, 400, _missing_terminator_message),
+    (http_errors.InvalidChunkExtension, 400,
+     lambda e: f"the chunked body is malformed: {e}; {CHUNKED_FORMAT}"),
+    (http_errors.ForbiddenProxyRequest, 403, lambda e: f"the request is refused: {e}"),
+    (http_errors.ParseException, 400, lambda e: f"the request is malformed: {e}"),
+)
+# Parse errors that are not the client's doing: a header our app sent, our configuration.
+_OURS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderName,
+         http_errors.ConfigurationProblem)
 
 
 def protocol_refusal(error: BaseException) -> Refusal | None:
     """The refusal for a request gunicorn's parser rejected, or None when `error` is not the
     client's doing (a header our app tried to send, a configuration problem, anything else)."""
-    if isinstance(error, (http_errors.InvalidResponseHeader,
-                          http_errors.InvalidResponseHeaderName,
-                          http_errors.ConfigurationProblem)):
+    if isinstance(error, _OURS):
         return None
-    if isinstance(error, http_errors.InvalidRequestLine):
-        return Refusal(400, f"the request line is malformed ({error}): send 'METHOD /path "
-                            f"HTTP/1.1' with the path in printable ASCII (percent-encode the rest) "
-                            f"and lines ending in \\r\\n")
-    if isinstance(error, http_errors.InvalidRequestMethod):
-        return Refusal(400, f"{error.method!r} is not an HTTP method: send GET or POST")
-    if isinstance(error, http_errors.InvalidHTTPVersion):
-        return Refusal(400, f"the HTTP version is not served ({error}): send HTTP/1.1")
-    if isinstance(error, http_errors.InvalidHeaderName):
-        return Refusal(400, f"the header name {error.hdr!r} is invalid: use letters, digits "
-                            f"and '-' (no '_', spaces or control characters)")
-    if isinstance(error, http_errors.InvalidHeader):
-        return _header_refusal(error)
-    if isinstance(error, http_errors.ObsoleteFolding):
-        return Refusal(400, f"the header {error.hdr!r} is folded over several lines: send each "
-                            f"header on one line")
-    if isinstance(error, http_errors.LimitRequestLine):
-        return Refusal(414, f"the request line is too long ({error}): keep the method, URL and "
-                            f"version under {MAX_REQUEST_LINE_BYTES} bytes")
-    if isinstance(error, http_errors.LimitRequestHeaders):
-        return Refusal(431, f"the request headers are too large ({error}): send at most "
-                            f"{MAX_HEADER_FIELDS} headers of at most {MAX_HEADER_FIELD_BYTES} "
-                            f"bytes each")
-    if isinstance(error, http_errors.ExpectationFailed):
-        return Refusal(417, f"'Expect: {error.expect}' cannot be met: send no Expect header, or "
-                            f"'Expect: 100-continue'")
-    if isinstance(error, http_errors.UnsupportedTransferCoding):
-        return Refusal(501, f"Transfer-Encoding {error.hdr!r} is not supported: send "
-                            f"'Transfer-Encoding: chunked' or a Content-Length")
-    if isinstance(error, http_errors.InvalidChunkSize):
-        size = error.data.decode("latin-1") if isinstance(error.data, bytes) else error.data
-        return Refusal(400, f"the chunked body is malformed: {size!r} is not a chunk size in "
-                            f"hex; {CHUNKED_FORMAT}")
-    if isinstance(error, http_errors.ChunkMissingTerminator):
-        term = error.term.decode("latin-1") if isinstance(error.term, bytes) else error.term
-        found = f"found {term!r}" if term else "the body ended"
-        return Refusal(400, f"the chunked body is malformed: a chunk is not followed by \\r\\n "
-                            f"({found}); {CHUNKED_FORMAT}")
-    if isinstance(error, http_errors.InvalidChunkExtension):
-        return Refusal(400, f"the chunked body is malformed: {error}; {CHUNKED_FORMAT}")
-    if isinstance(error, http_errors.ForbiddenProxyRequest):
-        return Refusal(403, f"the request is refused: {error}")
-    if isinstance(error, http_errors.ParseException):
-        return Refusal(400, f"the request is malformed: {error}")
+    for kind, status, describe in _REFUSALS:
+        if isinstance(error, kind):
+            return Refusal(status, describe(error))
     return None
 
 

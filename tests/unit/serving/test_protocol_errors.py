@@ -1,6 +1,7 @@
 """Malformed HTTP: gunicorn's parser in the serving worker, in process over a socket pair, answers
 each protocol error with its status and the JSON error body; the app answers malformed or
-incomplete chunked framing (found while it reads the body) with a JSON 400, not a 500."""
+incomplete chunked framing (found while it reads the body) with a JSON 400, not a 500, and an
+unknown path or method with what is served."""
 
 import json
 import os
@@ -66,7 +67,10 @@ def _exchange(worker, raw: bytes) -> tuple[int, dict]:
     (POST + b"X Note: b\r\nContent-Length: 0\r\n\r\n", 400, "'X Note'"),
     (POST + b"X-Note: b\r\n folded\r\nContent-Length: 0\r\n\r\n", 400, "one line"),
     (POST + b"Expect: 200-ok\r\nContent-Length: 0\r\n\r\n", 417, "100-continue"),
-])
+], ids=["control-character", "delete-character", "same-length-twice", "two-lengths",
+        "non-numeric-length", "negative-length", "te-and-length", "te-not-chunked",
+        "unknown-coding", "4kb-url", "8kb-header", "101-headers", "bad-method", "bad-version",
+        "path-without-slash", "bare-lf", "space-in-name", "folded-header", "bad-expect"])
 def test_a_protocol_error_gets_gunicorns_status_with_a_json_reason(worker, raw, status,
                                                                    fragment):
     answered, body = _exchange(worker, raw)
@@ -134,7 +138,8 @@ def _post_stream(client, stream, **environ):
     (http_errors.InvalidChunkExtension("bare CR not allowed"), "bare CR not allowed"),
     (http_errors.InvalidHeaderName("X Trailer"), "'X Trailer'"),  # a bad trailer
     (http_errors.NoMoreData(b""), "the connection closed before the last chunk"),
-])
+], ids=["bad-hex-size", "negative-size", "missing-crlf", "body-ends-after-chunk",
+        "bad-extension", "bad-trailer", "no-last-chunk"])
 def test_malformed_chunked_framing_read_by_the_app_is_a_json_400(client, stub, error, fragment):
     response = _post_stream(client, FailingStream(error))
     assert response.status_code == 400, response.get_data(as_text=True)
@@ -157,3 +162,15 @@ def test_a_body_shorter_than_its_content_length_is_a_json_400(client, stub):
 def test_a_failure_of_ours_while_reading_the_body_stays_a_500(client):
     response = _post_stream(client, FailingStream(RuntimeError("bug")))
     assert response.status_code == 500 and response.get_json()["status"] == 500
+
+
+def test_an_unknown_path_or_method_is_named_with_what_is_served(client):
+    missing = client.get("/predict")
+    assert missing.status_code == 404 and missing.get_json()["status"] == 404
+    assert missing.get_json()["error"] == (
+        "/predict is not served; the routes are: GET /ping, GET /execution-parameters, "
+        "POST /invocations.")
+    wrong = client.put("/invocations")
+    assert wrong.status_code == 405 and wrong.get_json()["status"] == 405
+    assert wrong.get_json()["error"] == "PUT is not allowed on /invocations; use POST."
+    assert wrong.headers["Allow"] == "OPTIONS, POST"
