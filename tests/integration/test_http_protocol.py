@@ -13,6 +13,7 @@ business (tests of `decode_image`), not the HTTP layer's.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import http.client
 import io
 import itertools
@@ -340,6 +341,18 @@ def test_fuzzed_requests_get_documented_answers(server, hostile):
     check_answer(answer, raw, head, token)
     SEEN[answer.status] += 1
     event(f"status {answer.status}")
+
+
+@settings(FUZZ, max_examples=40)
+@given(burst=st.lists(hostile_requests(), min_size=2, max_size=8))
+def test_concurrent_hostile_requests_each_get_their_own_answer(server, burst):
+    """Both workers busy with different broken requests at once: still one documented answer
+    per connection, carrying nothing of the others."""
+    with concurrent.futures.ThreadPoolExecutor(len(burst)) as pool:
+        answers = list(pool.map(lambda hostile: exchange(server, hostile[0], hostile[1]), burst))
+    for (raw, head, token), answer in zip(burst, answers):
+        check_answer(answer, raw, head, token)
+        SEEN[answer.status] += 1
 
 
 @settings(FUZZ, max_examples=5)
