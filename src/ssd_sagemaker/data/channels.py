@@ -111,16 +111,18 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                  hp: Hyperparameters, keep: Callable[[int], bool]) -> PipeSource:
     if channel_format(channels, name) == RECORDIO:
-        def parse(records, source, report, names, keep):
+        def parse(stream, source, report, names, keep):
+            records = recordio.iter_records(stream, report=report, source=source)
             return recordio.parse_records(records, source, report, hp.num_classes,
                                           hp.label_width, keep)
         kind = recordio.KIND
     else:
         attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
 
-        def parse(records, source, report, names, keep):
-            return manifest.parse_entries(records, attributes, source, hp.num_classes, report,
-                                          names, keep)
+        def parse(stream, source, report, names, keep):
+            # strict framing: after a break, records could not be matched to AttributeNames
+            return manifest.parse_entries(recordio.iter_records(stream), attributes, source,
+                                          hp.num_classes, report, names, keep)
         kind = manifest.KIND
     declared = hp.num_training_samples if name == "train" else 0
     return PipeSource(PipeChannel(paths.data_dir, name), kind, parse, declared, keep)

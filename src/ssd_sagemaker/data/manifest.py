@@ -94,10 +94,12 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
                 if len(entry) == width:
                     break
         except RecordIOFormatError as error:
-            report.found += 1
-            report.error(f"{source} line {index}", f"is not valid RecordIO: {error}; the rest "
-                                                   f"of the data is unreadable")
-            return
+            raise ClientError(
+                f"{source}: the RecordIO framing breaks at line {index}: {error}. The "
+                f"records after a break cannot be matched to AttributeNames "
+                f"{list(attributes.names)}, so the {report.channel} channel is refused: remove "
+                f"the object that is not RecordIO-wrapped manifest data, or rewrite the "
+                f"damaged one.") from None
         if not entry:
             return
         origin = f"{source} line {index}"

@@ -21,7 +21,6 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from ssd_sagemaker.data.recordio import iter_records
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.sharding import whole_batches
@@ -36,9 +35,8 @@ SHUFFLE_BUFFER = 256
 RESERVOIR = 256
 PEEK = 32
 
-# (records, stream name, report, class names found, keep(index)) -> samples
-Parser = Callable[[Iterator[tuple[int, bytes]], str, ChannelReport, dict, Callable[[int], bool]],
-                  Iterator[Sample]]
+# (stream, stream name, report, class names found, keep(index)) -> samples
+Parser = Callable[[BinaryIO, str, ChannelReport, dict, Callable[[int], bool]], Iterator[Sample]]
 
 
 class PipeChannel:
@@ -107,7 +105,7 @@ class PipeSource:
     def _start(self) -> _Pass:
         name, stream = self.fifo.open_next()
         report = ChannelReport(self.channel, self.kind)
-        samples = self.parse(iter_records(stream), name, report, self._names, self.keep)
+        samples = self.parse(stream, name, report, self._names, self.keep)
         return _Pass(name, stream, report, samples)
 
     def _peek(self) -> _Pass:

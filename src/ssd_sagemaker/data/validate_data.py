@@ -30,7 +30,7 @@ class ChannelResult:
 
     @property
     def ok(self) -> bool:
-        return self.fatal is None and self.report is not None and not self.report.errors
+        return self.fatal is None and self.report is not None and not self.report.has_problems
 
 
 def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
@@ -73,9 +73,10 @@ def format_report(results: list[ChannelResult]) -> str:
             lines.append(f"  classes {result.class_names}")
         if report.too_many_errors():
             lines.append(f"  training would refuse this channel: more than "
-                         f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid")
-        elif report.errors:
-            lines.append("  training would leave the invalid examples out")
+                         f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid or of its "
+                         f"bytes lost")
+        elif report.has_problems:
+            lines.append("  training would leave the invalid examples and lost bytes out")
     bad = [result.channel for result in results if not result.ok]
     lines.append(f"Result: {'problems in ' + ', '.join(bad) if bad else 'all channels valid'}")
     return "\n".join(lines)

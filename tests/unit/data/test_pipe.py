@@ -5,7 +5,6 @@ errors around missing FIFOs."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,10 @@ from ssd_sagemaker.errors import ClientError
 
 def _recordio_source(directory: Path, keep=lambda index: True, declared: int = 0,
                      wait: float = 30) -> PipeSource:
-    def parse(records, source, report, names, keep):
-        return recordio.parse_records(records, source, report, 3, 350, keep)
+    def parse(stream, source, report, names, keep):
+        return recordio.parse_records(recordio.iter_records(stream, report=report, source=source),
+                                      source, report, 3, 350, keep)
     return PipeSource(PipeChannel(directory, "train", wait), "RecordIO", parse, declared, keep)
-
-
-@pytest.fixture()
-def writers():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def _ids(samples) -> list[int]:
@@ -87,8 +78,9 @@ def test_manifest_stream(tmp_path: Path, writers) -> None:
     attributes = manifest.Attributes.from_names(
         "validation", ["source-ref", "bounding-box", "bounding-box-metadata"])
 
-    def parse(records, source, report, names, keep):
-        return manifest.parse_entries(records, attributes, source, 3, report, names, keep)
+    def parse(stream, source, report, names, keep):
+        return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
+                                      report, names, keep)
     source = PipeSource(PipeChannel(tmp_path, "validation", 30), "augmented manifest", parse, 0)
     assert source.class_names == {0: "circle", 1: "square", 2: "triangle"}  # from the peek
     samples = list(source.validation_pass())

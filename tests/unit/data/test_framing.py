@@ -1,0 +1,126 @@
+"""Lost RecordIO framing is never "one invalid example": the reader resynchronises at the next
+record, every skipped byte is counted in the channel's summary line, and a channel losing more
+than the tolerated share fails naming the object and byte offset. Inputs as SageMaker would
+send them: concatenated objects with a foreign (gzipped) object in the middle, a damaged magic
+number, a cut stream; File mode and Pipe-mode FIFOs."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planting import image_records, manifest_records, start_pipe_writer, stream_bytes
+from ssd_sagemaker.data import recordio
+from ssd_sagemaker.data.manifest import Attributes, read_manifest_channel
+from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
+from ssd_sagemaker.data.recordio import iter_records, read_recordio_channel
+from ssd_sagemaker.data.report import ChannelReport
+from ssd_sagemaker.errors import ClientError
+
+RECORDS = image_records(150)
+HEAD, TAIL = stream_bytes(RECORDS[:100]), stream_bytes(RECORDS[100:])
+FOREIGN = gzip.compress(TAIL)  # a gzipped part among the channel's objects
+
+
+def _damaged_magic(at: int) -> bytes:
+    """The stream of RECORDS with record `at`'s magic number overwritten."""
+    offset = len(stream_bytes(RECORDS[:at]))
+    data = bytearray(stream_bytes(RECORDS))
+    data[offset:offset + 4] = b"\x00\x11\x22\x33"
+    return bytes(data)
+
+
+def test_reader_resynchronises_after_a_foreign_object() -> None:
+    report = ChannelReport("train", "RecordIO")
+    data = HEAD + FOREIGN + TAIL
+    records = list(iter_records(io.BytesIO(data), report=report, source="train_0"))
+    assert [payload for _, payload in records] == RECORDS  # all 150, none lost
+    assert records[100][0] == len(HEAD) + len(FOREIGN)  # offsets stay true
+    assert report.lost_bytes == len(FOREIGN) and report.read_bytes == len(data)
+    (loss,) = report.losses
+    assert loss.startswith(f"train_0 byte {len(HEAD)}: no RecordIO magic number at byte "
+                           f"{len(HEAD)}; {len(FOREIGN)} bytes skipped to the next record at "
+                           f"byte {len(HEAD) + len(FOREIGN)}")
+
+
+def test_strict_reader_still_raises() -> None:
+    with pytest.raises(recordio.RecordIOFormatError):
+        list(iter_records(io.BytesIO(HEAD + FOREIGN + TAIL)))
+
+
+def test_file_with_foreign_object_fails_naming_file_and_offset(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "data.rec").write_bytes(HEAD + FOREIGN + TAIL)
+    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    assert len(samples) == 150 and report.found == 150 and report.error_count == 0
+    assert report.summary() == (f"train (RecordIO): 150 found, 150 used, 0 skipped, 0 with "
+                                f"errors, {len(FOREIGN)} bytes lost at 1 break in the framing")
+    with pytest.raises(ClientError) as caught:
+        report.check()
+    message = str(caught.value)
+    assert f"The train channel lost {len(FOREIGN)} of {len(HEAD + FOREIGN + TAIL)} bytes" in message
+    assert f"train/data.rec byte {len(HEAD)}: no RecordIO magic number" in message
+
+
+def test_one_damaged_record_is_skipped_and_counted(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    data = _damaged_magic(100)
+    (tmp_path / "train" / "data.rec").write_bytes(data)
+    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    record_size = len(stream_bytes(RECORDS[100:101]))
+    # Only the damaged record is lost; the 49 after it are read (before: all 50 were dropped).
+    assert len(samples) == 149 and report.used == 149
+    assert report.lost_bytes == record_size
+    assert report.summary().endswith(f"{record_size} bytes lost at 1 break in the framing")
+    report.check()  # under 1% of the bytes: tolerated, and counted
+
+
+def test_cut_stream_counts_the_tail(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    data = stream_bytes(RECORDS)
+    (tmp_path / "train" / "data.rec").write_bytes(data[:-10])
+    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    last = len(stream_bytes(RECORDS[149:]))
+    assert len(samples) == 149 and report.lost_bytes == last - 10
+    assert "the data ends inside a record" in report.losses[0]
+    assert "to the end of the data are lost" in report.losses[0]
+
+
+def _pipe_source(directory: Path) -> PipeSource:
+    def parse(stream, source, report, names, keep):
+        return recordio.parse_records(iter_records(stream, report=report, source=source),
+                                      source, report, 3, 350, keep)
+    return PipeSource(PipeChannel(directory, "train", 30), "RecordIO", parse, 0)
+
+
+def test_pipe_stream_with_foreign_object_fails_after_the_pass(tmp_path: Path, writers) -> None:
+    writers.append(start_pipe_writer(tmp_path, "train", [HEAD + FOREIGN + TAIL]))
+    source = _pipe_source(tmp_path)
+    with pytest.raises(ClientError) as caught:
+        list(source.training_pass(None, 2, np.random.default_rng(0)))
+    message = str(caught.value)
+    assert f"The train channel lost {len(FOREIGN)} of" in message
+    assert f"train_0 byte {len(HEAD)}: no RecordIO magic number" in message
+
+
+def test_pipe_stream_with_one_damaged_record_trains_on_the_rest(tmp_path: Path,
+                                                                writers) -> None:
+    writers.append(start_pipe_writer(tmp_path, "train", [_damaged_magic(120)]))
+    samples = list(_pipe_source(tmp_path).training_pass(None, 1, np.random.default_rng(0)))
+    assert len(samples) == 149
+
+
+def test_manifest_with_broken_framing_is_refused_naming_offset(tmp_path: Path) -> None:
+    head, tail = stream_bytes(manifest_records(4)), stream_bytes(manifest_records(2, seed=4))
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "part-0").write_bytes(head + b"\x1f\x8bgzipped" + tail)
+    attributes = Attributes.from_names("train", ["source-ref", "bounding-box",
+                                                 "bounding-box-metadata"])
+    with pytest.raises(ClientError) as caught:
+        read_manifest_channel(tmp_path / "train", attributes, 3)
+    assert (f"train/part-0: the RecordIO framing breaks at line 4: no RecordIO magic number "
+            f"at byte {len(head)}") in str(caught.value)
