@@ -180,6 +180,14 @@ class TrainingData:
             self._pool = WorkerPool(self.workers)
         return self._pool
 
+    def watch_stream_count(self, callback: Callable[[str, int], None]) -> None:
+        """Have `callback(stream, samples)` called once the first Pipe-mode training pass
+        was read to its end: on one worker an epoch is as long as the stream, and the
+        learning-rate schedule was planned with num_training_samples. (File mode is counted
+        at start-up; with several workers every epoch has the declared length.)"""
+        if isinstance(self.train, PipeSource) and self.shard.count == 1:
+            self.train.on_counted = callback
+
     def samples_per_epoch(self, batch_size: int) -> int | None:
         return samples_per_epoch(self.shard, self.distribution, batch_size,
                                  self.declared_samples, self.train.local_count,

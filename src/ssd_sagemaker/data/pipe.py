@@ -100,6 +100,9 @@ class PipeSource:
         self.keep = keep
         self._declared = declared
         self._names: dict[int, str] = {}
+        # called once with (stream, samples) when a training pass was read to its end
+        self.on_counted: Callable[[str, int], None] | None = None
+        self._counted = False
         self._pending: _Pass | None = self._peek()
 
     def _start(self) -> _Pass:
@@ -168,6 +171,10 @@ class PipeSource:
         finally:
             current.stream.close()
         self._finish(current)
+        if (count is None or seen < count) and not self._counted:  # the stream's end was read
+            self._counted = True
+            if self.on_counted is not None:
+                self.on_counted(current.name, seen)
         target = count if count is not None else whole_batches(seen, batch_size)
         if seen < target:
             if not reservoir:

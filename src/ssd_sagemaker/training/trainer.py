@@ -5,6 +5,7 @@ start); this one only connects them in order."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -77,6 +78,27 @@ def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
         LOG.warning("num_training_samples=%d but the train channel has %d images; the "
                     "lr_scheduler_step epochs are converted with num_training_samples",
                     hp.num_training_samples, train_images)
+
+
+def warn_stream_count(hp: Hyperparameters, stream: str, samples: int) -> None:
+    """One worker in Pipe mode: epochs are as long as the stream, while the learning-rate
+    schedule counts updates from num_training_samples; say what a mismatch does to it."""
+    if samples == hp.num_training_samples:
+        return
+    planned = updates_per_epoch(hp.num_training_samples, hp.mini_batch_size)
+    actual = updates_per_epoch(samples, hp.mini_batch_size)
+    effect = "lr_scheduler_step is not set, so only the epoch length differs"
+    if hp.lr_scheduler_step:
+        shifted = [f"epoch {step} (update {step * planned}) comes after "
+                   f"{step * planned / actual:.1f} epochs"
+                   + (f", i.e. never within epochs={hp.epochs}"
+                      if step * planned / actual >= hp.epochs else "")
+                   for step in hp.lr_scheduler_step]
+        effect = "the learning-rate step planned after " + "; after ".join(shifted)
+    LOG.warning("num_training_samples=%d but the Pipe-mode stream %s held %d samples: an epoch "
+                "is %d updates of mini_batch_size=%d, not the %d the schedule was planned with; "
+                "%s. Set num_training_samples=%d.", hp.num_training_samples, stream, samples,
+                actual, hp.mini_batch_size, planned, effect, samples)
 
 
 def _warm_start_weights(env: TrainingEnvironment, hp: Hyperparameters
@@ -161,6 +183,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model and warm_weights is None else None)
     data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
+    data.watch_stream_count(functools.partial(warn_stream_count, hp))
     try:
         _check_batch_size(hp, data.num_train_images)
         classes = class_names(hp.num_classes, data.class_names)

@@ -170,3 +170,34 @@ def test_single_worker_uses_every_sample_each_epoch(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     epoch = list(data.train.training_pass(data.samples_per_epoch(2), 2, rng))
     assert len(epoch) == 6 and {s.origin for s in epoch} == {s.origin for s in data.train.samples}
+
+
+def test_pipe_stream_shorter_than_declared_warns_with_the_schedule_effect(tmp_path: Path,
+                                                                         caplog) -> None:
+    """100 declared, 6 streamed: the learning-rate step planned after 50 updates (epoch 1)
+    would come after 16.7 epochs, i.e. never within 10 epochs; the first pass says so."""
+    from functools import partial
+
+    from ssd_sagemaker.training.trainer import warn_stream_count
+
+    paths = Paths(tmp_path)
+    paths.data_dir.mkdir(parents=True)
+    writer = start_pipe_writer(paths.data_dir, "train", [stream_bytes(image_records(6))] * 2)
+    try:
+        hp = _hp(100, mini_batch_size="2", lr_scheduler_step="1", epochs="10")
+        channels = {"train": ChannelConfig("train", "application/x-recordio", "Pipe")}
+        data = read_training_data(paths, channels, hp)
+        data.watch_stream_count(partial(warn_stream_count, hp))
+        for epoch in range(2):
+            rng = np.random.default_rng(epoch)
+            assert len(list(data.train.training_pass(data.samples_per_epoch(2), 2, rng))) == 6
+    finally:
+        writer.kill()
+        writer.wait()
+    warnings = [r.getMessage() for r in caplog.records if "num_training_samples=100" in
+                r.getMessage()]
+    assert warnings == [
+        "num_training_samples=100 but the Pipe-mode stream train_0 held 6 samples: an epoch is "
+        "3 updates of mini_batch_size=2, not the 50 the schedule was planned with; the "
+        "learning-rate step planned after epoch 1 (update 50) comes after 16.7 epochs, i.e. "
+        "never within epochs=10. Set num_training_samples=6."]  # once, after the first pass
