@@ -129,12 +129,13 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
 
 
 def _convert(source_format: str, source: Path, images: Path, output: Path, to: str,
-             channel: str, classes: str | None) -> None:
+             channel: str, classes: str | None, classes_from: Path | None) -> None:
     from ssd_sagemaker.data import convert
 
-    dataset = (convert.read_coco(source, images) if source_format == "coco"
-               else convert.read_voc(source, images,
-                                     [c.strip() for c in (classes or "").split(",") if c.strip()]))
+    names = (convert.classes_from(classes_from) if classes_from else
+             [c.strip() for c in (classes or "").split(",") if c.strip()])
+    dataset = (convert.read_coco(source, images, names) if source_format == "coco"
+               else convert.read_voc(source, images, names))
     if not dataset.images:
         raise ClientError(f"no image of {source} could be converted; "
                           f"{dataset.summary()}")
@@ -181,7 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     conversion.add_argument("--output", type=Path, required=True)
     conversion.add_argument("--to", choices=("json", "recordio"), default="json")
     conversion.add_argument("--channel", default="train", help="output channel name")
-    conversion.add_argument("--classes", help="VOC: comma-separated class names in id order")
+    fixed = conversion.add_mutually_exclusive_group()
+    fixed.add_argument("--classes", help="comma-separated class names in id order (default: "
+                                         "COCO category ids, VOC names alphabetically)")
+    fixed.add_argument("--classes-from", type=Path, metavar="ANNOTATION_JSON",
+                       help="take the class ids of an earlier conversion: any annotation file "
+                            "it wrote (convert validation with train's ids)")
     return parser
 
 
@@ -201,7 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "convert":
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
-                                         args.output, args.to, args.channel, args.classes), None)
+                                         args.output, args.to, args.channel, args.classes,
+                                         args.classes_from), None)
     return _run_job(lambda: _demo_data(paths, args.train_images, args.validation_images,
                                        args.seed), None)
 

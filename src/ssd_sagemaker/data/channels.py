@@ -77,6 +77,36 @@ def channel_format(channels: Mapping[str, ChannelConfig], name: str) -> str:
         f"augmented manifest (RecordWrapperType=RecordIO with AttributeNames).")
 
 
+def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int, str]:
+    """The job's one class-id mapping, from every channel's names (JSON `categories`, a
+    manifest's `class-map`): channels giving one id two names, or one name two ids, are an
+    error naming both mappings, since the model and the mAP would then score the wrong ids
+    (e.g. VOC converted per channel, ids in alphabetical order of the classes present)."""
+    named = [(channel, dict(names)) for channel, names in by_channel.items() if names]
+    for at, (channel, names) in enumerate(named):
+        ids = {name: class_id for class_id, name in names.items()}
+        for other, other_names in named[at + 1:]:
+            other_ids = {name: class_id for class_id, name in other_names.items()}
+            clashes = ([f"{class_id}: {names[class_id]!r} vs {other_names[class_id]!r}"
+                        for class_id in sorted(names.keys() & other_names.keys())
+                        if names[class_id] != other_names[class_id]]
+                       + [f"{name!r}: {ids[name]} vs {other_ids[name]}"
+                          for name in sorted(ids.keys() & other_ids.keys())
+                          if ids[name] != other_ids[name]])
+            if clashes:
+                raise ClientError(
+                    f"The {channel} and {other} channels number the classes differently "
+                    f"({'; '.join(clashes)}): {channel} {dict(sorted(names.items()))}, {other} "
+                    f"{dict(sorted(other_names.items()))}. Give every channel the same ids "
+                    f"(`ssd-sagemaker convert ... --classes-from` an annotation file of the "
+                    f"train channel converts with its ids).")
+    merged: dict[int, str] = {}
+    for _, names in named:
+        for class_id, name in names.items():
+            merged.setdefault(class_id, name)
+    return dict(sorted(merged.items()))
+
+
 @dataclass(frozen=True)
 class FileChannel:
     """A File-mode channel read and checked: its samples, class names and report."""
@@ -163,9 +193,11 @@ class TrainingData:
 
     @property
     def class_names(self) -> dict[int, str]:
-        names = dict(self.validation.class_names) if self.validation else {}
-        names.update(self.train.class_names)
-        return names
+        """The train and validation channels' names, checked to agree (Pipe mode finds
+        names while streaming, so this is asked again at export)."""
+        return agreed_class_names({"train": self.train.class_names,
+                                   "validation": self.validation.class_names
+                                   if self.validation else {}})
 
     @property
     def num_train_images(self) -> int:
@@ -238,6 +270,8 @@ def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
         return "streamed (Pipe mode)" if source.total_count is None and \
             source.local_count is None else str(source.num_images)
     LOG.info("training images: %s; validation images: %s", count(train), count(validation))
-    return TrainingData(train=train, validation=validation,
+    data = TrainingData(train=train, validation=validation,
                         distribution=channels["train"].distribution,
                         declared_samples=hp.num_training_samples, shard=shard)
+    data.class_names  # channels that disagree on class ids stop the job before training
+    return data

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from ssd_sagemaker.data.channels import channel_format, read_file_channel
+from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
@@ -27,6 +27,7 @@ class ChannelResult:
     report: ChannelReport | None = None
     fatal: str | None = None
     class_names: dict[int, str] | None = None
+    heading: str = "cannot be read"  # what a fatal message is about
 
     @property
     def ok(self) -> bool:
@@ -53,6 +54,11 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
             results.append(ChannelResult(name, fatal=str(error)))
             continue
         results.append(ChannelResult(name, channel.report, class_names=channel.class_names))
+    try:
+        agreed_class_names({result.channel: result.class_names or {} for result in results})
+    except ClientError as error:
+        results.append(ChannelResult("+".join(DATA_CHANNELS), fatal=str(error),
+                                     heading="class ids disagree"))
     return results
 
 
@@ -62,7 +68,7 @@ def format_report(results: list[ChannelResult]) -> str:
     lines = []
     for result in results:
         if result.fatal is not None:
-            lines.append(f"Channel {result.channel}: cannot be read")
+            lines.append(f"Channel {result.channel}: {result.heading}")
             lines += [f"  error   {line}" for line in result.fatal.splitlines()]
             continue
         report = result.report
