@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.channels import Shard, read_training_data
+from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
@@ -60,6 +60,17 @@ class TrainingSummary:
 def class_names(num_classes: int, given: dict[int, str]) -> tuple[str, ...]:
     """Names from the data (e.g. annotations' `categories`), `class_<id>` where none is given."""
     return tuple(given.get(i, f"class_{i}") for i in range(num_classes))
+
+
+def exported_classes(num_classes: int, data: TrainingData,
+                     at_start: tuple[str, ...]) -> tuple[str, ...]:
+    """The class names for model_info.json, asked of the data again at export: a Pipe-mode
+    manifest names classes as they stream by, the start-up peek saw only the first samples."""
+    classes = class_names(num_classes, data.class_names)
+    if classes != at_start:
+        LOG.info("class names found while streaming: %s (at start: %s)", list(classes),
+                 list(at_start))
+    return classes
 
 
 def _seed_everything(seed: int) -> None:
@@ -217,7 +228,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                      stopping.best_map)
             net.load_parameters(str(loop.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
-            _export(net, env, hp, classes)
+            _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
         if job is not None:
             _release_kvstore(net)
             del trainer, kvstore, loop

@@ -201,3 +201,39 @@ def test_pipe_stream_shorter_than_declared_warns_with_the_schedule_effect(tmp_pa
         "3 updates of mini_batch_size=2, not the 50 the schedule was planned with; the "
         "learning-rate step planned after epoch 1 (update 50) comes after 16.7 epochs, i.e. "
         "never within epochs=10. Set num_training_samples=6."]  # once, after the first pass
+
+
+def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> None:
+    """A Pipe-mode manifest naming 'triangle' first on line 34, after the start-up peek of
+    32 lines: the names exported are those of the whole stream, not class_2."""
+    import json
+
+    from planting import jpeg
+    from ssd_sagemaker.data.pipe import PEEK
+    from ssd_sagemaker.training.trainer import class_names, exported_classes
+
+    names = ["circle", "square", "triangle"]
+    records = []
+    for line in range(40):
+        class_id = 2 if line >= PEEK + 2 else line % 2
+        records += [jpeg(80, 60, seed=line),
+                    json.dumps({"image_size": [{"width": 80, "height": 60, "depth": 3}],
+                                "annotations": [{"class_id": class_id, "left": 20, "top": 15,
+                                                 "width": 40, "height": 30}]}).encode(),
+                    json.dumps({"class-map": {str(class_id): names[class_id]}}).encode()]
+    paths = Paths(tmp_path)
+    paths.data_dir.mkdir(parents=True)
+    writer = start_pipe_writer(paths.data_dir, "train", [stream_bytes(records)])
+    try:
+        channels = {"train": ChannelConfig("train", "application/x-recordio", "Pipe",
+                                           record_wrapper="RecordIO", attribute_names=MANIFEST)}
+        data = read_training_data(paths, channels, _hp(40))
+        at_start = class_names(3, data.class_names)
+        assert at_start == ("circle", "square", "class_2")  # what the peek saw
+        epoch = list(data.train.training_pass(data.samples_per_epoch(2), 2,
+                                              np.random.default_rng(0)))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(epoch) == 40
+    assert exported_classes(3, data, at_start) == ("circle", "square", "triangle")
