@@ -24,7 +24,8 @@ from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import Sample
-from ssd_sagemaker.data.sharding import FULLY_REPLICATED, Shard, samples_per_epoch, split
+from ssd_sagemaker.data.sharding import (FULLY_REPLICATED, SHARDED_BY_S3_KEY, Shard,
+                                         samples_per_epoch, split)
 from ssd_sagemaker.data.sources import SampleList, Source
 from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths
@@ -117,16 +118,22 @@ class FileChannel:
 
 
 def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
-                      num_classes: int, label_width: int, thorough: bool = False) -> FileChannel:
+                      num_classes: int, label_width: int, thorough: bool = False,
+                      hosts: int = 1) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
-    `thorough` (validate-data) also decodes every image and reports every fault."""
+    `thorough` (validate-data) also decodes every image and reports every fault. With
+    several `hosts`, images sharded by S3 key beside replicated annotations leave this host
+    the annotations of other hosts' images: skipped and counted."""
     kind = channel_format(channels, name)
     directory = paths.channel_dir(name)
     if kind == IMAGE:
+        annotation = f"{name}_annotation"
         channel = annotations.read_annotated_channel(
-            directory, paths.channel_dir(f"{name}_annotation"), num_classes,
-            full_decode=thorough, channel=name)
+            directory, paths.channel_dir(annotation), num_classes, full_decode=thorough,
+            channel=name, images_elsewhere=hosts > 1
+            and channels[name].distribution == SHARDED_BY_S3_KEY
+            and channels[annotation].distribution == FULLY_REPLICATED)
         return FileChannel(list(channel.samples), channel.class_names, channel.report)
     if kind == RECORDIO:
         samples, report = recordio.read_recordio_channel(directory, num_classes, label_width,
@@ -166,7 +173,8 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
         keep = (shard.owns if sharded and config.distribution == FULLY_REPLICATED
                 else (lambda index: True))
         return _pipe_source(paths, channels, name, hp, keep)
-    channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width)
+    channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width,
+                                hosts=shard.count if sharded else 1)
     channel.report.log()
     channel.report.check()
     samples = channel.samples

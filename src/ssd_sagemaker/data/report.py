@@ -39,6 +39,7 @@ class ChannelReport:
     read_bytes: int = 0  # of RecordIO framing read (records and lost bytes)
     lost_bytes: int = 0  # skipped to resynchronise after a break in the framing
     losses: list[str] = field(default_factory=list)  # one line per break
+    elsewhere: int = 0  # of `skipped`: annotations of images sharded to other hosts
 
     def warn(self, origin: str, message: str) -> None:
         self.warnings.append(f"{origin}: {message}")
@@ -69,8 +70,10 @@ class ChannelReport:
         breaks = len(self.losses)
         lost = (f", {self.lost_bytes} bytes lost at {breaks} break{'s' * (breaks != 1)} in "
                 f"the framing" if self.losses else "")
+        elsewhere = (f" ({self.elsewhere} annotations of images on other hosts)"
+                     if self.elsewhere else "")
         return (f"{self.channel} ({self.kind}): {self.found} found, {self.used} used, "
-                f"{self.skipped} skipped, {self.error_count} with errors{lost}")
+                f"{self.skipped} skipped{elsewhere}, {self.error_count} with errors{lost}")
 
     def too_many_lost(self) -> bool:
         return self.lost_bytes > MAX_ERROR_FRACTION * self.read_bytes

@@ -237,3 +237,47 @@ def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> N
         writer.wait()
     assert len(epoch) == 40
     assert exported_classes(3, data, at_start) == ("circle", "square", "triangle")
+
+
+def _sharded_by_key(tmp_path: Path, shares: tuple[int, ...]) -> list[tuple[Paths, dict]]:
+    """SageMaker's ShardedByS3Key images (host i gets `shares[i]` of them) beside one shared,
+    FullyReplicated annotation prefix (every host gets every annotation)."""
+    import shutil
+
+    scratch = tmp_path / "all"
+    write_annotated_channel(scratch / "train", scratch / "train_annotation", sum(shares), seed=1)
+    images = sorted((scratch / "train").glob("*.jpg"))
+    hosts, start = [], 0
+    for index, share in enumerate(shares):
+        paths = Paths(tmp_path / f"host{index}")
+        paths.channel_dir("train").mkdir(parents=True)
+        for image in images[start:start + share]:
+            shutil.copy(image, paths.channel_dir("train"))
+        shutil.copytree(scratch / "train_annotation", paths.channel_dir("train_annotation"))
+        start += share
+        hosts.append((paths, {"train": ChannelConfig("train", "image/jpeg",
+                                                     distribution="ShardedByS3Key"),
+                              "train_annotation": ChannelConfig("train_annotation",
+                                                                "image/jpeg")}))
+    return hosts
+
+
+def test_sharded_images_with_replicated_annotations(tmp_path: Path, caplog) -> None:
+    """10 images sharded 5 + 5, all 10 annotations on both hosts: each host trains on its 5
+    and counts the other 5 annotations as skipped, instead of failing on 5 of 10 errors."""
+    caplog.set_level("INFO")
+    for index, (paths, channels) in enumerate(_sharded_by_key(tmp_path, (5, 5))):
+        data = read_training_data(paths, channels, _hp(10), Shard(index, 2))
+        assert len(data.train.samples) == 5
+        assert f"train (image + JSON): 10 found, 5 used, 5 skipped (5 annotations of images " \
+               f"on other hosts), 0 with errors" in caplog.text
+        assert data.class_names == {0: "circle", 1: "square", 2: "triangle"}
+        caplog.clear()
+
+
+def test_missing_image_is_still_an_error_on_one_host(tmp_path: Path) -> None:
+    ((paths, channels),) = _sharded_by_key(tmp_path, (5,))
+    next(paths.channel_dir("train").glob("*.jpg")).unlink()
+    with pytest.raises(ClientError) as caught:
+        read_training_data(paths, channels, _hp(5))
+    assert "does not exist in the image channel" in str(caught.value)
