@@ -182,8 +182,9 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
         samples = split(samples, shard, config.distribution)
         LOG.info("%s: worker %d of %d (%s) takes %d of %d samples", name, shard.index,
                  shard.count, config.distribution, len(samples), len(channel.samples))
-    total = len(channel.samples) if config.distribution == FULLY_REPLICATED else None
-    return SampleList(name, samples, channel.class_names, total)
+    # a host of ShardedByS3Key data sees its shard only: the channel's size is the declared one
+    total = None if sharded and config.distribution == SHARDED_BY_S3_KEY else len(channel.samples)
+    return SampleList(name, samples, channel.class_names, total, hp.num_training_samples)
 
 
 @dataclass

@@ -281,3 +281,20 @@ def test_missing_image_is_still_an_error_on_one_host(tmp_path: Path) -> None:
     with pytest.raises(ClientError) as caught:
         read_training_data(paths, channels, _hp(5))
     assert "does not exist in the image channel" in str(caught.value)
+
+
+def test_sharded_host_with_fewer_images_than_a_batch_repeats_them(tmp_path: Path) -> None:
+    """ShardedByS3Key gave host 0 one image of 6, mini_batch_size=4: its epoch is one batch of
+    4 (ceil(6 / 2) rounded up to a batch) made of repeats, as on host 1, instead of refusing
+    mini_batch_size as larger than the channel."""
+    from ssd_sagemaker.training.trainer import _check_batch_size
+
+    hp = _hp(6, mini_batch_size="4")
+    for index, (paths, channels) in enumerate(_sharded_by_key(tmp_path, (1, 5))):
+        data = read_training_data(paths, channels, hp, Shard(index, 2))
+        assert data.num_train_images == 6  # the declared count: a shard cannot see the rest
+        _check_batch_size(hp, data.num_train_images)
+        epoch = list(data.train.training_pass(data.samples_per_epoch(4), 4,
+                                              np.random.default_rng(0)))
+        assert len(epoch) == 4
+        assert {s.origin for s in epoch} <= {s.origin for s in data.train.samples}
