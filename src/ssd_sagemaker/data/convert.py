@@ -47,17 +47,28 @@ class Dataset:
     images: list[ConvertedImage] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    changed: dict[str, int] = field(default_factory=dict)  # what was altered -> count
     class_rule: str = ""  # how the class ids were chosen, for the summary
+    remarks: list[str] = field(default_factory=list)  # what the output format cannot hold
 
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    def drop(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def change(self, what: str, count: int = 1) -> None:
+        if count:
+            self.changed[what] = self.changed.get(what, 0) + count
 
     def summary(self) -> str:
+        """Counts, classes, and everything left out or altered: nothing is lost unsaid."""
         objects = sum(len(image.class_ids) for image in self.images)
         dropped = "; ".join(f"{count} {reason}" for reason, count in self.dropped.items())
+        changed = "; ".join(f"{count} {what}" for what, count in self.changed.items())
         return (f"{len(self.images)} images, {objects} objects, {len(self.class_names)} classes "
                 f"(num_classes={len(self.class_names)}): {', '.join(self.class_names)}"
                 + (f"; left out: {dropped}" if dropped else "")
+                + (f"; changed: {changed}" if changed else "")
+                + "".join(f"; {remark}" for remark in self.remarks)
                 + (f"; class ids: {self.class_rule}" if self.class_rule else ""))
 
 
@@ -74,11 +85,12 @@ def _image(image_dir: Path, relative: str, dataset: Dataset) -> tuple[Path, int,
 
 def _clipped(boxes: list[tuple[float, ...]], width: int, height: int, dataset: Dataset
              ) -> tuple[np.ndarray, np.ndarray]:
-    array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    array = np.clip(array, 0, [width, height, width, height])
+    given = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    array = np.clip(given, 0, [width, height, width, height])
     keep = (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
-    for _ in range(int((~keep).sum())):
-        dataset.drop("empty boxes")
+    dataset.drop("empty boxes", int((~keep).sum()))
+    dataset.change("boxes overshooting their image, clipped to it",
+                   int(((array != given).any(axis=1) & keep).sum()))
     return array, keep
 
 
@@ -131,7 +143,11 @@ def read_coco(annotation_file: Path, image_dir: Path, classes: Sequence[str] = (
                                      "category listed, used or not)")
         class_of = {c["id"]: index for index, c in enumerate(categories)}
     by_image: dict[int, list[dict]] = {}
+    image_ids = {entry["id"] for entry in images}
     for annotation in annotations:
+        if annotation.get("image_id") not in image_ids:
+            dataset.drop("boxes of an image_id missing from images")
+            continue
         if annotation.get("iscrowd"):
             dataset.drop("crowd regions")
             continue
@@ -206,6 +222,9 @@ def read_voc(annotation_dir: Path, image_dir: Path, classes: Sequence[str] = ())
 def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[Path, Path]:
     """`<output>/<channel>/` (images copied) and `<output>/<channel>_annotation/`."""
     image_root, annotation_root = Path(output) / channel, Path(output) / f"{channel}_annotation"
+    dataset.change("difficult boxes written as ordinary boxes (the JSON annotation has no "
+                   "difficult flag; --to recordio keeps it)",
+                   sum(int(image.difficult.sum()) for image in dataset.images))
     categories = [{"class_id": i, "name": name} for i, name in enumerate(dataset.class_names)]
     for image in dataset.images:
         target = image_root / image.relative
@@ -226,9 +245,18 @@ def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[P
 
 
 def write_recordio(dataset: Dataset, output: Path, channel: str) -> Path:
-    """`<output>/<channel>/<channel>.rec` and its `.idx`."""
+    """`<output>/<channel>/<channel>.rec` and its `.idx`; RecordIO holds no class names, so
+    they go to `<output>/<channel>_classes.json` beside the channel (inside it, a Pipe-mode
+    stream would carry it as a foreign object), for `--classes-from` and for the user."""
     directory = Path(output) / channel
     directory.mkdir(parents=True, exist_ok=True)
+    names = Path(output) / f"{channel}_classes.json"
+    names.write_text(json.dumps({"categories": [{"class_id": i, "name": name} for i, name in
+                                                enumerate(dataset.class_names)]}) + "\n",
+                     encoding="utf-8")
+    dataset.remarks.append(f"RecordIO carries no class names: a model trained on it names "
+                           f"them class_0, class_1, ...; the names are in {names} (use it with "
+                           f"--classes-from)")
     rec_path = directory / f"{channel}.rec"
     with open(rec_path, "wb") as rec, open(rec_path.with_suffix(".idx"), "w") as idx:
         offset = 0

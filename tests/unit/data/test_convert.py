@@ -179,3 +179,37 @@ def test_coco_with_a_fixed_class_list(tmp_path: Path) -> None:
     assert channel.samples[0].class_ids.tolist() == [0, 1]  # dog, car
     assert main(["convert", "coco", str(source), "--images", str(images), "--output",
                  str(tmp_path / "out2"), "--classes", "dog"]) == 1  # car is missing
+
+
+def test_summary_counts_everything_left_out_or_changed(tmp_path: Path, caplog) -> None:
+    """COCO: a box of an image_id not in `images`, a box 10 px past the image; VOC to JSON: a
+    difficult box; to RecordIO: no class names in the records. Each is said in the summary."""
+    caplog.set_level(logging.INFO)
+    source, images = _coco(tmp_path)
+    document = json.loads(source.read_text())
+    document["annotations"].append({"image_id": 99, "category_id": 3, "bbox": [1, 1, 5, 5]})
+    source.write_text(json.dumps(document))
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "coco_json")]) == 0
+    assert "left out: 1 crowd regions; 1 boxes of an image_id missing from images; 1 " \
+           "unreadable or missing images; 1 empty boxes; changed: 1 boxes overshooting their " \
+           "image, clipped to it; class ids" in caplog.text
+
+    xml, voc_images = _voc(tmp_path)
+    assert main(["convert", "voc", str(xml), "--images", str(voc_images), "--output",
+                 str(tmp_path / "voc_json")]) == 0
+    assert "changed: 1 difficult boxes written as ordinary boxes (the JSON annotation has no " \
+           "difficult flag; --to recordio keeps it)" in caplog.text
+
+    out = tmp_path / "coco_rec"
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output", str(out),
+                 "--to", "recordio"]) == 0
+    assert f"RecordIO carries no class names: a model trained on it names them class_0, " \
+           f"class_1, ...; the names are in {out / 'train_classes.json'}" in caplog.text
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["train.idx", "train.rec"]
+    # the names file gives a later conversion the same ids
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "again"), "--classes-from", str(out / "train_classes.json")]) == 0
+    assert read_annotated_channel(tmp_path / "again" / "train",
+                                  tmp_path / "again" / "train_annotation", 2).class_names == \
+        {0: "car", 1: "dog"}
