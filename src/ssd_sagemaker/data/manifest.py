@@ -94,6 +94,16 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
                 if len(entry) == width:
                     break
         except RecordIOFormatError as error:
+            if index == 0 and error.looks_like_json:
+                raise ClientError(
+                    f"{source} holds JSON lines (the .manifest file itself?), not the records "
+                    f"SageMaker streams for an augmented manifest. This container cannot "
+                    f"download the images the lines' s3:// references name (it has no AWS "
+                    f"credentials), so the channel's files must hold each line's image and "
+                    f"labels as RecordIO records: declare the channel with S3DataType "
+                    f"AugmentedManifestFile and RecordWrapperType RecordIO (SageMaker then "
+                    f"sends the records, in Pipe or File mode), or write the records yourself "
+                    f"with the images inline.") from None
             raise ClientError(
                 f"{source}: the RecordIO framing breaks at line {index}: {error}. The "
                 f"records after a break cannot be matched to AttributeNames "

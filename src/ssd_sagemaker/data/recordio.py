@@ -35,7 +35,15 @@ KIND = "RecordIO"
 
 
 class RecordIOFormatError(ValueError):
-    """The bytes are not RecordIO framing; the message says where."""
+    """The bytes are not RecordIO framing; the message says where, `head` what was there."""
+
+    def __init__(self, message: str, head: bytes = b""):
+        super().__init__(message)
+        self.head = head
+
+    @property
+    def looks_like_json(self) -> bool:
+        return self.head.lstrip()[:1] in (b"{", b"[")
 
 
 def _read_exact(stream: BinaryIO | _Rewindable, size: int) -> bytes:
@@ -87,7 +95,7 @@ def _read_one(stream: BinaryIO | _Rewindable, position: int,
             hint = (" (the bytes look like text: an .idx or .lst file sent with the records?)"
                     if frame[:1].isdigit() else "")
             raise RecordIOFormatError(f"no RecordIO magic number at byte {position + consumed}"
-                                      f"{hint}")
+                                      f"{hint}", frame)
         flag, length = word >> 29, word & _LENGTH_MASK
         padded = (length + 3) & ~3
         data = _read_exact(stream, padded)

@@ -7,6 +7,7 @@ number, a cut stream; File mode and Pipe-mode FIFOs."""
 from __future__ import annotations
 
 import gzip
+import json
 import io
 from pathlib import Path
 
@@ -124,3 +125,19 @@ def test_manifest_with_broken_framing_is_refused_naming_offset(tmp_path: Path) -
         read_manifest_channel(tmp_path / "train", attributes, 3)
     assert (f"train/part-0: the RecordIO framing breaks at line 4: no RecordIO magic number "
             f"at byte {len(head)}") in str(caught.value)
+
+
+def test_manifest_json_lines_in_file_mode_say_what_to_send(tmp_path: Path) -> None:
+    (tmp_path / "train").mkdir()
+    line = {"source-ref": "s3://bucket/images/a.jpg",
+            "bounding-box": {"image_size": [{"width": 80, "height": 60, "depth": 3}],
+                             "annotations": []}}
+    (tmp_path / "train" / "train.manifest").write_text(json.dumps(line) + "\n")
+    attributes = Attributes.from_names("train", ["source-ref", "bounding-box"])
+    with pytest.raises(ClientError) as caught:
+        read_manifest_channel(tmp_path / "train", attributes, 3)
+    message = str(caught.value)
+    assert message.startswith("train/train.manifest holds JSON lines (the .manifest file "
+                              "itself?), not the records SageMaker streams")
+    assert "cannot download the images the lines' s3:// references name" in message
+    assert "S3DataType AugmentedManifestFile and RecordWrapperType RecordIO" in message
