@@ -110,10 +110,12 @@ def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: in
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
     """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
     from ssd_sagemaker.data.validate_data import format_report, validate_channels
-    from ssd_sagemaker.environment import read_channels, read_hyperparameters
+    from ssd_sagemaker.environment import (read_channels, read_hyperparameters,
+                                           read_resource_config)
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
 
     raw = read_hyperparameters(paths)
+    hp = None
     try:
         hp = parse_hyperparameters(raw)
         num_classes = num_classes or hp.num_classes
@@ -122,7 +124,11 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
         if num_classes is None:
             raise ClientError(f"validate-data needs the number of classes: give --num-classes "
                               f"or a valid {paths.hyperparameters_file}.") from None
-    results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350)
+    shards = ({"hosts": len(read_resource_config(paths).hosts),
+               "batch_size": hp.mini_batch_size, "declared": hp.num_training_samples}
+              if hp is not None else {})
+    results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350,
+                                **shards)
     print(format_report(results), flush=True)
     if not all(result.ok for result in results):
         raise ClientError("the data has problems; see the report above")

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planting import (image_records, manifest_records, start_pipe_writer, stream_bytes,
-                      write_records)
+from planting import (image_records, manifest_records, sharded_by_key_layout,
+                      start_pipe_writer, stream_bytes, write_records)
 from ssd_sagemaker.data.channels import channel_format, read_training_data
 from ssd_sagemaker.data.sharding import Shard, samples_per_epoch, split
 from ssd_sagemaker.data.synthetic import write_annotated_channel
@@ -239,34 +239,11 @@ def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> N
     assert exported_classes(3, data, at_start) == ("circle", "square", "triangle")
 
 
-def _sharded_by_key(tmp_path: Path, shares: tuple[int, ...]) -> list[tuple[Paths, dict]]:
-    """SageMaker's ShardedByS3Key images (host i gets `shares[i]` of them) beside one shared,
-    FullyReplicated annotation prefix (every host gets every annotation)."""
-    import shutil
-
-    scratch = tmp_path / "all"
-    write_annotated_channel(scratch / "train", scratch / "train_annotation", sum(shares), seed=1)
-    images = sorted((scratch / "train").glob("*.jpg"))
-    hosts, start = [], 0
-    for index, share in enumerate(shares):
-        paths = Paths(tmp_path / f"host{index}")
-        paths.channel_dir("train").mkdir(parents=True)
-        for image in images[start:start + share]:
-            shutil.copy(image, paths.channel_dir("train"))
-        shutil.copytree(scratch / "train_annotation", paths.channel_dir("train_annotation"))
-        start += share
-        hosts.append((paths, {"train": ChannelConfig("train", "image/jpeg",
-                                                     distribution="ShardedByS3Key"),
-                              "train_annotation": ChannelConfig("train_annotation",
-                                                                "image/jpeg")}))
-    return hosts
-
-
 def test_sharded_images_with_replicated_annotations(tmp_path: Path, caplog) -> None:
     """10 images sharded 5 + 5, all 10 annotations on both hosts: each host trains on its 5
     and counts the other 5 annotations as skipped, instead of failing on 5 of 10 errors."""
     caplog.set_level("INFO")
-    for index, (paths, channels) in enumerate(_sharded_by_key(tmp_path, (5, 5))):
+    for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (5, 5))):
         data = read_training_data(paths, channels, _hp(10), Shard(index, 2))
         assert len(data.train.samples) == 5
         assert f"train (image + JSON): 10 found, 5 used, 5 skipped (5 annotations of images " \
@@ -276,7 +253,7 @@ def test_sharded_images_with_replicated_annotations(tmp_path: Path, caplog) -> N
 
 
 def test_missing_image_is_still_an_error_on_one_host(tmp_path: Path) -> None:
-    ((paths, channels),) = _sharded_by_key(tmp_path, (5,))
+    ((paths, channels),) = sharded_by_key_layout(tmp_path, (5,))
     next(paths.channel_dir("train").glob("*.jpg")).unlink()
     with pytest.raises(ClientError) as caught:
         read_training_data(paths, channels, _hp(5))
@@ -290,7 +267,7 @@ def test_sharded_host_with_fewer_images_than_a_batch_repeats_them(tmp_path: Path
     from ssd_sagemaker.training.trainer import _check_batch_size
 
     hp = _hp(6, mini_batch_size="4")
-    for index, (paths, channels) in enumerate(_sharded_by_key(tmp_path, (1, 5))):
+    for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (1, 5))):
         data = read_training_data(paths, channels, hp, Shard(index, 2))
         assert data.num_train_images == 6  # the declared count: a shard cannot see the rest
         _check_batch_size(hp, data.num_train_images)
