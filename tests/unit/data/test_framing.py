@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planting import image_records, manifest_records, start_pipe_writer, stream_bytes
 from ssd_sagemaker.data import recordio
@@ -141,3 +143,34 @@ def test_manifest_json_lines_in_file_mode_say_what_to_send(tmp_path: Path) -> No
                               "itself?), not the records SageMaker streams")
     assert "cannot download the images the lines' s3:// references name" in message
     assert "S3DataType AugmentedManifestFile and RecordWrapperType RecordIO" in message
+
+
+PAYLOADS = [bytes([index]) * (index * 7 % 61) for index in range(24)] + \
+    [recordio.MAGIC.to_bytes(4, "little") * 3 + b"split"]  # a record the writer split
+
+
+@settings(max_examples=300, deadline=None)
+@given(at=st.integers(0, len(PAYLOADS)), foreign=st.binary(min_size=1, max_size=400))
+def test_foreign_bytes_between_records_cost_exactly_themselves(at: int, foreign: bytes) -> None:
+    head, tail = stream_bytes(PAYLOADS[:at]), stream_bytes(PAYLOADS[at:])
+    report = ChannelReport("train", "RecordIO")
+    records = list(iter_records(io.BytesIO(head + foreign + tail), report=report, source="s"))
+    if foreign[:4] == recordio.MAGIC.to_bytes(4, "little") and len(foreign) >= 8:
+        return  # foreign bytes that are themselves a record header: framing, not loss
+    assert [payload for _, payload in records] == PAYLOADS
+    assert report.lost_bytes == len(foreign) and report.read_bytes == len(head + foreign + tail)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_any_damage_is_counted_to_the_byte_and_never_raises(data) -> None:
+    stream = bytearray(stream_bytes(PAYLOADS))
+    for _ in range(data.draw(st.integers(1, 4))):
+        stream[data.draw(st.integers(0, len(stream) - 1))] = data.draw(st.integers(0, 255))
+    stream = stream[:data.draw(st.integers(1, len(stream)))]
+    report = ChannelReport("train", "RecordIO")
+    offsets = [offset for offset, _ in iter_records(io.BytesIO(bytes(stream)), report=report,
+                                                    source="s")]
+    assert report.read_bytes == len(stream)  # every byte is a record's or counted as lost
+    assert offsets == sorted(set(offsets)) and all(0 <= o < len(stream) for o in offsets)
+    assert bool(report.losses) == (report.lost_bytes > 0)
