@@ -115,6 +115,7 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
         origin = f"{source} line {index}"
         index += 1
         if not keep(index - 1):
+            _other_workers_names(entry, attributes, origin, report, class_names)
             continue
         report.found += 1
         if len(entry) < width:
@@ -126,6 +127,18 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
         if sample is not None:
             report.used += 1
             yield sample
+
+
+def _other_workers_names(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
+                         report: ChannelReport, class_names: dict[int, str]) -> None:
+    """The class names of a line another worker trains on: every worker, the exporting one
+    included, knows the names of the whole stream."""
+    if attributes.metadata is None or len(entry) < len(attributes.names):
+        return
+    try:
+        _class_map(_json(entry[attributes.metadata][1]), origin, class_names, report)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass  # the worker that owns the line reports it
 
 
 def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
