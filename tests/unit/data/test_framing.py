@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +175,29 @@ def test_any_damage_is_counted_to_the_byte_and_never_raises(data) -> None:
     assert report.read_bytes == len(stream)  # every byte is a record's or counted as lost
     assert offsets == sorted(set(offsets)) and all(0 <= o < len(stream) for o in offsets)
     assert bool(report.losses) == (report.lost_bytes > 0)
+
+
+def test_training_on_a_channel_with_a_foreign_object_fails_naming_it(tmp_path: Path) -> None:
+    """Before: 'trained on 120 of 150 images' and exit 0. Now: exit 1 before the network is
+    built, the failure file naming the object and byte offset."""
+    import os
+    import sys
+
+    (tmp_path / "input/data/train").mkdir(parents=True)
+    (tmp_path / "input/data/train/part-00000.rec").write_bytes(HEAD + FOREIGN + TAIL)
+    config = tmp_path / "input/config"
+    config.mkdir(parents=True)
+    (config / "inputdataconfig.json").write_text(json.dumps(
+        {"train": {"ContentType": "application/x-recordio"}}))
+    (config / "hyperparameters.json").write_text(json.dumps(
+        {"num_classes": "3", "num_training_samples": "150", "use_pretrained_model": "0"}))
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(tmp_path), MXNET_HOME=str(tmp_path / "mx"))
+    result = subprocess.run([sys.executable, "-m", "ssd_sagemaker", "train"], env=env,
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith(f"ClientError: The train channel lost {len(FOREIGN)} of "
+                              f"{len(HEAD + FOREIGN + TAIL)} bytes where its RecordIO framing "
+                              f"broke")
+    assert f"train/part-00000.rec byte {len(HEAD)}: no RecordIO magic number" in failure
+    assert not (tmp_path / "model" / "model_info.json").exists()
