@@ -110,10 +110,12 @@ def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: in
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
     """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
     from ssd_sagemaker.data.validate_data import format_report, validate_channels
-    from ssd_sagemaker.environment import read_channels, read_hyperparameters
+    from ssd_sagemaker.environment import (read_channels, read_hyperparameters,
+                                           read_resource_config)
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
 
     raw = read_hyperparameters(paths)
+    hp = None
     try:
         hp = parse_hyperparameters(raw)
         num_classes = num_classes or hp.num_classes
@@ -122,19 +124,24 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
         if num_classes is None:
             raise ClientError(f"validate-data needs the number of classes: give --num-classes "
                               f"or a valid {paths.hyperparameters_file}.") from None
-    results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350)
+    shards = ({"hosts": len(read_resource_config(paths).hosts),
+               "batch_size": hp.mini_batch_size, "declared": hp.num_training_samples}
+              if hp is not None else {})
+    results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350,
+                                **shards)
     print(format_report(results), flush=True)
     if not all(result.ok for result in results):
         raise ClientError("the data has problems; see the report above")
 
 
 def _convert(source_format: str, source: Path, images: Path, output: Path, to: str,
-             channel: str, classes: str | None) -> None:
+             channel: str, classes: str | None, classes_from: Path | None) -> None:
     from ssd_sagemaker.data import convert
 
-    dataset = (convert.read_coco(source, images) if source_format == "coco"
-               else convert.read_voc(source, images,
-                                     [c.strip() for c in (classes or "").split(",") if c.strip()]))
+    names = (convert.classes_from(classes_from) if classes_from else
+             [c.strip() for c in (classes or "").split(",") if c.strip()])
+    dataset = (convert.read_coco(source, images, names) if source_format == "coco"
+               else convert.read_voc(source, images, names))
     if not dataset.images:
         raise ClientError(f"no image of {source} could be converted; "
                           f"{dataset.summary()}")
@@ -181,7 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     conversion.add_argument("--output", type=Path, required=True)
     conversion.add_argument("--to", choices=("json", "recordio"), default="json")
     conversion.add_argument("--channel", default="train", help="output channel name")
-    conversion.add_argument("--classes", help="VOC: comma-separated class names in id order")
+    fixed = conversion.add_mutually_exclusive_group()
+    fixed.add_argument("--classes", help="comma-separated class names in id order (default: "
+                                         "COCO category ids, VOC names alphabetically)")
+    fixed.add_argument("--classes-from", type=Path, metavar="ANNOTATION_JSON",
+                       help="take the class ids of an earlier conversion: any annotation file "
+                            "it wrote (convert validation with train's ids)")
     return parser
 
 
@@ -201,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "convert":
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
-                                         args.output, args.to, args.channel, args.classes), None)
+                                         args.output, args.to, args.channel, args.classes,
+                                         args.classes_from), None)
     return _run_job(lambda: _demo_data(paths, args.train_images, args.validation_images,
                                        args.seed), None)
 

@@ -130,8 +130,10 @@ def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
     return parsed
 
 
-def _image_path(file: Any, image_dir: Path, problems: list[str]) -> Path | None:
-    """The image the annotation names, refusing paths that leave the image channel."""
+def _image_path(file: Any, image_dir: Path, problems: list[str],
+                absent_ok: bool = False) -> Path | None:
+    """The image the annotation names, refusing paths that leave the image channel; an
+    absent image is a problem unless `absent_ok` (None then, and no problem added)."""
     if not isinstance(file, str) or not file.strip():
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
                         f"got {file!r}")
@@ -147,6 +149,8 @@ def _image_path(file: Any, image_dir: Path, problems: list[str]) -> Path | None:
         return None
     path = image_dir / relative
     if not path.is_file():
+        if absent_ok:
+            return None
         problems.append(f"\"file\" {file!r} does not exist in the image channel {image_dir}")
         return None
     return path
@@ -196,10 +200,14 @@ def _check_image(path: Path, parsed: ParsedAnnotation, full_decode: bool) -> Non
 
 
 def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: int,
-                           full_decode: bool = False, channel: str | None = None) -> AnnotatedChannel:
+                           full_decode: bool = False, channel: str | None = None,
+                           images_elsewhere: bool = False) -> AnnotatedChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`. Invalid files are reported, not raised: the caller decides
-    with `report.check()`. `full_decode` also decodes every image (validate-data)."""
+    with `report.check()`. `full_decode` also decodes every image (validate-data).
+    `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
+    annotations are not, so an annotation whose image is absent is another host's: skipped
+    and counted, not an error (its host checks it)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
     report = ChannelReport(channel or image_dir.name, KIND)
     files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
@@ -224,7 +232,9 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
                                  f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
             continue
         parsed = parse_annotation(document, num_classes)
-        image_path = _image_path(document["file"], image_dir, parsed.problems)
+        before = len(parsed.problems)
+        image_path = _image_path(document["file"], image_dir, parsed.problems, images_elsewhere)
+        on_other_host = image_path is None and len(parsed.problems) == before
         categories = _categories(document.get("categories"), parsed.problems)
         if image_path is not None and image_path in claimed:
             parsed.problems.append(f"\"file\" {document['file']!r} is already annotated by "
@@ -237,6 +247,9 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
                 parsed.problems.append(f"category name {class_name!r} for class_id {class_id} "
                                        f"conflicts with {first[0]!r} in {first[1]}; use one "
                                        f"name per class")
+        if on_other_host:  # its class names still count: every host exports the same
+            report.elsewhere += 1
+            continue
         for warning in parsed.warnings:
             report.warn(origin, warning)
         if image_path is not None:
@@ -259,7 +272,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
                     f"{PurePosixPath(relative).with_suffix('.json')}); left out")
     report.found = len(files) + len(unannotated)
     report.used = len(samples)
-    report.skipped = len(unannotated)
+    report.skipped = len(unannotated) + report.elsewhere
     return AnnotatedChannel(samples=tuple(samples),
                             class_names={k: v[0] for k, v in sorted(names.items())},
                             report=report)

@@ -24,7 +24,8 @@ from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import Sample
-from ssd_sagemaker.data.sharding import FULLY_REPLICATED, Shard, samples_per_epoch, split
+from ssd_sagemaker.data.sharding import (FULLY_REPLICATED, SHARDED_BY_S3_KEY, Shard,
+                                         samples_per_epoch, split)
 from ssd_sagemaker.data.sources import SampleList, Source
 from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths
@@ -77,6 +78,36 @@ def channel_format(channels: Mapping[str, ChannelConfig], name: str) -> str:
         f"augmented manifest (RecordWrapperType=RecordIO with AttributeNames).")
 
 
+def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int, str]:
+    """The job's one class-id mapping, from every channel's names (JSON `categories`, a
+    manifest's `class-map`): channels giving one id two names, or one name two ids, are an
+    error naming both mappings, since the model and the mAP would then score the wrong ids
+    (e.g. VOC converted per channel, ids in alphabetical order of the classes present)."""
+    named = [(channel, dict(names)) for channel, names in by_channel.items() if names]
+    for at, (channel, names) in enumerate(named):
+        ids = {name: class_id for class_id, name in names.items()}
+        for other, other_names in named[at + 1:]:
+            other_ids = {name: class_id for class_id, name in other_names.items()}
+            clashes = ([f"{class_id}: {names[class_id]!r} vs {other_names[class_id]!r}"
+                        for class_id in sorted(names.keys() & other_names.keys())
+                        if names[class_id] != other_names[class_id]]
+                       + [f"{name!r}: {ids[name]} vs {other_ids[name]}"
+                          for name in sorted(ids.keys() & other_ids.keys())
+                          if ids[name] != other_ids[name]])
+            if clashes:
+                raise ClientError(
+                    f"The {channel} and {other} channels number the classes differently "
+                    f"({'; '.join(clashes)}): {channel} {dict(sorted(names.items()))}, {other} "
+                    f"{dict(sorted(other_names.items()))}. Give every channel the same ids "
+                    f"(`ssd-sagemaker convert ... --classes-from` an annotation file of the "
+                    f"train channel converts with its ids).")
+    merged: dict[int, str] = {}
+    for _, names in named:
+        for class_id, name in names.items():
+            merged.setdefault(class_id, name)
+    return dict(sorted(merged.items()))
+
+
 @dataclass(frozen=True)
 class FileChannel:
     """A File-mode channel read and checked: its samples, class names and report."""
@@ -87,16 +118,22 @@ class FileChannel:
 
 
 def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
-                      num_classes: int, label_width: int, thorough: bool = False) -> FileChannel:
+                      num_classes: int, label_width: int, thorough: bool = False,
+                      hosts: int = 1) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
-    `thorough` (validate-data) also decodes every image and reports every fault."""
+    `thorough` (validate-data) also decodes every image and reports every fault. With
+    several `hosts`, images sharded by S3 key beside replicated annotations leave this host
+    the annotations of other hosts' images: skipped and counted."""
     kind = channel_format(channels, name)
     directory = paths.channel_dir(name)
     if kind == IMAGE:
+        annotation = f"{name}_annotation"
         channel = annotations.read_annotated_channel(
-            directory, paths.channel_dir(f"{name}_annotation"), num_classes,
-            full_decode=thorough, channel=name)
+            directory, paths.channel_dir(annotation), num_classes, full_decode=thorough,
+            channel=name, images_elsewhere=hosts > 1
+            and channels[name].distribution == SHARDED_BY_S3_KEY
+            and channels[annotation].distribution == FULLY_REPLICATED)
         return FileChannel(list(channel.samples), channel.class_names, channel.report)
     if kind == RECORDIO:
         samples, report = recordio.read_recordio_channel(directory, num_classes, label_width,
@@ -111,16 +148,18 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                  hp: Hyperparameters, keep: Callable[[int], bool]) -> PipeSource:
     if channel_format(channels, name) == RECORDIO:
-        def parse(records, source, report, names, keep):
+        def parse(stream, source, report, names, keep):
+            records = recordio.iter_records(stream, report=report, source=source)
             return recordio.parse_records(records, source, report, hp.num_classes,
                                           hp.label_width, keep)
         kind = recordio.KIND
     else:
         attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
 
-        def parse(records, source, report, names, keep):
-            return manifest.parse_entries(records, attributes, source, hp.num_classes, report,
-                                          names, keep)
+        def parse(stream, source, report, names, keep):
+            # strict framing: after a break, records could not be matched to AttributeNames
+            return manifest.parse_entries(recordio.iter_records(stream), attributes, source,
+                                          hp.num_classes, report, names, keep)
         kind = manifest.KIND
     declared = hp.num_training_samples if name == "train" else 0
     return PipeSource(PipeChannel(paths.data_dir, name), kind, parse, declared, keep)
@@ -134,7 +173,8 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
         keep = (shard.owns if sharded and config.distribution == FULLY_REPLICATED
                 else (lambda index: True))
         return _pipe_source(paths, channels, name, hp, keep)
-    channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width)
+    channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width,
+                                hosts=shard.count if sharded else 1)
     channel.report.log()
     channel.report.check()
     samples = channel.samples
@@ -142,8 +182,9 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
         samples = split(samples, shard, config.distribution)
         LOG.info("%s: worker %d of %d (%s) takes %d of %d samples", name, shard.index,
                  shard.count, config.distribution, len(samples), len(channel.samples))
-    total = len(channel.samples) if config.distribution == FULLY_REPLICATED else None
-    return SampleList(name, samples, channel.class_names, total)
+    # a host of ShardedByS3Key data sees its shard only: the channel's size is the declared one
+    total = None if sharded and config.distribution == SHARDED_BY_S3_KEY else len(channel.samples)
+    return SampleList(name, samples, channel.class_names, total, hp.num_training_samples)
 
 
 @dataclass
@@ -161,9 +202,11 @@ class TrainingData:
 
     @property
     def class_names(self) -> dict[int, str]:
-        names = dict(self.validation.class_names) if self.validation else {}
-        names.update(self.train.class_names)
-        return names
+        """The train and validation channels' names, checked to agree (Pipe mode finds
+        names while streaming, so this is asked again at export)."""
+        return agreed_class_names({"train": self.train.class_names,
+                                   "validation": self.validation.class_names
+                                   if self.validation else {}})
 
     @property
     def num_train_images(self) -> int:
@@ -177,6 +220,14 @@ class TrainingData:
         if self._pool is None:
             self._pool = WorkerPool(self.workers)
         return self._pool
+
+    def watch_stream_count(self, callback: Callable[[str, int], None]) -> None:
+        """Have `callback(stream, samples)` called once the first Pipe-mode training pass
+        was read to its end: on one worker an epoch is as long as the stream, and the
+        learning-rate schedule was planned with num_training_samples. (File mode is counted
+        at start-up; with several workers every epoch has the declared length.)"""
+        if isinstance(self.train, PipeSource) and self.shard.count == 1:
+            self.train.on_counted = callback
 
     def samples_per_epoch(self, batch_size: int) -> int | None:
         return samples_per_epoch(self.shard, self.distribution, batch_size,
@@ -228,6 +279,8 @@ def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
         return "streamed (Pipe mode)" if source.total_count is None and \
             source.local_count is None else str(source.num_images)
     LOG.info("training images: %s; validation images: %s", count(train), count(validation))
-    return TrainingData(train=train, validation=validation,
+    data = TrainingData(train=train, validation=validation,
                         distribution=channels["train"].distribution,
                         declared_samples=hp.num_training_samples, shard=shard)
+    data.class_names  # channels that disagree on class ids stop the job before training
+    return data

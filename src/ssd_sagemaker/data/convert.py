@@ -4,9 +4,12 @@ annotation layout (`<output>/<channel>/` images, `<output>/<channel>_annotation/
 or RecordIO (`<output>/<channel>/<channel>.rec` + `.idx`, im2rec's packed-label layout
 `[2, 6, (class, xmin, ymin, xmax, ymax, difficult)*]`, image bytes copied unchanged).
 
-Class ids become consecutive from 0: COCO category ids in increasing order, VOC names in
-alphabetical order unless `classes` fixes the order. Boxes are clipped to the image; COCO crowd
-regions and empty boxes are left out (counted in the summary).
+Class ids become consecutive from 0: COCO category ids in increasing order (all of the file's
+categories), VOC names in alphabetical order of the classes present in the files converted, so
+train and validation converted separately may number them differently. A fixed class list
+(`classes`, or `classes_from` an annotation file of an earlier conversion) makes the ids the
+same for every channel; the summary says which rule gave the ids. Boxes are clipped to the
+image; COCO crowd regions and empty boxes are left out (counted in the summary).
 """
 
 from __future__ import annotations
@@ -44,16 +47,29 @@ class Dataset:
     images: list[ConvertedImage] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    changed: dict[str, int] = field(default_factory=dict)  # what was altered -> count
+    class_rule: str = ""  # how the class ids were chosen, for the summary
+    remarks: list[str] = field(default_factory=list)  # what the output format cannot hold
 
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+    def drop(self, reason: str, count: int = 1) -> None:
+        if count:
+            self.dropped[reason] = self.dropped.get(reason, 0) + count
+
+    def change(self, what: str, count: int = 1) -> None:
+        if count:
+            self.changed[what] = self.changed.get(what, 0) + count
 
     def summary(self) -> str:
+        """Counts, classes, and everything left out or altered: nothing is lost unsaid."""
         objects = sum(len(image.class_ids) for image in self.images)
         dropped = "; ".join(f"{count} {reason}" for reason, count in self.dropped.items())
+        changed = "; ".join(f"{count} {what}" for what, count in self.changed.items())
         return (f"{len(self.images)} images, {objects} objects, {len(self.class_names)} classes "
                 f"(num_classes={len(self.class_names)}): {', '.join(self.class_names)}"
-                + (f"; left out: {dropped}" if dropped else ""))
+                + (f"; left out: {dropped}" if dropped else "")
+                + (f"; changed: {changed}" if changed else "")
+                + "".join(f"; {remark}" for remark in self.remarks)
+                + (f"; class ids: {self.class_rule}" if self.class_rule else ""))
 
 
 def _image(image_dir: Path, relative: str, dataset: Dataset) -> tuple[Path, int, int] | None:
@@ -69,16 +85,46 @@ def _image(image_dir: Path, relative: str, dataset: Dataset) -> tuple[Path, int,
 
 def _clipped(boxes: list[tuple[float, ...]], width: int, height: int, dataset: Dataset
              ) -> tuple[np.ndarray, np.ndarray]:
-    array = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-    array = np.clip(array, 0, [width, height, width, height])
+    given = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    array = np.clip(given, 0, [width, height, width, height])
     keep = (array[:, 2] > array[:, 0]) & (array[:, 3] > array[:, 1])
-    for _ in range(int((~keep).sum())):
-        dataset.drop("empty boxes")
+    dataset.drop("empty boxes", int((~keep).sum()))
+    dataset.change("boxes overshooting their image, clipped to it",
+                   int(((array != given).any(axis=1) & keep).sum()))
     return array, keep
 
 
-def read_coco(annotation_file: Path, image_dir: Path) -> Dataset:
-    """A COCO detection file (`images`, `annotations`, `categories`)."""
+GIVEN_RULE = "in the order given (--classes or --classes-from), the same for every channel"
+
+
+def classes_from(path: Path) -> list[str]:
+    """Class names in id order from a JSON file's `categories` (`[{"class_id", "name"}]`, as
+    in every annotation file this converter writes), so another channel gets the same ids."""
+    try:
+        categories = json.loads(Path(path).read_text(encoding="utf-8"))["categories"]
+        names = {int(c["class_id"]): str(c["name"]) for c in categories}
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ClientError(f"--classes-from {path}: expected a JSON annotation file with "
+                          f"\"categories\": [{{\"class_id\": 0, \"name\": ...}}, ...] (any "
+                          f"annotation file of an earlier conversion) ({error}).") from None
+    if sorted(names) != list(range(len(names))):
+        raise ClientError(f"--classes-from {path}: the class ids {sorted(names)} are not "
+                          f"0..{len(names) - 1}.")
+    return [names[i] for i in range(len(names))]
+
+
+def _fixed_classes(present: set[str], classes: Sequence[str]) -> list[str]:
+    unknown = sorted(present - set(classes))
+    if unknown:
+        raise ClientError(f"the source names classes missing from the given class list "
+                          f"({', '.join(classes)}): {', '.join(unknown)}; add them or omit "
+                          f"--classes/--classes-from.")
+    return list(classes)
+
+
+def read_coco(annotation_file: Path, image_dir: Path, classes: Sequence[str] = ()) -> Dataset:
+    """A COCO detection file (`images`, `annotations`, `categories`); `classes` fixes the
+    ids by name."""
     try:
         document = json.loads(Path(annotation_file).read_text(encoding="utf-8"))
         images, annotations = document["images"], document["annotations"]
@@ -86,10 +132,22 @@ def read_coco(annotation_file: Path, image_dir: Path) -> Dataset:
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ClientError(f"{annotation_file} is not a COCO detection file with images, "
                           f"annotations and categories ({error}).") from None
-    dataset = Dataset(class_names=[str(c["name"]) for c in categories])
-    class_of = {c["id"]: index for index, c in enumerate(categories)}
+    names = [str(c["name"]) for c in categories]
+    if classes:
+        dataset = Dataset(class_names=_fixed_classes(set(names), classes),
+                          class_rule=GIVEN_RULE)
+        class_of = {c["id"]: dataset.class_names.index(str(c["name"])) for c in categories}
+    else:
+        dataset = Dataset(class_names=names,
+                          class_rule="this file's category ids in increasing order (every "
+                                     "category listed, used or not)")
+        class_of = {c["id"]: index for index, c in enumerate(categories)}
     by_image: dict[int, list[dict]] = {}
+    image_ids = {entry["id"] for entry in images}
     for annotation in annotations:
+        if annotation.get("image_id") not in image_ids:
+            dataset.drop("boxes of an image_id missing from images")
+            continue
         if annotation.get("iscrowd"):
             dataset.drop("crowd regions")
             continue
@@ -139,12 +197,15 @@ def read_voc(annotation_dir: Path, image_dir: Path, classes: Sequence[str] = ())
         except (ElementTree.ParseError, AttributeError, TypeError, ValueError) as error:
             raise ClientError(f"{path} is not a Pascal VOC annotation ({error}); each object "
                               f"needs <name> and <bndbox> with xmin, ymin, xmax, ymax.") from None
-    names = list(classes) or sorted({name for _, objects in parsed for name, _, _ in objects})
-    unknown = sorted({name for _, objects in parsed for name, _, _ in objects} - set(names))
-    if unknown:
-        raise ClientError(f"VOC objects name classes missing from --classes: "
-                          f"{', '.join(unknown)}; add them or omit --classes.")
-    dataset = Dataset(class_names=names)
+    present = {name for _, objects in parsed for name, _, _ in objects}
+    if classes:
+        dataset = Dataset(class_names=_fixed_classes(present, classes), class_rule=GIVEN_RULE)
+    else:
+        dataset = Dataset(class_names=sorted(present), class_rule=(
+            "alphabetical order of the classes present in these files; another channel "
+            "converted separately gets other ids unless converted with --classes-from an "
+            "annotation file of this one"))
+    names = dataset.class_names
     for filename, objects in parsed:
         found = _image(Path(image_dir), filename, dataset)
         if found is None:
@@ -161,6 +222,9 @@ def read_voc(annotation_dir: Path, image_dir: Path, classes: Sequence[str] = ())
 def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[Path, Path]:
     """`<output>/<channel>/` (images copied) and `<output>/<channel>_annotation/`."""
     image_root, annotation_root = Path(output) / channel, Path(output) / f"{channel}_annotation"
+    dataset.change("difficult boxes written as ordinary boxes (the JSON annotation has no "
+                   "difficult flag; --to recordio keeps it)",
+                   sum(int(image.difficult.sum()) for image in dataset.images))
     categories = [{"class_id": i, "name": name} for i, name in enumerate(dataset.class_names)]
     for image in dataset.images:
         target = image_root / image.relative
@@ -181,9 +245,18 @@ def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[P
 
 
 def write_recordio(dataset: Dataset, output: Path, channel: str) -> Path:
-    """`<output>/<channel>/<channel>.rec` and its `.idx`."""
+    """`<output>/<channel>/<channel>.rec` and its `.idx`; RecordIO holds no class names, so
+    they go to `<output>/<channel>_classes.json` beside the channel (inside it, a Pipe-mode
+    stream would carry it as a foreign object), for `--classes-from` and for the user."""
     directory = Path(output) / channel
     directory.mkdir(parents=True, exist_ok=True)
+    names = Path(output) / f"{channel}_classes.json"
+    names.write_text(json.dumps({"categories": [{"class_id": i, "name": name} for i, name in
+                                                enumerate(dataset.class_names)]}) + "\n",
+                     encoding="utf-8")
+    dataset.remarks.append(f"RecordIO carries no class names: a model trained on it names "
+                           f"them class_0, class_1, ...; the names are in {names} (use it with "
+                           f"--classes-from)")
     rec_path = directory / f"{channel}.rec"
     with open(rec_path, "wb") as rec, open(rec_path.with_suffix(".idx"), "w") as idx:
         offset = 0

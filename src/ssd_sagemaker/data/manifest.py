@@ -94,15 +94,28 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
                 if len(entry) == width:
                     break
         except RecordIOFormatError as error:
-            report.found += 1
-            report.error(f"{source} line {index}", f"is not valid RecordIO: {error}; the rest "
-                                                   f"of the data is unreadable")
-            return
+            if index == 0 and error.looks_like_json:
+                raise ClientError(
+                    f"{source} holds JSON lines (the .manifest file itself?), not the records "
+                    f"SageMaker streams for an augmented manifest. This container cannot "
+                    f"download the images the lines' s3:// references name (it has no AWS "
+                    f"credentials), so the channel's files must hold each line's image and "
+                    f"labels as RecordIO records: declare the channel with S3DataType "
+                    f"AugmentedManifestFile and RecordWrapperType RecordIO (SageMaker then "
+                    f"sends the records, in Pipe or File mode), or write the records yourself "
+                    f"with the images inline.") from None
+            raise ClientError(
+                f"{source}: the RecordIO framing breaks at line {index}: {error}. The "
+                f"records after a break cannot be matched to AttributeNames "
+                f"{list(attributes.names)}, so the {report.channel} channel is refused: remove "
+                f"the object that is not RecordIO-wrapped manifest data, or rewrite the "
+                f"damaged one.") from None
         if not entry:
             return
         origin = f"{source} line {index}"
         index += 1
         if not keep(index - 1):
+            _other_workers_names(entry, attributes, origin, report, class_names)
             continue
         report.found += 1
         if len(entry) < width:
@@ -114,6 +127,18 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
         if sample is not None:
             report.used += 1
             yield sample
+
+
+def _other_workers_names(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
+                         report: ChannelReport, class_names: dict[int, str]) -> None:
+    """The class names of a line another worker trains on: every worker, the exporting one
+    included, knows the names of the whole stream."""
+    if attributes.metadata is None or len(entry) < len(attributes.names):
+        return
+    try:
+        _class_map(_json(entry[attributes.metadata][1]), origin, class_names, report)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        pass  # the worker that owns the line reports it
 
 
 def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,

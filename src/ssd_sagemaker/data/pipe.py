@@ -21,7 +21,6 @@ from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from ssd_sagemaker.data.recordio import iter_records
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.sharding import whole_batches
@@ -36,9 +35,8 @@ SHUFFLE_BUFFER = 256
 RESERVOIR = 256
 PEEK = 32
 
-# (records, stream name, report, class names found, keep(index)) -> samples
-Parser = Callable[[Iterator[tuple[int, bytes]], str, ChannelReport, dict, Callable[[int], bool]],
-                  Iterator[Sample]]
+# (stream, stream name, report, class names found, keep(index)) -> samples
+Parser = Callable[[BinaryIO, str, ChannelReport, dict, Callable[[int], bool]], Iterator[Sample]]
 
 
 class PipeChannel:
@@ -102,12 +100,15 @@ class PipeSource:
         self.keep = keep
         self._declared = declared
         self._names: dict[int, str] = {}
+        # called once with (stream, samples) when a training pass was read to its end
+        self.on_counted: Callable[[str, int], None] | None = None
+        self._counted = False
         self._pending: _Pass | None = self._peek()
 
     def _start(self) -> _Pass:
         name, stream = self.fifo.open_next()
         report = ChannelReport(self.channel, self.kind)
-        samples = self.parse(iter_records(stream), name, report, self._names, self.keep)
+        samples = self.parse(stream, name, report, self._names, self.keep)
         return _Pass(name, stream, report, samples)
 
     def _peek(self) -> _Pass:
@@ -170,6 +171,10 @@ class PipeSource:
         finally:
             current.stream.close()
         self._finish(current)
+        if (count is None or seen < count) and not self._counted:  # the stream's end was read
+            self._counted = True
+            if self.on_counted is not None:
+                self.on_counted(current.name, seen)
         target = count if count is not None else whole_batches(seen, batch_size)
         if seen < target:
             if not reservoir:

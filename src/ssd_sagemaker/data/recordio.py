@@ -4,6 +4,10 @@ records split where their data contains the magic number), the image record head
 (`mx.recordio.IRHeader`) and the detection label layout written by im2rec:
 `[A, B, extra..., (class, xmin, ymin, xmax, ymax[, difficult, ...])*]` with A the header width
 (>= 2), B the width of one object (>= 5) and coordinates as fractions of the image size.
+
+Channels are read resynchronising after a break in the framing (a foreign object among
+concatenated ones, a damaged record): the reader skips to the next record start and the
+channel's report counts the bytes skipped, so a break costs what it damaged and says so.
 """
 
 from __future__ import annotations
@@ -26,14 +30,23 @@ _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _FRAME = struct.Struct("<II")  # magic, (cflag << 29) | length
 _IR_HEADER = struct.Struct("<IfQQ")  # flag (label length), label, id, id2
 _LENGTH_MASK = (1 << 29) - 1
+_SCAN_CHUNK = 1 << 16
 KIND = "RecordIO"
 
 
 class RecordIOFormatError(ValueError):
-    """The bytes are not RecordIO framing; the message says where."""
+    """The bytes are not RecordIO framing; the message says where, `head` what was there."""
+
+    def __init__(self, message: str, head: bytes = b""):
+        super().__init__(message)
+        self.head = head
+
+    @property
+    def looks_like_json(self) -> bool:
+        return self.head.lstrip()[:1] in (b"{", b"[")
 
 
-def _read_exact(stream: BinaryIO, size: int) -> bytes:
+def _read_exact(stream: BinaryIO | _Rewindable, size: int) -> bytes:
     data = stream.read(size)
     while data is not None and len(data) < size:
         more = stream.read(size - len(data))
@@ -43,13 +56,35 @@ def _read_exact(stream: BinaryIO, size: int) -> bytes:
     return data or b""
 
 
-def read_record(stream: BinaryIO, position: int = 0) -> tuple[bytes, int] | None:
-    """The next record's payload and the bytes consumed, None at the end of the stream.
-    `position` (the stream offset) only makes errors precise."""
+class _Rewindable:
+    """A stream with a push-back buffer, so bytes read past a framing break can be rescanned
+    (a FIFO cannot seek)."""
+
+    def __init__(self, stream: BinaryIO):
+        self.stream = stream
+        self.pending = bytearray()
+
+    def read(self, size: int) -> bytes:
+        if not self.pending:
+            return _read_exact(self.stream, size)
+        head = bytes(self.pending[:size])
+        del self.pending[:size]
+        return head + _read_exact(self.stream, size - len(head)) if len(head) < size else head
+
+    def push_back(self, data: bytes) -> None:
+        self.pending[:0] = data
+
+
+def _read_one(stream: BinaryIO | _Rewindable, position: int,
+              raw: list[bytes] | None = None) -> tuple[bytes, int] | None:
+    """The next record's payload and the bytes consumed, None at the end of the stream; every
+    byte read is appended to `raw` when given (to rescan them after a break)."""
     payload = bytearray()
     consumed = 0
     while True:
         frame = _read_exact(stream, _FRAME.size)
+        if raw is not None:
+            raw.append(frame)
         if not frame and consumed == 0:
             return None
         if len(frame) < _FRAME.size:
@@ -60,10 +95,12 @@ def read_record(stream: BinaryIO, position: int = 0) -> tuple[bytes, int] | None
             hint = (" (the bytes look like text: an .idx or .lst file sent with the records?)"
                     if frame[:1].isdigit() else "")
             raise RecordIOFormatError(f"no RecordIO magic number at byte {position + consumed}"
-                                      f"{hint}")
+                                      f"{hint}", frame)
         flag, length = word >> 29, word & _LENGTH_MASK
         padded = (length + 3) & ~3
         data = _read_exact(stream, padded)
+        if raw is not None:
+            raw.append(data)
         consumed += _FRAME.size + len(data)
         if len(data) < padded:
             raise RecordIOFormatError(f"the data ends inside a record at byte "
@@ -74,10 +111,67 @@ def read_record(stream: BinaryIO, position: int = 0) -> tuple[bytes, int] | None
         payload += _MAGIC_BYTES  # a split record: the writer cut out a magic number here
 
 
-def iter_records(stream: BinaryIO, start: int = 0) -> Iterator[tuple[int, bytes]]:
-    """(offset, payload) of every record of a stream."""
+def read_record(stream: BinaryIO, position: int = 0) -> tuple[bytes, int] | None:
+    """The next record's payload and the bytes consumed, None at the end of the stream.
+    `position` (the stream offset) only makes errors precise."""
+    return _read_one(stream, position)
+
+
+def _skip_to_record(stream: _Rewindable) -> tuple[int, bool]:
+    """Read up to the next record start (a magic number whose header begins a record, at any
+    alignment: a foreign object shifts what follows) and push it back. Returns the bytes
+    skipped and whether a record start was found (else the stream ended)."""
+    window = b""
+    skipped = 0
+    while True:
+        chunk = stream.read(_SCAN_CHUNK)
+        window += chunk
+        at = window.find(_MAGIC_BYTES)
+        while at != -1 and at + _FRAME.size <= len(window):
+            if _FRAME.unpack_from(window, at)[1] >> 29 in (0, 1):
+                stream.push_back(window[at:])
+                return skipped + at, True
+            at = window.find(_MAGIC_BYTES, at + 1)
+        if len(chunk) < _SCAN_CHUNK:  # the end: a magic number too close to it starts nothing
+            return skipped + len(window), False
+        keep = len(window) - at if at != -1 else _FRAME.size - 1
+        skipped += len(window) - keep
+        window = window[len(window) - keep:]
+
+
+def iter_records(stream: BinaryIO, start: int = 0, report: ChannelReport | None = None,
+                 source: str = "") -> Iterator[tuple[int, bytes]]:
+    """(offset, payload) of every record of a stream. Without a `report` a break in the
+    framing raises RecordIOFormatError. With one, reading resumes at the next record start
+    and the skipped bytes are counted in the report, named by `source` (the object) and byte
+    offset: a damaged record, or a foreign object among concatenated ones, costs only its own
+    bytes, never silently the rest of the stream."""
+    if report is None:
+        position = start
+        while (record := _read_one(stream, position)) is not None:
+            yield position, record[0]
+            position += record[1]
+        return
+    reader = _Rewindable(stream)
     position = start
-    while (record := read_record(stream, position)) is not None:
+    while True:
+        raw: list[bytes] = []
+        try:
+            record = _read_one(reader, position, raw)
+        except RecordIOFormatError as error:
+            data = b"".join(raw)
+            reader.push_back(data[1:])  # the next record may start inside what was read
+            skipped, found = _skip_to_record(reader)
+            lost = 1 + skipped
+            report.read_bytes += lost
+            where = (f"{lost} bytes skipped to the next record at byte {position + lost}"
+                     if found else f"the {lost} bytes to the end of the data are lost")
+            report.lose(f"{source} byte {position}", lost, f"{error}; {where}")
+            position += lost
+            continue
+        if record is None:
+            return
+        report.read_bytes += record[1]
         yield position, record[0]
         position += record[1]
 
@@ -245,30 +339,31 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
     samples = []
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
-        index = -1
-        try:
-            with open(path, "rb") as stream:
-                for index, (offset, record) in enumerate(iter_records(stream)):
-                    report.found += 1
-                    sample = sample_from_record(record, f"{name} record {index}",
-                                                RecordRef(path, offset), num_classes,
-                                                label_width, report, thorough, thorough)
-                    if sample is not None:
-                        samples.append(sample)
-                        report.used += 1
-        except RecordIOFormatError as error:
-            report.found += 1
-            report.error(f"{name} record {index + 1}", f"is not valid RecordIO: {error}; "
-                         f"the rest of the file is unreadable")
+        with open(path, "rb") as stream:
+            for index, (offset, record) in enumerate(iter_records(stream, report=report,
+                                                                  source=name)):
+                report.found += 1
+                sample = sample_from_record(record, f"{name} record {index}",
+                                            RecordRef(path, offset), num_classes, label_width,
+                                            report, thorough, thorough)
+                if sample is not None:
+                    samples.append(sample)
+                    report.used += 1
     return samples, report
 
 
-def _unwrapped(records: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, bytes]]:
+def _unwrapped(records: Iterator[tuple[int, bytes]], source: str,
+               report: ChannelReport) -> Iterator[tuple[int, bytes]]:
     """Records, with RecordIO files that were wrapped whole into one record (a Pipe-mode
     channel of .rec files with RecordWrapperType=RecordIO) opened up."""
     for offset, record in records:
         if record[:4] == _MAGIC_BYTES:
-            yield from iter_records(io.BytesIO(record))
+            inner = ChannelReport(report.channel, report.kind)  # its bytes are counted already
+            yield from iter_records(io.BytesIO(record), report=inner,
+                                    source=f"{source} (the .rec file wrapped in the record at "
+                                           f"byte {offset})")
+            report.lost_bytes += inner.lost_bytes
+            report.losses += inner.losses
         else:
             yield offset, record
 
@@ -276,20 +371,15 @@ def _unwrapped(records: Iterator[tuple[int, bytes]]) -> Iterator[tuple[int, byte
 def parse_records(records: Iterator[tuple[int, bytes]], source: str, report: ChannelReport,
                   num_classes: int, label_width: int,
                   keep: Callable[[int], bool] = lambda index: True) -> Iterator[Sample]:
-    """Samples of a stream of image records (Pipe mode); records for which `keep(index)` is
-    false are another worker's and are not checked."""
-    index = -1
-    try:
-        for index, (_, record) in enumerate(_unwrapped(records)):
-            if not keep(index):
-                continue
-            report.found += 1
-            sample = sample_from_record(record, f"{source} record {index}", None, num_classes,
-                                        label_width, report)
-            if sample is not None:
-                report.used += 1
-                yield sample
-    except RecordIOFormatError as error:
+    """Samples of a stream of image records (Pipe mode: `records` from `iter_records` with
+    the report, which counts what a break in the framing costs); records for which
+    `keep(index)` is false are another worker's and are not checked."""
+    for index, (_, record) in enumerate(_unwrapped(records, source, report)):
+        if not keep(index):
+            continue
         report.found += 1
-        report.error(f"{source} record {index + 1}", f"is not valid RecordIO: {error}; the "
-                                                     f"rest of the stream is unreadable")
+        sample = sample_from_record(record, f"{source} record {index}", None, num_classes,
+                                    label_width, report)
+        if sample is not None:
+            report.used += 1
+            yield sample

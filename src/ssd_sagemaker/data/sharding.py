@@ -70,3 +70,35 @@ def samples_per_epoch(shard: Shard, distribution: str, batch_size: int, declared
     if distribution == FULLY_REPLICATED and total is not None:
         return whole_batches(math.ceil(total / shard.count), batch_size)
     return whole_batches(math.ceil(declared / shard.count), batch_size)
+
+
+def _named(origins: Sequence[str], shown: int = 3) -> str:
+    more = f", ... {origins[-1]}" if len(origins) > shown else ""
+    return ", ".join(origins[:shown]) + more
+
+
+def shard_lines(origins: Sequence[str], hosts: int, distribution: str, batch_size: int,
+                declared: int) -> list[str]:
+    """What each host of a `hosts`-host job reads of a training channel whose usable samples
+    on this host are `origins` (validate-data shows it, since the summary counts the whole
+    local channel). A host's shard index is its kvstore rank, known only once the job runs."""
+    if distribution == SHARDED_BY_S3_KEY:
+        per_epoch = samples_per_epoch(Shard(0, hosts), distribution, batch_size, declared,
+                                      len(origins), None)
+        return [f"this host's objects (ShardedByS3Key, one of {hosts} hosts): {len(origins)} "
+                f"samples: {_named(origins)}",
+                f"every host trains on {per_epoch} samples per epoch (ceil(num_training_samples"
+                f"={declared} / {hosts} hosts) in whole batches of {batch_size}; a shard with "
+                f"fewer repeats some)"]
+    lines = [f"each of the {hosts} hosts takes one sample in {hosts} (FullyReplicated; in Pipe "
+             f"mode one record in {hosts} of the stream); the shard index is the host's rank, "
+             f"assigned when the job starts:"]
+    for index in range(hosts):
+        part = list(origins[index::hosts])
+        lines.append(f"shard {index}: {len(part)} samples (indices {index}, {index + hosts}, "
+                     f"...): {_named(part)}")
+    per_epoch = samples_per_epoch(Shard(0, hosts), distribution, batch_size, declared,
+                                  None, len(origins))
+    lines.append(f"every host trains on {per_epoch} samples per epoch (ceil({len(origins)} / "
+                 f"{hosts}) in whole batches of {batch_size})")
+    return lines

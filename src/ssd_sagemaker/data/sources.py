@@ -44,11 +44,12 @@ class SampleList:
     """A File-mode channel: this worker's samples, in memory."""
 
     def __init__(self, channel: str, samples: Sequence[Sample], class_names: dict[int, str],
-                 total: int | None):
+                 total: int | None, declared: int = 0):
         self.channel = channel
         self.samples = tuple(samples)
         self._class_names = dict(class_names)
         self._total = total
+        self._declared = declared  # num_training_samples: the size of a channel not all seen
         if not self.samples:
             raise ClientError(f"The {channel} channel has no usable sample for this worker; "
                               f"add images (or use fewer instances than samples).")
@@ -59,7 +60,7 @@ class SampleList:
 
     @property
     def num_images(self) -> int:
-        return self._total if self._total is not None else len(self.samples)
+        return self._total if self._total is not None else self._declared
 
     @property
     def local_count(self) -> int:

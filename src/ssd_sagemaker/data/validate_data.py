@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Mapping
 
-from ssd_sagemaker.data.channels import channel_format, read_file_channel
+from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
+from ssd_sagemaker.data.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 
@@ -27,15 +28,19 @@ class ChannelResult:
     report: ChannelReport | None = None
     fatal: str | None = None
     class_names: dict[int, str] | None = None
+    heading: str = "cannot be read"  # what a fatal message is about
+    shards: tuple[str, ...] = ()  # what each host reads, in a job of several hosts
 
     @property
     def ok(self) -> bool:
-        return self.fatal is None and self.report is not None and not self.report.errors
+        return self.fatal is None and self.report is not None and not self.report.has_problems
 
 
 def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
-                      label_width: int) -> list[ChannelResult]:
-    """Read `train` and `validation` (those declared) with full image decoding."""
+                      label_width: int, hosts: int = 1, batch_size: int = 32,
+                      declared: int = 0) -> list[ChannelResult]:
+    """Read `train` and `validation` (those declared) with full image decoding; with several
+    `hosts`, also what each host reads of `train` (this host's local copy of the channel)."""
     results = []
     if "train" not in channels:
         results.append(ChannelResult("train", fatal="the 'train' channel is required but not "
@@ -48,11 +53,20 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         try:
             channel_format(channels, name)  # refuses what training would refuse
             channel = read_file_channel(paths, files, name, num_classes, label_width,
-                                        thorough=True)
+                                        thorough=True, hosts=hosts if name == "train" else 1)
         except ClientError as error:
             results.append(ChannelResult(name, fatal=str(error)))
             continue
-        results.append(ChannelResult(name, channel.report, class_names=channel.class_names))
+        shards = (shard_lines([s.origin for s in channel.samples], hosts,
+                              channels[name].distribution, batch_size, declared)
+                  if name == "train" and hosts > 1 else [])
+        results.append(ChannelResult(name, channel.report, class_names=channel.class_names,
+                                     shards=tuple(shards)))
+    try:
+        agreed_class_names({result.channel: result.class_names or {} for result in results})
+    except ClientError as error:
+        results.append(ChannelResult("+".join(DATA_CHANNELS), fatal=str(error),
+                                     heading="class ids disagree"))
     return results
 
 
@@ -62,7 +76,7 @@ def format_report(results: list[ChannelResult]) -> str:
     lines = []
     for result in results:
         if result.fatal is not None:
-            lines.append(f"Channel {result.channel}: cannot be read")
+            lines.append(f"Channel {result.channel}: {result.heading}")
             lines += [f"  error   {line}" for line in result.fatal.splitlines()]
             continue
         report = result.report
@@ -71,11 +85,13 @@ def format_report(results: list[ChannelResult]) -> str:
         lines += [f"  warning {line}" for line in report.warnings]
         if result.class_names:
             lines.append(f"  classes {result.class_names}")
+        lines += [f"  hosts   {line}" for line in result.shards]
         if report.too_many_errors():
             lines.append(f"  training would refuse this channel: more than "
-                         f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid")
-        elif report.errors:
-            lines.append("  training would leave the invalid examples out")
+                         f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid or of its "
+                         f"bytes lost")
+        elif report.has_problems:
+            lines.append("  training would leave the invalid examples and lost bytes out")
     bad = [result.channel for result in results if not result.ok]
     lines.append(f"Result: {'problems in ' + ', '.join(bad) if bad else 'all channels valid'}")
     return "\n".join(lines)

@@ -5,6 +5,7 @@ start); this one only connects them in order."""
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import random
@@ -17,7 +18,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.channels import Shard, read_training_data
+from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.environment import TrainingEnvironment
@@ -61,6 +62,17 @@ def class_names(num_classes: int, given: dict[int, str]) -> tuple[str, ...]:
     return tuple(given.get(i, f"class_{i}") for i in range(num_classes))
 
 
+def exported_classes(num_classes: int, data: TrainingData,
+                     at_start: tuple[str, ...]) -> tuple[str, ...]:
+    """The class names for model_info.json, asked of the data again at export: a Pipe-mode
+    manifest names classes as they stream by, the start-up peek saw only the first samples."""
+    classes = class_names(num_classes, data.class_names)
+    if classes != at_start:
+        LOG.info("class names found while streaming: %s (at start: %s)", list(classes),
+                 list(at_start))
+    return classes
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -77,6 +89,27 @@ def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
         LOG.warning("num_training_samples=%d but the train channel has %d images; the "
                     "lr_scheduler_step epochs are converted with num_training_samples",
                     hp.num_training_samples, train_images)
+
+
+def warn_stream_count(hp: Hyperparameters, stream: str, samples: int) -> None:
+    """One worker in Pipe mode: epochs are as long as the stream, while the learning-rate
+    schedule counts updates from num_training_samples; say what a mismatch does to it."""
+    if samples == hp.num_training_samples:
+        return
+    planned = updates_per_epoch(hp.num_training_samples, hp.mini_batch_size)
+    actual = updates_per_epoch(samples, hp.mini_batch_size)
+    effect = "lr_scheduler_step is not set, so only the epoch length differs"
+    if hp.lr_scheduler_step:
+        shifted = [f"epoch {step} (update {step * planned}) comes after "
+                   f"{step * planned / actual:.1f} epochs"
+                   + (f", i.e. never within epochs={hp.epochs}"
+                      if step * planned / actual >= hp.epochs else "")
+                   for step in hp.lr_scheduler_step]
+        effect = "the learning-rate step planned after " + "; after ".join(shifted)
+    LOG.warning("num_training_samples=%d but the Pipe-mode stream %s held %d samples: an epoch "
+                "is %d updates of mini_batch_size=%d, not the %d the schedule was planned with; "
+                "%s. Set num_training_samples=%d.", hp.num_training_samples, stream, samples,
+                actual, hp.mini_batch_size, planned, effect, samples)
 
 
 def _warm_start_weights(env: TrainingEnvironment, hp: Hyperparameters
@@ -161,6 +194,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
                   if hp.use_pretrained_model and warm_weights is None else None)
     data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
+    data.watch_stream_count(functools.partial(warn_stream_count, hp))
     try:
         _check_batch_size(hp, data.num_train_images)
         classes = class_names(hp.num_classes, data.class_names)
@@ -194,7 +228,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                      stopping.best_map)
             net.load_parameters(str(loop.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
-            _export(net, env, hp, classes)
+            _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
         if job is not None:
             _release_kvstore(net)
             del trainer, kvstore, loop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -12,6 +13,8 @@ import cv2
 import numpy as np
 
 from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.data.synthetic import write_annotated_channel
+from ssd_sagemaker.environment import ChannelConfig, Paths
 
 
 def jpeg(width: int = 64, height: int = 48, boxes: Sequence[Sequence[int]] = (),
@@ -145,3 +148,24 @@ def start_pipe_writer(directory: Path, channel: str, passes: Sequence[bytes],
         files.append(str(path))
     return subprocess.Popen([sys.executable, str(WRITER), str(directory), channel, *files,
                              "--delay", str(delay)])
+
+
+def sharded_by_key_layout(tmp_path: Path, shares: tuple[int, ...]) -> list[tuple[Paths, dict]]:
+    """SageMaker's ShardedByS3Key images (host i gets `shares[i]` of them) beside one shared,
+    FullyReplicated annotation prefix (every host gets every annotation)."""
+    scratch = tmp_path / "all"
+    write_annotated_channel(scratch / "train", scratch / "train_annotation", sum(shares), seed=1)
+    images = sorted((scratch / "train").glob("*.jpg"))
+    hosts, start = [], 0
+    for index, share in enumerate(shares):
+        paths = Paths(tmp_path / f"host{index}")
+        paths.channel_dir("train").mkdir(parents=True)
+        for image in images[start:start + share]:
+            shutil.copy(image, paths.channel_dir("train"))
+        shutil.copytree(scratch / "train_annotation", paths.channel_dir("train_annotation"))
+        start += share
+        hosts.append((paths, {"train": ChannelConfig("train", "image/jpeg",
+                                                     distribution="ShardedByS3Key"),
+                              "train_annotation": ChannelConfig("train_annotation",
+                                                                "image/jpeg")}))
+    return hosts

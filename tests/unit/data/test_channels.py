@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planting import (image_records, manifest_records, start_pipe_writer, stream_bytes,
-                      write_records)
+from planting import (image_records, manifest_records, sharded_by_key_layout,
+                      start_pipe_writer, stream_bytes, write_records)
 from ssd_sagemaker.data.channels import channel_format, read_training_data
 from ssd_sagemaker.data.sharding import Shard, samples_per_epoch, split
 from ssd_sagemaker.data.synthetic import write_annotated_channel
@@ -170,3 +170,108 @@ def test_single_worker_uses_every_sample_each_epoch(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     epoch = list(data.train.training_pass(data.samples_per_epoch(2), 2, rng))
     assert len(epoch) == 6 and {s.origin for s in epoch} == {s.origin for s in data.train.samples}
+
+
+def test_pipe_stream_shorter_than_declared_warns_with_the_schedule_effect(tmp_path: Path,
+                                                                         caplog) -> None:
+    """100 declared, 6 streamed: the learning-rate step planned after 50 updates (epoch 1)
+    would come after 16.7 epochs, i.e. never within 10 epochs; the first pass says so."""
+    from functools import partial
+
+    from ssd_sagemaker.training.trainer import warn_stream_count
+
+    paths = Paths(tmp_path)
+    paths.data_dir.mkdir(parents=True)
+    writer = start_pipe_writer(paths.data_dir, "train", [stream_bytes(image_records(6))] * 2)
+    try:
+        hp = _hp(100, mini_batch_size="2", lr_scheduler_step="1", epochs="10")
+        channels = {"train": ChannelConfig("train", "application/x-recordio", "Pipe")}
+        data = read_training_data(paths, channels, hp)
+        data.watch_stream_count(partial(warn_stream_count, hp))
+        for epoch in range(2):
+            rng = np.random.default_rng(epoch)
+            assert len(list(data.train.training_pass(data.samples_per_epoch(2), 2, rng))) == 6
+    finally:
+        writer.kill()
+        writer.wait()
+    warnings = [r.getMessage() for r in caplog.records if "num_training_samples=100" in
+                r.getMessage()]
+    assert warnings == [
+        "num_training_samples=100 but the Pipe-mode stream train_0 held 6 samples: an epoch is "
+        "3 updates of mini_batch_size=2, not the 50 the schedule was planned with; the "
+        "learning-rate step planned after epoch 1 (update 50) comes after 16.7 epochs, i.e. "
+        "never within epochs=10. Set num_training_samples=6."]  # once, after the first pass
+
+
+def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> None:
+    """A Pipe-mode manifest naming 'triangle' first on line 34, after the start-up peek of
+    32 lines: the names exported are those of the whole stream, not class_2."""
+    import json
+
+    from planting import jpeg
+    from ssd_sagemaker.data.pipe import PEEK
+    from ssd_sagemaker.training.trainer import class_names, exported_classes
+
+    names = ["circle", "square", "triangle"]
+    records = []
+    for line in range(40):
+        class_id = 2 if line >= PEEK + 2 else line % 2
+        records += [jpeg(80, 60, seed=line),
+                    json.dumps({"image_size": [{"width": 80, "height": 60, "depth": 3}],
+                                "annotations": [{"class_id": class_id, "left": 20, "top": 15,
+                                                 "width": 40, "height": 30}]}).encode(),
+                    json.dumps({"class-map": {str(class_id): names[class_id]}}).encode()]
+    paths = Paths(tmp_path)
+    paths.data_dir.mkdir(parents=True)
+    writer = start_pipe_writer(paths.data_dir, "train", [stream_bytes(records)])
+    try:
+        channels = {"train": ChannelConfig("train", "application/x-recordio", "Pipe",
+                                           record_wrapper="RecordIO", attribute_names=MANIFEST)}
+        data = read_training_data(paths, channels, _hp(40))
+        at_start = class_names(3, data.class_names)
+        assert at_start == ("circle", "square", "class_2")  # what the peek saw
+        epoch = list(data.train.training_pass(data.samples_per_epoch(2), 2,
+                                              np.random.default_rng(0)))
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(epoch) == 40
+    assert exported_classes(3, data, at_start) == ("circle", "square", "triangle")
+
+
+def test_sharded_images_with_replicated_annotations(tmp_path: Path, caplog) -> None:
+    """10 images sharded 5 + 5, all 10 annotations on both hosts: each host trains on its 5
+    and counts the other 5 annotations as skipped, instead of failing on 5 of 10 errors."""
+    caplog.set_level("INFO")
+    for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (5, 5))):
+        data = read_training_data(paths, channels, _hp(10), Shard(index, 2))
+        assert len(data.train.samples) == 5
+        assert f"train (image + JSON): 10 found, 5 used, 5 skipped (5 annotations of images " \
+               f"on other hosts), 0 with errors" in caplog.text
+        assert data.class_names == {0: "circle", 1: "square", 2: "triangle"}
+        caplog.clear()
+
+
+def test_missing_image_is_still_an_error_on_one_host(tmp_path: Path) -> None:
+    ((paths, channels),) = sharded_by_key_layout(tmp_path, (5,))
+    next(paths.channel_dir("train").glob("*.jpg")).unlink()
+    with pytest.raises(ClientError) as caught:
+        read_training_data(paths, channels, _hp(5))
+    assert "does not exist in the image channel" in str(caught.value)
+
+
+def test_sharded_host_with_fewer_images_than_a_batch_repeats_them(tmp_path: Path) -> None:
+    """ShardedByS3Key gave host 0 one image of 6, mini_batch_size=4: its epoch is one batch of
+    4 (ceil(6 / 2) rounded up to a batch) made of repeats, as on host 1, instead of refusing
+    mini_batch_size as larger than the channel."""
+    from ssd_sagemaker.training.trainer import _check_batch_size
+
+    hp = _hp(6, mini_batch_size="4")
+    for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (1, 5))):
+        data = read_training_data(paths, channels, hp, Shard(index, 2))
+        assert data.num_train_images == 6  # the declared count: a shard cannot see the rest
+        _check_batch_size(hp, data.num_train_images)
+        epoch = list(data.train.training_pass(data.samples_per_epoch(4), 4,
+                                              np.random.default_rng(0)))
+        assert len(epoch) == 4
+        assert {s.origin for s in epoch} <= {s.origin for s in data.train.samples}

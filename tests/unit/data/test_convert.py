@@ -4,10 +4,13 @@ same boxes and classes, as image + JSON annotation folders and as RecordIO with 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+import pytest
 
 from planting import jpeg
 from ssd_sagemaker.cli import main
@@ -87,3 +90,126 @@ def test_voc_with_unknown_class_in_classes_list(tmp_path: Path) -> None:
     xml, images = _voc(tmp_path)
     assert main(["convert", "voc", str(xml), "--images", str(images), "--output",
                  str(tmp_path / "out"), "--classes", "person"]) == 1
+
+
+def _voc_split(root: Path, objects: dict[str, list[str]]) -> tuple[Path, Path]:
+    """A VOC folder pair: image name -> class names of its objects."""
+    images, xml = root / "JPEGImages", root / "Annotations"
+    images.mkdir(parents=True)
+    xml.mkdir()
+    for stem, names in objects.items():
+        (images / f"{stem}.jpg").write_bytes(jpeg(100, 50))
+        boxes = "".join(f"<object><name>{name}</name><bndbox><xmin>11</xmin><ymin>6</ymin>"
+                        f"<xmax>30</xmax><ymax>25</ymax></bndbox></object>" for name in names)
+        (xml / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.jpg</filename>{boxes}"
+                                         f"</annotation>")
+    return xml, images
+
+
+def _job(base: Path) -> None:
+    config = base / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "inputdataconfig.json").write_text(json.dumps(
+        {name: {"ContentType": "image/jpeg"} for name in
+         ("train", "train_annotation", "validation", "validation_annotation")}))
+    (config / "hyperparameters.json").write_text(json.dumps(
+        {"num_classes": "2", "num_training_samples": "2"}))
+
+
+def test_separately_converted_channels_must_agree_on_class_ids(tmp_path: Path, monkeypatch,
+                                                               capsys, caplog) -> None:
+    """train has cat and dog, validation only dog: converted apart, dog is 1 in train and 0 in
+    validation. validate-data and training refuse that naming both mappings; converting
+    validation with train's ids (--classes-from) fixes it."""
+    from ssd_sagemaker.data.channels import read_training_data
+    from ssd_sagemaker.environment import Paths, read_channels
+    from ssd_sagemaker.errors import ClientError
+    from ssd_sagemaker.hyperparameters import parse_hyperparameters
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "opt_ml"))
+    data = tmp_path / "opt_ml" / "input" / "data"
+    train_xml, train_images = _voc_split(tmp_path / "voc_train", {"a": ["cat", "dog"],
+                                                                  "b": ["dog"]})
+    val_xml, val_images = _voc_split(tmp_path / "voc_val", {"c": ["dog"]})
+    assert main(["convert", "voc", str(train_xml), "--images", str(train_images),
+                 "--output", str(data)]) == 0
+    assert "class ids: alphabetical order of the classes present in these files; another " \
+           "channel converted separately gets other ids" in caplog.text
+    assert main(["convert", "voc", str(val_xml), "--images", str(val_images), "--output",
+                 str(data), "--channel", "validation"]) == 0
+    _job(tmp_path / "opt_ml")
+    capsys.readouterr()
+
+    assert main(["validate-data"]) == 1
+    report = capsys.readouterr().out
+    assert "Channel train+validation: class ids disagree" in report
+    expected = ("The train and validation channels number the classes differently (0: 'cat' "
+                "vs 'dog'; 'dog': 1 vs 0): train {0: 'cat', 1: 'dog'}, validation {0: 'dog'}")
+    assert expected in report
+    assert report.splitlines()[-1] == "Result: problems in train+validation"
+
+    paths = Paths(tmp_path / "opt_ml")
+    hp = parse_hyperparameters({"num_classes": "2", "num_training_samples": "2"})
+    with pytest.raises(ClientError) as caught:
+        read_training_data(paths, read_channels(paths), hp)
+    assert expected in str(caught.value)
+
+    shutil.rmtree(data / "validation")
+    shutil.rmtree(data / "validation_annotation")
+    assert main(["convert", "voc", str(val_xml), "--images", str(val_images), "--output",
+                 str(data), "--channel", "validation", "--classes-from",
+                 str(data / "train_annotation" / "a.json")]) == 0
+    assert "class ids: in the order given (--classes or --classes-from)" in caplog.text
+    channel = read_annotated_channel(data / "validation", data / "validation_annotation", 2)
+    assert channel.samples[0].class_ids.tolist() == [1]  # dog, as in train
+    assert read_training_data(paths, read_channels(paths), hp).class_names == \
+        {0: "cat", 1: "dog"}
+    capsys.readouterr()
+    assert main(["validate-data"]) == 0
+
+
+def test_coco_with_a_fixed_class_list(tmp_path: Path) -> None:
+    source, images = _coco(tmp_path)
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "out"), "--classes", "dog,car,bus"]) == 0
+    channel = read_annotated_channel(tmp_path / "out" / "train",
+                                     tmp_path / "out" / "train_annotation", 3)
+    assert channel.class_names == {0: "dog", 1: "car", 2: "bus"}
+    assert channel.samples[0].class_ids.tolist() == [0, 1]  # dog, car
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "out2"), "--classes", "dog"]) == 1  # car is missing
+
+
+def test_summary_counts_everything_left_out_or_changed(tmp_path: Path, caplog) -> None:
+    """COCO: a box of an image_id not in `images`, a box 10 px past the image; VOC to JSON: a
+    difficult box; to RecordIO: no class names in the records. Each is said in the summary."""
+    caplog.set_level(logging.INFO)
+    source, images = _coco(tmp_path)
+    document = json.loads(source.read_text())
+    document["annotations"].append({"image_id": 99, "category_id": 3, "bbox": [1, 1, 5, 5]})
+    source.write_text(json.dumps(document))
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "coco_json")]) == 0
+    assert "left out: 1 crowd regions; 1 boxes of an image_id missing from images; 1 " \
+           "unreadable or missing images; 1 empty boxes; changed: 1 boxes overshooting their " \
+           "image, clipped to it; class ids" in caplog.text
+
+    xml, voc_images = _voc(tmp_path)
+    assert main(["convert", "voc", str(xml), "--images", str(voc_images), "--output",
+                 str(tmp_path / "voc_json")]) == 0
+    assert "changed: 1 difficult boxes written as ordinary boxes (the JSON annotation has no " \
+           "difficult flag; --to recordio keeps it)" in caplog.text
+
+    out = tmp_path / "coco_rec"
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output", str(out),
+                 "--to", "recordio"]) == 0
+    assert f"RecordIO carries no class names: a model trained on it names them class_0, " \
+           f"class_1, ...; the names are in {out / 'train_classes.json'}" in caplog.text
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["train.idx", "train.rec"]
+    # the names file gives a later conversion the same ids
+    assert main(["convert", "coco", str(source), "--images", str(images), "--output",
+                 str(tmp_path / "again"), "--classes-from", str(out / "train_classes.json")]) == 0
+    assert read_annotated_channel(tmp_path / "again" / "train",
+                                  tmp_path / "again" / "train_annotation", 2).class_names == \
+        {0: "car", 1: "dog"}

@@ -5,7 +5,6 @@ errors around missing FIFOs."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -21,18 +20,10 @@ from ssd_sagemaker.errors import ClientError
 
 def _recordio_source(directory: Path, keep=lambda index: True, declared: int = 0,
                      wait: float = 30) -> PipeSource:
-    def parse(records, source, report, names, keep):
-        return recordio.parse_records(records, source, report, 3, 350, keep)
+    def parse(stream, source, report, names, keep):
+        return recordio.parse_records(recordio.iter_records(stream, report=report, source=source),
+                                      source, report, 3, 350, keep)
     return PipeSource(PipeChannel(directory, "train", wait), "RecordIO", parse, declared, keep)
-
-
-@pytest.fixture()
-def writers():
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def _ids(samples) -> list[int]:
@@ -87,8 +78,9 @@ def test_manifest_stream(tmp_path: Path, writers) -> None:
     attributes = manifest.Attributes.from_names(
         "validation", ["source-ref", "bounding-box", "bounding-box-metadata"])
 
-    def parse(records, source, report, names, keep):
-        return manifest.parse_entries(records, attributes, source, 3, report, names, keep)
+    def parse(stream, source, report, names, keep):
+        return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
+                                      report, names, keep)
     source = PipeSource(PipeChannel(tmp_path, "validation", 30), "augmented manifest", parse, 0)
     assert source.class_names == {0: "circle", 1: "square", 2: "triangle"}  # from the peek
     samples = list(source.validation_pass())
@@ -112,3 +104,20 @@ def test_missing_fifo_is_a_clear_error(tmp_path: Path) -> None:
         _recordio_source(tmp_path, wait=0.3)
     assert f"The Pipe-mode channel 'train' has no FIFO {tmp_path / 'train_0'} after 0 s" in \
         str(caught.value)
+
+
+def test_every_worker_knows_the_names_of_the_whole_stream(tmp_path: Path, writers) -> None:
+    """A replicated manifest stream split between 2 workers: class 1 ('square') appears on odd
+    lines only, which worker 0 does not train on; worker 0 (which exports) still names it."""
+    writers.append(start_pipe_writer(tmp_path, "train", [stream_bytes(manifest_records(4))]))
+    attributes = manifest.Attributes.from_names(
+        "train", ["source-ref", "bounding-box", "bounding-box-metadata"])
+
+    def parse(stream, source, report, names, keep):
+        return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
+                                      report, names, keep)
+    source = PipeSource(PipeChannel(tmp_path, "train", 30), "augmented manifest", parse, 4,
+                        Shard(0, 2).owns)
+    samples = list(source.validation_pass())
+    assert _ids(samples) == [0, 2]  # lines 0 and 2: circle, triangle
+    assert source.class_names == {0: "circle", 1: "square", 2: "triangle"}

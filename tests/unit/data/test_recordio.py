@@ -154,21 +154,23 @@ def test_bad_images_and_broken_framing_are_named(tmp_path: Path) -> None:
                          [good, _record([2, 5, 1, .1, .1, .5, .5], b"not an image"), good])
     path.write_bytes(path.read_bytes() + b"\x00" * 5)  # trailing garbage
     samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
-    assert len(samples) == 2
+    assert len(samples) == 2 and report.found == 3 and report.lost_bytes == 5
+    end = len(path.read_bytes()) - 5
     assert report.error_lines() == [
         "train/data.rec record 1: image is not an image (neither JPEG nor PNG data)",
-        "train/data.rec record 3: is not valid RecordIO: the data ends inside a record header "
-        f"at byte {len(path.read_bytes()) - 5} (truncated file or stream); the rest of the "
-        "file is unreadable"]
+        f"train/data.rec byte {end}: the data ends inside a record header at byte {end} "
+        "(truncated file or stream); the 5 bytes to the end of the data are lost"]
 
 
 def test_text_where_records_should_be_is_explained() -> None:
     stream = io.BytesIO(b"0\t0\n1\t1234\n")
     report = ChannelReport("train_0", "RecordIO")
-    assert list(parse_records(iter_records(stream), "train_0", report, 3, 350)) == []
+    records = iter_records(stream, report=report, source="train_0")
+    assert list(parse_records(records, "train_0", report, 3, 350)) == []
     (line,) = report.error_lines()
     assert "no RecordIO magic number at byte 0 (the bytes look like text: an .idx or .lst " \
            "file sent with the records?)" in line
+    assert report.lost_bytes == 11 and report.too_many_errors()
 
 
 def test_stream_of_wrapped_rec_files_is_unwrapped() -> None:
@@ -180,7 +182,7 @@ def test_stream_of_wrapped_rec_files_is_unwrapped() -> None:
     write_record(outer, inner.getvalue())  # RecordWrapperType=RecordIO around a whole .rec
     outer.seek(0)
     report = ChannelReport("train_0", "RecordIO")
-    samples = list(parse_records(iter_records(outer), "train_0", report, 3, 350))
+    samples = list(parse_records(iter_records(outer, report=report), "train_0", report, 3, 350))
     assert [s.class_ids.tolist() for s in samples] == [[0], [1], [2]]
     assert samples[0].image == unpack(records[0])[1]
 
