@@ -156,7 +156,8 @@ def test_bad_images_and_broken_framing_are_named(tmp_path: Path) -> None:
     samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
     assert len(samples) == 2
     assert report.error_lines() == [
-        "train/data.rec record 1: image is not an image (neither JPEG nor PNG data)",
+        "train/data.rec record 1: image could not be decoded: it is neither JPEG nor PNG data "
+        "(it starts with 6e 6f 74 20 61 6e 20 69, not ff d8 ff or 89 50 4e 47)",
         "train/data.rec record 3: is not valid RecordIO: the data ends inside a record header "
         f"at byte {len(path.read_bytes()) - 5} (truncated file or stream); the rest of the "
         "file is unreadable"]
