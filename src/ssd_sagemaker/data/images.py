@@ -48,6 +48,9 @@ SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"M
               (b"%PDF-", "PDF"), (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
               (b"\xff\x4f\xff\x51", "JPEG 2000"), (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
               (b"\xff\x0a", "JPEG XL"), (b"8BPS", "PSD"), (b"qoif", "QOI"))
+# PNG colour types and the bit depths each allows; chunks every decoder must understand.
+PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+PNG_CRITICAL_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
 ISO_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC",
               b"heim": "HEIC", b"heis": "HEIC", b"hevx": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF"}
 
@@ -116,9 +119,8 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
                            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is None:
-            raise BadImage("is a corrupt PNG: its image data cannot be decoded (an invalid "
-                           "header field, a checksum, compressed data or row filter error, or "
-                           "too few rows)")
+            raise BadImage("is a corrupt PNG: its image data cannot be decoded (a checksum, "
+                           "compressed data or row filter error, or too few rows)")
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     if image.shape != (header.height, header.width, 3):
         raise BadImage(f"is a corrupt {header.format}: it decodes to {image.shape[1]} x "
@@ -243,6 +245,25 @@ def _png_header(data: bytes) -> ImageHeader:
         if size is None:
             size = (int.from_bytes(data[pos + 8:pos + 12], "big"),
                     int.from_bytes(data[pos + 12:pos + 16], "big"))
+            _check_png_fields(*data[pos + 16:pos + 21])
+        elif kind[0] & 0x20 == 0 and kind not in PNG_CRITICAL_CHUNKS:
+            raise BadImage(f"is a corrupt PNG: it has a chunk '{kind.decode('latin-1')}' that "
+                           f"a decoder must understand to read the image, and none does")
         if kind == b"IEND":
             return ImageHeader("PNG", *size)
         pos += 12 + length
+
+
+def _check_png_fields(bit_depth: int, colour_type: int, compression: int, filter_method: int,
+                      interlace: int) -> None:
+    """IHDR's fields are from the PNG specification's short lists, else no decoder reads it."""
+    if colour_type not in PNG_BIT_DEPTHS:
+        raise BadImage(f"is a corrupt PNG: its header declares colour type {colour_type} "
+                       f"(valid: 0, 2, 3, 4, 6)")
+    if bit_depth not in PNG_BIT_DEPTHS[colour_type]:
+        raise BadImage(f"is a corrupt PNG: its header declares bit depth {bit_depth} for colour "
+                       f"type {colour_type} (valid: {', '.join(map(str, PNG_BIT_DEPTHS[colour_type]))})")
+    if (compression, filter_method) != (0, 0) or interlace not in (0, 1):
+        raise BadImage(f"is a corrupt PNG: its header declares compression {compression}, "
+                       f"filter method {filter_method}, interlace {interlace} (valid: 0, 0, "
+                       f"0 or 1)")

@@ -103,6 +103,26 @@ def test_every_broken_image_is_refused_never_partly_decoded(fault):
     assert str(error.value).startswith(("is a corrupt JPEG", "is a corrupt PNG")), error.value
 
 
+@pytest.mark.parametrize("fault,message", [
+    ("png colour type 7", "is a corrupt PNG: its header declares colour type 7 (valid: 0, 2, 3, "
+                          "4, 6)"),
+    ("png bit depth 3", "is a corrupt PNG: its header declares bit depth 3 for colour type 2 "
+                        "(valid: 8, 16)"),
+    ("png interlace 2", "is a corrupt PNG: its header declares compression 0, filter method 0, "
+                        "interlace 2"),
+    ("png unknown critical chunk", "is a corrupt PNG: it has a chunk 'QQQQ' that a decoder must"),
+    ("png IDAT bad CRC", "is a corrupt PNG: its image data cannot be decoded (a checksum, "),
+    ("jpeg precision 12", "is a corrupt JPEG: its image data cannot be decoded (libjpeg-turbo: "
+                          "Unsupported JPEG data precision 12)"),
+    ("jpeg without DQT", "(libjpeg-turbo: Quantization table 0x00 was not defined)"),
+    ("jpeg scan ended early", "(libjpeg-turbo: Corrupt JPEG data: premature end of data segment)"),
+])
+def test_refusals_name_what_is_wrong(fault, message):
+    with pytest.raises(BadImage) as error:
+        decode(image_corpus.broken_images(96, 64)[fault])
+    assert message in str(error.value)
+
+
 @pytest.mark.parametrize("body,name", [
     (b"GIF89a\x01\x00\x01\x00" + bytes(20), "GIF"),
     (_pillow("RGB", "BMP"), "BMP"),

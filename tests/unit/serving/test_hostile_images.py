@@ -4,7 +4,8 @@ mutated or foreign body with a documented status and a JSON error, never a 500, 
 pixels of an earlier request.
 
 The fuzz suite is bounded and reproducible: hypothesis derandomized (a fixed seed derived from
-the test), no example database, `FUZZ_EXAMPLES` examples (default 300, about a minute here).
+the test), no example database, `FUZZ_EXAMPLES` examples (default 300: about 15 s here; 2000
+in 80 s).
 """
 
 import io
