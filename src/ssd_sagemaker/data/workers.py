@@ -3,7 +3,7 @@ transform (augment + SSD targets), and stack the batch, so the training process 
 finished arrays into NDArrays.
 
 Workers are started with `spawn` (a clean interpreter: forking a process that runs MXNet's and
-OpenCV's thread pools can deadlock the child), import only NumPy, OpenCV and Pillow (this
+OpenCV's thread pools can deadlock the child), import only NumPy, OpenCV and simplejpeg (this
 module and what it imports never import MXNet), and run OpenCV single-threaded: parallelism
 comes from the worker count.
 """

@@ -126,8 +126,7 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
         limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
         image = decode_image(_read_body(config), config.max_image_pixels)
         rows = select_detections(predictor.detect(image), limits)
-        pixels = image.asnumpy() if chosen.is_image else image
-        return Response(response_body(chosen, rows, pixels, predictor.info.classes),
+        return Response(response_body(chosen, rows, image, predictor.info.classes),
                         mimetype=chosen.content_type)
 
     return app

@@ -11,28 +11,29 @@ from typing import Sequence
 import mxnet as mx
 import numpy as np
 
+from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
 from ssd_sagemaker.data.transforms import network_input
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
-from ssd_sagemaker.serving.image_checks import check_image
-from ssd_sagemaker.serving.request_errors import UndecodableImage
+from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, UndecodableImage,
+                                                  UnsupportedMediaType)
 
 SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 
 
-def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> mx.nd.NDArray:
-    """Complete JPEG/PNG bytes → HWC RGB uint8. The header is checked first (format, size,
-    completeness), so an oversized or truncated image is refused without being decoded."""
-    header = check_image(body, max_pixels)
+def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Complete JPEG/PNG bytes → HWC RGB uint8, by the same rules as training (data/images.py):
+    another format is 415, more than `max_pixels` 413 (before decoding), anything else that is
+    not a fully decoded JPEG/PNG 400."""
     try:
-        image = mx.image.imdecode(body, flag=1)
-    except mx.base.MXNetError:
-        raise UndecodableImage(f"the body could not be decoded as a {header.format.upper()} "
-                               f"image (its data is corrupt)") from None
-    if image.size == 0:
-        raise UndecodableImage("the decoded image is empty")
-    return image
+        return decode(body, max_pixels)
+    except UnsupportedFormat as error:
+        raise UnsupportedMediaType(f"the body {error}") from None
+    except TooManyPixels as error:
+        raise PayloadTooLarge(f"the image {error}, or raise SSD_MAX_IMAGE_PIXELS") from None
+    except BadImage as error:
+        raise UndecodableImage(f"the body {error}") from None
 
 
 def select_detections(rows: Sequence[Sequence[float]], limits: DetectionLimits
@@ -51,9 +52,11 @@ class Predictor:
         self._net = load_exported_network(model_dir, self._context)
         self._lock = threading.Lock()
 
-    def detect(self, image: mx.nd.NDArray) -> list[list[float]]:
-        """Detections sorted by score: [class_id, score, xmin, ymin, xmax, ymax] (fractions)."""
-        tensor = network_input(image, self.info.image_shape).as_in_context(self._context)
+    def detect(self, image: np.ndarray) -> list[list[float]]:
+        """Detections sorted by score: [class_id, score, xmin, ymin, xmax, ymax] (fractions),
+        for an HWC RGB uint8 image."""
+        pixels = mx.nd.array(image, dtype=np.uint8)
+        tensor = network_input(pixels, self.info.image_shape).as_in_context(self._context)
         with self._lock:
             ids, scores, boxes = self._net(tensor)
             ids, scores, boxes = ids[0].asnumpy(), scores[0].asnumpy(), boxes[0].asnumpy()

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ssd_sagemaker.data.images import IMAGE_SUFFIXES
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
@@ -20,8 +21,6 @@ from ssd_sagemaker.serving.request_errors import RequestError
 from ssd_sagemaker.serving.responses import response_body
 
 LOG = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
 
 
 def collect_images(inputs: Iterable[Path]) -> list[Path]:
@@ -61,11 +60,10 @@ def predict_files(predictor: Predictor, images: Sequence[Path], output_dir: Path
             LOG.error("skipping %s: %s", path, error)
             continue
         rows = select_detections(predictor.detect(image), limits)
-        pixels = image.asnumpy()
         for suffix, response_format in ((".json", ResponseFormat.JSON),
                                         (".annotated.jpg", ResponseFormat.JPEG)):
             target = output_dir / f"{path.stem}{suffix}"
-            target.write_bytes(response_body(response_format, rows, pixels,
+            target.write_bytes(response_body(response_format, rows, image,
                                              predictor.info.classes))
             written.append(target)
         LOG.info("%s: %d detections -> %s", path, len(rows), output_dir / path.stem)

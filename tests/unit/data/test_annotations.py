@@ -226,11 +226,13 @@ def test_boxes_overshooting_by_a_pixel_are_clipped_further_is_an_error(
 
 
 @pytest.mark.parametrize("content, expected", [
-    (truncated, "image bad.jpg is truncated: the data ends before the image does"),
+    (truncated, "image bad.jpg is truncated: the JPEG data ends inside segment 0xC4"),
     (lambda data: bomb_png(), "over the limit of 100000000 (a decompression bomb?)"),
-    (lambda data: b"GIF89a" + data, "image bad.jpg is not an image (neither JPEG nor PNG"),
+    (lambda data: b"GIF89a" + data, "image bad.jpg is a GIF file, not a JPEG or PNG; convert"),
+    (lambda data: b"hello", "image bad.jpg could not be decoded: it is neither JPEG nor PNG "
+                            "data (it starts with 68 65 6c 6c 6f, not ff d8 ff or 89 50 4e 47)"),
     (lambda data: cv2.imencode(".bmp", np.zeros((48, 64, 3), np.uint8))[1].tobytes(),
-     "image bad.jpg is a BMP image; convert it to JPEG or PNG"),
+     "image bad.jpg is a BMP file, not a JPEG or PNG; convert it to JPEG or PNG"),
 ])
 def test_bad_images_are_named_without_decoding(dirs: tuple[Path, Path], content,
                                                expected: str) -> None:
@@ -252,8 +254,8 @@ def test_corrupt_pixels_are_found_by_the_full_decode(dirs: tuple[Path, Path]) ->
     assert len(read_annotated_channel(image_dir, annotation_dir, 3).samples) == 1  # header ok
     channel = read_annotated_channel(image_dir, annotation_dir, 3, full_decode=True)
     assert channel.report.error_lines() == [
-        "train_annotation/bad.json: image bad.jpg cannot be decoded (corrupt image data); "
-        "replace the file"]
+        "train_annotation/bad.json: image bad.jpg is a corrupt JPEG: its image data cannot be "
+        "decoded (libjpeg-turbo: Could not determine subsampling level of JPEG image)"]
 
 
 def test_size_differing_from_image_size_warns_and_scales(dirs: tuple[Path, Path]) -> None:

@@ -83,8 +83,9 @@ def test_undecodable_image_names_the_sample(tmp_path: Path, pool: WorkerPool) ->
     samples[3].image.write_bytes(corrupt_jpeg())
     with pytest.raises(ClientError) as caught:
         list(Batches(samples, ValTransform(300), 2, pool))
-    assert str(caught.value) == ("train/3.jpg: image cannot be decoded (corrupt image data); "
-                                 "replace the file")
+    assert str(caught.value) == ("train/3.jpg: image is a corrupt JPEG: its image data cannot "
+                                 "be decoded (libjpeg-turbo: Could not determine subsampling "
+                                 "level of JPEG image)")
 
 
 def test_collate_pads_only_ragged_fields() -> None:

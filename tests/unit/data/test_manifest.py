@@ -70,7 +70,8 @@ def test_records_out_of_step_are_explained() -> None:
     samples, report, _ = _parse(records[1:] + records[:1])  # shifted by one record
     assert samples == []
     first = report.error_lines()[0]
-    assert first.startswith("train_0 line 0: source-ref is not an image") and \
+    assert first.startswith("train_0 line 0: source-ref could not be decoded: it is neither JPEG "
+                                       "nor PNG data") and \
         "it looks like JSON: are the records out of step with AttributeNames " \
         "['source-ref', 'bounding-box']?" in first
 

@@ -57,11 +57,12 @@ def _broken_dataset(base: Path) -> dict[str, str]:
     plant("truncated", truncated(jpeg(seed=1)), annotation("truncated.jpg"),
           "train_annotation/truncated.json", "image truncated.jpg is truncated")
     plant("corrupt", corrupt_jpeg(), annotation("corrupt.jpg"),
-          "train_annotation/corrupt.json", "image corrupt.jpg cannot be decoded")
+          "train_annotation/corrupt.json", "image corrupt.jpg is a corrupt JPEG: its image data "
+                                        "cannot be decoded")
     plant("bomb", bomb_png(), annotation("bomb.jpg"), "train_annotation/bomb.json",
           "(a decompression bomb?)")
     plant("noimage", b"hello", annotation("noimage.jpg"), "train_annotation/noimage.json",
-          "is not an image")
+          "is neither JPEG nor PNG data")
 
     good = pack(detection_label([OBJECT[:1] + (0.1, 0.1, 0.5, 0.5)]), jpeg(80, 60))
     records = [good,
