@@ -49,6 +49,9 @@ def _train(paths: Paths) -> None:
     # MXNet sizes its OpenMP pool when first imported, by default to half the CPUs on x86:
     # training would use one of two cores (measured: 1.19 → 2.22 images/s with both).
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    from ssd_sagemaker.training.progress import progress_style
+
+    progress_style()  # a bad SSD_PROGRESS fails now, not after the data and network are loaded
     from ssd_sagemaker.environment import read_training_environment
     from ssd_sagemaker.training.trainer import train
 

@@ -18,33 +18,20 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.error
-import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+from podman_support import IMAGE, LOCAL, RUN_FLAGS, free_port, http, podman, tail
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
 pytestmark = pytest.mark.slow
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-LOCAL = ROOT / "docker" / "local"
-IMAGE = os.environ.get("SSD_SAGEMAKER_TEST_IMAGE", "localhost/ssd-sagemaker:test")
-BASE_IMAGE = "localhost/base"
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-CACHE = Path(os.environ.get("SSD_SAGEMAKER_CACHE", Path.home() / ".cache" / "ssd-sagemaker"))
-SDK_REQUIREMENT = "sagemaker>=2.200,<3"
-# runc (crun fails on this kernel's hybrid cgroups); podman's default rlimits are refused here.
-ULIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1000:1000"]
-RUN_FLAGS = [*ULIMITS, "--network", "host"]
 TINY_HYPERPARAMETERS = {"num_classes": "3", "num_training_samples": "4", "epochs": "1",
                         "mini_batch_size": "2", "image_shape": "300",
                         "use_pretrained_model": "0"}
@@ -52,32 +39,9 @@ MODEL_FILES = ("model_algo_1-symbol.json", "model_algo_1-0000.params", "hyperpar
                "model_info.json")
 
 
-def podman(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(["podman", "--runtime", "runc", *args], capture_output=True, text=True,
-                          timeout=timeout)
-
-
 def script_env(tree: Path, **extra: str) -> dict:
     """The environment for the docker/local scripts: podman, our image, our tree."""
     return dict(os.environ, ENGINE="podman", IMAGE=IMAGE, OPT_ML=str(tree), **extra)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http(url: str, body: bytes | None = None, content_type: str | None = None,
-         timeout: float = 60) -> tuple[int, bytes]:
-    headers = {"Content-Type": content_type} if content_type else {}
-    request = urllib.request.Request(url, data=body, headers=headers,
-                                     method="POST" if body is not None else "GET")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 def make_tree(path: Path, hyperparameters: dict, data_from: Path | None = None) -> Path:
@@ -93,49 +57,9 @@ def make_tree(path: Path, hyperparameters: dict, data_from: Path | None = None) 
     return path
 
 
-def tail(text: str, lines: int = 60) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
 # --------------------------------------------------------------------------------------------
-# fixtures: the engine, the image, a trained tree, a running server, the SDK
-
-
-@pytest.fixture(scope="module")
-def engine() -> None:
-    if os.environ.get("SSD_SAGEMAKER_SKIP_CONTAINER") == "1":
-        pytest.skip("container tests skipped: SSD_SAGEMAKER_SKIP_CONTAINER=1")
-    if os.geteuid() != 0:
-        pytest.skip("container tests need root here (apt-get, debootstrap, rootful podman)")
-    prepared = subprocess.run(["bash", str(HERE / "prepare.sh")], capture_output=True, text=True,
-                              timeout=900)
-    if prepared.returncode == 3:
-        pytest.skip(f"podman cannot run here: {prepared.stderr.strip()}")
-    assert prepared.returncode == 0, f"prepare.sh failed:\n{tail(prepared.stdout + prepared.stderr)}"
-    probe = podman("run", "--rm", *RUN_FLAGS, BASE_IMAGE, "true", timeout=120)
-    if probe.returncode != 0:
-        pytest.skip(f"podman cannot start a container here: {probe.stderr.strip()[-500:]}")
-
-
-@pytest.fixture(scope="module")
-def image(engine, tmp_path_factory) -> str:
-    """The CPU image, built as a user would (layers cached by podman between runs)."""
-    command = ["podman", "build", "--runtime", "runc", "--network", "host", *ULIMITS,
-               "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "FLAVOUR=cpu",
-               "--build-arg", "PRETRAINED_WEIGHTS=0", "-t", IMAGE]
-    if CA_BUNDLE.is_file():
-        # This machine's package registry is reached through the host's CA bundle.
-        command += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
-    if os.environ.get("PIP_INDEX_URL", "").startswith("http"):
-        command += ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
-    log = tmp_path_factory.mktemp("build") / "build.log"
-    started = time.monotonic()
-    with log.open("w") as handle:
-        built = subprocess.run([*command, str(ROOT)], stdout=handle, stderr=subprocess.STDOUT,
-                               timeout=1800)
-    print(f"\nimage {IMAGE} built in {time.monotonic() - started:.0f} s")
-    assert built.returncode == 0, f"podman build failed:\n{tail(log.read_text(), 80)}"
-    return IMAGE
+# fixtures: a trained tree, a running server (the engine, the image and the SDK's venv:
+# conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -181,27 +105,6 @@ def server(trained):
             process.kill()
         process.wait(timeout=30)
         log.close()
-
-
-@pytest.fixture(scope="module")
-def sdk_python(engine) -> Path:
-    """A Python with the SageMaker Python SDK (v2), in its own venv under the cache: the SDK
-    needs numpy >= 1.26, the project numpy < 1.24, so it never joins the project's venv."""
-    venv = CACHE / "sagemaker-sdk-venv"
-    python = venv / "bin" / "python"
-    check = [str(python), "-c", "import sagemaker.local, sagemaker.predictor"]
-    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
-        return python
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    installed = subprocess.run([str(python), "-m", "pip", "install", "--quiet",
-                                "--disable-pip-version-check", SDK_REQUIREMENT],
-                               capture_output=True, text=True, timeout=900)
-    if installed.returncode != 0:
-        shutil.rmtree(venv, ignore_errors=True)
-        pytest.skip(f"the SageMaker Python SDK ({SDK_REQUIREMENT}) is not installable here: "
-                    f"{tail(installed.stderr, 5)}")
-    return python
 
 
 def first_validation_image(tree: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.training.interruption import TrainingInterrupted
 from ssd_sagemaker.training.precision import MixedPrecision
+from ssd_sagemaker.training.progress import draws_bar
 
 LOG = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                     precision: MixedPrecision | None = None) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
-    Progress: a tqdm bar on a terminal, otherwise about ten log lines per epoch.
+    Progress: a tqdm bar or about ten log lines per epoch, as `progress.draws_bar` decides.
     `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum.
     `precision`: the run's arithmetic, in force for this pass only (None: float32)."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
@@ -58,7 +58,7 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
     images = 0
     batches = len(loader) if hasattr(loader, "__len__") else 0
     log_interval = max(1, min(50, batches // 10))
-    on_terminal = sys.stderr.isatty()
+    on_terminal = draws_bar()  # a tqdm bar, or log lines when nobody watches a terminal
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
     arithmetic = precision.training() if precision else contextlib.nullcontext(

@@ -137,19 +137,30 @@ class _Terminal(io.StringIO):
         return True
 
 
-@pytest.mark.parametrize("terminal", [True, False])
-def test_progress_bar_on_a_terminal_log_lines_otherwise(batch_and_weights, monkeypatch, caplog,
-                                                         terminal):
+@pytest.mark.parametrize("terminal, environ, bar", [
+    (True, {}, True),
+    (False, {}, False),
+    # The SDK's local mode: a TTY (compose's `tty: true`) nobody sees, and a job name.
+    (True, {"TRAINING_JOB_NAME": "local-job"}, False),
+    (True, {"SSD_PROGRESS": "lines"}, False),
+    (False, {"SSD_PROGRESS": "bar"}, True),
+])
+def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weights, monkeypatch,
+                                                                caplog, terminal, environ, bar):
     batch, weights = batch_and_weights
     net = build_network("vgg-16", SHAPE, ["a", "b"])
     net.load_parameters(str(weights))
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
     stderr = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", stderr)
+    for name in ("TRAINING_JOB_NAME", "SSD_PROGRESS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
     with caplog.at_level("INFO", logger="ssd_sagemaker.training.loop"):
         train_one_epoch(net, [batch], trainer, [mx.cpu()], 0, MetricReporter("h", io.StringIO()))
     periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
-    if terminal:
+    if bar:
         assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()
     else:
         assert periodic and periodic[0].startswith("epoch 0 batch 1/1:")
