@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import re
+import re2
 from typing import Any, Mapping, Optional
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_json import BadJSON, parse_json
 
 # Keys SageMaker (or the built-in algorithm's tooling) adds; accepted and ignored.
 IGNORED_PREFIX = "sagemaker_"
@@ -39,8 +39,9 @@ class HyperparameterSpec:
 
     @property
     def optional(self) -> bool:
-        """An empty value ("" or null) means "not given" for parameters defaulting to nothing."""
-        return self.default is None or self.default == ()
+        """An empty value ("" or null) means "not given" for parameters defaulting to nothing
+        (for a required one it is a missing value, not a default)."""
+        return not self.required and (self.default is None or self.default == ())
 
     @property
     def valid(self) -> str:
@@ -54,7 +55,8 @@ class HyperparameterSpec:
             return "one of " + ", ".join(repr(choice) for choice in self.choices)
         return {"bool": "True or False (also true/false, 1/0)",
                 "flag": "0 or 1 (also True/False)",
-                "regex": "a Python regular expression (empty: none)",
+                "regex": "a regular expression in RE2 syntax (Python's, without look-around "
+                         "or backreferences; matched in linear time; empty: none)",
                 "epochs": "comma-separated epochs such as '10, 20', each an int > 0, "
                           "strictly increasing (empty: no steps)"}[self.kind]
 
@@ -160,8 +162,8 @@ def _decode(raw: Any, keep_text: bool) -> Any:
         return raw
     text = raw.strip()
     try:
-        value = json.loads(text)
-    except ValueError:
+        value = parse_json(text)
+    except BadJSON:
         return text
     if isinstance(value, str):
         return value.strip()
@@ -242,10 +244,7 @@ def _convert(spec: HyperparameterSpec, raw: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError
     if spec.kind == "regex":
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise _Detailed(f"regex error: {error}") from error
+        compile_regex(value)
         return value
     canonical = {choice.lower(): choice for choice in spec.choices}.get(value.lower())
     if canonical is None:
@@ -253,15 +252,39 @@ def _convert(spec: HyperparameterSpec, raw: Any) -> Any:
     return canonical
 
 
+def compile_regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2, whose matching time is linear in the text: a pattern such as
+    `(\\w+)+!` cannot backtrack for hours as it would with Python's `re`. ValueError (with
+    RE2's reason) when RE2 refuses the pattern."""
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the reason to stderr
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as error:
+        reason = error.args[0] if error.args else error
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else reason
+        raise _Detailed(f"regex error: {reason}") from None
+
+
 def _shown(raw: Any) -> str:
-    text = repr(raw)
+    """The value as the user wrote it (Python repr), shortened; never raises."""
+    try:
+        text = repr(raw)
+    except (ValueError, RecursionError):  # a 5,000-digit int, a 100,000-deep list
+        text = f"<a {type(raw).__name__} too large to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _is_empty(raw: Any) -> bool:
+    """"", "  ", null and "null": how a form or a script says "no value"."""
+    return raw is None or (isinstance(raw, str) and _decode(raw, keep_text=False) in (None, ""))
+
+
 def _unknown(key: str, raw: Any) -> str:
-    close = difflib.get_close_matches(key, list(_BY_NAME), n=1)
+    close = difflib.get_close_matches(key[:100], list(_BY_NAME), n=1)
     hint = f"did you mean {close[0]!r}?" if close else "see the hyperparameter table in the README"
-    return f"{key}: unknown hyperparameter (given {_shown(raw)}); {hint}"
+    name = key if key.isprintable() and len(key) <= 60 else _shown(key)
+    return f"{name}: unknown hyperparameter (given {_shown(raw)}); {hint}"
 
 
 def parse_hyperparameters(raw: Mapping[str, object]) -> "Hyperparameters":
@@ -270,9 +293,11 @@ def parse_hyperparameters(raw: Mapping[str, object]) -> "Hyperparameters":
     values: dict[str, Any] = {}
     problems: list[str] = []
     for spec in SPECS:
-        if spec.name not in raw:
+        if spec.name not in raw or (spec.required and _is_empty(raw[spec.name])):
             if spec.required:
-                problems.append(f"{spec.name}: required but not given; must be {spec.valid}")
+                given = f" (given {_shown(raw[spec.name])})" if spec.name in raw else ""
+                problems.append(f"{spec.name}: required, but not given{given}; must be "
+                                f"{spec.valid}")
             continue
         try:
             values[spec.name] = _convert(spec, raw[spec.name])
@@ -316,4 +341,4 @@ def markdown_table() -> str:
 
 
 __all__ = ["HyperparameterSpec", "Hyperparameters", "SPECS", "IGNORED_KEYS", "IGNORED_PREFIX",
-           "default_values", "markdown_table", "parse_hyperparameters"]
+           "compile_regex", "default_values", "markdown_table", "parse_hyperparameters"]

@@ -186,10 +186,10 @@ def test_missing_required_parameters_are_violations() -> None:
         parse_hyperparameters({"epochs": "0"})
     message = str(caught.value)
     assert message.startswith("Invalid hyperparameters (3 problems):")
-    assert "num_classes: required but not given; must be an int > 0" in message
-    assert "num_training_samples: required but not given" in message
+    assert "num_classes: required, but not given; must be an int > 0" in message
+    assert "num_training_samples: required, but not given" in message
     assert "epochs: '0' is invalid" in message
-    with pytest.raises(ClientError, match=r"num_training_samples: required"):
+    with pytest.raises(ClientError, match=r"num_training_samples: required, but not given"):
         parse_hyperparameters({"num_classes": 3})
 
 

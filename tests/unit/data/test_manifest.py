@@ -83,7 +83,7 @@ def test_box_attribute_faults_are_named() -> None:
     lines = report.error_lines()
     assert lines[0] == ("train_0 line 0: bounding-box annotation 0 has class_id 5; class ids "
                         "must be integers in [0, 3) for num_classes=3")
-    assert lines[1].startswith("train_0 line 1: bounding-box is not JSON")
+    assert lines[1].startswith("train_0 line 1: bounding-box is not valid JSON")
 
 
 def test_stream_ending_mid_line_is_an_error() -> None:
