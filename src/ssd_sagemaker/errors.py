@@ -40,9 +40,9 @@ def report_job_error(exc: BaseException, output_dir: Path | None) -> int:
         LOG.warning("%s", exc)
         return STOPPED_EXIT_CODE
     if isinstance(exc, ClientError):
-        LOG.error("ClientError: %s", exc)
+        LOG.error("ClientError: %s", _describe(exc))
     else:
-        LOG.error("AlgorithmError: %s", exc, exc_info=exc)
+        LOG.error("AlgorithmError: %s", _describe(exc), exc_info=exc)
     if output_dir is not None:
         write_failure(output_dir, exc)
     return 1 if isinstance(exc, ClientError) else 2

@@ -31,6 +31,8 @@ EXAMPLE = ('{"file": "img_0001.jpg", "image_size": [{"width": 500, "height": 400
            '"annotations": [{"class_id": 0, "left": 111, "top": 134, "width": 61, '
            '"height": 128}]}')
 KIND = "image + JSON"
+# The largest side a JPEG can have; beyond it boxes divided by the size would round to nothing.
+MAX_IMAGE_SIDE = 65_535
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,9 @@ def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
                         f"\"depth\"}} object, got {shown(image_size)}")
         return None
     sizes = [entry.get("width"), entry.get("height")]
-    faults = [f"image_size {key} must be a positive integer, got {shown(value)}"
-              for key, value in zip(("width", "height"), sizes)
-              if not is_integer(value) or value <= 0]
+    faults = [f"image_size {key} must be a positive integer of at most {MAX_IMAGE_SIDE}, got "
+              f"{shown(value)}" for key, value in zip(("width", "height"), sizes)
+              if not is_integer(value) or not 0 < value <= MAX_IMAGE_SIDE]
     problems.extend(faults)
     if faults:
         return None
