@@ -23,7 +23,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from ssd_sagemaker.data.annotations import parse_annotation, read_annotated_channel
@@ -68,6 +68,30 @@ def _nested(depth: int, open_: bytes, close: bytes) -> bytes:
 ENCODINGS = st.sampled_from(["utf-16", "utf-16-le", "utf-32", "latin-1", "cp1252", "utf-8-sig"])
 
 
+def _leaf_paths(value: Any, path: tuple = ()) -> list[tuple]:
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _leaf_paths(item, path + (key,))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _leaf_paths(item, path + (i,))]
+    return [path]
+
+
+def _replaced(value: Any, path: tuple, leaf: Any) -> Any:
+    if not path:
+        return leaf
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    copy[path[0]] = _replaced(value[path[0]], path[1:], leaf)
+    return copy
+
+
+def one_leaf_replaced(valid: Any) -> st.SearchStrategy[Any]:
+    """`valid` itself, or with one value replaced by a hostile one: reaches the checks behind
+    the structural ones."""
+    return st.one_of(st.just(valid), st.builds(
+        lambda path, leaf: _replaced(valid, path, leaf),
+        st.sampled_from(_leaf_paths(valid)), st.one_of(SCALARS, VALUES)))
+
+
 def documents(shaped: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
     """Bytes of a config or annotation file: `shaped` values (the right structure with hostile
     leaves), arbitrary JSON values, other encodings, deep nesting, huge numbers, raw bytes."""
@@ -86,7 +110,10 @@ def documents(shaped: st.SearchStrategy[Any]) -> st.SearchStrategy[bytes]:
 
 
 HYPERPARAMETER_NAMES = st.sampled_from([spec.name for spec in SPECS])
-HYPERPARAMETERS = st.dictionaries(
+VALID_HYPERPARAMETERS = {"num_classes": "3", "num_training_samples": "100", "epochs": "2",
+                         "lr_scheduler_step": "1, 2", "freeze_layer_pattern": "^conv1_",
+                         "base_network": "resnet-50", "learning_rate": 0.01}
+HYPERPARAMETERS = one_leaf_replaced(VALID_HYPERPARAMETERS) | st.dictionaries(
     st.one_of(HYPERPARAMETER_NAMES, ANY_TEXT),
     st.one_of(SCALARS, VALUES, VALUES.map(json.dumps), HOSTILE_TEXT), max_size=6)
 CHANNEL_FIELDS = st.fixed_dictionaries({}, optional={
@@ -95,9 +122,15 @@ CHANNEL_FIELDS = st.fixed_dictionaries({}, optional={
     "S3DistributionType": st.one_of(st.just("FullyReplicated"), VALUES),
     "RecordWrapperType": st.one_of(st.sampled_from(["None", "RecordIO"]), VALUES),
     "AttributeNames": st.one_of(st.just(["source-ref", "bounding-box"]), VALUES)})
-CHANNELS = st.dictionaries(st.one_of(st.sampled_from(["train", "validation", "model"]),
+VALID_CHANNELS = {"train": {"ContentType": "application/x-recordio", "TrainingInputMode": "Pipe",
+                            "S3DistributionType": "ShardedByS3Key",
+                            "RecordWrapperType": "RecordIO",
+                            "AttributeNames": ["source-ref", "bounding-box"]},
+                  "validation": {"ContentType": "image/jpeg"}}
+CHANNELS = one_leaf_replaced(VALID_CHANNELS) | st.dictionaries(st.one_of(st.sampled_from(["train", "validation", "model"]),
                                      HOSTILE_TEXT), st.one_of(CHANNEL_FIELDS, VALUES), max_size=3)
-RESOURCES = st.fixed_dictionaries({}, optional={
+RESOURCES = one_leaf_replaced({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"],
+                               "network_interface_name": "eth0"}) | st.fixed_dictionaries({}, optional={
     "current_host": st.one_of(st.just("algo-1"), SCALARS, VALUES),
     "hosts": st.one_of(st.just(["algo-1", "algo-2"]), st.lists(SCALARS, max_size=3), VALUES),
     "network_interface_name": st.one_of(st.just("eth0"), SCALARS, VALUES)})
@@ -109,7 +142,11 @@ ANNOTATION_OBJECT = st.fixed_dictionaries({
     "image_size": st.one_of(st.lists(st.fixed_dictionaries(
         {"width": BOX_NUMBER, "height": BOX_NUMBER, "depth": BOX_NUMBER}), max_size=2), VALUES),
     "annotations": st.one_of(st.lists(st.one_of(BOX, VALUES), max_size=3), VALUES)})
-ANNOTATION_FILE = st.tuples(
+VALID_ANNOTATION = {"file": "a.jpg", "image_size": [{"width": 64, "height": 48, "depth": 3}],
+                    "annotations": [{"class_id": 1, "left": 5, "top": 6, "width": 20,
+                                     "height": 10}],
+                    "categories": [{"class_id": 1, "name": "cat"}]}
+ANNOTATION_FILE = one_leaf_replaced(VALID_ANNOTATION) | st.tuples(
     ANNOTATION_OBJECT,
     st.one_of(st.just("a.jpg"), HOSTILE_TEXT, st.sampled_from(["/etc/passwd", "../a.jpg",
                                                                 "x" * 5000 + ".jpg"])),
@@ -131,12 +168,15 @@ def assert_reported(error: ClientError, culprits: list[str], output_dir: Path) -
     assert "Traceback" not in failure
 
 
-def _outcome(read: Callable[[], Any]) -> ClientError | None:
-    """Run a reader: only a ClientError may escape it (anything else fails the test)."""
+def _outcome(read: Callable[[], Any], what: str = "") -> ClientError | None:
+    """Run a reader: only a ClientError may escape it (anything else fails the test). The
+    outcome is counted (`--hypothesis-show-statistics`)."""
     try:
         read()
     except ClientError as error:
+        event(f"{what}ClientError")
         return error
+    event(f"{what}accepted")
     return None
 
 
@@ -166,12 +206,12 @@ def test_hyperparameters_file(data: bytes) -> None:
         paths = Paths(Path(base))
         paths.config_dir.mkdir(parents=True)
         paths.hyperparameters_file.write_bytes(data)
-        error = _outcome(lambda: read_hyperparameters(paths))
+        error = _outcome(lambda: read_hyperparameters(paths), "file: ")
         if error is not None:
             assert_reported(error, [str(paths.hyperparameters_file)], paths.output_dir)
             return
         raw = read_hyperparameters(paths)
-        error = _outcome(lambda: parse_hyperparameters(raw))
+        error = _outcome(lambda: parse_hyperparameters(raw), "values: ")
         if error is not None:
             names = _problem_names(str(error))
             known = {spec.name for spec in SPECS} | set(raw)
@@ -258,7 +298,8 @@ def test_annotation_file(image_channel: Path, data: bytes) -> None:
 
 
 @FUZZ
-@given(st.one_of(ANNOTATION_OBJECT, VALUES), st.integers(1, 4))
+@given(st.one_of(one_leaf_replaced(VALID_ANNOTATION), ANNOTATION_OBJECT, VALUES),
+       st.integers(1, 4))
 def test_annotation_object(document: Any, num_classes: int) -> None:
     """`parse_annotation` (JSON files and manifest bounding-box attributes) reports problems as
     sentences and never raises; the boxes it accepts are finite and non-empty."""
@@ -278,7 +319,8 @@ CLASS_MAPS = st.fixed_dictionaries({"class-map": st.one_of(
 
 
 @FUZZ
-@given(documents(ANNOTATION_OBJECT), documents(CLASS_MAPS))
+@given(documents(one_leaf_replaced(VALID_ANNOTATION) | ANNOTATION_OBJECT),
+       documents(one_leaf_replaced({"class-map": {"0": "a", "1": "b"}}) | CLASS_MAPS))
 def test_manifest_line(boxes: bytes, metadata: bytes) -> None:
     """A manifest line whose bounding-box and metadata records are hostile: a sample, or an
     error naming the line; a bad class-map is a warning."""
