@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re2
+import re
 from typing import Any, Mapping, Optional
+
+import re2
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_json import BadJSON, parse_json
@@ -289,7 +291,7 @@ def _is_empty(raw: Any) -> bool:
 def _unknown(key: str, raw: Any) -> str:
     close = difflib.get_close_matches(key[:100], list(_BY_NAME), n=1)
     hint = f"did you mean {close[0]!r}?" if close else "see the hyperparameter table in the README"
-    name = key if key.isprintable() and len(key) <= 60 else _shown(key)
+    name = key if re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", key) else _shown(key)  # quoted: " : "
     return f"{name}: unknown hyperparameter (given {_shown(raw)}); {hint}"
 
 

@@ -243,8 +243,9 @@ def test_huge_values_are_invalid_and_shortened(given: object) -> None:
 
 
 def test_unprintable_or_long_unknown_keys_are_quoted_and_shortened() -> None:
-    message = violation(**{"\udead": "1", "k" * 5000: "2"})
+    message = violation(**{"\udead": "1", "k" * 5000: "2", " : ": None})
     assert "'\\udead': unknown hyperparameter (given '1')" in message
+    assert "' : ': unknown hyperparameter (given None)" in message
     assert max(len(line) for line in message.splitlines()) < 200
 
 
