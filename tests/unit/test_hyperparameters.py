@@ -215,8 +215,8 @@ def test_sizes_beyond_what_memory_allows_are_refused_up_front(name: str, given: 
 
 @pytest.mark.parametrize("pattern", [r"(\w+)+!", r"^(a|a)*$", r"((\w)*)*\d!"])
 def test_backtracking_patterns_are_accepted_and_match_in_linear_time(pattern: str) -> None:
-    """RE2 has no backtracking; Python's re needs hours for `(\\w+)+!` on a 33-character
-    layer name (its time doubles with every character)."""
+    """RE2 has no backtracking; Python's re needs about an hour for `(\\w+)+!` on a
+    33-character layer name (measured: 1.9 s at 22 characters, doubling with each one)."""
     assert parse(freeze_layer_pattern=pattern).freeze_layer_pattern == pattern
     regex = compile_regex(pattern)
     start = time.perf_counter()

@@ -93,8 +93,9 @@ print(freeze_layers(net, sys.argv[1], r"(\w+)+!"), round(time.perf_counter() - s
 
 @pytest.mark.parametrize("base", ["vgg-16", "resnet-50"])
 def test_backtracking_pattern_cannot_hang_the_job(base):
-    """`(\\w+)+!` takes Python's re hours on `vggatrousextractor0_dilated_conv0` (time doubles
-    per character); RE2 answers at once. In a subprocess, so a regression fails, not hangs."""
+    """`(\\w+)+!` takes Python's re about an hour on `vggatrousextractor0_dilated_conv0` (time
+    doubles per character); RE2 answers at once. In a subprocess, so a regression fails
+    instead of hanging."""
     done = subprocess.run([sys.executable, "-c", CATASTROPHIC, base], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
