@@ -159,8 +159,7 @@ def _channel_text(paths: Paths, channel: str, entry: Mapping[str, Any], key: str
         return default
     if not isinstance(value, str):
         raise ClientError(f"{paths.input_data_config_file}: channel '{channel}' has {key} "
-                          f"{shown(value)}; it must be a string, e.g. "
-                          f"{default!r}.")
+                          f"{shown(value)}; it must be a string, e.g. {default!r}.")
     return value
 
 
@@ -211,8 +210,7 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
     if not hosts or not isinstance(hosts, list) or current not in hosts:
         raise ClientError(
             f"{paths.resource_config_file} must name `hosts` (a list) and a `current_host` "
-            f"among them; got hosts={shown(hosts, 120)}, "
-            f"current_host={shown(current)}.")
+            f"among them; got hosts={shown(hosts, 120)}, current_host={shown(current)}.")
     bad = [host for host in hosts if not isinstance(host, str) or not _HOST_NAME.fullmatch(host)]
     if bad:
         raise ClientError(

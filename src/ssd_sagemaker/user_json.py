@@ -57,6 +57,9 @@ def decode_utf8(data: bytes) -> str:
         if data.startswith(mark):
             raise BadJSON(f"is {encoding} text (it starts with a {encoding} byte order mark); "
                           f"save it as UTF-8")
+    if b"\x00" in data:  # JSON has no raw NUL; UTF-16/32 without a byte order mark has many
+        raise BadJSON(f"holds a NUL byte at offset {data.index(0)} (UTF-16 or UTF-32 text "
+                      f"without a byte order mark?); save it as UTF-8")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -66,11 +69,13 @@ def decode_utf8(data: bytes) -> str:
 
 
 def _integer(digits: str) -> int:
-    if len(digits.lstrip("-")) > _MAX_INTEGER_DIGITS or abs(value := int(digits)) > \
-            sys.float_info.max:
-        raise BadJSON(f"holds the integer {digits[:20]}... ({len(digits.lstrip('-'))} digits), "
-                      f"too large for any quantity here (at most about 1.8e308)")
-    return value
+    count = len(digits.lstrip("-"))
+    if count <= _MAX_INTEGER_DIGITS:  # int() refuses over 4,300 digits; float() over 309
+        value = int(digits)
+        if abs(value) <= sys.float_info.max:
+            return value
+    raise BadJSON(f"holds the integer {digits[:20]}... ({count} digits), too large for any "
+                  f"quantity here (at most about 1.8e308)")
 
 
 def _float(text: str) -> float:

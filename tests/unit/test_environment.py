@@ -129,6 +129,9 @@ HOSTILE_FILES = {
                 "is not UTF-8 text: byte 0xe9 at offset 33"),
     "utf-16": ('{"num_classes": "3"}'.encode("utf-16"), "is UTF-16 text"),
     "utf-32": ('{"num_classes": "3"}'.encode("utf-32"), "is UTF-32 text"),
+    "utf-16-without-bom": ('{"num_classes": "3"}'.encode("utf-16-le"),
+                           "holds a NUL byte at offset 1 (UTF-16 or UTF-32 text without a byte "
+                           "order mark?)"),
     "deep": (b"[" * 100_000 + b"]" * 100_000, "is nested more than 32 levels deep"),
     "deep-object": (b'{"a":' * 40 + b"1" + b"}" * 40, "is nested more than 32 levels deep"),
     "5000-digit": (b'{"num_classes": ' + b"1" * 5000 + b"}",
