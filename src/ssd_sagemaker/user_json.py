@@ -19,7 +19,7 @@ from typing import Any
 # Deeper than any config or annotation file this algorithm reads (they nest 2-4 levels), far
 # below the interpreter's recursion limit.
 MAX_DEPTH = 32
-_MAX_INTEGER_DIGITS = len(str(int(sys.float_info.max)))  # 309
+_FLOAT_MAX = sys.float_info.max
 _SHOWN = 40  # characters of an offending value shown in a message
 
 _BYTE_ORDER_MARKS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
@@ -68,60 +68,78 @@ def decode_utf8(data: bytes) -> str:
                       f"it as UTF-8") from None
 
 
-def _integer(digits: str) -> int:
-    count = len(digits.lstrip("-"))
-    if count <= _MAX_INTEGER_DIGITS:  # int() refuses over 4,300 digits; float() over 309
-        value = int(digits)
-        if abs(value) <= sys.float_info.max:
-            return value
-    raise BadJSON(f"holds the integer {digits[:20]}... ({count} digits), too large for any "
-                  f"quantity here (at most about 1.8e308)")
-
-
-def _float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise BadJSON(f"holds the number {text[:30]}, too large for a 64-bit float (at most "
-                      f"about 1.8e308)")
-    return value
-
-
 def _constant(name: str) -> Any:
     raise BadJSON(f"holds {name}, which is not JSON (JSON has no NaN or infinity); write a "
                   f"number")
 
 
+def _number_problem(number: int | float) -> str | None:
+    """Why a parsed number is unusable: an int or float beyond what a 64-bit float holds."""
+    if isinstance(number, float):
+        return None if math.isfinite(number) else (
+            "holds a number too large for a 64-bit float (at most about 1.8e308)")
+    if -_FLOAT_MAX <= number <= _FLOAT_MAX:
+        return None
+    digits = str(abs(number))
+    return (f"holds the integer {digits[:20]}... ({len(digits)} digits), too large for any "
+            f"quantity here (at most about 1.8e308)")
+
+
+def _text_problem(text: str) -> str | None:
+    if text.isascii() or not _has_surrogate(text):
+        return None
+    return (f"holds the string {shown(text)} with a lone surrogate escape (\\ud800-\\udfff "
+            f"alone is not a character); write the character itself or a valid surrogate pair")
+
+
+def _leaf_problem(leaf: Any) -> str | None:
+    if isinstance(leaf, str):
+        return _text_problem(leaf)
+    if isinstance(leaf, (int, float)) and not isinstance(leaf, bool):
+        return _number_problem(leaf)
+    return None
+
+
+_TOO_DEEP = (f"is nested more than {MAX_DEPTH} levels deep; no file this algorithm reads "
+             f"needs more than a few levels")
+
+
 def _check_tree(value: Any) -> None:
-    """Depth and lone surrogates, walked without recursion (the value may be deep)."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
+    """Depth, numbers and strings of a parsed value, walked without recursion (it may be
+    deep); the first problem found is raised."""
+    pending: list[tuple[Any, int]] = [(value, 0)]
     while pending:
         item, depth = pending.pop()
-        if isinstance(item, (dict, list)):
-            if depth > MAX_DEPTH:
-                raise BadJSON(f"is nested more than {MAX_DEPTH} levels deep; no file this "
-                              f"algorithm reads needs more than a few levels")
-            children = list(item.items()) if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-        elif isinstance(item, tuple):  # a (key, value) pair of an object
-            pending.extend([(item[0], depth), (item[1], depth)])
-        elif isinstance(item, str) and _has_surrogate(item):
-            raise BadJSON(f"holds the string {shown(item)} with a lone surrogate escape "
-                          f"(\\ud800-\\udfff alone is not a character); write the character "
-                          f"itself or a valid surrogate pair")
+        if not isinstance(item, (dict, list)):
+            problem = _leaf_problem(item)
+            if problem:
+                raise BadJSON(problem)
+            continue
+        if depth >= MAX_DEPTH:
+            raise BadJSON(_TOO_DEEP)
+        children = item.values() if isinstance(item, dict) else item
+        for key in item if isinstance(item, dict) else ():
+            problem = _text_problem(key)
+            if problem:
+                raise BadJSON(problem)
+        pending.extend((child, depth + 1) for child in children)
 
 
 def parse_json(data: bytes | str) -> Any:
     """The value of a JSON document (bytes must be UTF-8), checked as the module says."""
     text = decode_utf8(data) if isinstance(data, (bytes, bytearray)) else data
     try:
-        value = json.loads(text, parse_int=_integer, parse_float=_float,
-                           parse_constant=_constant)
+        value = json.loads(text, parse_constant=_constant)
     except json.JSONDecodeError as error:
         raise BadJSON(f"is not valid JSON: {error.msg} at line {error.lineno}, column "
                       f"{error.colno}") from None
     except RecursionError:
-        raise BadJSON(f"is nested more than {MAX_DEPTH} levels deep; no file this algorithm "
-                      f"reads needs more than a few levels") from None
+        raise BadJSON(_TOO_DEEP) from None
+    except BadJSON:
+        raise
+    except ValueError:  # Python refuses to convert integers of more than 4,300 digits
+        raise BadJSON(f"holds an integer of more than {sys.get_int_max_str_digits()} digits, "
+                      f"too large for any quantity here (at most about 1.8e308)") from None
     _check_tree(value)
     return value
 

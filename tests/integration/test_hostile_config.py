@@ -26,7 +26,7 @@ CASES = {
     "nested-100000": ("hyperparameters.json", b"[" * 100_000 + b"]" * 100_000,
                       "hyperparameters.json is nested more than 32 levels deep"),
     "5000-digit": ("inputdataconfig.json", b'{"train": {"n": ' + b"7" * 5000 + b"}}",
-                   "inputdataconfig.json holds the integer 77777777777777777777... (5000 digits)"),
+                   "inputdataconfig.json holds an integer of more than 4300 digits"),
     "empty-num-classes": ("hyperparameters.json", _json({**GOOD, "num_classes": ""}),
                           "num_classes: required, but not given (given '')"),
     "null-num-training-samples": ("hyperparameters.json",

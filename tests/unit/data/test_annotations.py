@@ -110,7 +110,7 @@ BOX = {"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}
                           "100000"]),
     ("long_file_name", ["\"file\" 'xxxxxxxxx", "is not a usable file name (File name too long)"]),
     ("400_digit_number", ["holds the integer 99999999999999999999... (400 digits), too large"]),
-    ("5000_digit_number", ["holds the integer 99999999999999999999... (5000 digits), too large"]),
+    ("5000_digit_number", ["holds an integer of more than 4300 digits, too large"]),
     ("deep_nesting", ["is nested more than 32 levels deep"]),
     ("latin_1", ["is not UTF-8 text: byte 0xe9"]),
     ("lone_surrogate", ["holds the string 'bad\\udead.jpg' with a lone surrogate escape"]),
