@@ -181,7 +181,8 @@ def test_channel_names_must_be_sagemaker_channel_names(tmp_path, name):
 
 @pytest.mark.parametrize("entry, fragment", [
     (5, "channel 'train' must be a JSON object such as {\"ContentType\": \"image/jpeg\"}, not 5"),
-    ({"ContentType": [[["x"]]]}, "channel 'train' has ContentType [[[\"x\"]]]; it must be a string"),
+    ({"ContentType": [[["x"]]]},
+     "channel 'train' has ContentType [[[\"x\"]]]; it must be a string"),
     ({"TrainingInputMode": 1}, "channel 'train' has TrainingInputMode 1; it must be a string"),
     ({"AttributeNames": ["a", 1]}, "channel 'train' has AttributeNames [\"a\", 1]; it must be"),
 ])

@@ -127,10 +127,12 @@ VALID_CHANNELS = {"train": {"ContentType": "application/x-recordio", "TrainingIn
                             "RecordWrapperType": "RecordIO",
                             "AttributeNames": ["source-ref", "bounding-box"]},
                   "validation": {"ContentType": "image/jpeg"}}
-CHANNELS = one_leaf_replaced(VALID_CHANNELS) | st.dictionaries(st.one_of(st.sampled_from(["train", "validation", "model"]),
-                                     HOSTILE_TEXT), st.one_of(CHANNEL_FIELDS, VALUES), max_size=3)
-RESOURCES = one_leaf_replaced({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"],
-                               "network_interface_name": "eth0"}) | st.fixed_dictionaries({}, optional={
+CHANNELS = one_leaf_replaced(VALID_CHANNELS) | st.dictionaries(
+    st.one_of(st.sampled_from(["train", "validation", "model"]), HOSTILE_TEXT),
+    st.one_of(CHANNEL_FIELDS, VALUES), max_size=3)
+VALID_RESOURCES = {"current_host": "algo-2", "hosts": ["algo-1", "algo-2"],
+                   "network_interface_name": "eth0"}
+RESOURCES = one_leaf_replaced(VALID_RESOURCES) | st.fixed_dictionaries({}, optional={
     "current_host": st.one_of(st.just("algo-1"), SCALARS, VALUES),
     "hosts": st.one_of(st.just(["algo-1", "algo-2"]), st.lists(SCALARS, max_size=3), VALUES),
     "network_interface_name": st.one_of(st.just("eth0"), SCALARS, VALUES)})

@@ -246,9 +246,9 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
         for class_id, class_name in sorted(categories.items()):
             first = names.setdefault(class_id, (class_name, origin))
             if first[0] != class_name:
-                parsed.problems.append(f"category name {shown(class_name)} for class_id {class_id} "
-                                       f"conflicts with {shown(first[0])} in {first[1]}; use one "
-                                       f"name per class")
+                parsed.problems.append(f"category name {shown(class_name)} for class_id "
+                                       f"{class_id} conflicts with {shown(first[0])} in "
+                                       f"{first[1]}; use one name per class")
         for warning in parsed.warnings:
             report.warn(origin, warning)
         if image_path is not None:

@@ -134,11 +134,13 @@ def test_each_fault_is_named_with_its_file(dirs: tuple[Path, Path], tmp_path: Pa
         "long_file_name": {"file": "x" * 5000 + ".jpg"},
         "lone_surrogate": {"file": "bad\udead.jpg"},
     }.get(fault, {}))
+    text = path.read_text()
     path.write_text({"invalid_json": '{"file": "bad.jpg",',
-                     "400_digit_number": path.read_text().replace('"left": 5', '"left": ' + "9" * 400),
-                     "5000_digit_number": path.read_text().replace('"left": 5', '"left": ' + "9" * 5000),
-                     "deep_nesting": '{"file": "bad.jpg", "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
-                     }.get(fault, path.read_text()))
+                     "400_digit_number": text.replace('"left": 5', '"left": ' + "9" * 400),
+                     "5000_digit_number": text.replace('"left": 5', '"left": ' + "9" * 5000),
+                     "deep_nesting": '{"file": "bad.jpg", "x": ' + "[" * 100_000 + "1"
+                                     + "]" * 100_000 + "}",
+                     }.get(fault, text))
     if fault == "latin_1":
         path.write_bytes(path.read_text().replace("cat", "café").encode("latin-1"))
     message = _error(image_dir, annotation_dir)
