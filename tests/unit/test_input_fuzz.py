@@ -199,6 +199,15 @@ def _problem_names(message: str) -> list[str]:
     return [line.split(": ", 1)[0] for line in message.splitlines()[1:]]
 
 
+def assert_names_keys(error: ClientError, raw: dict[str, Any]) -> list[str]:
+    """Every problem line starts with a documented name or a given key (quoted when it is not
+    a plain name); returns the names."""
+    names = _problem_names(str(error))
+    known = {spec.name for spec in SPECS} | set(raw)
+    assert names and all(name in known or name[:1] in "'\"" for name in names), names
+    return names
+
+
 # --- config files ---------------------------------------------------------------------------
 @FUZZ
 @given(documents(HYPERPARAMETERS))
@@ -215,10 +224,7 @@ def test_hyperparameters_file(data: bytes) -> None:
         raw = read_hyperparameters(paths)
         error = _outcome(lambda: parse_hyperparameters(raw), "values: ")
         if error is not None:
-            names = _problem_names(str(error))
-            known = {spec.name for spec in SPECS} | set(raw)
-            assert names and all(name in known or name[:1] in "'\"" for name in names), names
-            assert_reported(error, names, paths.output_dir)
+            assert_reported(error, assert_names_keys(error, raw), paths.output_dir)
 
 
 @FUZZ
@@ -229,7 +235,7 @@ def test_hyperparameter_mappings(raw: dict[str, Any]) -> None:
     error = _outcome(lambda: parse_hyperparameters(raw))
     if error is not None:
         with tempfile.TemporaryDirectory() as output:
-            assert_reported(error, _problem_names(str(error)), Path(output))
+            assert_reported(error, assert_names_keys(error, raw), Path(output))
 
 
 @FUZZ
