@@ -27,7 +27,10 @@ DEMO_HYPERPARAMETERS = {
 
 
 def _configure_logging() -> None:
-    """Plain timestamped lines on stdout (CloudWatch); library warnings kept out of the way."""
+    """Plain timestamped lines on stdout (CloudWatch); library warnings kept out of the way.
+    Text that is not Unicode (lone surrogates in file names) is escaped, not a logging error."""
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     logging.basicConfig(stream=sys.stdout, level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     warnings.filterwarnings("ignore", category=UserWarning, module="mxnet")

@@ -6,13 +6,14 @@ and local runs can move the whole tree. Reading happens in explicit functions, n
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
@@ -111,16 +112,13 @@ class TrainingEnvironment:
 
 def _read_json(path: Path, what: str) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise ClientError(f"Cannot read the {what} file {path}: {error.strerror}.") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ClientError(
-            f"The {what} file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
-            f"column {error.colno}."
-        ) from None
+        return parse_json(data)
+    except BadJSON as problem:
+        raise ClientError(f"The {what} file {path} {problem}.") from None
 
 
 def read_hyperparameters(paths: Paths) -> dict[str, Any]:
@@ -136,13 +134,43 @@ def read_hyperparameters(paths: Paths) -> dict[str, Any]:
     return raw
 
 
+# SageMaker's ChannelName: 1-64 of these characters ("." and ".." would leave input/data).
+_CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
+# Host names as SageMaker writes them (algo-1, algo-2, ...): DNS labels, at most 253 characters.
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}")
+_CHANNEL_TEXT_KEYS = {"content_type": ("ContentType", "application/x-image"),
+                      "input_mode": ("TrainingInputMode", "File"),
+                      "distribution": ("S3DistributionType", "FullyReplicated"),
+                      "record_wrapper": ("RecordWrapperType", "None")}
+
+
+def _channel_name(paths: Paths, name: str) -> str:
+    if not _CHANNEL_NAME.fullmatch(name) or name in (".", ".."):
+        raise ClientError(
+            f"{paths.input_data_config_file}: the channel name {shown(name)} is not a "
+            f"SageMaker channel name (1-64 letters, digits, '.', '-' or '_'), e.g. 'train'.")
+    return name
+
+
+def _channel_text(paths: Paths, channel: str, entry: Mapping[str, Any], key: str,
+                  default: str) -> str:
+    value = entry.get(key)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise ClientError(f"{paths.input_data_config_file}: channel '{channel}' has {key} "
+                          f"{shown(value)}; it must be a string, e.g. {default!r}.")
+    return value
+
+
 def _attribute_names(paths: Paths, channel: str, raw: Any) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list) or not all(isinstance(name, str) for name in raw):
         raise ClientError(
-            f"{paths.input_data_config_file}: channel '{channel}' has AttributeNames {raw!r}; "
-            f'it must be a list of attribute names, e.g. ["source-ref", "bounding-box"].')
+            f"{paths.input_data_config_file}: channel '{channel}' has AttributeNames "
+            f"{shown(raw)}; it must be a list of attribute names, e.g. "
+            f'["source-ref", "bounding-box"].')
     return tuple(raw)
 
 
@@ -158,15 +186,16 @@ def read_channels(paths: Paths) -> dict[str, ChannelConfig]:
         raise ClientError(f"{paths.input_data_config_file} must hold a JSON object of channels.")
     channels = {}
     for name, entry in raw.items():
-        entry = entry if isinstance(entry, dict) else {}
+        name = _channel_name(paths, name)
+        if not isinstance(entry, dict):
+            raise ClientError(f"{paths.input_data_config_file}: channel '{name}' must be a JSON "
+                              f'object such as {{"ContentType": "image/jpeg"}}, not '
+                              f"{shown(entry)}.")
+        texts = {field_name: _channel_text(paths, name, entry, key, default)
+                 for field_name, (key, default) in _CHANNEL_TEXT_KEYS.items()}
         channels[name] = ChannelConfig(
-            name=name,
-            content_type=str(entry.get("ContentType") or "application/x-image"),
-            input_mode=str(entry.get("TrainingInputMode") or "File"),
-            distribution=str(entry.get("S3DistributionType") or "FullyReplicated"),
-            record_wrapper=str(entry.get("RecordWrapperType") or "None"),
-            attribute_names=_attribute_names(paths, name, entry.get("AttributeNames")),
-        )
+            name=name, **texts,
+            attribute_names=_attribute_names(paths, name, entry.get("AttributeNames")))
     return channels
 
 
@@ -177,16 +206,21 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
     raw = _read_json(paths.resource_config_file, "resource config")
     hosts = raw.get("hosts") if isinstance(raw, dict) else None
     current = raw.get("current_host") if isinstance(raw, dict) else None
+    interface = raw.get("network_interface_name") if isinstance(raw, dict) else None
     if not hosts or not isinstance(hosts, list) or current not in hosts:
         raise ClientError(
             f"{paths.resource_config_file} must name `hosts` (a list) and a `current_host` "
-            f"among them; got hosts={hosts!r}, current_host={current!r}."
-        )
-    return ResourceConfig(
-        current_host=str(current),
-        hosts=tuple(sorted(str(h) for h in hosts)),
-        network_interface_name=raw.get("network_interface_name"),
-    )
+            f"among them; got hosts={shown(hosts, 120)}, current_host={shown(current)}.")
+    bad = [host for host in hosts if not isinstance(host, str) or not _HOST_NAME.fullmatch(host)]
+    if bad:
+        raise ClientError(
+            f"{paths.resource_config_file}: the host {shown(bad[0])} is not a host "
+            f"name (letters, digits, '.', '-', '_'; e.g. 'algo-1').")
+    if interface is not None and not isinstance(interface, str):
+        raise ClientError(f"{paths.resource_config_file}: network_interface_name must be a "
+                          f"string such as 'eth0', not {shown(interface)}.")
+    return ResourceConfig(current_host=current, hosts=tuple(sorted(hosts)),
+                          network_interface_name=interface)
 
 
 def read_training_environment(paths: Paths) -> TrainingEnvironment:

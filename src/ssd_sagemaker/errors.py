@@ -40,29 +40,43 @@ def report_job_error(exc: BaseException, output_dir: Path | None) -> int:
         LOG.warning("%s", exc)
         return STOPPED_EXIT_CODE
     if isinstance(exc, ClientError):
-        LOG.error("ClientError: %s", exc)
+        LOG.error("ClientError: %s", _describe(exc))
     else:
-        LOG.error("AlgorithmError: %s", exc, exc_info=exc)
+        LOG.error("AlgorithmError: %s", _describe(exc), exc_info=exc)
     if output_dir is not None:
         write_failure(output_dir, exc)
     return 1 if isinstance(exc, ClientError) else 2
 
 
+def _describe(exc: BaseException) -> str:
+    """`str(exc)`, or a stand-in when that itself fails or says nothing."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        text = ""
+    return text or "(no message)"
+
+
 def failure_text(exc: BaseException) -> str:
     """The failure file's content: the readable sentence first, detail after."""
     if isinstance(exc, ClientError):
-        return f"ClientError: {exc}\n"
-    detail = "".join(traceback.format_exception(exc))
+        return f"ClientError: {_describe(exc)}\n"
+    try:
+        detail = "".join(traceback.format_exception(exc))
+    except Exception:  # noqa: BLE001 - as above
+        detail = "(no traceback)"
     kind = "" if isinstance(exc, AlgorithmError) else f"{type(exc).__name__}: "
-    return f"AlgorithmError: {kind}{exc}\n\nDetail:\n{detail}"
+    return f"AlgorithmError: {kind}{_describe(exc)}\n\nDetail:\n{detail}"
 
 
 def write_failure(output_dir: Path, exc: BaseException) -> Path:
-    """Write `output/failure`; never raises (we are already failing)."""
+    """Write `output/failure`; never raises (we are already failing). Text that is not
+    Unicode (lone surrogates from file names or JSON escapes) is written as `\\udcff`
+    escapes, so the file is never left empty."""
     path = Path(output_dir) / "failure"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(failure_text(exc), encoding="utf-8")
+        path.write_text(failure_text(exc), encoding="utf-8", errors="backslashreplace")
     except OSError as os_error:  # pragma: no cover - nothing better to do than log
         LOG.error("could not write %s: %s", path, os_error)
     return path

@@ -121,3 +121,90 @@ def test_attribute_names_must_be_a_list_of_names(tmp_path):
         read_channels(paths)
     assert "channel 'train' has AttributeNames 'source-ref'" in str(error.value)
     assert '["source-ref", "bounding-box"]' in str(error.value)
+
+
+# --- hostile config files: a ClientError naming the file and what is wrong ------------------
+HOSTILE_FILES = {
+    "latin-1": ('{"num_classes": "3", "note": "café"}'.encode("latin-1"),
+                "is not UTF-8 text: byte 0xe9 at offset 33"),
+    "utf-16": ('{"num_classes": "3"}'.encode("utf-16"), "is UTF-16 text"),
+    "utf-32": ('{"num_classes": "3"}'.encode("utf-32"), "is UTF-32 text"),
+    "utf-16-without-bom": ('{"num_classes": "3"}'.encode("utf-16-le"),
+                           "holds a NUL byte at offset 1 (UTF-16 or UTF-32 text without a byte "
+                           "order mark?)"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "is nested more than 32 levels deep"),
+    "deep-object": (b'{"a":' * 40 + b"1" + b"}" * 40, "is nested more than 32 levels deep"),
+    "5000-digit": (b'{"num_classes": ' + b"1" * 5000 + b"}",
+                   "holds an integer of more than 4300 digits, too large"),
+    "400-digit": (b'{"x": [' + b"9" * 400 + b"]}", "(400 digits), too large"),
+    "1e400": (b'{"x": 1e400}', "holds a number too large for a 64-bit float"),
+    "NaN": (b'{"x": NaN}', "holds NaN, which is not JSON"),
+    "surrogate": (b'{"\\udead": "1"}', "holds the string '\\udead' with a lone surrogate"),
+    "truncated": (b'{"epochs": ', "is not valid JSON: Expecting value at line 1, column 12"),
+}
+CONFIG_FILES = {"hyperparameters": (lambda p: p.hyperparameters_file, read_hyperparameters),
+                "input data config": (lambda p: p.input_data_config_file, read_channels),
+                "resource config": (lambda p: p.resource_config_file, read_resource_config)}
+
+
+@pytest.mark.parametrize("what", sorted(CONFIG_FILES))
+@pytest.mark.parametrize("case", sorted(HOSTILE_FILES))
+def test_hostile_config_file_is_a_client_error_naming_file_and_fault(tmp_path, what, case):
+    data, fragment = HOSTILE_FILES[case]
+    file_of, read = CONFIG_FILES[what]
+    paths = Paths(tmp_path)
+    file_of(paths).parent.mkdir(parents=True)
+    file_of(paths).write_bytes(data)
+    with pytest.raises(ClientError) as error:
+        read(paths)
+    assert str(error.value).startswith(f"The {what} file {file_of(paths)} ")
+    assert fragment in str(error.value)
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    paths = Paths(tmp_path)
+    _write(paths.hyperparameters_file, "")
+    paths.hyperparameters_file.write_bytes(b"\xef\xbb\xbf" + json.dumps({"epochs": "3"}).encode())
+    assert read_hyperparameters(paths) == {"epochs": "3"}
+
+
+@pytest.mark.parametrize("name", ["..", ".", "train/../..", "train data", "x" * 65, "",
+                                  "a\x00b", "trainé"])
+def test_channel_names_must_be_sagemaker_channel_names(tmp_path, name):
+    paths = Paths(tmp_path)
+    _write(paths.input_data_config_file, {name: {"ContentType": "image/jpeg"}})
+    with pytest.raises(ClientError) as error:
+        read_channels(paths)
+    assert f"{paths.input_data_config_file}: the channel name " in str(error.value)
+    assert "is not a SageMaker channel name (1-64 letters, digits" in str(error.value)
+
+
+@pytest.mark.parametrize("entry, fragment", [
+    (5, "channel 'train' must be a JSON object such as {\"ContentType\": \"image/jpeg\"}, not 5"),
+    ({"ContentType": [[["x"]]]},
+     "channel 'train' has ContentType [[[\"x\"]]]; it must be a string"),
+    ({"TrainingInputMode": 1}, "channel 'train' has TrainingInputMode 1; it must be a string"),
+    ({"AttributeNames": ["a", 1]}, "channel 'train' has AttributeNames [\"a\", 1]; it must be"),
+])
+def test_channel_fields_of_the_wrong_type_name_channel_and_key(tmp_path, entry, fragment):
+    paths = Paths(tmp_path)
+    _write(paths.input_data_config_file, {"train": entry})
+    with pytest.raises(ClientError) as error:
+        read_channels(paths)
+    assert f"{paths.input_data_config_file}: {fragment}" in str(error.value)
+
+
+@pytest.mark.parametrize("config, fragment", [
+    ({"current_host": 1, "hosts": [1, 2]}, "the host 1 is not a host name"),
+    ({"current_host": "a b", "hosts": ["a b"]}, "the host 'a b' is not a host name"),
+    ({"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": ["eth0"]},
+     "network_interface_name must be a string such as 'eth0', not [\"eth0\"]"),
+    ({"current_host": "algo-1", "hosts": ["x" * 5000]}, "got hosts=[\"xxxxx"),
+])
+def test_resource_config_values_are_checked(tmp_path, config, fragment):
+    paths = Paths(tmp_path)
+    _write(paths.resource_config_file, config)
+    with pytest.raises(ClientError) as error:
+        read_resource_config(paths)
+    assert str(paths.resource_config_file) in str(error.value)
+    assert fragment in str(error.value) and len(str(error.value)) < 400

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import pytest
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.hyperparameters import (SPECS, Hyperparameters, default_values,
-                                           markdown_table, parse_hyperparameters)
+from ssd_sagemaker.hyperparameters import (SPECS, Hyperparameters, compile_regex,
+                                           default_values, markdown_table, parse_hyperparameters)
 
 REQUIRED = {"num_classes": "3", "num_training_samples": "100"}
 
@@ -55,7 +56,7 @@ def test_default_applied_when_absent(name: str, expected: object) -> None:
 
 @pytest.mark.parametrize("name, given, expected", [
     ("num_classes", "20", 20), ("num_classes", 20, 20), ("num_classes", "20.0", 20),
-    ("num_classes", 20.0, 20),
+    ("num_classes", 20.0, 20), ("num_classes", "1000", 1000), ("image_shape", 1024, 1024),
     ("num_training_samples", "16551", 16551), ("num_training_samples", 16551, 16551),
     ("base_network", "resnet-50", "resnet-50"), ("base_network", "vgg-16", "vgg-16"),
     ("base_network", "ResNet-50", "resnet-50"),
@@ -118,6 +119,8 @@ def test_whitespace_around_values_is_stripped(name: str, given: str, expected: o
 
 @pytest.mark.parametrize("name, given", [
     ("num_classes", "0"), ("num_classes", "3.5"), ("num_classes", True), ("num_classes", "three"),
+    ("num_classes", "1001"), ("num_classes", 100000), ("image_shape", "1025"),
+    ("image_shape", 100000),
     ("num_training_samples", -1), ("num_training_samples", "1e400"),
     ("base_network", "resnet-101"), ("base_network", 16),
     ("early_stopping", "yes"), ("early_stopping", 2),
@@ -186,11 +189,64 @@ def test_missing_required_parameters_are_violations() -> None:
         parse_hyperparameters({"epochs": "0"})
     message = str(caught.value)
     assert message.startswith("Invalid hyperparameters (3 problems):")
-    assert "num_classes: required but not given; must be an int > 0" in message
-    assert "num_training_samples: required but not given" in message
+    assert "num_classes: required, but not given; must be an int in (0, 1000]" in message
+    assert "num_training_samples: required, but not given" in message
     assert "epochs: '0' is invalid" in message
-    with pytest.raises(ClientError, match=r"num_training_samples: required"):
+    with pytest.raises(ClientError, match=r"num_training_samples: required, but not given"):
         parse_hyperparameters({"num_classes": 3})
+
+
+@pytest.mark.parametrize("name", ["num_classes", "num_training_samples"])
+@pytest.mark.parametrize("given", ["", None, "  ", "null", '""', " null "])
+def test_empty_required_value_is_required_but_not_given(name: str, given: object) -> None:
+    """An empty value of a required parameter is a missing value, not its default (None)."""
+    message = violation(**{name: given})
+    assert message.startswith("Invalid hyperparameters (1 problem):\n")
+    assert f"{name}: required, but not given (given {given!r}); must be an int" in message
+
+
+@pytest.mark.parametrize("name, given, bound", [
+    ("num_classes", 100_000, "(0, 1000]"), ("image_shape", 100_000, "[300, 1024]")])
+def test_sizes_beyond_what_memory_allows_are_refused_up_front(name: str, given: int,
+                                                              bound: str) -> None:
+    assert f"{name}: {given!r} is invalid: must be an int in {bound}" in violation(
+        **{name: given})
+
+
+@pytest.mark.parametrize("pattern", [r"(\w+)+!", r"^(a|a)*$", r"((\w)*)*\d!"])
+def test_backtracking_patterns_are_accepted_and_match_in_linear_time(pattern: str) -> None:
+    """RE2 has no backtracking; Python's re needs about an hour for `(\\w+)+!` on a
+    33-character layer name (measured: 1.9 s at 22 characters, doubling with each one)."""
+    assert parse(freeze_layer_pattern=pattern).freeze_layer_pattern == pattern
+    regex = compile_regex(pattern)
+    start = time.perf_counter()
+    assert regex.search("vggatrousextractor0_dilated_conv0" * 100) is None
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("pattern, reason", [
+    ("^(?!conv5).*", "invalid perl operator: (?!"), (r"(conv)\1", "invalid escape sequence"),
+    ("(?<=x)y", "invalid perl operator: (?<")])
+def test_patterns_re2_cannot_match_are_refused_with_the_key(pattern: str, reason: str) -> None:
+    message = violation(freeze_layer_pattern=pattern)
+    assert f"freeze_layer_pattern: {pattern!r} is invalid: must be a regular expression in RE2 " \
+           f"syntax" in message
+    assert f"regex error: {reason}" in message
+
+
+@pytest.mark.parametrize("given", ["1" * 5000, 10**400, 10**5000, "[" * 100_000],
+                         ids=["5000-digit-text", "400-digit-int", "5000-digit-int", "deep-text"])
+def test_huge_values_are_invalid_and_shortened(given: object) -> None:
+    message = violation(num_classes=given)
+    assert message.startswith("Invalid hyperparameters (1 problem):\nnum_classes: ")
+    assert "is invalid: must be an int in (0, 1000]" in message and len(message) < 200
+
+
+def test_unprintable_or_long_unknown_keys_are_quoted_and_shortened() -> None:
+    message = violation(**{"\udead": "1", "k" * 5000: "2", " : ": None})
+    assert "'\\udead': unknown hyperparameter (given '1')" in message
+    assert "' : ': unknown hyperparameter (given None)" in message
+    assert max(len(line) for line in message.splitlines()) < 200
 
 
 @pytest.mark.parametrize("given, expected", [
@@ -260,7 +316,7 @@ def test_markdown_table_has_a_row_for_every_documented_name() -> None:
     assert [row.split("`")[1] for row in rows] == [s.name for s in SPECS if s.documented]
     assert len(rows) == 22
     assert "| `learning_rate` | no | a float in (0, 1] | `0.001` | initial learning rate |" in rows
-    assert rows[0].startswith("| `num_classes` | yes | an int > 0 | – |")
+    assert rows[0].startswith("| `num_classes` | yes | an int in (0, 1000] | – |")
     assert r"`^(conv1_\|conv2_).*`" in table  # pipes inside cells are escaped
     assert "- `nms_topk` (an int > 0, default `400`)" in table
     assert "- `precision` (one of 'auto', 'float32', 'bfloat16', 'float16', default `auto`)" \

@@ -8,7 +8,6 @@ bounding-box attribute, so `parse_annotation` serves augmented manifests too.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import (Sample, class_id_problem, fit_boxes, is_integer,
                                         is_number, normalised)
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 LOG = logging.getLogger(__name__)
 
@@ -31,6 +31,8 @@ EXAMPLE = ('{"file": "img_0001.jpg", "image_size": [{"width": 500, "height": 400
            '"annotations": [{"class_id": 0, "left": 111, "top": 134, "width": 61, '
            '"height": 128}]}')
 KIND = "image + JSON"
+# The largest side a JPEG can have; beyond it boxes divided by the size would round to nothing.
+MAX_IMAGE_SIDE = 65_535
 
 
 @dataclass(frozen=True)
@@ -59,12 +61,12 @@ def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
     entry = image_size[0] if isinstance(image_size, list) and image_size else None
     if not isinstance(entry, dict):
         problems.append(f"\"image_size\" must be a list holding one {{\"width\", \"height\", "
-                        f"\"depth\"}} object, got {image_size!r}")
+                        f"\"depth\"}} object, got {shown(image_size)}")
         return None
     sizes = [entry.get("width"), entry.get("height")]
-    faults = [f"image_size {key} must be a positive integer, got {value!r}"
-              for key, value in zip(("width", "height"), sizes)
-              if not is_integer(value) or value <= 0]
+    faults = [f"image_size {key} must be a positive integer of at most {MAX_IMAGE_SIDE}, got "
+              f"{shown(value)}" for key, value in zip(("width", "height"), sizes)
+              if not is_integer(value) or not 0 < value <= MAX_IMAGE_SIDE]
     problems.extend(faults)
     if faults:
         return None
@@ -92,10 +94,11 @@ def _boxes(annotations: Any, num_classes: int,
             problems.append(f"{where} has {fault}")
         for key in ("left", "top", "width", "height"):
             if not is_number(box[key]):
-                problems.append(f"{where} has {key} {box[key]!r}, which is not a number")
+                problems.append(f"{where} has {key} {shown(box[key])}, which is not a number")
         for key in ("width", "height"):
             if is_number(box[key]) and box[key] <= 0:
-                problems.append(f"{where} has {key} {box[key]!r}; box sizes must be positive")
+                problems.append(f"{where} has {key} {shown(box[key])}; box sizes must be "
+                                f"positive")
         if len(problems) == before:
             left, top = float(box["left"]), float(box["top"])
             boxes.append((left, top, left + float(box["width"]), top + float(box["height"])))
@@ -136,22 +139,30 @@ def _image_path(file: Any, image_dir: Path, problems: list[str],
     absent image is a problem unless `absent_ok` (None then, and no problem added)."""
     if not isinstance(file, str) or not file.strip():
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
-                        f"got {file!r}")
+                        f"got {shown(file)}")
         return None
     if PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute():
-        problems.append(f"\"file\" {file!r} is an absolute path; give the path relative to the "
-                        f"image channel {image_dir}")
+        problems.append(f"\"file\" {shown(file)} is an absolute path; give the path relative "
+                        f"to the image channel {image_dir}")
         return None
     relative = os.path.normpath(file.replace("\\", "/"))
     if relative == ".." or relative.startswith("../"):
-        problems.append(f"\"file\" {file!r} points outside the image channel {image_dir}; give "
-                        f"a path inside it")
+        problems.append(f"\"file\" {shown(file)} points outside the image channel {image_dir}; "
+                        f"give a path inside it")
         return None
     path = image_dir / relative
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        reason = getattr(error, "strerror", None) or str(error)
+        problems.append(f"\"file\" {shown(file)} is not a usable file name ({reason}); give "
+                        f"the image's path relative to the image channel {image_dir}")
+        return None
+    if not found:
         if absent_ok:
             return None
-        problems.append(f"\"file\" {file!r} does not exist in the image channel {image_dir}")
+        problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
+                        f"{image_dir}")
         return None
     return path
 
@@ -167,20 +178,21 @@ def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
         if (not isinstance(category, dict) or not is_integer(category.get("class_id"))
                 or not isinstance(category.get("name"), str)):
             problems.append(f"category {index} must be {{\"class_id\": <integer>, "
-                            f"\"name\": <string>}}, got {category!r}")
+                            f"\"name\": <string>}}, got {shown(category)}")
             continue
         names[int(category["class_id"])] = category["name"]
     return names
 
 
 def _load(path: Path) -> tuple[Any, str | None]:
+    """The file's JSON value, or what is wrong with it (unreadable, not UTF-8, not JSON, too
+    deep, numbers no float holds, lone surrogates)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except json.JSONDecodeError as error:
-        return None, (f"is not valid JSON ({error.msg} at line {error.lineno} column "
-                      f"{error.colno})")
-    except (OSError, UnicodeDecodeError) as error:
-        return None, f"cannot be read as UTF-8 text ({error})"
+        return parse_json(path.read_bytes()), None
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror})"
+    except BadJSON as problem:
+        return None, str(problem)
 
 
 def _check_image(path: Path, parsed: ParsedAnnotation, full_decode: bool) -> None:
@@ -237,16 +249,16 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
         on_other_host = image_path is None and len(parsed.problems) == before
         categories = _categories(document.get("categories"), parsed.problems)
         if image_path is not None and image_path in claimed:
-            parsed.problems.append(f"\"file\" {document['file']!r} is already annotated by "
+            parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
                                    f"{claimed[image_path]}; keep one annotation per image")
         if image_path is not None and not parsed.problems:
             _check_image(image_path, parsed, full_decode)
         for class_id, class_name in sorted(categories.items()):
             first = names.setdefault(class_id, (class_name, origin))
             if first[0] != class_name:
-                parsed.problems.append(f"category name {class_name!r} for class_id {class_id} "
-                                       f"conflicts with {first[0]!r} in {first[1]}; use one "
-                                       f"name per class")
+                parsed.problems.append(f"category name {shown(class_name)} for class_id "
+                                       f"{class_id} conflicts with {shown(first[0])} in "
+                                       f"{first[1]}; use one name per class")
         if on_other_host:  # its class names still count: every host exports the same
             report.elsewhere += 1
             continue

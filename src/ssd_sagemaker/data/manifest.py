@@ -10,7 +10,6 @@ same records (every file under the channel, in name order).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ from ssd_sagemaker.data.recordio import RecordIOFormatError, iter_records
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import RecordRef, Sample, normalised
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 KIND = "augmented manifest"
 EXAMPLE_ATTRIBUTES = '["source-ref", "bounding-box"]'
@@ -54,8 +54,12 @@ class Attributes:
         return cls(names, refs[0], others[0], names.index(metadata) if metadata in names else None)
 
 
-def _json(data: bytes) -> object:
-    return json.loads(data.decode("utf-8"))
+def _class_id(key: str) -> int | None:
+    """A class-map key ("0", "12") as an int; None for anything else (also "²", 5,000 digits)."""
+    text = key.strip()
+    if not (0 < len(text) <= 9 and text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 def _class_map(metadata: object, origin: str, names: dict[int, str],
@@ -64,15 +68,15 @@ def _class_map(metadata: object, origin: str, names: dict[int, str],
     if not isinstance(class_map, dict):
         return
     for key, name in class_map.items():
-        if not (isinstance(key, str) and key.strip().lstrip("-").isdigit()) \
-                or not isinstance(name, str):
-            report.warn(origin, f"class-map entry {key!r}: {name!r} is not "
+        class_id = _class_id(key)
+        if class_id is None or not isinstance(name, str):
+            report.warn(origin, f"class-map entry {shown(key)}: {shown(name)} is not "
                                 f"\"<class id>\": \"<name>\"; ignored")
             continue
-        first = names.setdefault(int(key), name)
+        first = names.setdefault(class_id, name)
         if first != name:
-            report.warn(origin, f"class-map names class {key} {name!r}, earlier entries "
-                                f"{first!r}; keeping {first!r}")
+            report.warn(origin, f"class-map names class {class_id} {shown(name)}, earlier "
+                                f"entries {shown(first)}; keeping {shown(first)}")
 
 
 def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, source: str,
@@ -136,8 +140,8 @@ def _other_workers_names(entry: list[tuple[int, bytes]], attributes: Attributes,
     if attributes.metadata is None or len(entry) < len(attributes.names):
         return
     try:
-        _class_map(_json(entry[attributes.metadata][1]), origin, class_names, report)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        _class_map(parse_json(entry[attributes.metadata][1]), origin, class_names, report)
+    except BadJSON:
         pass  # the worker that owns the line reports it
 
 
@@ -156,11 +160,13 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
                 f"{list(attributes.names)}?)") if looks_json else ""
         report.error(origin, f"{attributes.names[attributes.image]} {error}{hint}")
         return None
+    box_record = entry[attributes.boxes][1]
     try:
-        document = _json(entry[attributes.boxes][1])
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        report.error(origin, f"{box_name} is not JSON ({error}); the records may be out of "
-                             f"step with AttributeNames {list(attributes.names)}")
+        document = parse_json(box_record)
+    except BadJSON as problem:
+        hint = ("" if box_record.lstrip()[:1] == b"{" else
+                f"; the records may be out of step with AttributeNames {list(attributes.names)}")
+        report.error(origin, f"{box_name} {problem}{hint}")
         return None
     parsed = parse_annotation(document, num_classes)
     for warning in parsed.warnings:
@@ -174,9 +180,9 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
                             f"the image ({header.width}x{header.height}); boxes are scaled")
     if attributes.metadata is not None:
         try:
-            _class_map(_json(entry[attributes.metadata][1]), origin, class_names, report)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            report.warn(origin, f"{attributes.names[attributes.metadata]} is not JSON; its "
+            _class_map(parse_json(entry[attributes.metadata][1]), origin, class_names, report)
+        except BadJSON as problem:
+            report.warn(origin, f"{attributes.names[attributes.metadata]} {problem}; its "
                                 f"class names are ignored")
     return Sample(origin=origin,
                   image=image_ref(image_offset) if image_ref else image,

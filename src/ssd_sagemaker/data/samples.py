@@ -52,8 +52,13 @@ class Sample:
 
 
 def is_number(value: Any) -> bool:
-    """A finite JSON number (booleans are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite JSON number (booleans are not numbers here; nor an int no float holds)."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int of more than 308 digits
+        return False
 
 
 def is_integer(value: Any) -> bool:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.hyperparameters import compile_regex
 
 LOG = logging.getLogger(__name__)
 
@@ -86,14 +87,15 @@ def base_layers(net: gluon.Block, base_network: str) -> list[BaseLayer]:
 
 def freeze_layers(net: gluon.Block, base_network: str, pattern: str | None) -> list[str]:
     """Set grad_req='null' on base parameters whose documented or GluonCV layer name matches
-    `pattern` (re.search); returns the documented names frozen."""
+    `pattern` (a search, in RE2: linear time, so no pattern can hang the job); returns the
+    documented names frozen."""
     if not pattern:
         return []
     try:
-        regex = re.compile(pattern)
-    except re.error as error:
-        raise ClientError(f"freeze_layer_pattern {pattern!r} is not a valid regular expression: "
-                          f"{error}.") from None
+        regex = compile_regex(pattern)
+    except ValueError as error:
+        raise ClientError(f"freeze_layer_pattern {pattern!r} is not a valid regular expression "
+                          f"in RE2 syntax: {error}.") from None
     layers = base_layers(net, base_network)
     params = net.collect_params()
     frozen = []

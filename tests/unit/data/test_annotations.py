@@ -105,7 +105,15 @@ BOX = {"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}
     ("class_id_3", ["annotation 1 has class_id 3", "[0, 3)"]),
     ("class_id_a", ["annotation 0 has class_id 'a'", "[0, 3)"]),
     ("zero_width_box", ["annotation 0 has width 0", "positive"]),
-    ("zero_image_width", ["image_size width must be a positive integer, got 0"]),
+    ("zero_image_width", ["image_size width must be a positive integer of at most 65535, got 0"]),
+    ("huge_image_width", ["image_size height must be a positive integer of at most 65535, got "
+                          "100000"]),
+    ("long_file_name", ["\"file\" 'xxxxxxxxx", "is not a usable file name (File name too long)"]),
+    ("400_digit_number", ["holds the integer 99999999999999999999... (400 digits), too large"]),
+    ("5000_digit_number", ["holds an integer of more than 4300 digits, too large"]),
+    ("deep_nesting", ["is nested more than 32 levels deep"]),
+    ("latin_1", ["is not UTF-8 text: byte 0xe9"]),
+    ("lone_surrogate", ["holds the string 'bad\\udead.jpg' with a lone surrogate escape"]),
 ])
 def test_each_fault_is_named_with_its_file(dirs: tuple[Path, Path], tmp_path: Path, fault: str,
                                            expected: list[str]) -> None:
@@ -122,9 +130,19 @@ def test_each_fault_is_named_with_its_file(dirs: tuple[Path, Path], tmp_path: Pa
         "class_id_a": {"annotations": [dict(BOX, class_id="a")]},
         "zero_width_box": {"annotations": [dict(BOX, width=0)]},
         "zero_image_width": {"image_size": [{"width": 0, "height": 48, "depth": 3}]},
-    }[fault])
-    if fault == "invalid_json":
-        path.write_text('{"file": "bad.jpg",')
+        "huge_image_width": {"image_size": [{"width": 64, "height": 100_000, "depth": 3}]},
+        "long_file_name": {"file": "x" * 5000 + ".jpg"},
+        "lone_surrogate": {"file": "bad\udead.jpg"},
+    }.get(fault, {}))
+    text = path.read_text()
+    path.write_text({"invalid_json": '{"file": "bad.jpg",',
+                     "400_digit_number": text.replace('"left": 5', '"left": ' + "9" * 400),
+                     "5000_digit_number": text.replace('"left": 5', '"left": ' + "9" * 5000),
+                     "deep_nesting": '{"file": "bad.jpg", "x": ' + "[" * 100_000 + "1"
+                                     + "]" * 100_000 + "}",
+                     }.get(fault, text))
+    if fault == "latin_1":
+        path.write_bytes(path.read_text().replace("cat", "café").encode("latin-1"))
     message = _error(image_dir, annotation_dir)
     first_line, *problems, summary = message.splitlines()
     # bad.jpg counts as an image without annotation when the file does not reference it.
@@ -135,6 +153,21 @@ def test_each_fault_is_named_with_its_file(dirs: tuple[Path, Path], tmp_path: Pa
         assert text in problems[0], message
     assert re.fullmatch(r"train \(image \+ JSON\): [12] found, 0 used, [01] skipped, 1 with "
                         r"errors", summary), summary
+
+
+def test_hostile_file_among_a_hundred_is_left_out_under_the_one_percent_rule(
+        dirs: tuple[Path, Path], caplog: pytest.LogCaptureFixture) -> None:
+    image_dir, annotation_dir = dirs
+    for index in range(100):
+        _image(image_dir, f"img_{index:03d}.jpg")
+        _annotation(annotation_dir, f"img_{index:03d}")
+    (annotation_dir / "hostile.json").write_text('{"file": "img_000.jpg", "n": ' + "9" * 400 + "}")
+    channel = read_annotated_channel(image_dir, annotation_dir, num_classes=3)
+    channel.report.check()  # 1 invalid of 101: tolerated
+    assert len(channel.samples) == 100 and channel.report.error_lines() == [
+        "train_annotation/hostile.json: holds the integer 99999999999999999999... (400 digits), "
+        "too large for any quantity here (at most about 1.8e308)"]
+    assert "1 invalid example(s) left out" in caplog.text
 
 
 def test_all_faults_of_all_files_are_reported_together(dirs: tuple[Path, Path]) -> None:

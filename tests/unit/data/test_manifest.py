@@ -84,7 +84,7 @@ def test_box_attribute_faults_are_named() -> None:
     lines = report.error_lines()
     assert lines[0] == ("train_0 line 0: bounding-box annotation 0 has class_id 5; class ids "
                         "must be integers in [0, 3) for num_classes=3")
-    assert lines[1].startswith("train_0 line 1: bounding-box is not JSON")
+    assert lines[1].startswith("train_0 line 1: bounding-box is not valid JSON")
 
 
 def test_stream_ending_mid_line_is_an_error() -> None:
@@ -100,3 +100,35 @@ def test_images_without_objects_are_samples() -> None:
     box = {"image_size": [{"width": 80, "height": 60, "depth": 3}], "annotations": []}
     (sample,), report, _ = _parse([jpeg(80, 60), json.dumps(box).encode()])
     assert sample.boxes.shape == (0, 4) and not report.errors
+
+
+BOX_OBJECT = {"image_size": [{"width": 80, "height": 60, "depth": 3}],
+              "annotations": [{"class_id": 0, "left": 1, "top": 1, "width": 5, "height": 5}]}
+
+
+@pytest.mark.parametrize("record, fragment", [
+    (json.dumps(BOX_OBJECT).replace('"left": 1', '"left": ' + "9" * 400).encode(),
+     "bounding-box holds the integer 99999999999999999999... (400 digits), too large"),
+    (json.dumps(BOX_OBJECT).replace('"left": 1', '"left": ' + "9" * 5000).encode(),
+     "bounding-box holds an integer of more than 4300 digits"),
+    (b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "is nested more than 32 levels deep"),
+    (json.dumps(BOX_OBJECT).encode("utf-16"), "bounding-box is UTF-16 text"),
+    (b'{"x": "\\udead"}', "holds the string '\\udead' with a lone surrogate escape"),
+])
+def test_hostile_bounding_box_records_are_errors_naming_the_line(record: bytes,
+                                                                 fragment: str) -> None:
+    samples, report, _ = _parse([jpeg(80, 60), record])
+    assert samples == [] and len(report.error_lines()) == 1
+    assert report.error_lines()[0].startswith("train_0 line 0: bounding-box ")
+    assert fragment in report.error_lines()[0]
+
+
+def test_class_map_keys_that_are_not_class_ids_are_ignored_with_a_warning() -> None:
+    metadata = json.dumps({"class-map": {"0": "cat", "²": "dog", "9" * 5000: "bird",
+                                         "-1": "fish", "1": ["x"]}}).encode()
+    samples, report, found = _parse([jpeg(80, 60), json.dumps(BOX_OBJECT).encode(), metadata],
+                                    names=NAMES)
+    assert len(samples) == 1 and found == {0: "cat"}
+    assert len(report.warnings) == 4
+    assert "train_0 line 0: class-map entry '²': 'dog' is not" in report.warnings[0]
+    assert all(len(warning) < 200 for warning in report.warnings)

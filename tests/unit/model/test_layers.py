@@ -1,6 +1,8 @@
 """layers.py: documented layer names map onto GluonCV's and freeze exactly what they name."""
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +72,32 @@ def test_no_match_warns_with_available_names(vgg, caplog):
 def test_invalid_regex_is_a_client_error(vgg):
     with pytest.raises(ClientError, match="freeze_layer_pattern '\\(conv' is not a valid"):
         freeze_layers(vgg, "vgg-16", "(conv")
+
+
+def test_lookaround_pattern_is_a_client_error_naming_the_key(vgg):
+    with pytest.raises(ClientError, match=r"freeze_layer_pattern '\^\(\?!conv5\)' is not a valid "
+                                          r"regular expression in RE2 syntax: regex error: "
+                                          r"invalid perl operator"):
+        freeze_layers(vgg, "vgg-16", "^(?!conv5)")
+
+
+CATASTROPHIC = r"""
+import sys, time
+from ssd_sagemaker.model.layers import freeze_layers
+from ssd_sagemaker.model.network import build_network
+net = build_network(sys.argv[1], 300, ["a"])
+start = time.perf_counter()
+print(freeze_layers(net, sys.argv[1], r"(\w+)+!"), round(time.perf_counter() - start, 3))
+"""
+
+
+@pytest.mark.parametrize("base", ["vgg-16", "resnet-50"])
+def test_backtracking_pattern_cannot_hang_the_job(base):
+    """`(\\w+)+!` takes Python's re about an hour on `vggatrousextractor0_dilated_conv0` (time
+    doubles per character); RE2 answers at once. In a subprocess, so a regression fails
+    instead of hanging."""
+    done = subprocess.run([sys.executable, "-c", CATASTROPHIC, base], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    frozen, seconds = done.stdout.split()
+    assert frozen == "[]" and float(seconds) < 1.0
