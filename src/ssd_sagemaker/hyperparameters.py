@@ -1,7 +1,8 @@
-"""The hyperparameter contract: ONE table (`SPECS`) of every hyperparameter this algorithm
-honours, and everything derived from it — parsing of the values SageMaker writes, validation
-with every violation reported at once, defaults, the typed immutable `Hyperparameters` object
-and the README table (`markdown_table`).
+"""The hyperparameter contract: ONE table of every hyperparameter this algorithm honours — the
+fields of the typed immutable `Hyperparameters`, each carrying its row in `metadata` — and
+everything derived from it: the rows (`SPECS`), parsing of the values SageMaker writes,
+validation with every violation reported at once, defaults and the README table
+(`markdown_table`).
 
 SageMaker writes every value as a string, raw (`"32"`, `"True"`, `"10, 20"`) or JSON-encoded
 (`"\\"vgg-16\\""`, `"true"`, `"[10, 20]"`); people write native JSON by hand. All are accepted:
@@ -64,98 +65,125 @@ class HyperparameterSpec:
 
     @property
     def python_type(self) -> Any:
+        """The type the field must be annotated with (a test holds the class to it)."""
         base = {"int": int, "float": float, "bool": bool, "flag": bool, "choice": str,
                 "regex": str, "epochs": tuple[int, ...]}[self.kind]
         return Optional[base] if self.default is None and not self.required else base
 
 
-_S = HyperparameterSpec
-SPECS: tuple[HyperparameterSpec, ...] = (
-    _S("num_classes", "int", None,
-       "number of output classes; the network's output size. At most 1000 because memory "
-       "grows with it: each class adds 134k weights to the vgg-16 SSD300 and a score per "
-       "anchor (8,732 per image at 300); at 1000 classes the network has 158M weights and one "
-       "training image takes 2.2 GB on the CPU (24M and 0.55 GB at 1 class)",
-       required=True, bounds="(0, 1000]"),
-    _S("num_training_samples", "int", None,
-       "number of training samples; turns `lr_scheduler_step` epochs into iteration counts. "
-       "If it disagrees with the real count, training warns with both numbers",
-       required=True, bounds="(0, inf)"),
-    _S("base_network", "choice", "vgg-16", "backbone of the SSD",
-       choices=("vgg-16", "resnet-50")),
-    _S("early_stopping", "bool", False, "enable early stopping on `validation:mAP`"),
-    _S("early_stopping_min_epochs", "int", 10,
-       "epochs that must run before early stopping may trigger", bounds="(0, inf)"),
-    _S("early_stopping_patience", "int", 5,
-       "epochs without improvement (as defined by the tolerance) before stopping",
-       bounds="(0, inf)"),
-    _S("early_stopping_tolerance", "float", 0.0,
-       "relative improvement needed: if (mAP - best mAP) / best mAP < tolerance, it is not "
-       "an improvement", bounds="[0, 1]"),
-    _S("image_shape", "int", 300,
-       "input images are resized to a square of this side; 300 and 512 recommended. At most "
-       "1024 because memory grows with the square of the side: one vgg-16 training image "
-       "takes 0.55 GB at 300, 1.3 GB at 512 and 3.5 GB at 1024 on the CPU (98,276 anchors)",
-       bounds="[300, 1024]"),
-    _S("epochs", "int", 30, "training epochs", bounds="(0, inf)"),
-    _S("freeze_layer_pattern", "regex", None,
-       "base-network layers whose names match are frozen (weights not updated), e.g. "
-       "`^(conv1_|conv2_).*`; names as in the published vgg16/resnet-50 symbol files"),
-    _S("kv_store", "choice", None,
-       "weight-update synchronisation across machines, ignored on one machine. `dist_sync`: "
-       "gradients synchronised after every batch (n machines x batch b behave like batch "
-       "n*b); `dist_async`: asynchronous updates", choices=("dist_sync", "dist_async")),
-    _S("label_width", "int", 350,
-       "padded label width keeping training and validation data in step (RecordIO); e.g. 10 "
-       "objects x 5 numbers + header of 2 needs at least 52", bounds="(0, inf)"),
-    _S("learning_rate", "float", 0.001, "initial learning rate", bounds="(0, 1]"),
-    _S("lr_scheduler_factor", "float", 0.1, "lr_new = lr_old x factor at each step",
-       bounds="(0, 1)"),
-    _S("lr_scheduler_step", "epochs", (),
-       "epochs after which the learning rate is multiplied by the factor"),
-    _S("mini_batch_size", "int", 32,
-       "batch size, split across the GPUs of a machine; with `dist_sync` the effective batch "
-       "is mini_batch_size x machines. Memory grows with it, image_shape and base_network",
-       bounds="(0, inf)"),
+# The base networks `base_network` accepts (the choices of that field).
+BASE_NETWORKS: tuple[str, ...] = ("vgg-16", "resnet-50")
+
+_ROW = "hyperparameter"  # the metadata key under which a field carries its row of the table
+
+
+def _row(kind: str, meaning: str, *, bounds: str = "", choices: tuple[str, ...] = (),
+         documented: bool = True) -> dict[str, Any]:
+    """A field's metadata: its row of the contract but for name, default and required, which
+    the field itself states (so they are written once)."""
+    return {_ROW: {"kind": kind, "meaning": meaning, "bounds": bounds, "choices": choices,
+                   "documented": documented}}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Hyperparameters:
+    """The validated, typed hyperparameters. Written out field by field so type checkers and
+    editors know every name and type; each field's `metadata` holds its row of the contract,
+    from which `SPECS` is derived: this class is the one table."""
+
+    num_classes: int = dataclasses.field(metadata=_row(
+        "int", "number of output classes; the network's output size. At most 1000 because "
+        "memory grows with it: each class adds 134k weights to the vgg-16 SSD300 and a score "
+        "per anchor (8,732 per image at 300); at 1000 classes the network has 158M weights "
+        "and one training image takes 2.2 GB on the CPU (24M and 0.55 GB at 1 class)",
+        bounds="(0, 1000]"))
+    num_training_samples: int = dataclasses.field(metadata=_row(
+        "int", "number of training samples; turns `lr_scheduler_step` epochs into iteration "
+        "counts. If it disagrees with the real count, training warns with both numbers",
+        bounds="(0, inf)"))
+    base_network: str = dataclasses.field(default="vgg-16", metadata=_row(
+        "choice", "backbone of the SSD", choices=BASE_NETWORKS))
+    early_stopping: bool = dataclasses.field(default=False, metadata=_row(
+        "bool", "enable early stopping on `validation:mAP`"))
+    early_stopping_min_epochs: int = dataclasses.field(default=10, metadata=_row(
+        "int", "epochs that must run before early stopping may trigger", bounds="(0, inf)"))
+    early_stopping_patience: int = dataclasses.field(default=5, metadata=_row(
+        "int", "epochs without improvement (as defined by the tolerance) before stopping",
+        bounds="(0, inf)"))
+    early_stopping_tolerance: float = dataclasses.field(default=0.0, metadata=_row(
+        "float", "relative improvement needed: if (mAP - best mAP) / best mAP < tolerance, it "
+        "is not an improvement", bounds="[0, 1]"))
+    image_shape: int = dataclasses.field(default=300, metadata=_row(
+        "int", "input images are resized to a square of this side; 300 and 512 recommended. "
+        "At most 1024 because memory grows with the square of the side: one vgg-16 training "
+        "image takes 0.55 GB at 300, 1.3 GB at 512 and 3.5 GB at 1024 on the CPU (98,276 "
+        "anchors)", bounds="[300, 1024]"))
+    epochs: int = dataclasses.field(default=30, metadata=_row(
+        "int", "training epochs", bounds="(0, inf)"))
+    freeze_layer_pattern: str | None = dataclasses.field(default=None, metadata=_row(
+        "regex", "base-network layers whose names match are frozen (weights not updated), "
+        "e.g. `^(conv1_|conv2_).*`; names as in the published vgg16/resnet-50 symbol files"))
+    kv_store: str | None = dataclasses.field(default=None, metadata=_row(
+        "choice", "weight-update synchronisation across machines, ignored on one machine. "
+        "`dist_sync`: gradients synchronised after every batch (n machines x batch b behave "
+        "like batch n*b); `dist_async`: asynchronous updates",
+        choices=("dist_sync", "dist_async")))
+    label_width: int = dataclasses.field(default=350, metadata=_row(
+        "int", "padded label width keeping training and validation data in step (RecordIO); "
+        "e.g. 10 objects x 5 numbers + header of 2 needs at least 52", bounds="(0, inf)"))
+    learning_rate: float = dataclasses.field(default=0.001, metadata=_row(
+        "float", "initial learning rate", bounds="(0, 1]"))
+    lr_scheduler_factor: float = dataclasses.field(default=0.1, metadata=_row(
+        "float", "lr_new = lr_old x factor at each step", bounds="(0, 1)"))
+    lr_scheduler_step: tuple[int, ...] = dataclasses.field(default=(), metadata=_row(
+        "epochs", "epochs after which the learning rate is multiplied by the factor"))
+    mini_batch_size: int = dataclasses.field(default=32, metadata=_row(
+        "int", "batch size, split across the GPUs of a machine; with `dist_sync` the "
+        "effective batch is mini_batch_size x machines. Memory grows with it, image_shape and "
+        "base_network", bounds="(0, inf)"))
     # Deviation: documented as (0, 1], but SageMaker's documented tuning range starts at 0.
-    _S("momentum", "float", 0.9, "momentum for `sgd`; ignored by other optimizers",
-       bounds="[0, 1]"),
-    _S("nms_threshold", "float", 0.45, "non-maximum suppression threshold", bounds="(0, 1]"),
-    _S("optimizer", "choice", "sgd", "optimizer type (MXNet optimizers)",
-       choices=("sgd", "adam", "rmsprop", "adadelta")),
-    _S("overlap_threshold", "float", 0.5, "IoU overlap threshold used in evaluation",
-       bounds="(0, 1]"),
-    _S("use_pretrained_model", "flag", True,
-       "1: start from a pre-trained model of the chosen architecture; 0: train from scratch"),
+    momentum: float = dataclasses.field(default=0.9, metadata=_row(
+        "float", "momentum for `sgd`; ignored by other optimizers", bounds="[0, 1]"))
+    nms_threshold: float = dataclasses.field(default=0.45, metadata=_row(
+        "float", "non-maximum suppression threshold", bounds="(0, 1]"))
+    optimizer: str = dataclasses.field(default="sgd", metadata=_row(
+        "choice", "optimizer type (MXNet optimizers)",
+        choices=("sgd", "adam", "rmsprop", "adadelta")))
+    overlap_threshold: float = dataclasses.field(default=0.5, metadata=_row(
+        "float", "IoU overlap threshold used in evaluation", bounds="(0, 1]"))
+    use_pretrained_model: bool = dataclasses.field(default=True, metadata=_row(
+        "flag", "1: start from a pre-trained model of the chosen architecture; 0: train from "
+        "scratch"))
     # Deviation: documented as (0, 1), but SageMaker's documented tuning range starts at 0.
-    _S("weight_decay", "float", 0.0005,
-       "weight decay for `sgd` and `rmsprop`; ignored by other optimizers", bounds="[0, 1)"),
-    _S("nms_topk", "int", 400, "number of highest-scoring detections kept before "
-       "non-maximum suppression", bounds="(0, inf)", documented=False),
-    _S("precision", "choice", "auto",
-       "arithmetic of training: `auto` uses bfloat16 convolutions for vgg-16 on one host "
-       "with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet AMP), "
-       "float32 otherwise; weights, checkpoints and the model artifact are float32 in every "
-       "case",
-       choices=("auto", "float32", "bfloat16", "float16"), documented=False),
-)
+    weight_decay: float = dataclasses.field(default=0.0005, metadata=_row(
+        "float", "weight decay for `sgd` and `rmsprop`; ignored by other optimizers",
+        bounds="[0, 1)"))
+    nms_topk: int = dataclasses.field(default=400, metadata=_row(
+        "int", "number of highest-scoring detections kept before non-maximum suppression",
+        bounds="(0, inf)", documented=False))
+    precision: str = dataclasses.field(default="auto", metadata=_row(
+        "choice", "arithmetic of training: `auto` uses bfloat16 convolutions for vgg-16 on "
+        "one host with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet "
+        "AMP), float32 otherwise; weights, checkpoints and the model artifact are float32 in "
+        "every case", choices=("auto", "float32", "bfloat16", "float16"), documented=False))
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Native JSON values (tuples as lists): what an artifact stores and this module reads
+        back."""
+        values = {spec.name: getattr(self, spec.name) for spec in SPECS}
+        return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
+
+
+def _spec(field: dataclasses.Field[Any]) -> HyperparameterSpec:
+    """The row of one field: a field without a default is a required hyperparameter."""
+    required = field.default is dataclasses.MISSING
+    return HyperparameterSpec(name=field.name, default=None if required else field.default,
+                              required=required, **field.metadata[_ROW])
+
+
+SPECS: tuple[HyperparameterSpec, ...] = tuple(
+    _spec(field) for field in dataclasses.fields(Hyperparameters))
 _BY_NAME = {spec.name: spec for spec in SPECS}
-
-
-def _to_json_dict(self: Any) -> dict[str, Any]:
-    """Native JSON values (tuples as lists): what an artifact stores and this module reads back."""
-    values = {spec.name: getattr(self, spec.name) for spec in SPECS}
-    return {name: list(v) if isinstance(v, tuple) else v for name, v in values.items()}
-
-
-Hyperparameters = dataclasses.make_dataclass(
-    "Hyperparameters",
-    [(s.name, s.python_type) if s.required else (s.name, s.python_type, s.default)
-     for s in SPECS],
-    frozen=True,
-    namespace={"to_json_dict": _to_json_dict, "__module__": __name__,
-               "__doc__": "The validated, typed hyperparameters (one field per row of SPECS)."},
-)
 
 
 def default_values() -> dict[str, Any]:
@@ -295,7 +323,7 @@ def _unknown(key: str, raw: Any) -> str:
     return f"{name}: unknown hyperparameter (given {_shown(raw)}); {hint}"
 
 
-def parse_hyperparameters(raw: Mapping[str, object]) -> "Hyperparameters":
+def parse_hyperparameters(raw: Mapping[str, object]) -> Hyperparameters:
     """Validate `hyperparameters.json`'s mapping into a `Hyperparameters`; a `ClientError`
     lists every problem at once so a user fixes the job in one round trip, not one per run."""
     values: dict[str, Any] = {}
