@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import typing
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +46,66 @@ def test_table_holds_exactly_the_documented_names_plus_two_extensions() -> None:
         "nms_topk", "precision"}
     assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk", "precision"]
     assert [f.name for f in dataclasses.fields(Hyperparameters)] == names
+
+
+def test_each_field_is_annotated_with_the_type_its_row_parses_to() -> None:
+    hints = typing.get_type_hints(Hyperparameters)
+    assert {spec.name: hints[spec.name] for spec in SPECS} == {
+        spec.name: spec.python_type for spec in SPECS}
+    assert hints["kv_store"] == typing.Optional[str]
+    assert hints["lr_scheduler_step"] == tuple[int, ...]
+
+
+def test_the_rows_are_the_fields_metadata_and_defaults() -> None:
+    rows = {spec.name: spec for spec in SPECS}
+    for field in dataclasses.fields(Hyperparameters):
+        spec = rows[field.name]
+        assert spec.required is (field.default is dataclasses.MISSING)
+        assert spec.required or spec.default == field.default
+        assert spec.meaning == field.metadata["hyperparameter"]["meaning"]
+    assert [s.name for s in SPECS if s.required] == ["num_classes", "num_training_samples"]
+    assert rows["base_network"].choices == ("vgg-16", "resnet-50")
+
+
+def test_fields_are_built_by_name_only_and_frozen() -> None:
+    hp = Hyperparameters(num_classes=3, num_training_samples=100)
+    assert hp == parse()
+    with pytest.raises(TypeError):
+        Hyperparameters(3, 100)  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        hp.epochs = 3  # type: ignore[misc]
+
+
+TYPED_USE = """
+from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
+
+def plan(hp: Hyperparameters) -> tuple[int, float, tuple[int, ...], str | None]:
+    return hp.epochs, hp.learning_rate, hp.lr_scheduler_step, hp.kv_store
+
+hp = parse_hyperparameters({})
+plan(hp)
+hp.num_clases
+side: str = hp.image_shape
+hp.epochs = 3
+"""
+
+
+def test_a_type_checker_sees_every_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reason the class is written out: mypy checks every `hp.` use (when make_dataclass
+    built the class at run time, mypy knew no field and reported every use)."""
+    api = pytest.importorskip("mypy.api")
+    import ssd_sagemaker
+    monkeypatch.setenv("MYPYPATH", str(Path(ssd_sagemaker.__file__).parents[1]))
+    (tmp_path / "use.py").write_text(TYPED_USE)
+    stdout, stderr, _ = api.run([
+        str(tmp_path / "use.py"), "--ignore-missing-imports", "--follow-imports", "silent",
+        "--no-error-summary", "--cache-dir", str(tmp_path / "cache"), "--config-file", ""])
+    findings = [line.split(": error: ")[1] for line in stdout.splitlines() if ": error: " in line]
+    assert findings == [
+        '"Hyperparameters" has no attribute "num_clases"; maybe "num_classes"?  [attr-defined]',
+        'Incompatible types in assignment (expression has type "int", variable has type "str")'
+        '  [assignment]',
+        'Property "epochs" defined in "Hyperparameters" is read-only  [misc]'], stdout + stderr
 
 
 @pytest.mark.parametrize("name, expected", sorted({**DOCUMENTED_DEFAULTS,
