@@ -5,16 +5,17 @@ over the final name, a group of files only once all of them are written: a reade
 files or the new ones, never a truncated one. A full disk (ENOSPC, or a quota) becomes a
 ClientError naming the folder, what was being written and the space it needs. MXNet's own
 writers report a full disk only as "FileStream.Write incomplete" (and may lose the tail of a
-file silently when it closes), so MXNet serialises into memory (`serialized`) and Python
-writes the bytes."""
+file silently when it closes), so MXNet serialises into memory (`serialized_files`) and
+Python writes the bytes."""
 
 from __future__ import annotations
 
 import errno
 import os
 import shutil
+import tempfile
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from ssd_sagemaker.errors import ClientError
 
@@ -101,12 +102,23 @@ def write_files(folder: Path, files: Mapping[str, bytes], what: str) -> list[Pat
     return [folder / name for name in files]
 
 
-def serialized(save: Callable[[str], None]) -> bytes:
-    """What `save(path)` (an MXNet writer such as `Block.save_parameters`) writes, captured in
-    memory (an anonymous memory file), so a full disk cannot truncate it unnoticed."""
-    descriptor = os.memfd_create("ssd-sagemaker-serialized")
+def serialized_files(save: Callable[[Path], None], names: Sequence[str]) -> dict[str, bytes]:
+    """What `save(folder)` (MXNet's writers: `Block.export`, `save_parameters`) writes as
+    `names` in `folder`, captured in memory: each name there is a link to an anonymous memory
+    file, so neither a full disk nor a crash can leave a truncated file unnoticed."""
+    descriptors = {name: os.memfd_create(f"ssd-sagemaker-{name}") for name in names}
     try:
-        save(f"/proc/self/fd/{descriptor}")
-        return os.pread(descriptor, os.fstat(descriptor).st_size, 0)
+        with tempfile.TemporaryDirectory(prefix="ssd-serialized-") as folder:
+            for name, descriptor in descriptors.items():
+                os.symlink(f"/proc/{os.getpid()}/fd/{descriptor}", Path(folder) / name)
+            save(Path(folder))
+        return {name: os.pread(descriptor, os.fstat(descriptor).st_size, 0)
+                for name, descriptor in descriptors.items()}
     finally:
-        os.close(descriptor)
+        for descriptor in descriptors.values():
+            os.close(descriptor)
+
+
+def serialized(save: Callable[[str], None]) -> bytes:
+    """What `save(path)` writes to one file, captured in memory (see `serialized_files`)."""
+    return serialized_files(lambda folder: save(str(folder / "file")), ["file"])["file"]
