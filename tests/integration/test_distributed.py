@@ -242,6 +242,45 @@ def test_a_failing_worker_fails_the_job_on_every_host(tmp_path, network):
     assert _wait_no_processes(tmp_path) == []
 
 
+def _wait_for_line(path, text, process, timeout=600):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if text in path.read_text():
+            return
+        assert process.poll() is None, path.read_text()[-3000:]
+        time.sleep(0.2)
+    raise AssertionError(f"no {text!r} in {path} after {timeout} s")
+
+
+@pytest.mark.parametrize("lost, survivor", [("algo-2", "algo-1"), ("algo-1", "algo-2")])
+def test_a_lost_host_ends_the_other_within_a_second(tmp_path, network, lost, survivor):
+    """Every process of one host killed at once mid-training (its instance went away): the
+    other host must notice through the control channel, not hang in dist_sync."""
+    processes = _start_hosts(tmp_path, network, kv_store="dist_sync", epochs="5")
+    for host, process in processes.items():  # both are inside the first epoch
+        _wait_for_line(tmp_path / host / "train.log", "epoch 0 batch 1/", process)
+    victims = _processes_of(tmp_path / lost)
+    assert len(victims) >= 2  # its worker and its parameter server (and scheduler)
+    for pid in victims:
+        os.kill(pid, 9)
+    killed = time.monotonic()
+    try:
+        code = processes[survivor].wait(timeout=60)
+    finally:
+        elapsed = time.monotonic() - killed
+        _wait({lost: processes[lost]}, timeout=10)
+        _wait(processes, timeout=1)
+    log = _log(tmp_path, survivor)
+    assert code == 1, log[-3000:]
+    assert elapsed < 1.0, f"{survivor} took {elapsed:.2f} s to stop"
+    failure = (tmp_path / survivor / "output/failure").read_text()
+    assert failure.startswith(f"AlgorithmError: Training failed on host {lost}: lost contact "
+                              f"with it"), failure
+    assert f"This host ({survivor}) stopped with it." in failure
+    assert "Traceback" not in failure
+    assert _wait_no_processes(tmp_path) == []
+
+
 def test_a_host_that_never_joins_is_named(tmp_path, network):
     base = tmp_path / "algo-1"
     _host_tree(base, "algo-1")

@@ -85,7 +85,7 @@ def extract_archive(archive_path: Path, target: Path) -> None:
                 _extract_member(archive, member, root, archive_path)
     except (tarfile.TarError, EOFError, zlib.error, KeyError, OSError) as error:
         if is_disk_full(error):
-            raise disk_full_error(target, f"the extracted {archive_path.name}",
+            raise disk_full_error(target.parent, f"the extracted {archive_path.name}",
                                   _extracted_size(archive_path)) from None
         raise ClientError(f"The model channel's {archive_path.name} cannot be extracted: "
                           f"{error}. Provide the model.tar.gz written by `train`.") from None
