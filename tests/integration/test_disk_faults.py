@@ -195,3 +195,33 @@ def test_full_output_folder_loses_only_the_failure_file_and_says_so(tmp_path, tm
         in result.stdout
     assert "Traceback" not in result.stdout
     assert not (output / "failure").exists()
+
+
+@pytest.mark.slow
+def test_a_truncated_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    """An interrupted copy from S3: the newest checkpoint's weights are cut short."""
+    _demo(tmp_path, epochs="2")
+    first = run_cli(tmp_path, "train")
+    assert first.returncode == 0, first.stdout[-3000:]
+    checkpoints = tmp_path / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("checkpoint-*.json")) == [
+        "checkpoint-0001.json", "checkpoint-0002.json"]
+    newest = checkpoints / "checkpoint-0002.params"
+    size = newest.stat().st_size
+    newest.write_bytes(newest.read_bytes()[: size // 3])
+    (tmp_path / "output/success").unlink()
+
+    write_hyperparameters(tmp_path, dict(BASE, epochs="3"))
+    second = run_cli(tmp_path, "train")
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert (f"checkpoint checkpoint-0002 in {checkpoints} is damaged: checkpoint-0002.params "
+            f"has {size // 3} bytes, {size} were written (truncated, e.g. an interrupted copy)"
+            ) in second.stdout
+    assert "resumed from an earlier checkpoint than the newest" in second.stdout
+    assert "resumed from checkpoint checkpoint-0001" in second.stdout
+    assert "starting at epoch 1" in second.stdout
+    assert "Traceback" not in second.stdout
+    rows = [json.loads(line) for line in
+            (tmp_path / "output/data/metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 1 again, from the good one
+    assert (tmp_path / "output/success").exists()

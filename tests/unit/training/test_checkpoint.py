@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from ssd_sagemaker import storage
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.training.checkpoint import STATE_FILE, Checkpointer, CheckpointState
 
@@ -198,3 +199,27 @@ def test_best_weights_are_replaced_whole(tmp_path):
     loaded.load_parameters(str(checkpointer.best_weights))
     np.testing.assert_array_equal(loaded.weight.data().asnumpy(), second.weight.data().asnumpy())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.params"]
+
+
+def test_a_save_cut_short_leaves_the_previous_checkpoint_the_newest(tmp_path, monkeypatch):
+    """A crash between the renames of one save: the files already renamed have no
+    description, so the previous checkpoint is still the one resumed from."""
+    checkpointer = Checkpointer(tmp_path)
+    previous = _save(checkpointer, 1, seed=3)
+    renames = []
+
+    def crash_on_second_rename(source, target):
+        renames.append(target)
+        if len(renames) == 2:
+            raise KeyboardInterrupt("the process dies here")
+        return real_replace(source, target)
+
+    real_replace = storage.os.replace
+    monkeypatch.setattr(storage.os, "replace", crash_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        _save(checkpointer, 2, seed=4)
+    monkeypatch.undo()
+    assert json.loads((tmp_path / STATE_FILE).read_text())["sequence"] == 1
+    state, net, _ = _resumed(Checkpointer(tmp_path))
+    assert (state.sequence, state.next_epoch) == (1, 1)
+    np.testing.assert_array_equal(net.weight.data().asnumpy(), previous.weight.data().asnumpy())
