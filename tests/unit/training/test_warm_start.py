@@ -4,6 +4,8 @@ a different network is refused naming both values."""
 import io
 import json
 import os
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -202,3 +204,49 @@ def test_extraction_does_not_need_tarfiles_filter_argument(channel, small_artifa
     with warm_start.located_artifact(channel) as extracted:
         warm_start.check_compatible(extracted, 2, "vgg-16", 300)
         assert (extracted / PARAMS_FILE).read_bytes() == (directory / PARAMS_FILE).read_bytes()
+
+
+OLD_PYTHON_SCRIPT = r"""
+import sys, tarfile, types
+from pathlib import Path
+assert not hasattr(tarfile, "data_filter"), "this Python has tarfile filters"
+for name in ("mxnet", "mxnet.gluon"):  # extraction needs no MXNet; this Python has none
+    sys.modules[name] = types.ModuleType(name)
+sys.modules["mxnet"].gluon = sys.modules["mxnet.gluon"]
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.training import warm_start
+good, hostile = Path(sys.argv[1]), Path(sys.argv[2])
+with warm_start.located_artifact(good) as found:
+    print("extracted", sorted(p.name for p in found.iterdir()))
+try:
+    with warm_start.located_artifact(hostile):
+        pass
+except ClientError as error:
+    print("refused:", error)
+"""
+
+
+def test_extraction_on_the_images_python_without_filters(channel, small_artifact, tmp_path):
+    """The image's Python (Debian bookworm's 3.11.2) where this machine has it."""
+    candidates = ["/usr/bin/python3.11", "/usr/bin/python3"] + [
+        shutil.which(name) for name in ("python3.11", "python3")]
+    old = next((path for path in candidates if path and os.path.exists(path) and subprocess.run(
+        [path, "-c", "import tarfile, sys; sys.exit(hasattr(tarfile, 'data_filter'))"],
+        timeout=30).returncode == 0), None)
+    if old is None:
+        pytest.skip("no Python 3.11 without tarfile filters (< 3.11.4) on this machine")
+    with tarfile.open(channel / "model.tar.gz", "w:gz", compresslevel=1) as archive:
+        for path in small_artifact.iterdir():
+            archive.add(path, arcname=path.name)
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    _tarball(hostile / "model.tar.gz", (_member("../escaped.txt"), b"x"))
+    result = subprocess.run([old, "-c", OLD_PYTHON_SCRIPT, str(channel), str(hostile)],
+                            env=dict(os.environ, PYTHONPATH=str(Path(warm_start.__file__)
+                                                                .parents[2])),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert f"extracted {sorted([MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE])}" in result.stdout
+    assert "refused: The model channel's model.tar.gz holds '../escaped.txt', whose path leads " \
+           "outside the archive's folder" in result.stdout
+    assert not (tmp_path / "escaped.txt").exists()
