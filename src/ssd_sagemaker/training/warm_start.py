@@ -48,11 +48,12 @@ def _inside(root: str, relative: str, archive: Path, member: tarfile.TarInfo, wh
 
 
 def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str,
-                    archive_path: Path) -> None:
+                    archive_path: Path) -> str:
+    """Extract one member (every path checked as the folder is now); where it went."""
     destination = _inside(root, member.name, archive_path, member, "whose path")
     if member.isdir():
         os.makedirs(destination, exist_ok=True)
-        return
+        return destination
     if member.issym():
         _inside(root, os.path.join(os.path.dirname(member.name), member.linkname), archive_path,
                 member, f"a symbolic link to {member.linkname!r}, whose target")
@@ -65,11 +66,12 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
     os.makedirs(os.path.dirname(destination), exist_ok=True)
     if member.issym():
         os.symlink(member.linkname, destination)
-        return
+        return destination
     source = archive.extractfile(member)  # a hard link's data is its target member's
     assert source is not None
     with source, open(destination, "xb") as handle:  # exclusive: never through a link
         shutil.copyfileobj(source, handle)
+    return destination
 
 
 def extract_archive(archive_path: Path, target: Path) -> None:
@@ -81,8 +83,12 @@ def extract_archive(archive_path: Path, target: Path) -> None:
     root = os.path.realpath(target)
     try:
         with tarfile.open(archive_path) as archive:
-            for member in archive:
-                _extract_member(archive, member, root, archive_path)
+            links = [(member, _extract_member(archive, member, root, archive_path))
+                     for member in archive]
+        for member, destination in links:  # a later link may have re-pointed an earlier one
+            if member.issym():
+                _inside(root, os.path.relpath(destination, root), archive_path, member,
+                        f"a symbolic link to {member.linkname!r}, whose target")
     except (tarfile.TarError, EOFError, zlib.error, KeyError, OSError) as error:
         if is_disk_full(error):
             raise disk_full_error(target.parent, f"the extracted {archive_path.name}",

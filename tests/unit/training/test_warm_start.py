@@ -6,11 +6,14 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
@@ -128,6 +131,9 @@ HOSTILE = {
         [(_member("sub", tarfile.DIRTYPE), None), (_member("sub/root", tarfile.SYMTYPE, ".."), None),
          (_member("sub/root/../escaped.txt"), b"x")],
         "'sub/root/../escaped.txt', whose path leads outside"),
+    "link re-pointed by a later link": (
+        [(_member("x", tarfile.SYMTYPE, "y/.."), None), (_member("y", tarfile.SYMTYPE, "."), None)],
+        "'x', a symbolic link to 'y/..', whose target leads outside"),
     "hard link out": ([(_member("passwd", tarfile.LNKTYPE, "../../etc/passwd"), None)],
                       "'passwd', a hard link to '../../etc/passwd', whose target leads outside"),
     "absolute hard link": ([(_member("passwd", tarfile.LNKTYPE, "/etc/passwd"), None)],
@@ -250,3 +256,36 @@ def test_extraction_on_the_images_python_without_filters(channel, small_artifact
     assert "refused: The model channel's model.tar.gz holds '../escaped.txt', whose path leads " \
            "outside the archive's folder" in result.stdout
     assert not (tmp_path / "escaped.txt").exists()
+
+
+SEGMENTS = st.sampled_from(["a", "b", "..", ".", "", "/", "model", "/tmp", "/etc"])
+MEMBER_KINDS = st.sampled_from([tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                                tarfile.LNKTYPE, tarfile.FIFOTYPE])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(MEMBER_KINDS, st.lists(SEGMENTS, min_size=1, max_size=4),
+                          st.lists(SEGMENTS, min_size=1, max_size=4)), min_size=1, max_size=6))
+def test_no_archive_writes_outside_its_folder(members):
+    """Random members of every kind with paths and link targets built from `..`, `/`,
+    absolute and plain segments: extraction either succeeds with everything inside the
+    folder, or is a ClientError; nothing ever appears outside."""
+    with tempfile.TemporaryDirectory() as box:
+        box = Path(box)
+        target = box / "target" / "inner"
+        target.mkdir(parents=True)
+        made = []
+        for kind, name, link in members:
+            data = b"data" if kind == tarfile.REGTYPE else None
+            made.append((_member("/".join(name), kind, "/".join(link)), data))
+        _tarball(box / "model.tar.gz", *made)
+        try:
+            warm_start.extract_archive(box / "model.tar.gz", target)
+            extracted = True
+        except ClientError:
+            extracted = False  # (the caller removes the folder)
+        assert sorted(p.name for p in box.iterdir()) == ["model.tar.gz", "target"]
+        assert [p.name for p in (box / "target").iterdir()] == ["inner"]
+        for path in target.rglob("*") if extracted else ():
+            resolved = os.path.realpath(path)
+            assert os.path.commonpath([resolved, str(target)]) == str(target), path
