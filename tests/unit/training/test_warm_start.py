@@ -128,7 +128,8 @@ HOSTILE = {
     "relative symlink out": ([(_member("up", tarfile.SYMTYPE, "../.."), None)],
                              "'up', a symbolic link to '../..', whose target leads outside"),
     "path through an inner link": (
-        [(_member("sub", tarfile.DIRTYPE), None), (_member("sub/root", tarfile.SYMTYPE, ".."), None),
+        [(_member("sub", tarfile.DIRTYPE), None),
+         (_member("sub/root", tarfile.SYMTYPE, ".."), None),
          (_member("sub/root/../escaped.txt"), b"x")],
         "'sub/root/../escaped.txt', whose path leads outside"),
     "link re-pointed by a later link": (
