@@ -90,7 +90,7 @@ class Checkpointer:
         state.files = {name: _fingerprint(data) for name, data in payload.items()}
         text = (json.dumps(asdict(state), indent=2) + "\n").encode()
         self._remove_all_but(self._good[max(0, len(self._good) - (KEPT_CHECKPOINTS - 1)):])
-        what = f"checkpoint {stem} (weights and optimizer state of epoch {state.next_epoch})"
+        what = f"checkpoint {stem} (to resume at epoch {state.next_epoch})"
         write_files(self.directory, dict(payload, **{f"{stem}.json": text}), what)
         write_files(self.directory, {STATE_FILE: text}, f"{STATE_FILE} (pointing at {stem})")
         self._good.append(stem)
