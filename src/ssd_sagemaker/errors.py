@@ -64,7 +64,7 @@ def write_failure(output_dir: Path, exc: BaseException) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(failure_text(exc), encoding="utf-8")
-    except OSError as os_error:  # e.g. a full disk: nothing better to do than log
+    except OSError as os_error:  # pragma: no cover - nothing better to do than log
         LOG.error("could not write %s: %s", path, os_error)
         with contextlib.suppress(OSError):  # an empty or cut failure file would mislead
             path.unlink(missing_ok=True)
