@@ -7,6 +7,7 @@ Anything else is our fault and is reported as an `AlgorithmError` with the trace
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import traceback
 from pathlib import Path
@@ -79,6 +80,8 @@ def write_failure(output_dir: Path, exc: BaseException) -> Path:
         path.write_text(failure_text(exc), encoding="utf-8", errors="backslashreplace")
     except OSError as os_error:  # pragma: no cover - nothing better to do than log
         LOG.error("could not write %s: %s", path, os_error)
+        with contextlib.suppress(OSError):  # an empty or cut failure file would mislead
+            path.unlink(missing_ok=True)
     return path
 
 

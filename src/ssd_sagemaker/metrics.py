@@ -5,10 +5,13 @@ and the per-epoch metrics files and curve in `/opt/ml/output/data`."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
 from typing import TextIO
+
+from ssd_sagemaker.storage import write_files
 
 METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
     {"Name": "validation:mAP",
@@ -56,9 +59,13 @@ EPOCH_FIELDS = ("epoch", "cross_entropy", "smooth_l1", "validation_map", "valida
                 "learning_rate", "images_per_second", "seconds")
 
 
+METRICS_FILES = ("metrics.jsonl", "metrics.csv", "training_curve.png")
+
+
 class EpochLog:
     """Per-epoch metrics in `/opt/ml/output/data`: `metrics.jsonl`, `metrics.csv` and a
-    training-curve PNG, rewritten after every epoch so a stopped job still has them."""
+    training-curve PNG, rewritten after every epoch so a stopped job still has them — all
+    three replaced together (a full disk keeps the previous ones and is a ClientError)."""
 
     def __init__(self, directory: Path, history: list[dict] | None = None):
         self.directory = directory
@@ -66,16 +73,16 @@ class EpochLog:
 
     def append(self, row: dict) -> None:
         self.rows.append({field: row.get(field) for field in EPOCH_FIELDS})
-        self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / "metrics.jsonl", "w", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in self.rows)
-        with open(self.directory / "metrics.csv", "w", encoding="utf-8", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=EPOCH_FIELDS)
-            writer.writeheader()
-            writer.writerows(self.rows)
-        self._plot(self.directory / "training_curve.png")
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=EPOCH_FIELDS)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        contents = ("".join(json.dumps(r) + "\n" for r in self.rows).encode(),
+                    table.getvalue().encode(), self._plot())
+        write_files(self.directory, dict(zip(METRICS_FILES, contents)),
+                    f"the per-epoch metrics ({', '.join(METRICS_FILES)})")
 
-    def _plot(self, path: Path) -> None:
+    def _plot(self) -> bytes:
         import matplotlib
 
         matplotlib.use("Agg")
@@ -93,5 +100,7 @@ class EpochLog:
             scores.plot(*zip(*maps), "o-", color="tab:green")
         scores.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
         figure.tight_layout()
-        figure.savefig(path, dpi=80)
+        image = io.BytesIO()
+        figure.savefig(image, format="png", dpi=80)
         pyplot.close(figure)
+        return image.getvalue()

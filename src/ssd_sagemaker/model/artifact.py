@@ -13,6 +13,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.storage import serialized_files, write_files
 
 MODEL_PREFIX = "model_algo_1"
 SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
@@ -39,18 +40,20 @@ class ModelInfo:
 
 def save_artifact(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
                   hyperparameters: Mapping[str, Any]) -> list[Path]:
-    """Export `net` in inference mode (NMS included) and write the side files."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+    """Export `net` in inference mode (NMS included) with the side files, all or nothing: a
+    full disk leaves no partial artifact and is a ClientError naming the folder and the
+    artifact's size."""
     net.hybridize()  # (re)trace in inference mode for export
     with mx.autograd.predict_mode():
         net(mx.nd.zeros((1, 3, info.image_shape, info.image_shape),
                         ctx=next(iter(net.collect_params().values())).list_ctx()[0]))
-    net.export(str(model_dir / MODEL_PREFIX), epoch=0)
-    (model_dir / HYPERPARAMS_FILE).write_text(json.dumps(dict(hyperparameters), indent=2) + "\n")
+    files = serialized_files(lambda folder: net.export(str(folder / MODEL_PREFIX), epoch=0),
+                             [SYMBOL_FILE, PARAMS_FILE])
     info_dict = asdict(info)
     info_dict["classes"] = list(info.classes)
-    (model_dir / MODEL_INFO_FILE).write_text(json.dumps(info_dict, indent=2) + "\n")
-    return [model_dir / name for name in (SYMBOL_FILE, PARAMS_FILE, HYPERPARAMS_FILE, MODEL_INFO_FILE)]
+    files[HYPERPARAMS_FILE] = (json.dumps(dict(hyperparameters), indent=2) + "\n").encode()
+    files[MODEL_INFO_FILE] = (json.dumps(info_dict, indent=2) + "\n").encode()
+    return write_files(model_dir, files, "the model artifact")
 
 
 def read_model_info(model_dir: Path) -> ModelInfo:

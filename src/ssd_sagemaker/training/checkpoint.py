@@ -2,15 +2,22 @@
 was: network parameters, optimizer state (learning-rate schedule included), the epoch to start
 from, early-stopping state and the best epoch's weights.
 
-Atomic by construction: weight files carry the epoch in their name and `checkpoint.json`, which
-points at them, is written to a temporary file and renamed — a crash at any moment leaves
-either the previous complete checkpoint or the new one, never a mix."""
+Each save is one numbered checkpoint, `checkpoint-NNNN.{params,states,json}`, written all or
+nothing (temporary files, fsync, rename; see `storage`); the `.json` records every file's size
+and SHA-256, and `checkpoint.json` repeats the newest one's. The newest checkpoint and the one
+before it are kept (the older ones are removed before a new one is written, so a full disk
+never costs the last good one). Resuming takes the newest checkpoint whose files are all
+there and intact; a damaged one (an interrupted copy from S3, a truncated file) is reported
+and the previous one used, and with none usable training starts from the beginning, with a
+warning."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import os
+import pickle
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,11 +26,16 @@ import mxnet as mx
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
 
 LOG = logging.getLogger(__name__)
 
 STATE_FILE = "checkpoint.json"
 BEST_WEIGHTS_FILE = "best.params"
+KEPT_CHECKPOINTS = 2  # the newest and the one before it, to fall back on
+_NUMBERED = re.compile(r"^checkpoint-(\d+)\.")
+# Files of this program's checkpoints (numbered, and the `epoch-*` ones of earlier versions).
+_CHECKPOINT_FILES = ("checkpoint-*", "epoch-*", f".checkpoint-*{TEMPORARY_SUFFIX}")
 
 
 @dataclass
@@ -37,75 +49,121 @@ class CheckpointState:
     states_file: str = ""
     interrupted_in_epoch: int | None = None  # set when saved mid-epoch (SIGTERM)
     history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics so far
+    sequence: int = 0  # counts saves: the highest is the newest (0: an earlier version's)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → bytes, sha256
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+def _fingerprint(data: bytes) -> dict[str, Any]:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+class DamagedCheckpoint(Exception):
+    """A checkpoint that cannot be used; the message says why."""
 
 
 class Checkpointer:
-    """Saves and restores training state in one folder."""
+    """Saves numbered checkpoints in one folder and resumes from the newest intact one."""
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self._good: list[str] = []  # stems of checkpoints known intact, oldest first
 
     @property
     def best_weights(self) -> Path:
         return self.directory / BEST_WEIGHTS_FILE
 
+    # --- saving -------------------------------------------------------------------------
+
     def save(self, net: gluon.Block, trainer: gluon.Trainer, state: CheckpointState,
              optimizer_state: bool = True) -> Path:
-        """Write weights and optimizer state under new names, then commit the state file.
-        `optimizer_state=False` where the state lives on parameter servers (dist_async)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        partial = "-partial" if state.interrupted_in_epoch is not None else ""
-        tag = f"epoch-{state.next_epoch:04d}{partial}"
-        params, states = self.directory / f"{tag}.params", self.directory / f"{tag}.states"
-        net.save_parameters(str(params))
+        """Write a new numbered checkpoint, then point `checkpoint.json` at it. A full disk is
+        a ClientError naming the folder and the checkpoint's size; the previous checkpoint is
+        left intact. `optimizer_state=False` where the state lives on parameter servers
+        (dist_async)."""
+        state.sequence = self._next_sequence()
+        stem = f"checkpoint-{state.sequence:04d}"
+        payload = {f"{stem}.params": serialized(net.save_parameters)}
         if optimizer_state:
-            trainer.save_states(str(states))
-        state.params_file, state.states_file = params.name, states.name if optimizer_state else ""
-        _atomic_write_text(self.directory / STATE_FILE, json.dumps(asdict(state), indent=2) + "\n")
-        self._remove_stale(keep={params.name, states.name})
-        LOG.info("checkpoint saved to %s (next epoch %d)", self.directory, state.next_epoch)
+            payload[f"{stem}.states"] = serialized(trainer.save_states)
+        state.params_file = f"{stem}.params"
+        state.states_file = f"{stem}.states" if optimizer_state else ""
+        state.files = {name: _fingerprint(data) for name, data in payload.items()}
+        text = (json.dumps(asdict(state), indent=2) + "\n").encode()
+        self._remove_all_but(self._good[max(0, len(self._good) - (KEPT_CHECKPOINTS - 1)):])
+        what = f"checkpoint {stem} (to resume at epoch {state.next_epoch})"
+        write_files(self.directory, dict(payload, **{f"{stem}.json": text}), what)
+        write_files(self.directory, {STATE_FILE: text}, f"{STATE_FILE} (pointing at {stem})")
+        self._good.append(stem)
+        LOG.info("checkpoint %s saved to %s (next epoch %d)", stem, self.directory,
+                 state.next_epoch)
         return self.directory / STATE_FILE
 
     def save_best(self, net: gluon.Block) -> None:
-        temporary = self.directory / f".{BEST_WEIGHTS_FILE}.tmp"
-        self.directory.mkdir(parents=True, exist_ok=True)
-        net.save_parameters(str(temporary))
-        os.replace(temporary, self.best_weights)
+        write_files(self.directory, {BEST_WEIGHTS_FILE: serialized(net.save_parameters)},
+                    "the best epoch's weights")
 
-    def _remove_stale(self, keep: set[str]) -> None:
-        for path in self.directory.glob("epoch-*"):
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+    def _next_sequence(self) -> int:
+        numbers = [int(match.group(1)) for path in self.directory.glob("checkpoint-*")
+                   if (match := _NUMBERED.match(path.name))]
+        return max(numbers, default=0) + 1
 
-    def load_state(self) -> CheckpointState | None:
-        """The saved state, or None when there is no checkpoint."""
-        path = self.directory / STATE_FILE
-        if not path.is_file():
-            return None
-        try:
-            state = CheckpointState(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as error:
-            raise ClientError(
-                f"The checkpoint {path} is unreadable ({error}); remove the checkpoint folder's "
-                f"contents to start training from the beginning."
-            ) from None
-        for name in filter(None, (state.params_file, state.states_file)):
-            if not (self.directory / name).is_file():
-                raise ClientError(f"The checkpoint {path} refers to {name}, which is missing from "
-                                  f"{self.directory}; remove the folder's contents to start over.")
-        return state
+    def _remove_all_but(self, keep: Sequence[str]) -> None:
+        """Remove this program's checkpoint files except those of the `keep` stems."""
+        for pattern in _CHECKPOINT_FILES:
+            for path in self.directory.glob(pattern):
+                if path.name.split(".")[0] not in keep:
+                    path.unlink(missing_ok=True)
 
-    def restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
-                network: dict[str, Any], contexts: Sequence[mx.Context]) -> None:
-        """Load weights and optimizer state; the network must be the one that was saved."""
+    # --- resuming -----------------------------------------------------------------------
+
+    def resume(self, net: gluon.Block, trainer: gluon.Trainer, network: dict[str, Any],
+               contexts: Sequence[mx.Context]) -> CheckpointState | None:
+        """Restore the newest intact checkpoint into `net` and `trainer` and return its state;
+        None (start from the beginning) when the folder has none. Damaged checkpoints are
+        skipped with a warning saying why; a checkpoint of another network is a ClientError
+        (that is a configuration mistake, not damage)."""
+        candidates, damaged = self._candidates()
+        for state in candidates:
+            try:
+                self._check_network(state, network)
+                self._verify_files(state)
+                self._restore(state, net, trainer, contexts)
+            except DamagedCheckpoint as why:
+                damaged.append(f"{Path(state.params_file).stem}: {why}")
+                LOG.warning("checkpoint %s in %s is damaged: %s", Path(state.params_file).stem,
+                            self.directory, why)
+                continue
+            self._good = [Path(state.params_file).stem]
+            if damaged:
+                LOG.warning("resumed from an earlier checkpoint than the newest (damaged: %s)",
+                            "; ".join(damaged))
+            LOG.info("resumed from checkpoint %s in %s: starting at epoch %d",
+                     Path(state.params_file).stem, self.directory, state.next_epoch)
+            return state
+        if damaged:
+            LOG.warning("no usable checkpoint in %s (%s): training starts from the beginning",
+                        self.directory, "; ".join(damaged))
+        return None
+
+    def _candidates(self) -> tuple[list[CheckpointState], list[str]]:
+        """Every readable checkpoint description, newest first (one per checkpoint), and a
+        reason for each unreadable one."""
+        states: dict[str, CheckpointState] = {}
+        unreadable: list[str] = []
+        paths = sorted(self.directory.glob("checkpoint-*.json"))
+        if (self.directory / STATE_FILE).is_file():
+            paths.append(self.directory / STATE_FILE)
+        for path in paths:
+            try:
+                state = CheckpointState(**json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, ValueError, TypeError) as error:
+                unreadable.append(f"{path.name}: unreadable ({error})")
+                LOG.warning("checkpoint description %s is unreadable (%s); ignored", path, error)
+                continue
+            states.setdefault(state.params_file, state)
+        return sorted(states.values(), key=lambda s: s.sequence, reverse=True), unreadable
+
+    def _check_network(self, state: CheckpointState, network: dict[str, Any]) -> None:
         if state.network != network:
             differences = ", ".join(f"{key} {state.network.get(key)!r} → {value!r}"
                                     for key, value in network.items()
@@ -115,11 +173,38 @@ class Checkpointer:
                 f"({differences}); use a new checkpoint folder (CheckpointConfig.S3Uri) or "
                 f"empty it to train this configuration from scratch."
             )
-        net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
-        if state.states_file:
-            trainer.load_states(str(self.directory / state.states_file))
-        else:
+
+    def _verify_files(self, state: CheckpointState) -> None:
+        """Every file present, with the size and SHA-256 recorded when it was written
+        (an earlier version recorded none: then presence only)."""
+        for name in filter(None, (state.params_file, state.states_file)):
+            path = self.directory / name
+            if not path.is_file():
+                raise DamagedCheckpoint(f"{name} is missing")
+            expected = state.files.get(name)
+            if expected is None:
+                continue
+            data = path.read_bytes()
+            if len(data) != expected["bytes"]:
+                raise DamagedCheckpoint(f"{name} has {len(data)} bytes, {expected['bytes']} "
+                                        f"were written (truncated, e.g. an interrupted copy)")
+            if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                raise DamagedCheckpoint(f"{name} differs from what was written (its SHA-256 "
+                                        f"does not match)")
+
+    def _restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
+                 contexts: Sequence[mx.Context]) -> None:
+        """Each load checks its whole file before changing anything; only a checkpoint of an
+        earlier version (no SHA-256 to verify first) can fail after its states loaded."""
+        try:
+            if state.states_file:
+                trainer.load_states(str(self.directory / state.states_file))
+            net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
+        except (mx.base.MXNetError, AssertionError, OSError, pickle.UnpicklingError, EOFError,
+                ValueError, TypeError, KeyError) as error:
+            lines = [line for line in str(error).splitlines() if line.strip()]
+            raise DamagedCheckpoint(f"loading it failed: {lines[-1] if lines else error!r}"
+                                    ) from None
+        if not state.states_file:
             LOG.info("the checkpoint has no optimizer state (dist_async keeps it on the "
                      "servers): the optimizer restarts from the saved weights")
-        LOG.info("resumed from checkpoint %s: starting at epoch %d", self.directory,
-                 state.next_epoch)

@@ -105,8 +105,9 @@ class Peer:
     """One host's end of the channel (the master has one too)."""
 
     def __init__(self, host: str, address: str, port: int, timeout: float,
-                 on_abort: Callable[[str, str], None]):
+                 on_abort: Callable[[str, str], None], coordinator_host: str = "the master"):
         self._host = host
+        self._coordinator_host = coordinator_host
         self._on_abort = on_abort
         self._values: dict[str, object] = {}
         self._condition = threading.Condition()
@@ -136,7 +137,8 @@ class Peer:
             elif message["type"] == "abort" and not self._finished:
                 self._on_abort(message["host"], message["reason"])
         if not self._finished:
-            self._on_abort("the master", "lost contact with the job coordinator")
+            self._on_abort(self._coordinator_host,
+                           "lost contact with it (the job coordinator) before training finished")
 
     def share(self, key: str, value: object) -> object:
         """Master: announce a value every host must agree on (e.g. an epoch's stop decision)."""

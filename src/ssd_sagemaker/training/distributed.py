@@ -195,7 +195,8 @@ class DistributedJob:
         self._roles.start()
         try:
             self._peer = Peer(self.cluster.current_host, self.cluster.scheduler_address,
-                              control_port, self._join_timeout, self._abort)
+                              control_port, self._join_timeout, self._abort,
+                              coordinator_host=self.cluster.hosts[0])
             # The kvstore waits for every node without a deadline: wait here, with one.
             self._peer.wait_for("all_joined", timeout=self._join_timeout)
         except (ConnectionError, TimeoutError):

@@ -271,9 +271,8 @@ def _resume(loop: EpochLoop) -> int:
     """Restore weights, optimizer, early stopping and history from a checkpoint, if any; the
     epoch to start from (which every host of a distributed job must agree on)."""
     start_epoch = 0
-    saved = loop.checkpointer.load_state()
+    saved = loop.checkpointer.resume(loop.net, loop.trainer, loop.network_id, loop.contexts)
     if saved is not None:
-        loop.checkpointer.restore(saved, loop.net, loop.trainer, loop.network_id, loop.contexts)
         _restore_early_stopping(loop.stopping, saved.early_stopping)
         start_epoch, loop.history = saved.next_epoch, saved.history
     if loop.job is not None and loop.job.agree("start_epoch", start_epoch) != start_epoch:
