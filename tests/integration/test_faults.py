@@ -154,6 +154,16 @@ def _checkpoint(base: Path) -> dict:
     return json.loads((base / "checkpoints" / "checkpoint.json").read_text())
 
 
+def _signal_mid_epoch(base: Path, jobs, signum: int) -> tuple[Job, float]:
+    """A job on demo data whose process group gets `signum` after its first batch; when."""
+    _demo(base)
+    job = jobs(base)
+    job.wait_for_line(r"epoch 0 batch 1/2")
+    assert job.loader_workers(), "the job has loader workers when it is signalled"
+    os.killpg(job.process.pid, signum)
+    return job, time.monotonic()
+
+
 def test_a_killed_loader_worker_is_replaced_and_its_batches_redone(tmp_path, jobs):
     _demo(tmp_path)
     job = jobs(tmp_path)
@@ -205,49 +215,27 @@ def test_loader_workers_killed_again_and_again_stop_the_job_naming_the_cause(tmp
     assert_no_orphans(job)
 
 
-def test_sigterm_to_the_process_group_checkpoints_and_exits_143(tmp_path, jobs):
-    _demo(tmp_path)
-    job = jobs(tmp_path)
-    job.wait_for_line(r"epoch 0 batch 1/2")
-    workers = job.loader_workers()
-    os.killpg(job.process.pid, signal.SIGTERM)
-    signalled = time.monotonic()
-    assert job.wait(timeout=120) == 143, job.output[-4000:]
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_to_the_process_group_checkpoints_and_exits(tmp_path, jobs, signum, code):
+    """SIGTERM to every process (`kill -- -PGID`, `timeout`), or Ctrl-C in a terminal."""
+    job, signalled = _signal_mid_epoch(tmp_path, jobs, signum)
+    assert job.wait(timeout=120) == code, job.output[-4000:]
     seconds = time.monotonic() - signalled
-    print(f"exit 143 {seconds:.1f} s after SIGTERM to the group (the step under way included)")
+    print(f"exit {code} {seconds:.1f} s after {signum.name} to the group (the step under way "
+          f"included)")
     assert seconds < 60
-    assert workers, "the job had loader workers when it was signalled"
-    assert "SIGTERM received" in job.output and "checkpoint was saved" in job.output
+    assert f"{signum.name} received" in job.output
+    assert f"training stopped by {signum.name} in epoch 0 after" in job.output
     state = _checkpoint(tmp_path)
     assert (state["next_epoch"], state["interrupted_in_epoch"]) == (0, 0)
+    assert "validation mAP" not in job.output  # it did not run on to the end
     assert not (tmp_path / "output" / "failure").exists()
     assert not (tmp_path / "output" / "success").exists()
     assert_no_orphans(job)
 
 
-def test_ctrl_c_stops_like_sigterm_with_exit_130(tmp_path, jobs):
-    _demo(tmp_path)
-    job = jobs(tmp_path)
-    job.wait_for_line(r"epoch 0 batch 1/2")
-    os.killpg(job.process.pid, signal.SIGINT)
-    signalled = time.monotonic()
-    assert job.wait(timeout=120) == 130, job.output[-4000:]
-    seconds = time.monotonic() - signalled
-    print(f"exit 130 {seconds:.1f} s after Ctrl-C (the step under way included)")
-    assert seconds < 60
-    assert "training stopped by SIGINT in epoch 0 after" in job.output
-    state = _checkpoint(tmp_path)
-    assert (state["next_epoch"], state["interrupted_in_epoch"]) == (0, 0)
-    assert "validation mAP" not in job.output  # it did not run on to the end
-    assert not (tmp_path / "output" / "failure").exists()
-    assert_no_orphans(job)
-
-
 def test_a_second_ctrl_c_ends_the_job_at_once(tmp_path, jobs):
-    _demo(tmp_path)
-    job = jobs(tmp_path)
-    job.wait_for_line(r"epoch 0 batch 1/2")
-    os.killpg(job.process.pid, signal.SIGINT)
+    job, _ = _signal_mid_epoch(tmp_path, jobs, signal.SIGINT)
     job.wait_for_line(r"SIGINT received", timeout=60)
     os.killpg(job.process.pid, signal.SIGINT)
     signalled = time.monotonic()
