@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -53,3 +55,19 @@ def test_limit_from_the_environment():
     for bad in ("0", "-3", "soon", "inf"):
         with pytest.raises(ClientError, match=f"SSD_PROGRESS_TIMEOUT='{bad}' is not a number"):
             progress_timeout(False, {"SSD_PROGRESS_TIMEOUT": bad})
+
+
+def test_a_wait_no_python_handler_can_break_ends_the_process_at_twice_the_limit():
+    # SIGALRM blocked stands for a main thread stuck inside native code.
+    script = ("import signal, time\n"
+              "from ssd_sagemaker.training.watchdog import Watchdog\n"
+              "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})\n"
+              "with Watchdog(0.5).watching('training epoch 0'):\n"
+              "    time.sleep(30)\n")
+    started = time.monotonic()
+    ended = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           timeout=60)
+    assert ended.returncode == 1
+    assert 1.0 <= time.monotonic() - started < 10
+    assert ended.stderr.startswith("Timeout (0:00:01)!")
+    assert 'File "<string>", line 5 in <module>' in ended.stderr  # where it was stuck
