@@ -220,7 +220,8 @@ def _death_cause(exitcode: int) -> str:
                 "memory metrics or `dmesg`): every worker holds batches of mini_batch_size "
                 "images of image_shape x image_shape pixels; lower mini_batch_size or "
                 "image_shape, or use an instance with more memory.")
-    return "This is a crash of the image decoding or augmentation code."
+    return ("Its own last words, if any, are in the log above; a crash while decoding or "
+            "augmenting images is a fault of this algorithm or of its image libraries.")
 
 
 def _serve(tasks: Connection, results: Connection) -> None:
