@@ -187,18 +187,23 @@ def test_loader_workers_killed_again_and_again_stop_the_job_naming_the_cause(tmp
     _demo(tmp_path, epochs="2")
     job = jobs(tmp_path)
     job.wait_for_line(r"checkpoint saved .*next epoch 1")
+    # The OOM killer, again and again: every worker, the replacements too, is stopped on
+    # sight (so it cannot finish a batch first) and killed a moment later.
     killed: list[int] = []
-    seen: dict[int, float] = {}
+    stopped: dict[int, float] = {}
     last_kill = time.monotonic()
     give_up = last_kill + 180
     while job.process.poll() is None and time.monotonic() < give_up:
-        for pid in job.loader_workers():  # the OOM killer, again and again, at work
-            seen.setdefault(pid, time.monotonic())
-            if pid not in killed and time.monotonic() - seen[pid] > 0.5:
+        for pid in job.loader_workers():
+            if pid not in stopped:
+                os.kill(pid, signal.SIGSTOP)
+                stopped[pid] = time.monotonic()
+        for pid, when in stopped.items():
+            if pid not in killed and time.monotonic() - when > 0.3:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)
                 last_kill = time.monotonic()
-        time.sleep(0.02)
+        time.sleep(0.01)
     code = job.wait(timeout=60)
     print(f"job stopped {time.monotonic() - last_kill:.2f} s after the last kill")
     assert code == 2, job.output[-4000:]
