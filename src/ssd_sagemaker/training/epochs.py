@@ -21,8 +21,8 @@ from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
-from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 from ssd_sagemaker.training.precision import MixedPrecision
+from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
 LOG = logging.getLogger(__name__)
 
