@@ -26,20 +26,24 @@ class AlgorithmError(Exception):
     """An internal error of this program (not the user's fault)."""
 
 
-class JobStopped(Exception):
-    """The job was stopped on request (SIGTERM) after saving its state: neither a success nor
-    a failure, so no failure file."""
-
-
 STOPPED_EXIT_CODE = 128 + 15  # the shell's convention for "ended by SIGTERM"
+INTERRUPTED_EXIT_CODE = 128 + 2  # ... and for "ended by SIGINT" (Ctrl-C)
+
+
+class JobStopped(Exception):
+    """The job was stopped on request (SIGTERM, Ctrl-C) after saving its state: neither a
+    success nor a failure, so no failure file."""
+
+    exit_code = STOPPED_EXIT_CODE
 
 
 def report_job_error(exc: BaseException, output_dir: Path | None) -> int:
     """Log a job's error, write the failure file (not for a stop) and return the exit code:
-    143 stopped, 1 ClientError, 2 anything else (AlgorithmError, with the traceback)."""
+    143 stopped (130 by Ctrl-C), 1 ClientError, 2 anything else (AlgorithmError, with the
+    traceback)."""
     if isinstance(exc, JobStopped):
         LOG.warning("%s", exc)
-        return STOPPED_EXIT_CODE
+        return exc.exit_code
     if isinstance(exc, ClientError):
         LOG.error("ClientError: %s", _describe(exc))
     else:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-from multiprocessing.pool import AsyncResult
 from typing import Callable, Iterable, Iterator
 
 import mxnet as mx
@@ -45,11 +44,9 @@ def _ndarrays(result: SharedBatch | tuple[np.ndarray, ...]) -> tuple[mx.nd.NDArr
 
 def _discard(pending: collections.deque, pool: WorkerPool) -> None:
     """Free the shared memory of batches prefetched but not used (iteration ended early)."""
+    if not pool.running:
+        return  # the pool is gone (and freed its blocks), or the batches were never made
     for handle in pending:
-        if not isinstance(handle, AsyncResult):
-            continue  # computed in this process on demand: nothing was made
-        if not pool.running and not handle.ready():
-            continue  # the pool is gone (interpreter exit): this batch will never come
         try:
             result = handle.get(timeout=DISCARD_TIMEOUT)
         except Exception:  # noqa: BLE001 - the batch is dropped anyway
@@ -76,6 +73,8 @@ class Batches:
         pending: collections.deque = collections.deque()
         try:
             for index in itertools.count():
+                # Read by the progress watchdog if the job stalls here (training/watchdog.py).
+                waiting_for = "the next samples from the data channel"  # noqa: F841
                 chunk = list(itertools.islice(samples, self._batch_size))
                 if chunk:
                     pending.append(self._pool.submit(transform_batch, self._transform, chunk,
@@ -85,6 +84,11 @@ class Batches:
                     yield _ndarrays(pending.popleft().get())
                 if not chunk and not pending:
                     return
+        except Exception:
+            # The pass failed (a stall, a dead worker, a bad image): the job is ending, and
+            # closing the pool frees what was prefetched; do not wait for it here.
+            pending.clear()
+            raise
         finally:
             _discard(pending, self._pool)
 

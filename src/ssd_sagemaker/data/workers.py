@@ -6,15 +6,32 @@ Workers are started with `spawn` (a clean interpreter: forking a process that ru
 OpenCV's thread pools can deadlock the child), import only NumPy, OpenCV and simplejpeg (this
 module and what it imports never import MXNet), and run OpenCV single-threaded: parallelism
 comes from the worker count.
+
+The pool is our own, not `multiprocessing.Pool`, which loses a killed worker's task (its
+`get()` then waits forever) and whose `terminate()` can block forever when a worker died
+holding the shared queue's lock (both seen after SIGKILL / SIGTERM to the process group).
+Here every worker has its own pipes, the pool waits on the worker's exit as well as its
+result, so a death is noticed at once and its batches are redone by a replacement.
 """
 
 from __future__ import annotations
 
+import atexit
+import collections
+import contextlib
+import itertools
+import logging
 import multiprocessing
 import os
+import pickle
+import queue
+import secrets
 import signal
+import threading
+import time
 from dataclasses import dataclass
-from multiprocessing import resource_tracker, shared_memory
+from multiprocessing import connection, shared_memory
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -24,9 +41,12 @@ import numpy as np
 from ssd_sagemaker.data.images import BadImage, decode
 from ssd_sagemaker.data.recordio import RecordIOFormatError, read_payload
 from ssd_sagemaker.data.samples import RecordRef, Sample
-from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.errors import AlgorithmError, ClientError
+
+LOG = logging.getLogger(__name__)
 
 SHM_DIR = "/dev/shm"
+SHM_PREFIX = "ssd_batch_"
 # Shared memory is used only while /dev/shm has this many times a batch free (the prefetched
 # batches of every worker live there at once).
 SHM_HEADROOM = 8
@@ -100,6 +120,23 @@ def release(memory: shared_memory.SharedMemory) -> None:
     memory.unlink()
 
 
+def _block_name(parent: int, worker: int) -> str:
+    """A shared-memory block's name, prefixed by the job's and the worker's pid so the blocks
+    of a worker that died (or of a pool closed early) can be found and freed."""
+    return f"{SHM_PREFIX}{parent}_{worker}_{secrets.token_hex(6)}"
+
+
+def free_blocks(parent: int, worker: int | str = "") -> int:
+    """Unlink the blocks made for process `parent` (by `worker` only, when given) that are
+    still in /dev/shm; how many."""
+    freed = 0
+    for path in Path(SHM_DIR).glob(f"{SHM_PREFIX}{parent}_{worker}{'_' if worker else ''}*"):
+        with contextlib.suppress(OSError):
+            release(shared_memory.SharedMemory(name=path.name))
+            freed += 1
+    return freed
+
+
 def _shm_room() -> int:
     try:
         stats = os.statvfs(SHM_DIR)
@@ -116,9 +153,11 @@ def _shared_collate(outputs: Sequence[tuple[np.ndarray, ...]]) -> SharedBatch | 
     sizes = [int(np.prod(shape)) * np.dtype(dtype).itemsize for shape, dtype in layout]
     if _shm_room() < SHM_HEADROOM * sum(sizes):
         return collate(outputs)
-    memory = shared_memory.SharedMemory(create=True, size=max(1, sum(sizes)))
-    # The main process unlinks the block; stop this process's tracker from doing it too.
-    resource_tracker.unregister(memory._name, "shared_memory")  # noqa: SLF001
+    memory = shared_memory.SharedMemory(name=_block_name(os.getppid(), os.getpid()),
+                                        create=True, size=max(1, sum(sizes)))
+    # The block stays registered with the job's resource tracker (spawned workers share the
+    # training process's) until the training process unlinks it: if the job dies abruptly,
+    # the tracker frees it.
     offsets = np.cumsum([0] + sizes[:-1]).tolist()
     fields = [np.ndarray(shape, dtype, buffer=memory.buf, offset=offset)
               for (shape, dtype), offset in zip(layout, offsets)]
@@ -139,41 +178,237 @@ def transform_batch(transform: Callable, samples: Sequence[Sample], seed: int,
     return _shared_collate(outputs) if shared else collate(outputs)
 
 
-def _initialise() -> None:
-    cv2.setNumThreads(1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle
-
-
 class _Ready:
     """The result of a task run in the calling process (no workers)."""
 
     def __init__(self, function: Callable, args: tuple):
         self._function, self._args = function, args
 
-    def get(self) -> Any:
+    def get(self, timeout: float | None = None) -> Any:  # noqa: ARG002 - as _Task.get
         return self._function(*self._args)
 
 
+# A worker that dies (SIGKILL from the kernel's out-of-memory killer, a crash in a decoder) is
+# replaced and its batches redone this many times per job; the next death stops the job.
+MAX_WORKER_RESTARTS = 3
+STOP_SECONDS = 5.0
+
+
+class WorkerLost(AlgorithmError):
+    """A loader worker died (one more time than the pool replaces)."""
+
+    def __init__(self, pid: int, exitcode: int | None, batches: int, restarts: int):
+        self.pid, self.exitcode = pid, exitcode
+        super().__init__(
+            f"Data-loader worker process {pid} {_death(exitcode)} while making {batches} "
+            f"batch(es) ({restarts} dead worker(s) already replaced in this job). "
+            + (f"{_death_cause(exitcode)} " if exitcode is not None else "")
+            + "The last checkpoint is kept: run the job again to resume.")
+
+
+def _death(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "closed its connection"
+    if exitcode < 0:
+        return f"was killed by {signal.Signals(-exitcode).name}"
+    return f"exited with status {exitcode}"
+
+
+def _death_cause(exitcode: int) -> str:
+    if exitcode == -signal.SIGKILL:
+        return ("SIGKILL is most often the kernel's out-of-memory killer (see the instance's "
+                "memory metrics or `dmesg`): every worker holds batches of mini_batch_size "
+                "images of image_shape x image_shape pixels; lower mini_batch_size or "
+                "image_shape, or use an instance with more memory.")
+    return ("Its own last words, if any, are in the log above; a crash while decoding or "
+            "augmenting images is a fault of this algorithm or of its image libraries.")
+
+
+def _serve(tasks: Connection, results: Connection) -> None:
+    """A worker's life: run the tasks as they come and send back (task id, ok, value), until
+    the pool closes the connection or goes away (EOF). SIGINT and SIGTERM are the training
+    process's to handle: a signal sent to the whole process group must not kill a worker
+    in the middle of a batch the training process is waiting for."""
+    cv2.setNumThreads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        try:
+            task_id, function, args = tasks.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply = (task_id, True, function(*args))
+        except Exception as error:  # noqa: BLE001 - handed to the caller of get()
+            reply = (task_id, False, error)
+        try:
+            try:
+                results.send(reply)
+            except (pickle.PicklingError, TypeError, AttributeError) as error:
+                results.send((task_id, False, AlgorithmError(
+                    f"a loader worker's result cannot be sent back: {error!r}")))
+        except OSError:  # the pool is gone
+            return
+
+
+_PENDING = object()
+
+
+class _Task:
+    """One submitted call: its message, the worker running it, then its outcome."""
+
+    def __init__(self, pool: "WorkerPool", task_id: int, function: Callable, args: tuple):
+        self.pool = pool
+        self.message = (task_id, function, args)
+        self.worker: _Worker | None = None
+        self.ok = False
+        self.value: Any = _PENDING
+
+    @property
+    def id(self) -> int:
+        return self.message[0]
+
+    def ready(self) -> bool:
+        return self.value is not _PENDING
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The result (or the task's exception), waiting up to `timeout` seconds (TimeoutError);
+        a WorkerLost when its worker died once too often."""
+        self.pool.wait_for(self, timeout)
+        if not self.ok:
+            raise self.value
+        return self.value
+
+
+class _Worker:
+    """One spawned process with its own task and result pipes (no lock shared with other
+    workers: a worker killed mid-read cannot wedge the rest, or the pool's shutdown). A
+    thread feeds the task pipe, so submitting never blocks on a busy worker."""
+
+    def __init__(self, context: multiprocessing.context.SpawnContext, name: str):
+        task_reader, self._task_writer = context.Pipe(duplex=False)
+        self.results, result_writer = context.Pipe(duplex=False)
+        self.process = context.Process(target=_serve, args=(task_reader, result_writer),
+                                       name=name, daemon=True)
+        self.process.start()
+        task_reader.close()
+        result_writer.close()
+        self.pid: int = self.process.pid  # type: ignore[assignment]
+        self.assigned: collections.deque[_Task] = collections.deque()  # in the order sent
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._feeder = threading.Thread(target=self._feed, name=f"{name}-feeder", daemon=True)
+        self._feeder.start()
+
+    def _feed(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            try:
+                self._task_writer.send(message)
+            except OSError:  # the worker died: the pool notices through its sentinel
+                return
+
+    def send(self, task: _Task) -> None:
+        task.worker = self
+        self.assigned.append(task)
+        self._outbox.put(task.message)
+
+    def stop(self) -> None:
+        """End the process (it holds nothing worth waiting for) and release the pipes."""
+        self._outbox.put(None)
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(STOP_SECONDS)
+        self._feeder.join(STOP_SECONDS)
+        for connection in (self._task_writer, self.results):
+            connection.close()
+
+
 class WorkerPool:
-    """A pool of `workers` spawned processes (0: run tasks in the calling process)."""
+    """A pool of `workers` spawned processes (0: run tasks in the calling process) that
+    notices a worker's death within `POLL` seconds while a result is awaited, replaces the
+    worker and redoes its batches (`MAX_WORKER_RESTARTS` times per pool), and can always be
+    closed promptly."""
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._pool = (multiprocessing.get_context("spawn").Pool(workers, initializer=_initialise)
-                      if workers > 0 else None)
+        self.restarts = 0
+        self._ids = itertools.count()
+        self._context = multiprocessing.get_context("spawn")
+        self._pool: list[_Worker] | None = None
+        if workers > 0:
+            self._pool = [_Worker(self._context, f"ssd-loader-{index}")
+                          for index in range(workers)]
+            atexit.register(self.close)  # before multiprocessing's exit handler joins them
 
     def submit(self, function: Callable, *args: Any) -> Any:
         """A handle whose `get()` returns `function(*args)` (or raises its exception)."""
         if self._pool is None:
             return _Ready(function, args)
-        return self._pool.apply_async(function, args)
+        task = _Task(self, next(self._ids), function, args)
+        min(self._pool, key=lambda worker: len(worker.assigned)).send(task)
+        return task
 
     @property
     def running(self) -> bool:
         return self._pool is not None
 
+    @property
+    def pids(self) -> list[int]:
+        return [worker.pid for worker in self._pool or ()]
+
+    def wait_for(self, task: _Task, timeout: float | None) -> None:
+        """Receive results until `task`'s has come, replacing workers that die meanwhile."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not task.ready():
+            if self._pool is None:
+                raise AlgorithmError("the data-loader worker pool was closed")
+            worker = task.worker
+            assert worker is not None
+            # Read by the progress watchdog if the job stalls here (training/watchdog.py).
+            waiting_for = f"a batch from data-loader worker process {worker.pid}"  # noqa: F841
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"no result from loader worker {worker.pid}")
+            ready = connection.wait([worker.results, worker.process.sentinel], left)
+            if worker.results in ready:
+                try:
+                    task_id, ok, value = worker.results.recv()
+                except (EOFError, OSError):
+                    self._replace(worker)
+                    continue
+                done = worker.assigned.popleft()
+                assert done.id == task_id, "a worker's results come in the order sent"
+                done.ok, done.value = ok, value
+            elif worker.process.sentinel in ready:
+                self._replace(worker)
+
+    def _replace(self, worker: _Worker) -> None:
+        """A worker died: start another and send it the dead one's batches, or stop the job
+        (WorkerLost) when this has happened too often."""
+        assert self._pool is not None
+        worker.process.join(STOP_SECONDS)
+        exitcode = worker.process.exitcode
+        lost = list(worker.assigned)
+        free_blocks(os.getpid(), worker.pid)
+        worker.stop()
+        if self.restarts >= MAX_WORKER_RESTARTS:
+            self.close()
+            raise WorkerLost(worker.pid, exitcode, len(lost), self.restarts)
+        self.restarts += 1
+        replacement = _Worker(self._context, worker.process.name)
+        self._pool[self._pool.index(worker)] = replacement
+        LOG.warning("data-loader worker process %d %s while making %d batch(es); replaced by "
+                    "process %d, which makes them again (%d of %d replacements)", worker.pid,
+                    _death(exitcode), len(lost), replacement.pid, self.restarts,
+                    MAX_WORKER_RESTARTS)
+        for task in lost:
+            replacement.send(task)
+
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
+        """Stop every worker at once and free the shared memory of batches never used."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        atexit.unregister(self.close)
+        for worker in pool:
+            worker.stop()
+        free_blocks(os.getpid())

@@ -19,9 +19,10 @@ from ssd_sagemaker.metrics import EpochLog, MetricReporter
 from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
 from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.early_stopping import EarlyStopping
-from ssd_sagemaker.training.interruption import TrainingInterrupted
+from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.loop import EpochResult, train_one_epoch, validate
 from ssd_sagemaker.training.precision import MixedPrecision
+from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
 LOG = logging.getLogger(__name__)
 
@@ -66,16 +67,20 @@ class EpochLoop:
     gradient_divisor: int = 1
     optimizer_state: bool = True
     should_stop: Callable[[], bool] | None = None
+    watchdog: Watchdog | None = None
 
     def __post_init__(self):
         self.metric = DetectionMAP(iou_threshold=self.hp.overlap_threshold)
+        if self.watchdog is None:
+            pipe_mode = self.data.train.local_count is None  # a stream of unknown length
+            self.watchdog = Watchdog(progress_timeout(pipe_mode), pipe_mode)
 
     def run(self, start_epoch: int) -> int:
         """Epochs from `start_epoch` until the last or an early stop; the epochs run in all."""
         epoch = start_epoch
         for epoch in range(start_epoch, self.hp.epochs):
             if self.should_stop is not None and self.should_stop():
-                raise TrainingInterrupted(epoch, 0)
+                raise TrainingInterrupted(epoch, 0, stop_signal(self.should_stop))
             result = self._train(epoch)
             maps = self._validate(epoch, result)
             score = maps.voc07 if maps is not None else None
@@ -101,10 +106,11 @@ class EpochLoop:
     def _train(self, epoch: int) -> EpochResult:
         batches = self.data.train_batches(epoch, self.train_transform, self.hp.mini_batch_size)
         try:
-            return train_one_epoch(self.net, batches, self.trainer, self.contexts, epoch,
-                                   self.reporter, self.should_stop,
-                                   gradient_divisor=self.gradient_divisor,
-                                   precision=self.precision)
+            with self.watchdog.watching(f"training epoch {epoch}") as beat:
+                return train_one_epoch(self.net, batches, self.trainer, self.contexts, epoch,
+                                       self.reporter, self.should_stop,
+                                       gradient_divisor=self.gradient_divisor,
+                                       precision=self.precision, on_batch=beat)
         except TrainingInterrupted:
             self.checkpoint(epoch, interrupted_in=epoch)
             raise
@@ -123,9 +129,10 @@ class EpochLoop:
                  result.seconds, self.trainer.learning_rate)
         if not self.validates or not self.data.has_validation:
             return None
-        maps = validate(self.net, self.data.validation_batches(self.val_transform,
-                                                               self.hp.mini_batch_size),
-                        self.contexts, self.metric)
+        with self.watchdog.watching(f"validation after epoch {epoch}") as beat:
+            maps = validate(self.net, self.data.validation_batches(self.val_transform,
+                                                                   self.hp.mini_batch_size),
+                            self.contexts, self.metric, on_batch=beat)
         if not math.isfinite(maps.voc07):
             LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0", epoch)
             maps = MeanAveragePrecision(0.0, 0.0, maps.per_class_voc07, maps.per_class_area)

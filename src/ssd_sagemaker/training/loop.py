@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
-from ssd_sagemaker.training.interruption import TrainingInterrupted
+from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.precision import MixedPrecision
 from ssd_sagemaker.training.progress import draws_bar
 
@@ -44,12 +44,14 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                     should_stop: Callable[[], bool] | None = None,
                     loss_fn: SSDMultiBoxLoss | None = None,
                     gradient_divisor: int = 1,
-                    precision: MixedPrecision | None = None) -> EpochResult:
+                    precision: MixedPrecision | None = None,
+                    on_batch: Callable[[], None] | None = None) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
     Progress: a tqdm bar or about ten log lines per epoch, as `progress.draws_bar` decides.
     `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum.
-    `precision`: the run's arithmetic, in force for this pass only (None: float32)."""
+    `precision`: the run's arithmetic, in force for this pass only (None: float32).
+    `on_batch`: called after each finished batch (the progress watchdog's beat)."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -89,6 +91,8 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                     f"(now {trainer.learning_rate:g})."
                 )
             bar.update(1)
+            if on_batch is not None:
+                on_batch()
             if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
                 elapsed = time.time() - started
                 reporter.train_losses(epoch, batch_index, ce_value, l1_value)
@@ -99,15 +103,17 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                              batches or "?", images / elapsed if elapsed else 0.0, eta)
             if should_stop is not None and should_stop():
                 bar.close()
-                raise TrainingInterrupted(epoch, batch_index + 1)
+                raise TrainingInterrupted(epoch, batch_index + 1, stop_signal(should_stop))
     bar.close()
     return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
 
 
 def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Context],
-             metric: DetectionMAP) -> MeanAveragePrecision:
+             metric: DetectionMAP,
+             on_batch: Callable[[], None] | None = None) -> MeanAveragePrecision:
     """mAP of `net` on the validation batches (labels padded with -1 rows, which are ignored):
-    VOC07 11-point (`validation:mAP`) and area, see `evaluation.py`."""
+    VOC07 11-point (`validation:mAP`) and area, see `evaluation.py`. `on_batch`: called after
+    each batch."""
     metric.reset()
     net.hybridize()  # retrace in inference mode (the training graph has no NMS)
     for data, labels in loader:
@@ -123,4 +129,6 @@ def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Con
             gt_boxes.append(y.slice_axis(axis=-1, begin=0, end=4))
             gt_difficult.append(y.slice_axis(axis=-1, begin=5, end=6) if y.shape[-1] > 5 else None)
         metric.update(det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficult)
+        if on_batch is not None:
+            on_batch()
     return metric.result()
