@@ -103,7 +103,8 @@ class ModelServer(BaseApplication):
         except ClientError as error:
             # Tell the master why, and exit with gunicorn's boot-error code: the arbiter then
             # stops every worker and exits instead of respawning workers that cannot work.
-            self._boot_failure_file.write_text(str(error), encoding="utf-8")
+            self._boot_failure_file.write_text(str(error), encoding="utf-8",
+                                              errors="backslashreplace")
             LOG.error("worker %d cannot load the model: %s", os.getpid(), error)
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
         LOG.info("worker %d loaded the model on %s", os.getpid(), context)
