@@ -38,9 +38,9 @@ def _configure_logging() -> None:
 
 
 def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
-    """Run a job: 0 on success; stopped by SIGTERM → 143, by Ctrl-C → 130 (checkpoint saved, no failure file);
-    a ClientError → its sentence (and the failure file) and 1; anything else → AlgorithmError
-    with the traceback and 2."""
+    """Run a job: 0 on success; stopped by SIGTERM → 143, by Ctrl-C → 130 (checkpoint saved,
+    no failure file); a ClientError → its sentence (and the failure file) and 1; anything else
+    → AlgorithmError with the traceback and 2."""
     try:
         job()
     except Exception as error:  # noqa: BLE001 - the job's last line of defence
