@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import re2
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.user_json import BadJSON, parse_json
 
 # Keys SageMaker (or the built-in algorithm's tooling) adds; accepted and ignored.
@@ -82,7 +83,7 @@ SPECS: tuple[HyperparameterSpec, ...] = (
        "If it disagrees with the real count, training warns with both numbers",
        required=True, bounds="(0, inf)"),
     _S("base_network", "choice", "vgg-16", "backbone of the SSD",
-       choices=("vgg-16", "resnet-50")),
+       choices=tuple(BACKBONES)),
     _S("early_stopping", "bool", False, "enable early stopping on `validation:mAP`"),
     _S("early_stopping_min_epochs", "int", 10,
        "epochs that must run before early stopping may trigger", bounds="(0, inf)"),
