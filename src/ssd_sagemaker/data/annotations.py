@@ -299,6 +299,9 @@ class ImageFormat:
 
     kind = KIND
     streams = False
+    readme_row = ("images + one JSON annotation per image",
+                  "`ContentType` `image/jpeg`, `image/png` or `application/x-image`, plus a "
+                  "`<channel>_annotation` channel", "File")
     declaration = ("image/jpeg, image/png or application/x-image (images with a "
                    "'{channel}_annotation' channel of JSON files)")
     content_types = frozenset({"application/x-image", "image/jpeg", "image/png", "image/jpg"})

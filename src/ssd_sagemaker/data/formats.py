@@ -54,11 +54,13 @@ class ChannelRead:
 class ChannelFormat(Protocol):
     """`kind` names the format in messages; `declaration` says how a channel declares it (for
     the messages refusing what no format claims; `{channel}` is the channel's name); `streams`
-    is whether it can be read in Pipe mode."""
+    is whether it can be read in Pipe mode; `readme_row` is its row of the README's table of
+    formats (format, declare the channel as, input mode), which scripts/update_readme.py writes."""
 
     kind: str
     declaration: str
     streams: bool
+    readme_row: tuple[str, str, str]
 
     def claims(self, config: ChannelConfig) -> bool:
         """True when `config` declares this format (exactly one format may claim a channel)."""

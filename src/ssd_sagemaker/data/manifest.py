@@ -226,6 +226,11 @@ class ManifestFormat:
 
     kind = KIND
     streams = True
+    readme_row = ("Ground Truth augmented manifest",
+                  "`RecordWrapperType` `RecordIO` and `AttributeNames`, e.g. "
+                  "`[\"source-ref\", \"bounding-box\", \"bounding-box-metadata\"]`",
+                  "Pipe (File: the channel's files hold the same records, not the `.manifest` "
+                  "JSON lines: the container cannot fetch `s3://` images)")
     declaration = "an augmented manifest (RecordWrapperType=RecordIO with AttributeNames)"
 
     def claims(self, config: ChannelConfig) -> bool:

@@ -393,6 +393,8 @@ class RecordIOFormat:
 
     kind = KIND
     streams = True
+    readme_row = ("MXNet RecordIO (`.rec`, `.idx` optional)",
+                  "`ContentType` `application/x-recordio`", "File or Pipe")
     declaration = "application/x-recordio (RecordIO)"
     content_types = frozenset({"application/x-recordio"})
 

@@ -29,6 +29,7 @@ class DetectionRecords:
     kind = "detection records"
     streams = True
     declaration = f"{NEW_TYPE} (detection records)"
+    readme_row = ("detection records", f"`ContentType` `{NEW_TYPE}`", "File or Pipe")
 
     def claims(self, config: ChannelConfig) -> bool:
         return config.content_type == NEW_TYPE
@@ -108,3 +109,17 @@ def test_refusals_list_the_registered_formats(monkeypatch) -> None:
     message = str(piped.value)
     assert "detection records channels need File mode" in message
     assert "application/x-recordio (RecordIO) or an augmented manifest" in message
+
+
+def test_readme_table_of_formats_is_the_registry(monkeypatch) -> None:
+    """scripts/update_readme.py writes a row per entry of FORMATS, a new one included."""
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.syspath_prepend(str(root / "scripts"))
+    import update_readme
+    table = update_readme.formats_table()
+    assert table in (root / "README.md").read_text()
+    assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == \
+        [f"| {fmt.readme_row[0]}" for fmt in FORMATS]
+    monkeypatch.setattr(update_readme, "FORMATS", FORMATS + (DetectionRecords(),))
+    assert update_readme.formats_table().endswith(
+        f"| detection records | `ContentType` `{NEW_TYPE}` | File or Pipe |")
