@@ -10,8 +10,9 @@
 #                       The same base is used by the builder and the final stage (the venv points at
 #                       its interpreter).
 #   FLAVOUR             cpu (mxnet) or gpu (mxnet-cu112 + the CUDA 11 runtime wheels from PyPI).
-#   PRETRAINED_WEIGHTS  1 (default): put GluonCV's ImageNet weights of the VGG-16 (atrous) and
-#                       ResNet-50 v1 bases in $MXNET_HOME/models at build time (downloaded from
+#   PRETRAINED_WEIGHTS  1 (default): put GluonCV's ImageNet weights of every base network in
+#                       model/backbones.py (VGG-16 atrous, ResNet-50 v1) in $MXNET_HOME/models at
+#                       build time (docker/weights.py downloads them from
 #                       GluonCV's model store: needs the internet). 0: skip, for offline builds;
 #                       use_pretrained_model=1 then fails with a clear message unless the files are
 #                       mounted at /opt/mxnet/models. Machines that reach only package registries
@@ -66,16 +67,15 @@ RUN python3 /build/requirements.py "${FLAVOUR}" /build/pyproject.toml > /build/r
  && du -sh /opt/venv
 
 # ---------------------------------------------------------------------------------------------
-# weights: GluonCV's ImageNet weights of the two bases (file names as in model/network.py).
+# weights: GluonCV's ImageNet weights of every backbone in model/backbones.py's registry (only that
+# file is copied in, so other source changes do not download them again).
 FROM builder AS weights
 ARG PRETRAINED_WEIGHTS=1
 ENV MXNET_HOME=/opt/mxnet
+COPY docker/weights.py src/ssd_sagemaker/model/backbones.py /build/weights/
 RUN mkdir -p /opt/mxnet/models \
  && if [ "${PRETRAINED_WEIGHTS}" = 1 ]; then \
-        python -c 'from gluoncv.model_zoo.model_store import get_model_file as get; [print(get(name)) for name in ("vgg16_atrous", "resnet50_v1")]' \
-        && rm -f /opt/mxnet/models/*.lock \
-        && test -f /opt/mxnet/models/vgg16_atrous-4fa2e1ad.params \
-        && test -f /opt/mxnet/models/resnet50_v1-cc729d95.params; \
+        python /build/weights/weights.py /build/weights/backbones.py; \
     else \
         echo "PRETRAINED_WEIGHTS=${PRETRAINED_WEIGHTS}: no ImageNet weights in the image"; \
     fi
@@ -126,7 +126,7 @@ RUN pip install --quiet --no-deps --no-index --no-cache-dir /tmp/wheels/*.whl \
  && if [ "${FLAVOUR}" = cpu ]; then \
         python -c 'import mxnet, gluoncv, ssd_sagemaker.training.trainer, ssd_sagemaker.serving.server; print("mxnet", mxnet.__version__, "gluoncv", gluoncv.__version__)' \
         && if [ "${PRETRAINED_WEIGHTS}" = 1 ]; then \
-            python -c 'from ssd_sagemaker.model.network import PRETRAINED_BASE_FILES, model_cache_dir, pretrained_base_file; [print(pretrained_base_file(base, model_cache_dir())) for base in PRETRAINED_BASE_FILES]'; \
+            python -c 'from ssd_sagemaker.model.backbones import BACKBONES; from ssd_sagemaker.model.network import model_cache_dir, pretrained_base_file; [print(pretrained_base_file(base, model_cache_dir())) for base in BACKBONES]'; \
         fi; \
     else \
         missing="$(ldd /opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so | grep 'not found' | grep -v 'libcuda\.so\.1' || true)" \

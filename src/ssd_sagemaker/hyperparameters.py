@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 import re2
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.user_json import BadJSON, parse_json
 
 # Keys SageMaker (or the built-in algorithm's tooling) adds; accepted and ignored.
@@ -71,8 +72,8 @@ class HyperparameterSpec:
         return Optional[base] if self.default is None and not self.required else base
 
 
-# The base networks `base_network` accepts (the choices of that field).
-BASE_NETWORKS: tuple[str, ...] = ("vgg-16", "resnet-50")
+# The base networks `base_network` accepts (the choices of that field): the registry's names.
+BASE_NETWORKS: tuple[str, ...] = tuple(BACKBONES)
 
 _ROW = "hyperparameter"  # the metadata key under which a field carries its row of the table
 

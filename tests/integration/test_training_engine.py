@@ -17,7 +17,7 @@ from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 from conftest import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.environment import Paths, read_training_environment
 from ssd_sagemaker.model.artifact import PARAMS_FILE
-from ssd_sagemaker.model.network import PRETRAINED_BASE_FILES
+from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.training.trainer import train
 
 pytestmark = pytest.mark.slow
@@ -104,7 +104,7 @@ def test_pretrained_base_with_frozen_first_blocks(tmp_path, monkeypatch):
     source(mx.nd.zeros((1, 3, 300, 300)))
     cache = tmp_path / "mxnet_home" / "models"
     cache.mkdir(parents=True)
-    source.save_parameters(str(cache / PRETRAINED_BASE_FILES["vgg-16"]))
+    source.save_parameters(str(cache / BACKBONES["vgg-16"].weights_file))
     _demo(tmp_path, use_pretrained_model="1", freeze_layer_pattern="^(conv1_|conv2_).*",
           learning_rate="0.01")
     _train_in_process(tmp_path, monkeypatch)

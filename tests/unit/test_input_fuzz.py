@@ -33,7 +33,7 @@ from ssd_sagemaker.environment import (Paths, read_channels, read_hyperparameter
                                        read_resource_config)
 from ssd_sagemaker.errors import ClientError, report_job_error
 from ssd_sagemaker.hyperparameters import SPECS, compile_regex, parse_hyperparameters
-from ssd_sagemaker.model.layers import VGG16_CONVS
+from ssd_sagemaker.model.backbones import VGG16_CONVS
 
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))

@@ -12,14 +12,18 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from ssd_sagemaker.data.formats import ChannelRead, FileChannel, media_type
 from ssd_sagemaker.data.images import IMAGE_SUFFIXES, BadImage, decode, inspect_file
+from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import (Sample, class_id_problem, fit_boxes, is_integer,
                                         is_number, normalised)
+from ssd_sagemaker.data.sharding import FULLY_REPLICATED, SHARDED_BY_S3_KEY
+from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
@@ -288,3 +292,43 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
     return AnnotatedChannel(samples=tuple(samples),
                             class_names={k: v[0] for k, v in sorted(names.items())},
                             report=report)
+
+
+class ImageFormat:
+    """Images with one JSON annotation each in the `<channel>_annotation` channel, File mode."""
+
+    kind = KIND
+    streams = False
+    readme_row = ("images + one JSON annotation per image",
+                  "`ContentType` `image/jpeg`, `image/png` or `application/x-image`, plus a "
+                  "`<channel>_annotation` channel", "File")
+    declaration = ("image/jpeg, image/png or application/x-image (images with a "
+                   "'{channel}_annotation' channel of JSON files)")
+    content_types = frozenset({"application/x-image", "image/jpeg", "image/png", "image/jpg"})
+
+    def claims(self, config: ChannelConfig) -> bool:
+        return not config.attribute_names and media_type(config) in self.content_types
+
+    def check(self, channels: Mapping[str, ChannelConfig], name: str) -> None:
+        annotation = f"{name}_annotation"
+        if annotation not in channels:
+            raise ClientError(
+                f"Channel '{name}' holds images, so the '{annotation}' channel with one JSON "
+                f"annotation per image is required; it is missing from the job's channels "
+                f"({', '.join(sorted(channels))}).")
+
+    def read_files(self, request: ChannelRead) -> FileChannel:
+        annotation = f"{request.name}_annotation"
+        channel = read_annotated_channel(
+            request.directory, request.paths.channel_dir(annotation), request.num_classes,
+            full_decode=request.thorough, channel=request.name,
+            images_elsewhere=request.hosts > 1
+            and request.config.distribution == SHARDED_BY_S3_KEY
+            and request.channels[annotation].distribution == FULLY_REPLICATED)
+        return FileChannel(list(channel.samples), channel.class_names, channel.report)
+
+    def stream_parser(self, request: ChannelRead) -> Parser:
+        raise NotImplementedError("image + JSON channels need File mode (streams is False)")
+
+
+FORMAT = ImageFormat()

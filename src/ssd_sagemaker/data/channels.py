@@ -1,6 +1,6 @@
 """Turn the job's declared channels into the data the trainer needs, whatever the format:
 
-| channel declaration | format | read by |
+| channel declaration | format | read by (its `FORMAT`, listed in `FORMATS`) |
 |---|---|---|
 | `ContentType` image/jpeg, image/png, application/x-image (+ `<channel>_annotation`) | image + JSON, File mode | `annotations.py` |
 | `ContentType` application/x-recordio | MXNet RecordIO (im2rec), File or Pipe mode | `recordio.py` |
@@ -19,11 +19,12 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from ssd_sagemaker.data import annotations, manifest, recordio
+from ssd_sagemaker.data import annotations as image_json
+from ssd_sagemaker.data import manifest, recordio
+from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.report import ChannelReport
-from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.sharding import (FULLY_REPLICATED, SHARDED_BY_S3_KEY, Shard,
                                          samples_per_epoch, split)
 from ssd_sagemaker.data.sources import SampleList, Source
@@ -34,48 +35,40 @@ from ssd_sagemaker.hyperparameters import Hyperparameters
 
 LOG = logging.getLogger(__name__)
 
-IMAGE_CONTENT_TYPES = frozenset({"application/x-image", "image/jpeg", "image/png", "image/jpg"})
-RECORDIO_CONTENT_TYPES = frozenset({"application/x-recordio"})
-IMAGE, RECORDIO, MANIFEST = "image", "recordio", "manifest"
+# Every format the container reads; a new format is a module with a `ChannelFormat` and an entry
+# here (the order is the one the "cannot read" message lists them in).
+FORMATS: tuple[ChannelFormat, ...] = (recordio.FORMAT, image_json.FORMAT, manifest.FORMAT)
 SEED = 42
 
 __all__ = ["Shard", "TrainingData", "read_training_data", "channel_format", "read_file_channel",
-           "FileChannel"]
+           "FileChannel", "FORMATS"]
 
 
-def channel_format(channels: Mapping[str, ChannelConfig], name: str) -> str:
-    """IMAGE, RECORDIO or MANIFEST for a data channel, or a ClientError saying what to send."""
+def channel_format(channels: Mapping[str, ChannelConfig], name: str) -> ChannelFormat:
+    """The format that reads a data channel, or a ClientError saying what to send."""
     config = channels[name]
-    content_type = config.content_type.split(";")[0].strip().lower()
-    if config.attribute_names:
-        if config.record_wrapper.lower() != "recordio":
-            raise ClientError(
-                f"Channel '{name}' is an augmented manifest (AttributeNames "
-                f"{list(config.attribute_names)}) with RecordWrapperType={config.record_wrapper}"
-                f"; set RecordWrapperType=RecordIO so each image and label arrives as one "
-                f"record.")
-        return MANIFEST
-    if content_type in RECORDIO_CONTENT_TYPES:
-        return RECORDIO
-    if content_type in IMAGE_CONTENT_TYPES:
-        if config.input_mode == "Pipe":
-            raise ClientError(
-                f"Channel '{name}' holds images with JSON annotations and uses "
-                f"TrainingInputMode=Pipe; image + JSON channels need File mode. For Pipe mode "
-                f"send RecordIO (ContentType application/x-recordio; `ssd-sagemaker convert` "
-                f"writes it) or an augmented manifest with AttributeNames.")
-        annotation = f"{name}_annotation"
-        if annotation not in channels:
-            raise ClientError(
-                f"Channel '{name}' holds images, so the '{annotation}' channel with one JSON "
-                f"annotation per image is required; it is missing from the job's channels "
-                f"({', '.join(sorted(channels))}).")
-        return IMAGE
-    raise ClientError(
-        f"Channel '{name}' has ContentType '{config.content_type}', which this algorithm cannot "
-        f"read; send application/x-recordio (RecordIO), image/jpeg, image/png or "
-        f"application/x-image (images with a '{name}_annotation' channel of JSON files), or an "
-        f"augmented manifest (RecordWrapperType=RecordIO with AttributeNames).")
+    claiming = [fmt for fmt in FORMATS if fmt.claims(config)]
+    if not claiming:
+        raise ClientError(
+            f"Channel '{name}' has ContentType '{config.content_type}', which this algorithm "
+            f"cannot read; send {_listed([fmt.declaration for fmt in FORMATS], name)}.")
+    fmt = claiming[0]
+    if config.input_mode == "Pipe" and not fmt.streams:
+        streamed = _listed([f.declaration for f in FORMATS if f.streams], name)
+        raise ClientError(
+            f"Channel '{name}' holds {fmt.kind} data and uses TrainingInputMode=Pipe; "
+            f"{fmt.kind} channels need File mode. For Pipe mode send {streamed} "
+            f"(`ssd-sagemaker convert` writes RecordIO).")
+    fmt.check(channels, name)
+    return fmt
+
+
+def _listed(declarations: list[str], channel: str) -> str:
+    """`a or b`, `a, b, or c` with each format's declaration for `channel`."""
+    texts = [text.replace("{channel}", channel) for text in declarations]
+    if len(texts) <= 2:
+        return " or ".join(texts)
+    return f"{', '.join(texts[:-1])}, or {texts[-1]}"
 
 
 def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int, str]:
@@ -108,15 +101,6 @@ def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int,
     return dict(sorted(merged.items()))
 
 
-@dataclass(frozen=True)
-class FileChannel:
-    """A File-mode channel read and checked: its samples, class names and report."""
-
-    samples: list[Sample]
-    class_names: dict[int, str]
-    report: ChannelReport
-
-
 def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                       num_classes: int, label_width: int, thorough: bool = False,
                       hosts: int = 1) -> FileChannel:
@@ -125,44 +109,18 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
     `thorough` (validate-data) also decodes every image and reports every fault. With
     several `hosts`, images sharded by S3 key beside replicated annotations leave this host
     the annotations of other hosts' images: skipped and counted."""
-    kind = channel_format(channels, name)
-    directory = paths.channel_dir(name)
-    if kind == IMAGE:
-        annotation = f"{name}_annotation"
-        channel = annotations.read_annotated_channel(
-            directory, paths.channel_dir(annotation), num_classes, full_decode=thorough,
-            channel=name, images_elsewhere=hosts > 1
-            and channels[name].distribution == SHARDED_BY_S3_KEY
-            and channels[annotation].distribution == FULLY_REPLICATED)
-        return FileChannel(list(channel.samples), channel.class_names, channel.report)
-    if kind == RECORDIO:
-        samples, report = recordio.read_recordio_channel(directory, num_classes, label_width,
-                                                         thorough=thorough, channel=name)
-        return FileChannel(samples, {}, report)
-    attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
-    samples, names, report = manifest.read_manifest_channel(
-        directory, attributes, num_classes, full_decode=thorough, channel=name)
-    return FileChannel(samples, names, report)
+    fmt = channel_format(channels, name)
+    return fmt.read_files(ChannelRead(paths, channels, name, num_classes, label_width,
+                                      thorough, hosts))
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                  hp: Hyperparameters, keep: Callable[[int], bool]) -> PipeSource:
-    if channel_format(channels, name) == RECORDIO:
-        def parse(stream, source, report, names, keep):
-            records = recordio.iter_records(stream, report=report, source=source)
-            return recordio.parse_records(records, source, report, hp.num_classes,
-                                          hp.label_width, keep)
-        kind = recordio.KIND
-    else:
-        attributes = manifest.Attributes.from_names(name, channels[name].attribute_names)
-
-        def parse(stream, source, report, names, keep):
-            # strict framing: after a break, records could not be matched to AttributeNames
-            return manifest.parse_entries(recordio.iter_records(stream), attributes, source,
-                                          hp.num_classes, report, names, keep)
-        kind = manifest.KIND
+    fmt = channel_format(channels, name)
+    parse = fmt.stream_parser(ChannelRead(paths, channels, name, hp.num_classes,
+                                          hp.label_width))
     declared = hp.num_training_samples if name == "train" else 0
-    return PipeSource(PipeChannel(paths.data_dir, name), kind, parse, declared, keep)
+    return PipeSource(PipeChannel(paths.data_dir, name), fmt.kind, parse, declared, keep)
 
 
 def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,

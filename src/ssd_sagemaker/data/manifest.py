@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
 
 from ssd_sagemaker.data.annotations import parse_annotation
+from ssd_sagemaker.data.formats import ChannelRead, FileChannel
 from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.recordio import RecordIOFormatError, iter_records
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import RecordRef, Sample, normalised
+from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
@@ -215,3 +218,49 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
                 full_decode=full_decode))
     return samples, names, report
 
+
+
+class ManifestFormat:
+    """Augmented manifests (Ground Truth), RecordIO-wrapped, File or Pipe mode: declared by
+    AttributeNames, whatever the ContentType."""
+
+    kind = KIND
+    streams = True
+    readme_row = ("Ground Truth augmented manifest",
+                  "`RecordWrapperType` `RecordIO` and `AttributeNames`, e.g. "
+                  "`[\"source-ref\", \"bounding-box\", \"bounding-box-metadata\"]`",
+                  "Pipe (File: the channel's files hold the same records, not the `.manifest` "
+                  "JSON lines: the container cannot fetch `s3://` images)")
+    declaration = "an augmented manifest (RecordWrapperType=RecordIO with AttributeNames)"
+
+    def claims(self, config: ChannelConfig) -> bool:
+        return bool(config.attribute_names)
+
+    def check(self, channels: Mapping[str, ChannelConfig], name: str) -> None:
+        config = channels[name]
+        if config.record_wrapper.lower() != "recordio":
+            raise ClientError(
+                f"Channel '{name}' is an augmented manifest (AttributeNames "
+                f"{list(config.attribute_names)}) with RecordWrapperType={config.record_wrapper}"
+                f"; set RecordWrapperType=RecordIO so each image and label arrives as one "
+                f"record.")
+
+    def read_files(self, request: ChannelRead) -> FileChannel:
+        attributes = Attributes.from_names(request.name, request.config.attribute_names)
+        samples, names, report = read_manifest_channel(
+            request.directory, attributes, request.num_classes, full_decode=request.thorough,
+            channel=request.name)
+        return FileChannel(samples, names, report)
+
+    def stream_parser(self, request: ChannelRead) -> Parser:
+        attributes = Attributes.from_names(request.name, request.config.attribute_names)
+
+        def parse(stream: BinaryIO, source: str, report: ChannelReport, names: dict,
+                  keep: Callable[[int], bool]) -> Iterator[Sample]:
+            # strict framing: after a break, records could not be matched to AttributeNames
+            return parse_entries(iter_records(stream), attributes, source, request.num_classes,
+                                 report, names, keep)
+        return parse
+
+
+FORMAT = ManifestFormat()

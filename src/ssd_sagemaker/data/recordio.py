@@ -16,13 +16,16 @@ import io
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Callable, Iterator, Mapping
 
 import numpy as np
 
+from ssd_sagemaker.data.formats import ChannelRead, FileChannel, media_type
 from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import RecordRef, Sample, class_id_problem, fit_boxes
+from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
 
 MAGIC = 0xCED7230A
@@ -383,3 +386,37 @@ def parse_records(records: Iterator[tuple[int, bytes]], source: str, report: Cha
         if sample is not None:
             report.used += 1
             yield sample
+
+
+class RecordIOFormat:
+    """MXNet RecordIO channels (im2rec, `ssd-sagemaker convert`), File or Pipe mode."""
+
+    kind = KIND
+    streams = True
+    readme_row = ("MXNet RecordIO (`.rec`, `.idx` optional)",
+                  "`ContentType` `application/x-recordio`", "File or Pipe")
+    declaration = "application/x-recordio (RecordIO)"
+    content_types = frozenset({"application/x-recordio"})
+
+    def claims(self, config: ChannelConfig) -> bool:
+        return not config.attribute_names and media_type(config) in self.content_types
+
+    def check(self, channels: Mapping[str, ChannelConfig], name: str) -> None:
+        """Every RecordIO declaration is readable."""
+
+    def read_files(self, request: ChannelRead) -> FileChannel:
+        samples, report = read_recordio_channel(request.directory, request.num_classes,
+                                                request.label_width, thorough=request.thorough,
+                                                channel=request.name)
+        return FileChannel(samples, {}, report)
+
+    def stream_parser(self, request: ChannelRead) -> Parser:
+        def parse(stream: BinaryIO, source: str, report: ChannelReport, names: dict,
+                  keep: Callable[[int], bool]) -> Iterator[Sample]:
+            records = iter_records(stream, report=report, source=source)
+            return parse_records(records, source, report, request.num_classes,
+                                 request.label_width, keep)
+        return parse
+
+
+FORMAT = RecordIOFormat()

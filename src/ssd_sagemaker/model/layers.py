@@ -3,7 +3,8 @@
 The built-in algorithm names layers as the published `vgg16-symbol.json` and
 `resnet-50-symbol.json` do (`conv1_1` … `fc7`; `conv0`, `stage1_unit1_conv1` …). GluonCV numbers
 its layers differently (`conv0` … `conv12`, `dilated_conv0`; `stage1_conv0` …), so each base
-parameter is given its documented layer name here; a pattern may match either name.
+parameter is given its documented layer name (by its `Backbone.documented_layer`); a pattern may
+match either name.
 """
 
 from __future__ import annotations
@@ -16,53 +17,13 @@ from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import compile_regex
+from ssd_sagemaker.model.backbones import BACKBONES
 
 LOG = logging.getLogger(__name__)
-
-VGG16_CONVS = ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3",
-               "conv4_1", "conv4_2", "conv4_3", "conv5_1", "conv5_2", "conv5_3")
-RESNET50_UNITS = (3, 4, 6, 3)  # bottleneck units per stage
 
 _PARAM_SUFFIX = re.compile(r"_(weight|bias|gamma|beta|running_mean|running_var|moving_mean|"
                            r"moving_var)$")
 _NET_PREFIX = re.compile(r"^ssd\d+_")
-
-
-def _vgg_layer(native: str) -> str | None:
-    """`vggatrousextractor0_conv4` → `conv3_1`; `dilated_conv0/1` → `fc6/fc7`; extras → None."""
-    match = re.fullmatch(r"vggatrousextractor\d+_(dilated_)?conv(\d+)", native)
-    if not match:
-        return None
-    index = int(match.group(2))
-    if match.group(1):
-        return ("fc6", "fc7")[index] if index < 2 else None
-    return VGG16_CONVS[index] if index < len(VGG16_CONVS) else None
-
-
-def _resnet_unit_layer(stage: int, kind: str, index: int) -> str | None:
-    """GluonCV numbers a stage's convs (and batch norms) across units: unit 1 has three body
-    convs then the shortcut (index 3), later units three each."""
-    if index == 3:
-        return f"stage{stage}_unit1_sc"
-    unit, position = (1, index) if index < 3 else (2 + (index - 4) // 3, (index - 4) % 3)
-    if unit > RESNET50_UNITS[stage - 1]:
-        return None
-    return f"stage{stage}_unit{unit}_{'conv' if kind == 'conv' else 'bn'}{position + 1}"
-
-
-def _resnet_layer(native: str) -> str | None:
-    """`resnetv10_stage2_conv5` → `stage2_unit2_conv2`; `resnetv10_conv0` → `conv0`;
-    `resnetv10_batchnorm0` → `bn0`; SSD's expansion layers → None."""
-    match = re.fullmatch(r"resnetv1\d+_(?:stage(\d)_)?(conv|batchnorm)(\d+)", native)
-    if not match:
-        return None
-    stage, kind, index = match.group(1), match.group(2), int(match.group(3))
-    if stage is None:
-        return {("conv", 0): "conv0", ("batchnorm", 0): "bn0"}.get((kind, index))
-    return _resnet_unit_layer(int(stage), kind, index)
-
-
-_DOCUMENTED = {"vgg-16": _vgg_layer, "resnet-50": _resnet_layer}
 
 
 @dataclass(frozen=True)
@@ -79,7 +40,7 @@ def base_layers(net: gluon.Block, base_network: str) -> list[BaseLayer]:
     layers = []
     for name in net.features.collect_params().keys():
         native = _PARAM_SUFFIX.sub("", _NET_PREFIX.sub("", name))
-        documented = _DOCUMENTED[base_network](native)
+        documented = BACKBONES[base_network].documented_layer(native)
         if documented is not None:
             layers.append(BaseLayer(name, native, documented))
     return layers

@@ -5,67 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import mxnet as mx
-from gluoncv.model_zoo import get_model
 from gluoncv.model_zoo.ssd.ssd import SSD
-from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300, vgg16_atrous_512
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.backbones import BACKBONES, AnchorLayout
 
 LOG = logging.getLogger(__name__)
-
-# GluonCV's file names of the ImageNet weights of each base (what its model store would fetch).
-PRETRAINED_BASE_FILES = {
-    "vgg-16": "vgg16_atrous-4fa2e1ad.params",
-    "resnet-50": "resnet50_v1-cc729d95.params",
-}
-
-# Each layout is GluonCV's `ssd_<size>_<base>_custom` preset; other image shapes scale the
-# anchor sizes with the image and take anchor steps from the real feature-map strides.
-_VGG_RATIOS_300 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2
-_VGG_RATIOS_512 = [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 4 + [[1, 2, 0.5]] * 2
-
-
-@dataclass(frozen=True)
-class AnchorLayout:
-    """One GluonCV SSD preset: the feature extractor and anchors at its reference size."""
-
-    reference_size: int
-    features: Callable[..., mx.gluon.HybridBlock] | Sequence[str]
-    network_name: str | None
-    num_filters: Sequence[int] | None
-    sizes: Sequence[float]
-    ratios: Sequence[Sequence[float]]
-    steps: Sequence[float]
-
-
-LAYOUTS: Mapping[str, tuple[AnchorLayout, ...]] = {
-    "vgg-16": (
-        AnchorLayout(300, vgg16_atrous_300, None, None,
-                     [21, 45, 99, 153, 207, 261, 315], _VGG_RATIOS_300, [8, 16, 32, 64, 100, 300]),
-        AnchorLayout(512, vgg16_atrous_512, None, None,
-                     [51.2, 76.8, 153.6, 230.4, 307.2, 384.0, 460.8, 537.6], _VGG_RATIOS_512,
-                     [8, 16, 32, 64, 128, 256, 512]),
-    ),
-    "resnet-50": (
-        AnchorLayout(512, ["stage3_activation5", "stage4_activation2"], "resnet50_v1",
-                     [512, 512, 256, 256], [51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492],
-                     [[1, 2, 0.5]] + [[1, 2, 0.5, 3, 1.0 / 3]] * 3 + [[1, 2, 0.5]] * 2,
-                     [16, 32, 64, 128, 256, 512]),
-    ),
-}
-
-
-def choose_layout(base_network: str, image_shape: int) -> AnchorLayout:
-    """The largest preset whose reference size does not exceed `image_shape` (else the smallest)."""
-    layouts = sorted(LAYOUTS[base_network], key=lambda layout: layout.reference_size)
-    fitting = [layout for layout in layouts if layout.reference_size <= image_shape]
-    return fitting[-1] if fitting else layouts[0]
 
 
 def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -77,7 +26,7 @@ def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
 
 def pretrained_base_file(base_network: str, cache_dir: Path) -> Path:
     """The cached ImageNet weights of the base, or a ClientError saying where we looked."""
-    path = cache_dir / PRETRAINED_BASE_FILES[base_network]
+    path = cache_dir / BACKBONES[base_network].weights_file
     if not path.is_file():
         raise ClientError(
             f"use_pretrained_model=1 needs the ImageNet weights of {base_network}, but {path} "
@@ -115,7 +64,7 @@ def build_network(base_network: str, image_shape: int, classes: Sequence[str],
     with the image and each anchor step is the image size over its feature map's size, so
     anchors tile the image exactly (e.g. 384 px: maps 48, 24, 12, 6, 4, 2 → steps 8 … 192)."""
     ctx = ctx or mx.cpu()
-    layout = choose_layout(base_network, image_shape)
+    layout = BACKBONES[base_network].layout_for(image_shape)
     net = _ssd(layout, image_shape, classes, layout.steps, ctx)
     if image_shape != layout.reference_size:
         map_sizes = _feature_map_sizes(net, image_shape, ctx)
@@ -127,45 +76,17 @@ def build_network(base_network: str, image_shape: int, classes: Sequence[str],
     return net
 
 
-def _copy_by_layer_name(target: mx.gluon.ParameterDict, source: mx.gluon.ParameterDict) -> int:
-    """Copy parameters whose names agree once the per-instance prefixes (`ssd0_resnetv10_`,
-    `resnetv12_`) are removed; returns how many were copied."""
-    def key(name: str) -> str:
-        return re.sub(r"^(ssd\d+_)?resnetv1\d+_", "", name)
-
-    by_key = {key(name): param for name, param in source.items()}
-    copied = 0
-    for name, param in target.items():
-        match = by_key.get(key(name)) if re.match(r"^(ssd\d+_)?resnetv1\d+_", name) else None
-        if match is not None:
-            if match.shape != param.shape:
-                raise ValueError(f"{name}: shape {param.shape} but the file has {match.shape}")
-            param.set_data(match.data())
-            copied += 1
-    return copied
-
-
 def load_pretrained_base(net: SSD, base_network: str, pretrained_file: Path,
                          ctx: mx.Context) -> None:
-    """Load ImageNet weights into the base (SSD's extra layers stay randomly initialised).
-
-    VGG-16: GluonCV's atrous VGG file loads into the feature extractor by structure.
-    ResNet-50: the file is GluonCV's `resnet50_v1` classifier; its layers are copied by name."""
+    """Load ImageNet weights into the base (SSD's extra layers stay randomly initialised), the
+    way the base's `Backbone.load_weights` says; a file that does not fit is a ClientError."""
+    backbone = BACKBONES[base_network]
     try:
-        if base_network == "vgg-16":
-            net.features.load_parameters(str(pretrained_file), ctx=ctx, allow_missing=True,
-                                         ignore_extra=True)
-        else:
-            classifier = get_model("resnet50_v1", pretrained=False)
-            classifier.load_parameters(str(pretrained_file), ctx=ctx)
-            copied = _copy_by_layer_name(net.features.collect_params(),
-                                         classifier.collect_params())
-            if copied == 0:
-                raise ValueError("no layer of the file matches the ResNet-50 base")
+        backbone.load_weights(net, pretrained_file, ctx)
     except (mx.base.MXNetError, AssertionError, ValueError) as error:
         raise ClientError(
             f"The pretrained weights file {pretrained_file} cannot be loaded into the "
             f"{base_network} base: {str(error).splitlines()[0]}. Replace it with GluonCV's "
-            f"{PRETRAINED_BASE_FILES[base_network]}, or set use_pretrained_model=0."
+            f"{backbone.weights_file}, or set use_pretrained_model=0."
         ) from None
     LOG.info("loaded ImageNet weights of the %s base from %s", base_network, pretrained_file)

@@ -20,17 +20,16 @@ from mxnet.contrib import amp
 from mxnet.contrib.amp import amp as amp_state
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.backbones import BACKBONES
 
 LOG = logging.getLogger(__name__)
 
 CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-# Measured with bench/train_step.py (batch 4, 2 OpenMP threads, AVX512-BF16 CPU): VGG-16 runs
-# 1.74x (300 px) and 1.95x (512 px) faster in bfloat16; ResNet-50 only 1.01x and 1.13x (a first
-# probe: 0.8x). So `auto` uses bfloat16 on CPU for VGG-16 only, and only on one host:
+# `auto` uses bfloat16 on CPU only for the bases where it was measured to pay
+# (`Backbone.bfloat16_pays_on_cpu`: VGG-16 yes, ResNet-50 no), and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
 # `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
-BFLOAT16_PAYS_ON_CPU = frozenset({"vgg-16"})
 
 
 def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
@@ -57,7 +56,7 @@ def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.C
         if on_gpu:
             return "float16" if kv_store != "dist_async" else "float32"
         distributed = kv_store is not None and kv_store.startswith("dist")
-        pays = base_network in BFLOAT16_PAYS_ON_CPU and bfloat16_cpu
+        pays = BACKBONES[base_network].bfloat16_pays_on_cpu and bfloat16_cpu
         return "bfloat16" if pays and not distributed else "float32"
     if requested == "bfloat16" and (on_gpu or not bfloat16_cpu):
         where = "on GPUs" if on_gpu else "on this CPU (no avx512_bf16 or amx_bf16 instructions)"

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.layers import VGG16_CONVS, base_layers, freeze_layers
+from ssd_sagemaker.model.backbones import VGG16_CONVS
+from ssd_sagemaker.model.layers import base_layers, freeze_layers
 from ssd_sagemaker.model.network import build_network
 
 

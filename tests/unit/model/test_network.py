@@ -8,8 +8,8 @@ from gluoncv.model_zoo import get_model
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.network import (PRETRAINED_BASE_FILES, build_network, model_cache_dir,
-                                         pretrained_base_file)
+from ssd_sagemaker.model.backbones import BACKBONES
+from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
 
 
 def _train_forward(net, shape):
@@ -64,7 +64,7 @@ def test_missing_pretrained_weights_say_where_and_how_to_avoid(tmp_path, base):
     with pytest.raises(ClientError) as error:
         pretrained_base_file(base, tmp_path)
     message = str(error.value)
-    assert str(tmp_path / PRETRAINED_BASE_FILES[base]) in message
+    assert str(tmp_path / BACKBONES[base].weights_file) in message
     assert "use_pretrained_model=0" in message
 
 
@@ -76,7 +76,7 @@ def test_vgg_pretrained_base_weights_are_loaded(tmp_path):
     source = vgg16_atrous_300(pretrained=False)
     source.initialize(mx.init.Normal(0.5))
     source(mx.nd.zeros((1, 3, 300, 300)))
-    path = tmp_path / PRETRAINED_BASE_FILES["vgg-16"]
+    path = tmp_path / BACKBONES["vgg-16"].weights_file
     source.save_parameters(str(path))
     assert pretrained_base_file("vgg-16", tmp_path) == path
 
@@ -91,7 +91,7 @@ def test_resnet_pretrained_base_weights_are_loaded(tmp_path):
     classifier = get_model("resnet50_v1", pretrained=False)
     classifier.initialize(mx.init.Normal(0.5))
     classifier(mx.nd.zeros((1, 3, 64, 64)))
-    path = tmp_path / PRETRAINED_BASE_FILES["resnet-50"]
+    path = tmp_path / BACKBONES["resnet-50"].weights_file
     classifier.save_parameters(str(path))
 
     net = build_network("resnet-50", 300, ["a"], pretrained_file=path)
@@ -106,7 +106,7 @@ def test_resnet_pretrained_base_weights_are_loaded(tmp_path):
 
 
 def test_a_wrong_weights_file_is_a_client_error(tmp_path):
-    path = tmp_path / PRETRAINED_BASE_FILES["resnet-50"]
+    path = tmp_path / BACKBONES["resnet-50"].weights_file
     path.write_bytes(b"not a params file")
     with pytest.raises(ClientError, match="cannot be loaded into the resnet-50 base"):
         build_network("resnet-50", 300, ["a"], pretrained_file=path)

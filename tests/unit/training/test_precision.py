@@ -28,7 +28,7 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
 @pytest.mark.parametrize("base, contexts, kv_store, bfloat16_cpu, expected", [
     ("vgg-16", CPU, None, True, "bfloat16"),
     ("vgg-16", CPU, "local", True, "bfloat16"),
-    ("vgg-16", CPU, "dist_sync", True, "float32"),  # see BFLOAT16_PAYS_ON_CPU
+    ("vgg-16", CPU, "dist_sync", True, "float32"),  # see Backbone.bfloat16_pays_on_cpu
     ("vgg-16", CPU, "dist_async", True, "float32"),
     ("vgg-16", CPU, None, False, "float32"),
     ("resnet-50", CPU, None, True, "float32"),   # measured slower in bfloat16
