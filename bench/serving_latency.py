@@ -1,6 +1,7 @@
-"""Serving overhead and scaling: p50/p99 latency of `POST /invocations` next to the bare
-pipeline call (decode, forward, selection, JSON; `serving/pipeline.py`, in this process) on
-the same image, then throughput of 1 and 2 gunicorn workers under concurrent load. Not a test: run by hand, `python bench/serving_latency.py [--requests 100]`.
+"""Serving overhead and scaling: p50/p99 latency of `POST /invocations` next to the bare pipeline
+call (decode, forward, selection, JSON; `serving/pipeline.py`, in this process) on the same
+image, then throughput of 1 and 2 gunicorn workers under concurrent load. Not a test: run by
+hand, `python bench/serving_latency.py [--requests 100]`.
 
 Goals: HTTP p50 <= 1.10 x bare p50; 2 workers >= 1.8 x the throughput of 1 worker when two
 cores are free. Both sides use the same OpenMP thread count as the server gives one worker

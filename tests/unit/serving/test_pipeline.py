@@ -26,12 +26,15 @@ def model_dir(tmp_path_factory):
     return export_tiny_model(tmp_path_factory.mktemp("tiny"))
 
 
-@pytest.fixture(scope="module")
-def predictor(model_dir):
-    return Predictor(model_dir)
+def predict_command(model_dir, folder) -> int:
+    """`ssd-sagemaker predict` (in this process) on IMAGE as folder/photo.jpg, into folder/out."""
+    (folder / "photo.jpg").write_bytes(IMAGE)
+    return main(["predict", "--model-dir", str(model_dir), "--output", str(folder / "out"),
+                 str(folder / "photo.jpg")])
 
 
-def test_the_endpoint_answers_the_pipelines_bytes_in_every_format(predictor):
+def test_the_endpoint_answers_the_pipelines_bytes_in_every_format(model_dir):
+    predictor = Predictor(model_dir)
     found = detect_in_bytes(predictor, IMAGE, 1_000_000, LIMITS)
     assert 0 < len(found.rows) <= 3 and all(row[1] >= 0.1 for row in found.rows)
     client = create_app(predictor, ServingConfig(max_image_pixels=1_000_000)).test_client()
@@ -45,7 +48,8 @@ def test_the_endpoint_answers_the_pipelines_bytes_in_every_format(predictor):
     assert json.loads(found.render()) == {"prediction": found.rows}
 
 
-def test_predict_writes_the_pipelines_bytes(predictor, tmp_path):
+def test_predict_writes_the_pipelines_bytes(model_dir, tmp_path):
+    predictor = Predictor(model_dir)
     (tmp_path / "photo.jpg").write_bytes(IMAGE)
     predict_files(predictor, [tmp_path / "photo.jpg"], tmp_path / "out", 1_000_000, LIMITS)
     found = detect_in_bytes(predictor, IMAGE, 1_000_000, LIMITS)
@@ -54,32 +58,26 @@ def test_predict_writes_the_pipelines_bytes(predictor, tmp_path):
         found.render(ResponseFormat.JPEG)
 
 
-def test_the_pixel_limit_refuses_a_larger_image_on_every_path(predictor, model_dir, tmp_path,
-                                                              monkeypatch, caplog):
+def test_the_pixel_limit_refuses_a_larger_image_on_every_path(model_dir, tmp_path, monkeypatch,
+                                                              caplog):
+    predictor = Predictor(model_dir)
     with pytest.raises(PayloadTooLarge, match="200 x 100 = 20000 pixels, over the limit of 19999"):
         detect_in_bytes(predictor, IMAGE, 19_999, DetectionLimits())
     client = create_app(predictor, ServingConfig(max_image_pixels=19_999)).test_client()
     refused = client.post("/invocations", data=IMAGE, content_type="image/jpeg")
     assert refused.status_code == 413 and "19999" in refused.get_json()["error"]
 
-    (tmp_path / "photo.jpg").write_bytes(IMAGE)
     monkeypatch.setenv("SSD_MAX_IMAGE_PIXELS", "19999")
-    code = main(["predict", "--model-dir", str(model_dir), "--output", str(tmp_path / "out"),
-                 str(tmp_path / "photo.jpg")])
-    assert code == 1
+    assert predict_command(model_dir, tmp_path) == 1
     assert "over the limit of 19999" in caplog.text and "SSD_MAX_IMAGE_PIXELS" in caplog.text
     assert not (tmp_path / "out" / "photo.json").exists()
     monkeypatch.setenv("SSD_MAX_IMAGE_PIXELS", "20000")
-    assert main(["predict", "--model-dir", str(model_dir), "--output", str(tmp_path / "out"),
-                 str(tmp_path / "photo.jpg")]) == 0
+    assert predict_command(model_dir, tmp_path) == 0
     assert (tmp_path / "out" / "photo.json").is_file()
 
 
 def test_predict_names_a_bad_pixel_limit(model_dir, tmp_path, monkeypatch, caplog):
-    (tmp_path / "photo.jpg").write_bytes(IMAGE)
     monkeypatch.setenv("SSD_MAX_IMAGE_PIXELS", "lots")
     monkeypatch.setenv("SSD_MAX_DETECTIONS", "0")
-    code = main(["predict", "--model-dir", str(model_dir), "--output", str(tmp_path / "out"),
-                 str(tmp_path / "photo.jpg")])
-    assert code == 1
+    assert predict_command(model_dir, tmp_path) == 1
     assert "SSD_MAX_IMAGE_PIXELS='lots'" in caplog.text and "SSD_MAX_DETECTIONS='0'" in caplog.text

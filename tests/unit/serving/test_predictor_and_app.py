@@ -68,6 +68,7 @@ def test_default_limits_leave_the_builtin_output_unchanged(model_dir):
     raw = predictor.detect(decode_image(_jpeg()))
     assert select_detections(raw, DetectionLimits()) == raw
     assert [row[1] for row in raw] == sorted((row[1] for row in raw), reverse=True)
-    for limits, expected in ((DetectionLimits(), raw), (DetectionLimits(max_detections=3), raw[:3])):
+    for limits, expected in ((DetectionLimits(), raw),
+                             (DetectionLimits(max_detections=3), raw[:3])):
         assert detect_in_bytes(predictor, _jpeg(), DEFAULT_MAX_IMAGE_PIXELS, limits).rows == \
             expected
