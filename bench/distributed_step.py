@@ -7,7 +7,6 @@ Not a test: run by hand, `python bench/distributed_step.py [--steps 3] [--batch 
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -55,13 +54,8 @@ def worker(steps: int, batch: int, distributed: bool) -> dict:
             "bytes": 2 * 4 * parameters if distributed else 0}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def two_workers(steps: int, batch: int) -> list[dict]:
+    from ssd_sagemaker.serving.loopback import free_port
     from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
 
     port = free_port()

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from ssd_sagemaker.serving.loopback import free_port, wait_until_healthy
 
 
 @dataclass
@@ -103,24 +104,10 @@ def run_measured(command: list[str], env: dict, log: Path,
     return process.returncode, peak
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _requests(port: int, image: bytes, count: int, timeout: float = 300) -> list[float]:
+def _requests(process: subprocess.Popen, port: int, image: bytes, count: int,
+              timeout: float = 300) -> list[float]:
     """Wait for /ping, then POST `count` images; the latency of each."""
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as reply:
-                if reply.status == 200:
-                    break
-        except OSError:
-            if time.time() > deadline:
-                raise RuntimeError("serve did not answer /ping in time") from None
-            time.sleep(0.5)
+    wait_until_healthy(f"http://127.0.0.1:{port}", timeout, process)
     latencies = []
     for _ in range(count):
         started = time.perf_counter()
@@ -174,11 +161,12 @@ def main() -> None:
         print(f"train: {time.perf_counter() - started:.0f} s", flush=True)
 
         image = sorted((base / "input/data/validation").glob("*.jpg"))[0].read_bytes()
-        port = _free_port()
+        port = free_port()
         latencies: list[float] = []
         code, serve_peak = run_measured(
             cli + ["serve"], dict(env, SAGEMAKER_BIND_TO_PORT=str(port)), base / "serve.log",
-            during=lambda _: latencies.extend(_requests(port, image, args.requests)))
+            during=lambda served: latencies.extend(_requests(served, port, image,
+                                                             args.requests)))
         if code != 0:
             sys.exit(f"serve ended with {code}: {(base / 'serve.log').read_text()[-2000:]}")
         latencies.sort()

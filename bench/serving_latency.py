@@ -1,6 +1,7 @@
-"""Serving overhead and scaling: p50/p99 latency of `POST /invocations` next to the bare
-`Predictor` call on the same image, then throughput of 1 and 2 gunicorn workers under
-concurrent load. Not a test: run by hand, `python bench/serving_latency.py [--requests 100]`.
+"""Serving overhead and scaling: p50/p99 latency of `POST /invocations` next to the bare pipeline
+call (decode, forward, selection, JSON; `serving/pipeline.py`, in this process) on the same
+image, then throughput of 1 and 2 gunicorn workers under concurrent load. Not a test: run by
+hand, `python bench/serving_latency.py [--requests 100]`.
 
 Goals: HTTP p50 <= 1.10 x bare p50; 2 workers >= 1.8 x the throughput of 1 worker when two
 cores are free. Both sides use the same OpenMP thread count as the server gives one worker
@@ -12,7 +13,6 @@ import argparse
 import concurrent.futures
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,16 +28,12 @@ def percentile(values, fraction):
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Server:
     """`python -m ssd_sagemaker serve` on loopback with the given environment."""
 
     def __init__(self, base: Path, workers: int, **env: str):
+        from ssd_sagemaker.serving.loopback import free_port
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # Not this process's OMP_NUM_THREADS: the server sets its own budget unless told.
@@ -50,18 +46,13 @@ class Server:
                                         env=environ, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
-        import requests
+        from ssd_sagemaker.serving.loopback import NotHealthy, wait_until_healthy
 
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"server did not start; see {self.log.name}")
-            time.sleep(0.3)
+        try:
+            wait_until_healthy(self.url, 180, self.process)
+        except NotHealthy as error:
+            raise SystemExit(f"server did not start: {error}; see {self.log.name}") from None
+        return self
 
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGTERM)
@@ -82,18 +73,24 @@ def latency(base: Path, body: bytes, samples: int, rounds: int):
     """Bare predictor and HTTP (1 worker) in alternating blocks, so machine noise hits both."""
     import requests
 
+    from ssd_sagemaker.serving.config import ServingConfig
     from ssd_sagemaker.serving.handlers import Predictor
+    from ssd_sagemaker.serving.pipeline import detect_in_bytes
 
-    predictor = Predictor(base / "model")
+    predictor, config = Predictor(base / "model"), ServingConfig()  # the server's defaults
+
+    def bare_call() -> bytes:
+        return detect_in_bytes(predictor, body, config.max_image_pixels, config.limits).render()
+
     bare, http = [], []
     with Server(base, workers=1) as server, requests.Session() as session:
         for _ in range(3):  # warm-up: graph, memory, connections
-            predictor.predict_bytes(body)
+            bare_call()
             post(session, server.url, body)
         for _ in range(rounds):
             for _ in range(samples // rounds):
                 started = time.perf_counter()
-                predictor.predict_bytes(body)
+                bare_call()
                 bare.append(time.perf_counter() - started)
             for _ in range(samples // rounds):
                 http.append(post(session, server.url, body))
@@ -169,7 +166,7 @@ def main() -> None:
         bare, http = latency(base, body, args.samples, rounds=5)
         ratio = statistics.median(http) / statistics.median(bare)
         print(f"latency ({len(bare)} samples each, 1 worker x {cpus} OpenMP threads):")
-        print(f"  bare Predictor.predict_bytes  p50 {statistics.median(bare) * 1000:7.1f} ms  "
+        print(f"  bare pipeline (no HTTP)      p50 {statistics.median(bare) * 1000:7.1f} ms  "
               f"p99 {percentile(bare, 0.99) * 1000:7.1f} ms")
         print(f"  HTTP POST /invocations        p50 {statistics.median(http) * 1000:7.1f} ms  "
               f"p99 {percentile(http, 0.99) * 1000:7.1f} ms")

@@ -7,23 +7,9 @@ import argparse
 import json
 import mimetypes
 import sys
-import time
-import urllib.error
 import urllib.request
 
-
-def wait_until_ready(url: str, timeout: float) -> None:
-    deadline = time.time() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.time() > deadline:
-            sys.exit(f"error: {url}/ping did not answer 200 within {timeout:.0f} s")
-        time.sleep(0.5)
+from ssd_sagemaker.serving.loopback import NotHealthy, wait_until_healthy
 
 
 def main() -> None:
@@ -32,7 +18,10 @@ def main() -> None:
     parser.add_argument("image")
     parser.add_argument("--timeout", type=float, default=120)
     args = parser.parse_args()
-    wait_until_ready(args.url, args.timeout)
+    try:
+        wait_until_healthy(args.url, args.timeout, interval=0.5)
+    except NotHealthy as error:
+        sys.exit(f"error: {error}")
     with open(args.image, "rb") as handle:
         body = handle.read()
     content_type = mimetypes.guess_type(args.image)[0] or "application/x-image"

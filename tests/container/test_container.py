@@ -21,14 +21,14 @@ import shutil
 import subprocess
 import textwrap
 import time
-import urllib.error
 import uuid
 from pathlib import Path
 
 import pytest
 
-from podman_support import IMAGE, LOCAL, RUN_FLAGS, free_port, http, podman, tail
+from podman_support import IMAGE, LOCAL, RUN_FLAGS, http, podman, tail
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
+from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -86,18 +86,12 @@ def server(trained):
                                env=script_env(tree, PORT=str(port), NAME=name),
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
     try:
-        while True:
-            try:
-                if http(f"{url}/ping", timeout=2)[0] == 200:
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+        try:
+            wait_until_healthy(url, 180, process, interval=0.5)
+        except NotHealthy as error:
             log.seek(0)
-            assert process.poll() is None, f"serve_local.sh exited:\n{tail(log.read())}"
-            assert time.monotonic() < deadline, f"/ping not 200 within 180 s:\n{tail(log.read())}"
-            time.sleep(0.5)
+            raise AssertionError(f"serve_local.sh: {error}:\n{tail(log.read())}") from None
         yield url, process, name
     finally:
         podman("rm", "-f", "-t", "0", name, timeout=60)

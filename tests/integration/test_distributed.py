@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, free_port, run_cli, write_hyperparameters
+from conftest import cli_env, run_cli, write_hyperparameters
+from ssd_sagemaker.serving.loopback import free_port
 from ssd_sagemaker.training.precision import cpu_has_bfloat16
 
 pytestmark = pytest.mark.slow

@@ -19,9 +19,10 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import cli_env, free_port, run_cli
+from conftest import cli_env, run_cli
 from ssd_sagemaker.model.artifact import ModelInfo, PARAMS_FILE, save_artifact
 from ssd_sagemaker.model.network import build_network
+from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -56,16 +57,11 @@ class Server:
         return self.log.read_text()
 
     def wait_ready(self) -> "Server":
-        deadline = time.monotonic() + BOOT_SECONDS
-        while True:
-            try:
-                if requests.get(f"{self.url}/ping", timeout=2).status_code == 200:
-                    return self
-            except requests.RequestException:
-                pass
-            assert self.process.poll() is None, self.output()
-            assert time.monotonic() < deadline, f"no /ping 200 in {BOOT_SECONDS} s"
-            time.sleep(0.3)
+        try:
+            wait_until_healthy(self.url, BOOT_SECONDS, self.process)
+        except NotHealthy as error:
+            raise AssertionError(f"{error}:\n{self.output()[-3000:]}") from None
+        return self
 
     def workers(self) -> set[int]:
         pid = self.process.pid

@@ -5,13 +5,13 @@ import json
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
 
-from conftest import cli_env, free_port, run_cli, write_hyperparameters
+from conftest import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
+from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 from ssd_sagemaker.training.precision import cpu_has_bfloat16
 
 pytestmark = pytest.mark.slow
@@ -76,16 +76,11 @@ def test_serve_answers_ping_and_invocations(trained):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if requests.get(f"{url}/ping", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None, server.stdout.read()
-            assert time.time() < deadline, "serve did not become healthy in 120 s"
-            time.sleep(0.5)
+        try:
+            wait_until_healthy(url, 120, server)
+        except NotHealthy as error:
+            server.kill()
+            raise AssertionError(f"{error}:\n{server.communicate(timeout=30)[0]}") from None
         image = (base / "input/data/validation/validation_0000.jpg").read_bytes()
         response = requests.post(f"{url}/invocations", data=image,
                                  headers={"Content-Type": "image/jpeg"}, timeout=60)

@@ -16,15 +16,14 @@ from werkzeug.exceptions import (ClientDisconnected, HTTPException, MethodNotAll
                                  RequestEntityTooLarge)
 
 from ssd_sagemaker.serving.config import ServingConfig
-from ssd_sagemaker.serving.handlers import (SUPPORTED_CONTENT_TYPES, Predictor, decode_image,
-                                            select_detections)
+from ssd_sagemaker.serving.handlers import SUPPORTED_CONTENT_TYPES, Predictor
 from ssd_sagemaker.serving.negotiation import (CUSTOM_ATTRIBUTES_HEADER, detection_limits,
                                                response_format)
+from ssd_sagemaker.serving.pipeline import detect_in_bytes
 from ssd_sagemaker.serving.protocol_errors import (MalformedRequest, Refusal, error_document,
                                                    protocol_refusal)
 from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, RequestError,
                                                   UnsupportedMediaType)
-from ssd_sagemaker.serving.responses import response_body
 
 LOG = logging.getLogger(__name__)
 
@@ -124,9 +123,7 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
                                        f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
         chosen = response_format(request.headers.get("Accept"))
         limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
-        image = decode_image(_read_body(config), config.max_image_pixels)
-        rows = select_detections(predictor.detect(image), limits)
-        return Response(response_body(chosen, rows, image, predictor.info.classes),
-                        mimetype=chosen.content_type)
+        found = detect_in_bytes(predictor, _read_body(config), config.max_image_pixels, limits)
+        return Response(found.render(chosen), mimetype=chosen.content_type)
 
     return app

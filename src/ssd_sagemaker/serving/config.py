@@ -117,12 +117,15 @@ class _Reader:
             return default
 
 
-def read_detection_limits(environ: Mapping[str, str] | None = None) -> DetectionLimits:
-    """The default limits from `SSD_SCORE_THRESHOLD` and `SSD_MAX_DETECTIONS`."""
+def read_request_limits(environ: Mapping[str, str] | None = None
+                        ) -> tuple[int, DetectionLimits]:
+    """What `predict` shares with the endpoint, from the same variables: the pixel limit
+    (`SSD_MAX_IMAGE_PIXELS`) and the default detection limits (`SSD_SCORE_THRESHOLD`,
+    `SSD_MAX_DETECTIONS`); a ClientError names every bad one."""
     reader = _Reader(os.environ if environ is None else environ)
-    limits = _detection_limits(reader)
+    pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     _raise_problems(reader)
-    return limits
+    return pixels, limits
 
 
 def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | None = None,
@@ -145,13 +148,17 @@ def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | No
     payload = reader.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB,
                          _in_range(int, 0, MAX_PAYLOAD_MB_LIMIT),
                          f"an int from 0 to {MAX_PAYLOAD_MB_LIMIT}")
-    pixels = reader.get("SSD_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, positive, "an int > 0")
-    limits = _detection_limits(reader)
+    pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     threads = reader.get("OMP_NUM_THREADS", max(1, cpus // workers), positive, "an int > 0")
     _raise_problems(reader)
     return ServingConfig(port=port, workers=workers, timeout=timeout,
                          max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
                          limits=limits, omp_threads=threads)
+
+
+def _max_image_pixels(reader: _Reader) -> int:
+    return reader.get("SSD_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, _in_range(int, 1),
+                      "an int > 0")
 
 
 def _detection_limits(reader: _Reader) -> DetectionLimits:

@@ -64,8 +64,3 @@ class Predictor:
         boxes = np.clip(boxes[keep] / float(self.info.image_shape), 0.0, 1.0)
         return [[float(c), float(s), *map(float, b)]
                 for c, s, b in zip(ids[keep, 0], scores[keep, 0], boxes)]
-
-    def predict_bytes(self, body: bytes, limits: DetectionLimits = DetectionLimits()
-                      ) -> dict[str, list[list[float]]]:
-        """The built-in's response object for one encoded image."""
-        return {"prediction": select_detections(self.detect(decode_image(body)), limits)}

@@ -1,8 +1,9 @@
 """`ssd-sagemaker predict`: the serving predictor on local image files, without a server.
 
 For each image it writes `<name>.json` (the endpoint's default JSON) and `<name>.annotated.jpg`
-(the boxes drawn), through the same checks, decoding and response code as `/invocations`, so
-what you see locally is what the endpoint answers.
+(the boxes drawn), through the pipeline `/invocations` runs (pipeline.py) with the endpoint's
+limits (`SSD_MAX_IMAGE_PIXELS`, `SSD_SCORE_THRESHOLD`, `SSD_MAX_DETECTIONS`), so what you see
+locally is what the endpoint answers.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Iterable, Sequence
 
 from ssd_sagemaker.data.images import IMAGE_SUFFIXES
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
-from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
+from ssd_sagemaker.serving.config import DetectionLimits
+from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.negotiation import ResponseFormat
+from ssd_sagemaker.serving.pipeline import detect_in_bytes
 from ssd_sagemaker.serving.request_errors import RequestError
-from ssd_sagemaker.serving.responses import response_body
 
 LOG = logging.getLogger(__name__)
 
@@ -46,27 +47,24 @@ def collect_images(inputs: Iterable[Path]) -> list[Path]:
 
 
 def predict_files(predictor: Predictor, images: Sequence[Path], output_dir: Path,
-                  limits: DetectionLimits, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
-                  ) -> list[Path]:
+                  max_pixels: int, limits: DetectionLimits) -> list[Path]:
     """Write the JSON and annotated image of every readable image; the files written. Images
     that cannot be read are skipped and reported together at the end (ClientError)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     written, failures = [], []
     for path in images:
         try:
-            image = decode_image(path.read_bytes(), max_pixels)
+            found = detect_in_bytes(predictor, path.read_bytes(), max_pixels, limits)
         except RequestError as error:
             failures.append(f"{path}: {error}")
             LOG.error("skipping %s: %s", path, error)
             continue
-        rows = select_detections(predictor.detect(image), limits)
         for suffix, response_format in ((".json", ResponseFormat.JSON),
                                         (".annotated.jpg", ResponseFormat.JPEG)):
             target = output_dir / f"{path.stem}{suffix}"
-            target.write_bytes(response_body(response_format, rows, image,
-                                             predictor.info.classes))
+            target.write_bytes(found.render(response_format))
             written.append(target)
-        LOG.info("%s: %d detections -> %s", path, len(rows), output_dir / path.stem)
+        LOG.info("%s: %d detections -> %s", path, len(found.rows), output_dir / path.stem)
     if failures:
         raise ClientError(f"{len(failures)} of {len(images)} images could not be read: " +
                           "; ".join(failures))

@@ -12,6 +12,7 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.local_predict import collect_images, predict_files
+from ssd_sagemaker.serving.pipeline import detect_in_bytes
 
 
 @pytest.fixture
@@ -47,12 +48,13 @@ def test_outputs_are_the_endpoint_json_and_an_annotated_image(images, model_dir,
     folder, single = images
     predictor = Predictor(model_dir)
     out = tmp_path / "out"
-    written = predict_files(predictor, collect_images([folder, single]), out,
+    written = predict_files(predictor, collect_images([folder, single]), out, 1_000_000,
                             DetectionLimits(max_detections=5))
     assert sorted(p.name for p in written) == [
         "a.annotated.jpg", "a.json", "b.annotated.jpg", "b.json", "c.annotated.jpg", "c.json"]
-    expected = predictor.predict_bytes(single.read_bytes(), DetectionLimits(max_detections=5))
-    assert json.loads((out / "c.json").read_text()) == expected
+    expected = detect_in_bytes(predictor, single.read_bytes(), 1_000_000,
+                               DetectionLimits(max_detections=5))
+    assert json.loads((out / "c.json").read_text()) == {"prediction": expected.rows}
     annotated = cv2.imread(str(out / "b.annotated.jpg"))
     assert annotated.shape == (20, 30, 3)
 
@@ -63,7 +65,7 @@ def test_unreadable_images_are_reported_after_the_others_are_written(images, stu
     broken.write_bytes(single.read_bytes()[:100])
     out = tmp_path / "out"
     with pytest.raises(ClientError) as error:
-        predict_files(stub, [broken, single], out, DetectionLimits())
+        predict_files(stub, [broken, single], out, 1_000_000, DetectionLimits())
     assert "1 of 2 images" in str(error.value) and "broken.jpg" in str(error.value)
     assert "truncated" in str(error.value)
     assert (out / "c.json").is_file() and not (out / "broken.json").exists()

@@ -9,7 +9,9 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
                                           read_model_info)
 from ssd_sagemaker.serving.app import create_app
-from ssd_sagemaker.serving.handlers import Predictor
+from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
+from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
+from ssd_sagemaker.serving.pipeline import detect_in_bytes
 from serving_samples import model_dir  # noqa: F401 - fixture
 
 
@@ -32,7 +34,8 @@ def test_incomplete_artifact_names_the_missing_file(model_dir, tmp_path):
 
 
 def test_predictions_have_the_builtin_shape(model_dir):
-    prediction = Predictor(model_dir).predict_bytes(_jpeg())["prediction"]
+    prediction = detect_in_bytes(Predictor(model_dir), _jpeg(), DEFAULT_MAX_IMAGE_PIXELS,
+                                 DetectionLimits()).rows
     assert 0 < len(prediction) <= 100
     for class_id, score, *box in prediction:
         assert class_id in (0.0, 1.0)
@@ -61,13 +64,11 @@ def test_default_limits_leave_the_builtin_output_unchanged(model_dir):
     """select_detections with the defaults (threshold 0, 100 detections) is the identity on what
     the network returns (sorted by score, at most 100 after NMS), so existing clients see the
     same JSON; tighter limits keep a prefix of it."""
-    from ssd_sagemaker.serving.config import DetectionLimits
-    from ssd_sagemaker.serving.handlers import decode_image, select_detections
-
     predictor = Predictor(model_dir)
     raw = predictor.detect(decode_image(_jpeg()))
     assert select_detections(raw, DetectionLimits()) == raw
     assert [row[1] for row in raw] == sorted((row[1] for row in raw), reverse=True)
-    assert predictor.predict_bytes(_jpeg()) == {"prediction": raw}
-    assert predictor.predict_bytes(_jpeg(), DetectionLimits(max_detections=3)) == \
-        {"prediction": raw[:3]}
+    for limits, expected in ((DetectionLimits(), raw),
+                             (DetectionLimits(max_detections=3), raw[:3])):
+        assert detect_in_bytes(predictor, _jpeg(), DEFAULT_MAX_IMAGE_PIXELS, limits).rows == \
+            expected

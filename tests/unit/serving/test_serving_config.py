@@ -4,8 +4,9 @@ built-in's payload limit), and every bad variable named at once."""
 import pytest
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.serving.config import (DetectionLimits, ServingConfig, gpu_count,
-                                          read_detection_limits, read_serving_config)
+from ssd_sagemaker.serving.config import (DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits,
+                                          ServingConfig, gpu_count, read_request_limits,
+                                          read_serving_config)
 
 
 def test_defaults_on_a_cpu_host():
@@ -55,10 +56,15 @@ def test_every_bad_variable_is_named_at_once():
         assert culprit in message
 
 
-def test_detection_limits_alone():
-    assert read_detection_limits({"SSD_SCORE_THRESHOLD": "0.5"}) == DetectionLimits(0.5, 100)
-    with pytest.raises(ClientError, match="SSD_MAX_DETECTIONS='many'"):
-        read_detection_limits({"SSD_MAX_DETECTIONS": "many"})
+def test_request_limits_alone():
+    """What `predict` shares with the endpoint, read from the same variables."""
+    assert read_request_limits({}) == (DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits())
+    assert read_request_limits({"SSD_SCORE_THRESHOLD": "0.5", "SSD_MAX_IMAGE_PIXELS": "9"}) == \
+        (9, DetectionLimits(0.5, 100))
+    with pytest.raises(ClientError) as error:
+        read_request_limits({"SSD_MAX_DETECTIONS": "many", "SSD_MAX_IMAGE_PIXELS": "0"})
+    assert "SSD_MAX_DETECTIONS='many'" in str(error.value)
+    assert "SSD_MAX_IMAGE_PIXELS='0'" in str(error.value)
 
 
 @pytest.mark.parametrize("visible,expected", [("0,1", 2), ("3", 1), ("", 0), ("-1", 0)])

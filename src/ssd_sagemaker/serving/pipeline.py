@@ -1,0 +1,42 @@
+"""decode → detect → select → render: the one path from an image's bytes to a response's bytes,
+shared by `POST /invocations`, `ssd-sagemaker predict` and the serving benchmark, so that what
+one answers the others answer too (the inference toolkit's input → predict → output).
+
+The pixel limit and the detection limits are arguments without defaults: every caller says
+which apply (the endpoint's, from `ServingConfig` and the request), so none can forget one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ssd_sagemaker.serving.config import DetectionLimits
+from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
+from ssd_sagemaker.serving.negotiation import ResponseFormat
+from ssd_sagemaker.serving.responses import response_body
+
+
+@dataclass(frozen=True)
+class Detections:
+    """One image's selected detections with the pixels they were found in: renderable in any
+    response format without running the network again (`predict` writes two)."""
+
+    image: np.ndarray  # HWC RGB uint8
+    rows: list[list[float]]  # [class_id, score, xmin, ymin, xmax, ymax], fractions, best first
+    classes: Sequence[str]
+
+    def render(self, response_format: ResponseFormat = ResponseFormat.JSON) -> bytes:
+        """The response body in `response_format` (default: the built-in algorithm's JSON)."""
+        return response_body(response_format, self.rows, self.image, self.classes)
+
+
+def detect_in_bytes(predictor: Predictor, body: bytes, max_pixels: int,
+                    limits: DetectionLimits) -> Detections:
+    """The detections `limits` keeps in an encoded image of at most `max_pixels`. A body that is
+    not a usable image raises the `RequestError` the endpoint answers with (400, 413 or 415)."""
+    image = decode_image(body, max_pixels)
+    return Detections(image, select_detections(predictor.detect(image), limits),
+                      predictor.info.classes)
