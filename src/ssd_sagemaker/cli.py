@@ -1,7 +1,9 @@
 """Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert`
 (the container's entry points, and the data tools).
 
-Library code raises; only this module turns errors into exit codes and the failure file."""
+Library code raises; this module turns errors into exit codes and the failure file, through
+`errors.report_job_error` (which `errors.end_job_at_once` also uses on a distributed job's
+failure, where unwinding back here would hang)."""
 
 from __future__ import annotations
 

@@ -5,6 +5,7 @@ variables tell each role where the scheduler is and how many of each role to exp
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Callable, Mapping
 
 from ssd_sagemaker.environment import ResourceConfig
-from ssd_sagemaker.errors import AlgorithmError, ClientError, report_job_error, write_failure
+from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
 from ssd_sagemaker.training.coordination import Coordinator, Peer
 
 LOG = logging.getLogger(__name__)
@@ -242,18 +243,12 @@ class DistributedJob:
         for a stop) and leave at once — the kvstore's exit barrier would wait forever for the
         workers that are now stopping."""
         self._peer.report_failure(f"{type(exc).__name__}: {exc}")
-        code = report_job_error(exc, self._output_dir)
-        self._roles.stop(grace=0.0)
-        logging.shutdown()
-        os._exit(code)
+        end_job_at_once(exc, self._output_dir, functools.partial(self._roles.stop, grace=0.0))
 
     def _abort(self, host: str, reason: str) -> None:
         """Another host failed: this worker may be blocked inside a kvstore call, so write the
         failure file, end the roles and leave the process at once."""
         error = AlgorithmError(f"Training failed on host {host}: {reason}. This host "
                                f"({self.cluster.current_host}) stopped with it.")
-        LOG.error("%s", error)
-        write_failure(self._output_dir, error)
-        self._roles.stop(grace=0.0)
-        logging.shutdown()
-        os._exit(1)
+        end_job_at_once(error, self._output_dir, functools.partial(self._roles.stop, grace=0.0),
+                        exit_code=1)
