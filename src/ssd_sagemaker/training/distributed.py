@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ssd_sagemaker.environment import (RESOLVE_TIMEOUT_VARIABLE, ResourceConfig,
-                                       TrainingSettings)
+from ssd_sagemaker.environment import RESOLVE_TIMEOUT_VARIABLE, ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
 from ssd_sagemaker.training.coordination import Coordinator, Peer
 
