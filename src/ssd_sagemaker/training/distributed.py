@@ -24,7 +24,6 @@ from ssd_sagemaker.training.coordination import Coordinator, Peer
 LOG = logging.getLogger(__name__)
 
 
-
 def choose_kv_store(resources: ResourceConfig, requested: str | None, devices: int) -> str | None:
     """The kvstore type: `dist_*` across hosts (dist_sync when none is given), the device
     kvstore for several devices on one host, none for one device."""
@@ -222,6 +221,7 @@ class DistributedJob:
         """This worker failed (or was stopped): tell the others, write the failure file (none
         for a stop) and leave at once — the kvstore's exit barrier would wait forever for the
         workers that are now stopping."""
+        assert self._peer is not None
         self._peer.report_failure(f"{type(exc).__name__}: {exc}")
         end_job_at_once(exc, self._output_dir, functools.partial(self._roles.stop, grace=0.0))
 
