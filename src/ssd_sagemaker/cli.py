@@ -1,7 +1,9 @@
 """Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert`
 (the container's entry points, and the data tools).
 
-Library code raises; only this module turns errors into exit codes and the failure file."""
+Library code raises; this module turns errors into exit codes and the failure file, through
+`errors.report_job_error` (which `errors.end_job_at_once` also uses on a distributed job's
+failure, where unwinding back here would hang)."""
 
 from __future__ import annotations
 
@@ -52,13 +54,12 @@ def _train(paths: Paths) -> None:
     # MXNet sizes its OpenMP pool when first imported, by default to half the CPUs on x86:
     # training would use one of two cores (measured: 1.19 → 2.22 images/s with both).
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    from ssd_sagemaker.training.progress import progress_style
+    from ssd_sagemaker.environment import read_training_environment, read_training_settings
 
-    progress_style()  # a bad SSD_PROGRESS fails now, not after the data and network are loaded
-    from ssd_sagemaker.environment import read_training_environment
+    settings = read_training_settings()  # a bad variable fails now, before any config or data
     from ssd_sagemaker.training.trainer import train
 
-    env = read_training_environment(paths)
+    env = read_training_environment(paths, settings)
     summary = train(env, should_stop=StopRequest().install())
     LOG.info("training finished: %d epochs, best mAP %s, %.0f s", summary.epochs_run,
              "n/a" if summary.best_map is None else f"{summary.best_map:.4f}", summary.seconds)

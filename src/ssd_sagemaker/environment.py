@@ -1,4 +1,5 @@
-"""The SageMaker training/serving environment: paths under `/opt/ml` and the input config files.
+"""The SageMaker training/serving environment: paths under `/opt/ml`, the input config files
+and the training job's `SSD_*` variables.
 
 Every path derives from one base directory (`SAGEMAKER_BASE_DIR`, default `/opt/ml`), so tests
 and local runs can move the whole tree. Reading happens in explicit functions, never at import.
@@ -10,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
@@ -100,6 +101,95 @@ class ResourceConfig:
         return self.current_host == self.hosts[0]
 
 
+PROGRESS_VARIABLE = "SSD_PROGRESS"
+PROGRESS_STYLES = ("auto", "bar", "lines")
+JOB_NAME_VARIABLE = "TRAINING_JOB_NAME"
+PROGRESS_TIMEOUT_VARIABLE = "SSD_PROGRESS_TIMEOUT"
+SCHEDULER_PORT_VARIABLE = "SSD_SCHEDULER_PORT"
+RESOLVE_TIMEOUT_VARIABLE = "SSD_HOST_RESOLVE_TIMEOUT"
+JOIN_TIMEOUT_VARIABLE = "SSD_JOIN_TIMEOUT"
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """The training job's tuning variables, read once at start (`read_training_settings`).
+
+    `progress_style`: `SSD_PROGRESS`; `in_training_job`: `TRAINING_JOB_NAME` is set (SageMaker
+    and the SDK's local mode), so nobody watches a bar; `progress_timeout`: seconds without a
+    finished batch before the job stops (`SSD_PROGRESS_TIMEOUT`, before Pipe mode doubles it);
+    a multi-host job's scheduler port (`SSD_SCHEDULER_PORT`, the control channel is the next),
+    how long host names may take to resolve (`SSD_HOST_RESOLVE_TIMEOUT`) and every host to
+    join (`SSD_JOIN_TIMEOUT`)."""
+
+    progress_style: str = "auto"
+    in_training_job: bool = False
+    progress_timeout: float = 1800.0
+    scheduler_port: int = 8000
+    resolve_timeout: float = 300.0
+    join_timeout: float = 600.0
+
+
+def _progress_style(raw: str) -> str:
+    style = raw.strip().lower() or "auto"
+    if style not in PROGRESS_STYLES:
+        raise ValueError(
+            f"{PROGRESS_VARIABLE}={raw!r} is not a progress style: use "
+            f"{', '.join(PROGRESS_STYLES)} (bar: a tqdm bar, lines: log lines, auto: a bar only "
+            f"on a terminal outside a training job), or leave it unset."
+        )
+    return style
+
+
+def _seconds(name: str, default: float, zero: bool = False) -> Callable[[str], float]:
+    """A parser of a number of seconds above 0 (or 0 and above, when `zero`) for `name`."""
+    def parse(raw: str) -> float:
+        text = raw.strip()
+        try:
+            seconds = float(text) if text else default
+        except ValueError:
+            seconds = -1.0
+        if not (0 <= seconds if zero else 0 < seconds) or seconds == float("inf"):
+            raise ValueError(f"{name}={text!r} is not a number of seconds "
+                             f"{'from 0' if zero else 'above 0'} (default {default:g}).")
+        return seconds
+    return parse
+
+
+def _port(raw: str) -> int:
+    text = raw or str(TrainingSettings.scheduler_port)
+    if not text.isdigit() or not 0 < int(text) < 65535:
+        raise ValueError(f"{SCHEDULER_PORT_VARIABLE}={text!r} is not a TCP port (1-65534).")
+    return int(text)
+
+
+def read_training_settings(environ: Mapping[str, str] | None = None) -> TrainingSettings:
+    """Every training variable, checked at once: a ClientError names each bad one and what
+    it takes, before any config, data or network is read."""
+    environ = os.environ if environ is None else environ
+    defaults = TrainingSettings()
+    parsers: dict[str, tuple[str, Callable[[str], Any]]] = {
+        "progress_style": (PROGRESS_VARIABLE, _progress_style),
+        "progress_timeout": (PROGRESS_TIMEOUT_VARIABLE,
+                             _seconds(PROGRESS_TIMEOUT_VARIABLE, defaults.progress_timeout)),
+        "scheduler_port": (SCHEDULER_PORT_VARIABLE, _port),
+        "resolve_timeout": (RESOLVE_TIMEOUT_VARIABLE,
+                            _seconds(RESOLVE_TIMEOUT_VARIABLE, defaults.resolve_timeout, True)),
+        "join_timeout": (JOIN_TIMEOUT_VARIABLE,
+                         _seconds(JOIN_TIMEOUT_VARIABLE, defaults.join_timeout, True)),
+    }
+    values: dict[str, Any] = {"in_training_job": bool(environ.get(JOB_NAME_VARIABLE))}
+    problems = []
+    for name, (variable, parse) in parsers.items():
+        try:
+            values[name] = parse(environ.get(variable) or "")
+        except ValueError as problem:
+            problems.append(str(problem))
+    if problems:
+        raise ClientError(" ".join(problems) if len(problems) == 1 else
+                          "Invalid training environment: " + " ".join(problems))
+    return TrainingSettings(**values)
+
+
 @dataclass(frozen=True)
 class TrainingEnvironment:
     """What `train` reads from `/opt/ml/input/config`, parsed once."""
@@ -108,6 +198,7 @@ class TrainingEnvironment:
     hyperparameters: Mapping[str, Any]
     channels: Mapping[str, ChannelConfig] = field(default_factory=dict)
     resources: ResourceConfig = ResourceConfig()
+    settings: TrainingSettings = TrainingSettings()
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -223,11 +314,13 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
                           network_interface_name=interface)
 
 
-def read_training_environment(paths: Paths) -> TrainingEnvironment:
-    """Read all three config files once."""
+def read_training_environment(paths: Paths, settings: TrainingSettings | None = None
+                              ) -> TrainingEnvironment:
+    """Read all three config files once (and the training variables, unless already read)."""
     return TrainingEnvironment(
         paths=paths,
         hyperparameters=read_hyperparameters(paths),
         channels=read_channels(paths),
         resources=read_resource_config(paths),
+        settings=read_training_settings() if settings is None else settings,
     )

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import traceback
 from pathlib import Path
+from typing import Callable, NoReturn
 
 LOG = logging.getLogger(__name__)
 
@@ -51,6 +53,18 @@ def report_job_error(exc: BaseException, output_dir: Path | None) -> int:
     if output_dir is not None:
         write_failure(output_dir, exc)
     return 1 if isinstance(exc, ClientError) else 2
+
+
+def end_job_at_once(exc: BaseException, output_dir: Path, release: Callable[[], None],
+                    exit_code: int | None = None) -> NoReturn:
+    """The job's exit where unwinding to `cli` would hang (ps-lite's exit barrier waits for
+    workers that are stopping too): report `exc` as `report_job_error` does, `release` what
+    must not outlive this process, flush the logs and end the process at once. `exit_code`
+    replaces the reported one (a host stopped by another's failure exits 1, as that host)."""
+    code = report_job_error(exc, output_dir)
+    release()
+    logging.shutdown()
+    os._exit(code if exit_code is None else exit_code)
 
 
 def _describe(exc: BaseException) -> str:

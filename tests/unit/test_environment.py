@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from ssd_sagemaker.environment import (ChannelConfig, Paths, ResourceConfig, paths_from_environment,
-                                       read_channels, read_hyperparameters, read_resource_config,
-                                       read_training_environment)
+from ssd_sagemaker.environment import (ChannelConfig, Paths, ResourceConfig, TrainingSettings,
+                                       paths_from_environment, read_channels,
+                                       read_hyperparameters, read_resource_config,
+                                       read_training_environment, read_training_settings)
 from ssd_sagemaker.errors import ClientError
 
 
@@ -208,3 +209,42 @@ def test_resource_config_values_are_checked(tmp_path, config, fragment):
         read_resource_config(paths)
     assert str(paths.resource_config_file) in str(error.value)
     assert fragment in str(error.value) and len(str(error.value)) < 400
+
+
+def test_training_settings_default_when_unset():
+    assert read_training_settings({}) == TrainingSettings(
+        progress_style="auto", in_training_job=False, progress_timeout=1800.0,
+        scheduler_port=8000, resolve_timeout=300.0, join_timeout=600.0)
+
+
+def test_training_settings_from_the_variables():
+    settings = read_training_settings({
+        "SSD_PROGRESS": " Lines ", "TRAINING_JOB_NAME": "job-1", "SSD_PROGRESS_TIMEOUT": "2.5",
+        "SSD_SCHEDULER_PORT": "9123", "SSD_HOST_RESOLVE_TIMEOUT": "0", "SSD_JOIN_TIMEOUT": "5"})
+    assert settings == TrainingSettings("lines", True, 2.5, 9123, 0.0, 5.0)
+
+
+@pytest.mark.parametrize("variable, value, fragment", [
+    ("SSD_SCHEDULER_PORT", "http", "SSD_SCHEDULER_PORT='http' is not a TCP port (1-65534)."),
+    ("SSD_SCHEDULER_PORT", "65535", "SSD_SCHEDULER_PORT='65535' is not a TCP port"),
+    ("SSD_HOST_RESOLVE_TIMEOUT", "soon", "SSD_HOST_RESOLVE_TIMEOUT='soon' is not a number of "
+                                         "seconds from 0 (default 300)."),
+    ("SSD_JOIN_TIMEOUT", "-1", "SSD_JOIN_TIMEOUT='-1' is not a number of seconds from 0"),
+    ("SSD_JOIN_TIMEOUT", "nan", "SSD_JOIN_TIMEOUT='nan'"),
+])
+def test_a_bad_training_variable_is_named(variable, value, fragment):
+    with pytest.raises(ClientError) as error:
+        read_training_settings({variable: value})
+    assert str(error.value).startswith(fragment)
+
+
+def test_every_bad_training_variable_is_named_at_once():
+    with pytest.raises(ClientError) as error:
+        read_training_settings({"SSD_PROGRESS": "spinner", "SSD_PROGRESS_TIMEOUT": "soon",
+                                "SSD_SCHEDULER_PORT": "http", "SSD_HOST_RESOLVE_TIMEOUT": "-1",
+                                "SSD_JOIN_TIMEOUT": "later"})
+    message = str(error.value)
+    assert message.startswith("Invalid training environment: SSD_PROGRESS='spinner'")
+    for named in ("SSD_PROGRESS_TIMEOUT='soon'", "SSD_SCHEDULER_PORT='http'",
+                  "SSD_HOST_RESOLVE_TIMEOUT='-1'", "SSD_JOIN_TIMEOUT='later'"):
+        assert named in message

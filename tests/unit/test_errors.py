@@ -3,12 +3,13 @@ when its text is not Unicode or the exception cannot describe itself."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from ssd_sagemaker.errors import (STOPPED_EXIT_CODE, AlgorithmError, ClientError, JobStopped,
-                                  report_job_error)
+                                  end_job_at_once, report_job_error)
 
 
 def _failure(output_dir: Path) -> str:
@@ -62,3 +63,40 @@ def test_errors_without_a_message_still_fill_the_failure_file(tmp_path: Path, er
                                                               expected: str) -> None:
     report_job_error(error, tmp_path)
     assert _failure(tmp_path).startswith(expected)
+
+
+def _exit_code_of(action) -> int:
+    """Run `action` in a forked child, which it ends with `os._exit`; its exit status."""
+    pid = os.fork()
+    if pid == 0:  # the child: whatever happens, never return into pytest
+        try:
+            action()
+        finally:
+            os._exit(99)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("error, override, code, first_line", [
+    (ClientError("mini_batch_size=16 is too large"), None, 1,
+     "ClientError: mini_batch_size=16 is too large"),
+    (ValueError("boom"), None, 2, "AlgorithmError: ValueError: boom"),
+    (AlgorithmError("Training failed on host algo-2"), 1, 1,
+     "AlgorithmError: Training failed on host algo-2"),
+])
+def test_ending_a_job_at_once_reports_releases_and_exits(tmp_path: Path, error, override, code,
+                                                         first_line) -> None:
+    """The distributed exit path: the same failure file and exit code as `cli` would give,
+    the release run, and the process gone without unwinding (the child's `finally` would
+    exit 99)."""
+    released = tmp_path / "released"
+    exit_code = _exit_code_of(lambda: end_job_at_once(
+        error, tmp_path / "output", lambda: released.write_text("roles stopped"), override))
+    assert exit_code == code
+    assert (tmp_path / "output" / "failure").read_text().splitlines()[0] == first_line
+    assert released.read_text() == "roles stopped"
+
+
+def test_ending_a_stopped_job_at_once_writes_no_failure(tmp_path: Path) -> None:
+    assert _exit_code_of(lambda: end_job_at_once(JobStopped("stopped"), tmp_path,
+                                                 lambda: None)) == STOPPED_EXIT_CODE
+    assert not (tmp_path / "failure").exists()

@@ -5,6 +5,7 @@ variables tell each role where the scheduler is and how many of each role to exp
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -16,20 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
-from ssd_sagemaker.environment import ResourceConfig
-from ssd_sagemaker.errors import AlgorithmError, ClientError, report_job_error, write_failure
+from ssd_sagemaker.environment import RESOLVE_TIMEOUT_VARIABLE, ResourceConfig, TrainingSettings
+from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
 from ssd_sagemaker.training.coordination import Coordinator, Peer
 
 LOG = logging.getLogger(__name__)
-
-SCHEDULER_PORT_VARIABLE = "SSD_SCHEDULER_PORT"
-DEFAULT_SCHEDULER_PORT = 8000
-RESOLVE_TIMEOUT_VARIABLE = "SSD_HOST_RESOLVE_TIMEOUT"
-DEFAULT_RESOLVE_TIMEOUT = 300.0
-JOIN_TIMEOUT_VARIABLE = "SSD_JOIN_TIMEOUT"
-DEFAULT_JOIN_TIMEOUT = 600.0
-# Test-only: "algo-1=127.0.0.1,algo-2=127.0.0.1" maps host names without DNS or /etc/hosts.
-HOST_ADDRESSES_VARIABLE = "SSD_HOST_ADDRESSES"
 
 
 def choose_kv_store(resources: ResourceConfig, requested: str | None, devices: int) -> str | None:
@@ -45,23 +37,17 @@ def choose_kv_store(resources: ResourceConfig, requested: str | None, devices: i
     return requested
 
 
-def resolve_addresses(hosts: tuple[str, ...], environ: Mapping[str, str] | None = None,
+def resolve_addresses(hosts: tuple[str, ...], timeout: float,
                       resolve: Callable[[str], str] = socket.gethostbyname,
                       sleep: Callable[[float], None] = time.sleep) -> dict[str, str]:
-    """Each host's IPv4 address, retrying while names are not yet resolvable (hosts start at
-    different times); a ClientError names the unresolvable hosts after the deadline."""
-    environ = os.environ if environ is None else environ
-    override = dict(item.split("=", 1) for item in
-                    filter(None, environ.get(HOST_ADDRESSES_VARIABLE, "").split(",")))
-    timeout = float(environ.get(RESOLVE_TIMEOUT_VARIABLE) or DEFAULT_RESOLVE_TIMEOUT)
+    """Each host's IPv4 address, retrying for `timeout` seconds while names are not yet
+    resolvable (hosts start at different times); a ClientError names the unresolvable hosts
+    after the deadline."""
     deadline = time.monotonic() + timeout
     addresses: dict[str, str] = {}
     while True:
         for host in hosts:
             if host in addresses:
-                continue
-            if host in override:
-                addresses[host] = override[host]
                 continue
             try:
                 addresses[host] = resolve(host)
@@ -110,14 +96,10 @@ class Cluster:
         }
 
 
-def make_cluster(resources: ResourceConfig, kv_store: str,
-                 environ: Mapping[str, str] | None = None) -> Cluster:
-    environ = os.environ if environ is None else environ
-    port_text = environ.get(SCHEDULER_PORT_VARIABLE) or str(DEFAULT_SCHEDULER_PORT)
-    if not port_text.isdigit() or not 0 < int(port_text) < 65535:
-        raise ClientError(f"{SCHEDULER_PORT_VARIABLE}={port_text!r} is not a TCP port (1-65534).")
+def make_cluster(resources: ResourceConfig, kv_store: str, settings: TrainingSettings) -> Cluster:
     return Cluster(resources.hosts, resources.current_host,
-                   resolve_addresses(resources.hosts, environ), int(port_text), kv_store)
+                   resolve_addresses(resources.hosts, settings.resolve_timeout),
+                   settings.scheduler_port, kv_store)
 
 
 class ParameterServerRoles:
@@ -174,12 +156,10 @@ class DistributedJob:
 
     FINISH_TIMEOUT = 120.0
 
-    def __init__(self, cluster: Cluster, output_dir: Path,
-                 environ: Mapping[str, str] | None = None):
-        environ = os.environ if environ is None else environ
+    def __init__(self, cluster: Cluster, output_dir: Path, join_timeout: float):
         self.cluster = cluster
         self._output_dir = output_dir
-        self._join_timeout = float(environ.get(JOIN_TIMEOUT_VARIABLE) or DEFAULT_JOIN_TIMEOUT)
+        self._join_timeout = join_timeout
         self._roles = ParameterServerRoles(cluster)
         self._coordinator: Coordinator | None = None
         self._peer: Peer | None = None
@@ -241,19 +221,14 @@ class DistributedJob:
         """This worker failed (or was stopped): tell the others, write the failure file (none
         for a stop) and leave at once — the kvstore's exit barrier would wait forever for the
         workers that are now stopping."""
+        assert self._peer is not None
         self._peer.report_failure(f"{type(exc).__name__}: {exc}")
-        code = report_job_error(exc, self._output_dir)
-        self._roles.stop(grace=0.0)
-        logging.shutdown()
-        os._exit(code)
+        end_job_at_once(exc, self._output_dir, functools.partial(self._roles.stop, grace=0.0))
 
     def _abort(self, host: str, reason: str) -> None:
         """Another host failed: this worker may be blocked inside a kvstore call, so write the
         failure file, end the roles and leave the process at once."""
         error = AlgorithmError(f"Training failed on host {host}: {reason}. This host "
                                f"({self.cluster.current_host}) stopped with it.")
-        LOG.error("%s", error)
-        write_failure(self._output_dir, error)
-        self._roles.stop(grace=0.0)
-        logging.shutdown()
-        os._exit(1)
+        end_job_at_once(error, self._output_dir, functools.partial(self._roles.stop, grace=0.0),
+                        exit_code=1)

@@ -9,40 +9,21 @@ a bar only on a TTY outside a training job. `SSD_PROGRESS=bar|lines` overrides t
 
 from __future__ import annotations
 
-import os
 import sys
-from typing import Mapping, TextIO
+from typing import TextIO
 
-from ssd_sagemaker.errors import ClientError
-
-PROGRESS_VARIABLE = "SSD_PROGRESS"
-STYLES = ("auto", "bar", "lines")
-JOB_NAME_VARIABLE = "TRAINING_JOB_NAME"
+from ssd_sagemaker.environment import TrainingSettings, read_training_settings
 
 
-def progress_style(environ: Mapping[str, str] | None = None) -> str:
-    """`SSD_PROGRESS` (default `auto`), checked: a ClientError names the variable and its values."""
-    environ = os.environ if environ is None else environ
-    raw = environ.get(PROGRESS_VARIABLE, "")
-    style = raw.strip().lower() or "auto"
-    if style not in STYLES:
-        raise ClientError(
-            f"{PROGRESS_VARIABLE}={raw!r} is not a progress style: use {', '.join(STYLES)} "
-            f"(bar: a tqdm bar, lines: log lines, auto: a bar only on a terminal outside a "
-            f"training job), or leave it unset."
-        )
-    return style
-
-
-def draws_bar(environ: Mapping[str, str] | None = None, stream: TextIO | None = None) -> bool:
-    """True: show a tqdm bar on `stream` (stderr); False: log progress lines instead."""
-    environ = os.environ if environ is None else environ
-    style = progress_style(environ)
-    if style != "auto":
-        return style == "bar"
+def draws_bar(settings: TrainingSettings | None = None, stream: TextIO | None = None) -> bool:
+    """True: show a tqdm bar on `stream` (stderr); False: log progress lines instead.
+    `settings`: the job's, read at start (None: read them now)."""
+    settings = read_training_settings() if settings is None else settings
+    if settings.progress_style != "auto":
+        return settings.progress_style == "bar"
     stream = sys.stderr if stream is None else stream
     try:
         on_terminal = stream.isatty()
     except (AttributeError, ValueError):  # no stream, or a closed one: nobody watches it
         on_terminal = False
-    return on_terminal and not environ.get(JOB_NAME_VARIABLE)
+    return on_terminal and not settings.in_training_job

@@ -137,7 +137,8 @@ def train(env: TrainingEnvironment, should_stop: Callable[[], bool] | None = Non
     kv_store = choose_kv_store(env.resources, hp.kv_store, len(contexts))
     if kv_store is None or not kv_store.startswith("dist"):
         return run_training(env, hp, contexts, kv_store, should_stop=should_stop)
-    with DistributedJob(make_cluster(env.resources, kv_store), env.paths.output_dir) as job:
+    with DistributedJob(make_cluster(env.resources, kv_store, env.settings), env.paths.output_dir,
+                        env.settings.join_timeout) as job:
         return run_training(env, hp, contexts, kv_store, should_stop=should_stop, job=job)
 
 

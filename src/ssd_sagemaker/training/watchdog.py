@@ -15,19 +15,18 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Iterator
 
-from ssd_sagemaker.errors import AlgorithmError, ClientError
+from ssd_sagemaker.environment import (PROGRESS_TIMEOUT_VARIABLE, TrainingSettings,
+                                       read_training_settings)
+from ssd_sagemaker.errors import AlgorithmError
 
 LOG = logging.getLogger(__name__)
 
-PROGRESS_TIMEOUT_VARIABLE = "SSD_PROGRESS_TIMEOUT"
-DEFAULT_PROGRESS_TIMEOUT = 1800.0
 # A Pipe-mode channel's next pass can be slow to start: SageMaker opens the FIFO `<channel>_n`
 # only after the previous pass is read, then streams it from S3.
 PIPE_MODE_FACTOR = 2.0
@@ -39,19 +38,12 @@ class TrainingStalled(AlgorithmError):
     """No batch completed within the progress timeout."""
 
 
-def progress_timeout(pipe_mode: bool, environ: Mapping[str, str] | None = None) -> float:
+def progress_timeout(pipe_mode: bool, settings: TrainingSettings | None = None) -> float:
     """Seconds without a finished batch before the job stops: `SSD_PROGRESS_TIMEOUT`
-    (default 1800), doubled when the training data comes in Pipe mode."""
-    environ = os.environ if environ is None else environ
-    raw = (environ.get(PROGRESS_TIMEOUT_VARIABLE) or "").strip()
-    try:
-        seconds = float(raw) if raw else DEFAULT_PROGRESS_TIMEOUT
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise ClientError(f"{PROGRESS_TIMEOUT_VARIABLE}={raw!r} is not a number of seconds "
-                          f"above 0 (default {DEFAULT_PROGRESS_TIMEOUT:g}).")
-    return seconds * (PIPE_MODE_FACTOR if pipe_mode else 1.0)
+    (default 1800), doubled when the training data comes in Pipe mode. `settings`: the job's,
+    read at start (None: read them now)."""
+    settings = read_training_settings() if settings is None else settings
+    return settings.progress_timeout * (PIPE_MODE_FACTOR if pipe_mode else 1.0)
 
 
 def _where(frame: FrameType) -> str:

@@ -1,11 +1,11 @@
 """distributed.py's decisions without processes: kvstore choice, host resolution with retries
-and a deadline, the DMLC variables of each role, the scheduler port override."""
+and a deadline, the DMLC variables of each role, the cluster from the job's settings."""
 
 import logging
 
 import pytest
 
-from ssd_sagemaker.environment import ResourceConfig
+from ssd_sagemaker.environment import ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.training.distributed import (Cluster, choose_kv_store, make_cluster,
                                                 resolve_addresses)
@@ -35,7 +35,7 @@ def test_resolution_retries_until_hosts_appear():
         return {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"}[host]
 
     sleeps = []
-    assert resolve_addresses(("algo-1", "algo-2"), {}, resolve, sleeps.append) == \
+    assert resolve_addresses(("algo-1", "algo-2"), 300.0, resolve, sleeps.append) == \
         {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"}
     assert attempts["algo-2"] == 3 and len(sleeps) == 2
 
@@ -45,15 +45,9 @@ def test_unresolvable_hosts_are_named_after_the_deadline():
         raise OSError("unknown")
 
     with pytest.raises(ClientError) as error:
-        resolve_addresses(("algo-1", "algo-2"), {"SSD_HOST_RESOLVE_TIMEOUT": "0"}, resolve,
+        resolve_addresses(("algo-1", "algo-2"), 0.0, resolve,
                           lambda seconds: None)
     assert "algo-1, algo-2" in str(error.value) and "SSD_HOST_RESOLVE_TIMEOUT" in str(error.value)
-
-
-def test_test_only_override_skips_dns():
-    environ = {"SSD_HOST_ADDRESSES": "algo-1=127.0.0.1,algo-2=127.0.0.2"}
-    assert resolve_addresses(("algo-1", "algo-2"), environ, lambda h: 1 / 0) == \
-        {"algo-1": "127.0.0.1", "algo-2": "127.0.0.2"}
 
 
 def test_role_environment_follows_the_contract():
@@ -65,9 +59,7 @@ def test_role_environment_follows_the_contract():
         "DMLC_NUM_SERVER": "2", "DMLC_NUM_WORKER": "2", "DMLC_NODE_HOST": "10.0.0.2"}
 
 
-def test_scheduler_port_default_and_override():
-    environ = {"SSD_HOST_ADDRESSES": "algo-1=127.0.0.1,algo-2=127.0.0.1"}
-    assert make_cluster(TWO, "dist_sync", environ).scheduler_port == 8000
-    assert make_cluster(TWO, "dist_sync", dict(environ, SSD_SCHEDULER_PORT="9123")).scheduler_port == 9123
-    with pytest.raises(ClientError, match="SSD_SCHEDULER_PORT='http' is not a TCP port"):
-        make_cluster(TWO, "dist_sync", dict(environ, SSD_SCHEDULER_PORT="http"))
+def test_the_cluster_takes_its_port_from_the_settings():
+    local = ResourceConfig("localhost", ("localhost",))  # resolved the production way
+    cluster = make_cluster(local, "dist_sync", TrainingSettings(scheduler_port=9123))
+    assert (cluster.scheduler_port, cluster.scheduler_address) == (9123, "127.0.0.1")

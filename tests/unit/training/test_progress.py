@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.training.progress import draws_bar, progress_style
+from ssd_sagemaker.training.progress import draws_bar
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -40,7 +41,7 @@ class _Closed(io.StringIO):
     ({}, _Closed(), False),
 ])
 def test_draws_bar(environ, stream, expected):
-    assert draws_bar(environ, stream) is expected
+    assert draws_bar(read_training_settings(environ), stream) is expected
 
 
 def test_default_streams_are_the_process_environment_and_stderr(monkeypatch):
@@ -55,21 +56,26 @@ def test_default_streams_are_the_process_environment_and_stderr(monkeypatch):
 @pytest.mark.parametrize("value", ["spinner", "1", "true", "bars"])
 def test_a_bad_value_names_the_variable_and_its_values(value):
     with pytest.raises(ClientError) as error:
-        progress_style({"SSD_PROGRESS": value})
+        read_training_settings({"SSD_PROGRESS": value})
     message = str(error.value)
     assert f"SSD_PROGRESS={value!r}" in message
     assert "auto, bar, lines" in message
 
 
-def test_train_fails_at_start_on_a_bad_value(tmp_path):
-    """Before reading any config or data (the tree is empty): the failure file names the
+@pytest.mark.parametrize("variables, named", [
+    ({"SSD_PROGRESS": "spinner"}, ["SSD_PROGRESS='spinner'", "auto, bar, lines"]),
+    ({"SSD_PROGRESS": "spinner", "SSD_JOIN_TIMEOUT": "later", "SSD_SCHEDULER_PORT": "http"},
+     ["SSD_PROGRESS='spinner'", "SSD_JOIN_TIMEOUT='later'", "SSD_SCHEDULER_PORT='http'"]),
+])
+def test_train_fails_at_start_on_a_bad_value(tmp_path, variables, named):
+    """Before reading any config or data (the tree is empty): the failure file names every bad
     variable, not a missing channel."""
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(tmp_path), SSD_PROGRESS="spinner",
+    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(tmp_path), **variables,
                PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
     result = subprocess.run([sys.executable, "-m", "ssd_sagemaker", "train"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure.startswith("ClientError"), failure
-    assert "SSD_PROGRESS='spinner'" in failure and "auto, bar, lines" in failure
+    assert all(text in failure for text in named), failure
     assert "Traceback" not in failure

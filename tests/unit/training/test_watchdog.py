@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.training.watchdog import TrainingStalled, Watchdog, progress_timeout
 
@@ -49,12 +50,12 @@ def test_beats_keep_a_slow_but_moving_pass_alive():
 
 
 def test_limit_from_the_environment():
-    assert progress_timeout(False, {}) == 1800
-    assert progress_timeout(True, {}) == 3600
-    assert progress_timeout(True, {"SSD_PROGRESS_TIMEOUT": "1.5"}) == 3.0
-    for bad in ("0", "-3", "soon", "inf"):
+    assert progress_timeout(False, read_training_settings({})) == 1800
+    assert progress_timeout(True, read_training_settings({})) == 3600
+    assert progress_timeout(True, read_training_settings({"SSD_PROGRESS_TIMEOUT": "1.5"})) == 3.0
+    for bad in ("0", "-3", "soon", "inf", "nan"):
         with pytest.raises(ClientError, match=f"SSD_PROGRESS_TIMEOUT='{bad}' is not a number"):
-            progress_timeout(False, {"SSD_PROGRESS_TIMEOUT": bad})
+            read_training_settings({"SSD_PROGRESS_TIMEOUT": bad})
 
 
 def test_a_wait_no_python_handler_can_break_ends_the_process_at_twice_the_limit():
