@@ -186,7 +186,7 @@ def test_a_killed_loader_worker_is_replaced_and_its_batches_redone(tmp_path, job
 def test_loader_workers_killed_again_and_again_stop_the_job_naming_the_cause(tmp_path, jobs):
     _demo(tmp_path, epochs="2")
     job = jobs(tmp_path)
-    job.wait_for_line(r"checkpoint saved .*next epoch 1")
+    job.wait_for_line(r"checkpoint \S+ saved .*next epoch 1")
     # The OOM killer, again and again: every worker, the replacements too, is stopped on
     # sight (so it cannot finish a batch first) and killed a moment later.
     killed: list[int] = []
@@ -227,7 +227,7 @@ def test_a_signal_to_the_process_group_checkpoints_and_exits(tmp_path, jobs, sig
     job, signalled = _signal_mid_epoch(tmp_path, jobs, signum)
     assert job.wait(timeout=120) == code, job.output[-4000:]
     exited = time.monotonic()
-    checkpointed = job.wait_for_line(r"checkpoint saved")
+    checkpointed = job.wait_for_line(r"checkpoint \S+ saved")
     print(f"exit {code} {exited - signalled:.1f} s after {signum.name} to the group (the step "
           f"under way included), {exited - checkpointed:.1f} s after the checkpoint")
     assert exited - signalled < 60
