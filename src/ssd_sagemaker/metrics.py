@@ -63,16 +63,30 @@ METRICS_FILES = ("metrics.jsonl", "metrics.csv", "training_curve.png")
 
 
 class EpochLog:
-    """Per-epoch metrics in `/opt/ml/output/data`: `metrics.jsonl`, `metrics.csv` and a
-    training-curve PNG, rewritten after every epoch so a stopped job still has them — all
-    three replaced together (a full disk keeps the previous ones and is a ClientError)."""
+    """The per-epoch metrics of a run — the one owner of its history, saved in every
+    checkpoint — and their files in `/opt/ml/output/data`: `metrics.jsonl`, `metrics.csv` and
+    a training-curve PNG, rewritten after every epoch so a stopped job still has them, all
+    three replaced together (a full disk keeps the previous ones and is a ClientError).
+    `directory` None: rows are kept but no files written (hosts other than the master).
+    Recording and writing are separate so that an epoch is checkpointed before its files are
+    written: a full disk here then costs no trained epoch."""
 
-    def __init__(self, directory: Path, history: list[dict] | None = None):
+    def __init__(self, directory: Path | None):
         self.directory = directory
-        self.rows: list[dict] = list(history or [])
+        self.rows: list[dict] = []
 
-    def append(self, row: dict) -> None:
+    def record(self, row: dict) -> None:
         self.rows.append({field: row.get(field) for field in EPOCH_FIELDS})
+
+    def state_dict(self) -> list[dict]:
+        return [dict(row) for row in self.rows]
+
+    def load_state_dict(self, rows: list[dict]) -> None:
+        self.rows = [dict(row) for row in rows]
+
+    def write(self) -> None:
+        if self.directory is None:
+            return
         table = io.StringIO(newline="")
         writer = csv.DictWriter(table, fieldnames=EPOCH_FIELDS)
         writer.writeheader()

@@ -164,6 +164,17 @@ def test_full_output_data_fails_clearly_and_keeps_the_previous_metrics(tmp_path,
     assert free <= 8.1 / 1024 < needed < 1
     assert _files(data) == ["metrics.jsonl"]
     assert (data / "metrics.jsonl").read_text() == '{"epoch": 0, "note": "an earlier run"}\n'
+    # The epoch was checkpointed before its metrics files were tried: nothing trained is lost,
+    # and its row is in the checkpoint's history for the files of the next run.
+    state = json.loads((tmp_path / "checkpoints" / STATE_FILE).read_text())
+    assert state["next_epoch"] == 1 and [row["epoch"] for row in state["history"]] == [0]
+    assert (tmp_path / "checkpoints" / state["params_file"]).is_file()
+    (data / FILLER).unlink()  # space again: the resumed run writes the epoch's files
+    again = run_cli(tmp_path, "train")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "resumed from checkpoint checkpoint-0001" in again.stdout
+    assert [json.loads(line)["epoch"] for line in
+            (data / "metrics.jsonl").read_text().splitlines()] == [0]
 
 
 @pytest.mark.slow

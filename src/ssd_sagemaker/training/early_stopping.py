@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 LOG = logging.getLogger(__name__)
+
+# What a checkpoint keeps; the settings come from the hyperparameters of the resumed run.
+# (Checkpoints of earlier versions also hold the settings: they are ignored.)
+_STATE = ("best_map", "best_epoch", "epochs_without_improvement")
 
 
 @dataclass
@@ -21,6 +26,14 @@ class EarlyStopping:
     best_map: float | None = None
     best_epoch: int | None = None
     epochs_without_improvement: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _STATE}
+
+    def load_state_dict(self, saved: Mapping[str, Any]) -> None:
+        for name in _STATE:
+            if name in saved:
+                setattr(self, name, saved[name])
 
     def is_improvement(self, score: float) -> bool:
         """The documented relative test; from a best of 0, any positive mAP improves."""

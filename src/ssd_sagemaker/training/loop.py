@@ -39,19 +39,30 @@ class EpochResult:
         return self.images / self.seconds if self.seconds > 0 else 0.0
 
 
-def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Trainer,
-                    contexts: Sequence[mx.Context], epoch: int, reporter: MetricReporter,
+@dataclass(frozen=True)
+class Learner:
+    """What one update needs: the network, its optimizer, the devices a batch is split over,
+    the run's arithmetic (None: float32) and `gradient_divisor`, the number of dist_sync
+    workers whose gradients the servers sum (1 otherwise)."""
+
+    net: gluon.HybridBlock
+    trainer: gluon.Trainer
+    contexts: Sequence[mx.Context]
+    precision: MixedPrecision | None = None
+    gradient_divisor: int = 1
+
+
+def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: MetricReporter,
                     should_stop: Callable[[], bool] | None = None,
-                    loss_fn: SSDMultiBoxLoss | None = None,
-                    gradient_divisor: int = 1,
-                    precision: MixedPrecision | None = None,
-                    on_batch: Callable[[], None] | None = None) -> EpochResult:
+                    on_batch: Callable[[], None] | None = None,
+                    loss_fn: SSDMultiBoxLoss | None = None) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
     Progress: a tqdm bar or about ten log lines per epoch, as `progress.draws_bar` decides.
-    `gradient_divisor`: the number of dist_sync workers, whose gradients the servers sum.
-    `precision`: the run's arithmetic, in force for this pass only (None: float32).
-    `on_batch`: called after each finished batch (the progress watchdog's beat)."""
+    The learner's precision is in force for this pass only. `on_batch`: called after each
+    finished batch (the progress watchdog's beat)."""
+    net, trainer, contexts, precision = (learner.net, learner.trainer, learner.contexts,
+                                         learner.precision)
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
@@ -79,7 +90,7 @@ def train_one_epoch(net: gluon.HybridBlock, loader: Iterable, trainer: gluon.Tra
                                                        box_targets)
                 backward(sum_loss)
             # The loss is already normalised by the number of positive anchors.
-            trainer.step(gradient_divisor)
+            trainer.step(learner.gradient_divisor)
             cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
             smooth_l1.update(0, [loss * batch_size for loss in box_loss])
             images += batch_size

@@ -32,10 +32,12 @@ from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
 from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
 from ssd_sagemaker.training.early_stopping import EarlyStopping
-from ssd_sagemaker.training.epochs import EpochLoop
+from ssd_sagemaker.training.epochs import EpochLoop, RunPlan
+from ssd_sagemaker.training.loop import Learner
 from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
 from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
                                              updates_per_epoch)
+from ssd_sagemaker.training.state import TrainingState
 
 LOG = logging.getLogger(__name__)
 
@@ -112,20 +114,26 @@ def warn_stream_count(hp: Hyperparameters, stream: str, samples: int) -> None:
                 actual, hp.mini_batch_size, planned, effect, samples)
 
 
-def _warm_start_weights(env: TrainingEnvironment, hp: Hyperparameters
-                        ) -> dict[str, mx.nd.NDArray] | None:
-    """The earlier artifact's weights (incremental training), checked up front."""
-    if MODEL_CHANNEL not in env.channels:
-        return None
-    with warm_start.located_artifact(env.paths.channel_dir(MODEL_CHANNEL)) as artifact:
-        warm_start.check_compatible(artifact, hp.num_classes, hp.base_network, hp.image_shape)
-        return warm_start.read_weights(artifact)
+@dataclass(frozen=True)
+class StartingWeights:
+    """Where the network's first weights come from: an earlier artifact's (`warm`, incremental
+    training), else the pretrained base's file (`pretrained`), else neither (random)."""
+
+    warm: dict[str, mx.nd.NDArray] | None = None
+    pretrained: Path | None = None
 
 
-def _restore_early_stopping(stopping: EarlyStopping, saved: dict) -> None:
-    for name in ("best_map", "best_epoch", "epochs_without_improvement"):
-        if name in saved:
-            setattr(stopping, name, saved[name])
+def _starting_weights(env: TrainingEnvironment, hp: Hyperparameters) -> StartingWeights:
+    """Decided once, up front: a model channel's artifact is checked and read here."""
+    if MODEL_CHANNEL in env.channels:
+        with warm_start.located_artifact(env.paths.channel_dir(MODEL_CHANNEL)) as artifact:
+            warm_start.check_compatible(artifact, hp.num_classes, hp.base_network,
+                                        hp.image_shape)
+            return StartingWeights(warm=warm_start.read_weights(artifact))
+    if hp.use_pretrained_model:
+        return StartingWeights(pretrained=pretrained_base_file(hp.base_network,
+                                                               model_cache_dir()))
+    return StartingWeights()
 
 
 def train(env: TrainingEnvironment, should_stop: Callable[[], bool] | None = None,
@@ -150,14 +158,15 @@ def _release_kvstore(net: gluon.Block) -> None:
         param._set_trainer(None)  # MXNet 1.x has no public way to detach a Trainer
 
 
-def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], pretrained: Path | None,
-                     warm_weights: dict | None, contexts: Sequence[mx.Context]):
+def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], weights: StartingWeights,
+                     contexts: Sequence[mx.Context]):
     """The SSD with its starting weights (seeded, pretrained base or warm start), frozen
     layers and NMS settings, on every device; plus its anchors for target generation."""
     _seed_everything(SEED)
-    net = build_network(hp.base_network, hp.image_shape, classes, pretrained, ctx=contexts[0])
-    if warm_weights is not None:
-        warm_start.load_weights(net, warm_weights)
+    net = build_network(hp.base_network, hp.image_shape, classes, weights.pretrained,
+                        ctx=contexts[0])
+    if weights.warm is not None:
+        warm_start.load_weights(net, weights.warm)
     freeze_layers(net, hp.base_network, hp.freeze_layer_pattern)
     net.set_nms(nms_thresh=hp.nms_threshold, nms_topk=hp.nms_topk, post_nms=POST_NMS_DETECTIONS)
     with autograd.train_mode():
@@ -191,9 +200,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     # dist_sync: the servers sum the gradients of this many workers into one update
     sync_workers = workers if kv_store == "dist_sync" else 1
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
-    warm_weights = _warm_start_weights(env, hp)
-    pretrained = (pretrained_base_file(hp.base_network, model_cache_dir())
-                  if hp.use_pretrained_model and warm_weights is None else None)
+    weights = _starting_weights(env, hp)
     data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
     data.watch_stream_count(functools.partial(warn_stream_count, hp))
     try:
@@ -201,43 +208,48 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         classes = class_names(hp.num_classes, data.class_names)
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
-        net, anchors = _prepare_network(hp, classes, pretrained, warm_weights, contexts)
+        net, anchors = _prepare_network(hp, classes, weights, contexts)
         trainer = _make_trainer(net, hp, kvstore, kv_store, sync_workers)
-        loop = EpochLoop(
-            hp=hp, net=net, trainer=trainer, precision=MixedPrecision(precision, trainer),
-            data=data, train_transform=training_transform(hp.image_shape, anchors),
-            val_transform=validation_transform(hp.image_shape), contexts=contexts,
-            stopping=EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
-                                   hp.early_stopping_patience, hp.early_stopping_tolerance),
-            checkpointer=Checkpointer(env.paths.checkpoint_dir),
-            network_id={"base_network": hp.base_network, "image_shape": hp.image_shape,
-                        "classes": list(classes)},
-            history=[], epoch_log=None, reporter=reporter, job=job,
-            validates=job is None or job.is_master,
-            gradient_divisor=sync_workers,
-            optimizer_state=kv_store != "dist_async", should_stop=should_stop)
-        start_epoch = _resume(loop)
+        learner = Learner(net, trainer, contexts, MixedPrecision(precision, trainer), sync_workers)
+        state = _training_state(env, hp, classes, kv_store)
+        start_epoch = _resume(state, learner, job)
         if job is not None:
             _initialise_kvstore(trainer)
-        if env.resources.is_master:
-            loop.epoch_log = EpochLog(env.paths.output_data_dir, loop.history)
-        epochs_run = loop.run(start_epoch)
+        loop = EpochLoop(hp, learner, data, (training_transform(hp.image_shape, anchors),
+                                             validation_transform(hp.image_shape)),
+                         RunPlan(start_epoch, hp.epochs, validates=job is None or job.is_master),
+                         state, reporter, job, should_stop)
+        epochs_run = loop.run()
 
-        stopping = loop.stopping
+        stopping = state.stopping
         if stopping.best_epoch is not None and stopping.best_epoch != epochs_run - 1:
             LOG.info("exporting the best epoch %d (mAP %.4f), not the last", stopping.best_epoch,
                      stopping.best_map)
-            net.load_parameters(str(loop.checkpointer.best_weights), ctx=contexts)
+            net.load_parameters(str(state.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
             _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
         if job is not None:
             _release_kvstore(net)
-            del trainer, kvstore, loop
+            del trainer, kvstore, loop, learner
             gc.collect()
         return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
                                time.time() - started)
     finally:
         data.close()  # stop the loader's worker processes
+
+
+def _training_state(env: TrainingEnvironment, hp: Hyperparameters, classes: tuple[str, ...],
+                    kv_store: str | None) -> TrainingState:
+    """Early stopping, the per-epoch metrics (files on the master host only) and the
+    checkpoints, before anything is resumed into them."""
+    return TrainingState(
+        EarlyStopping(hp.early_stopping, hp.early_stopping_min_epochs,
+                      hp.early_stopping_patience, hp.early_stopping_tolerance),
+        EpochLog(env.paths.output_data_dir if env.resources.is_master else None),
+        Checkpointer(env.paths.checkpoint_dir),
+        network_id={"base_network": hp.base_network, "image_shape": hp.image_shape,
+                    "classes": list(classes)},
+        optimizer_state=kv_store != "dist_async")
 
 
 def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kvstore, kv_store: str | None,
@@ -268,15 +280,11 @@ def _initialise_kvstore(trainer: gluon.Trainer) -> None:
     mx.nd.waitall()
 
 
-def _resume(loop: EpochLoop) -> int:
-    """Restore weights, optimizer, early stopping and history from a checkpoint, if any; the
-    epoch to start from (which every host of a distributed job must agree on)."""
-    start_epoch = 0
-    saved = loop.checkpointer.resume(loop.net, loop.trainer, loop.network_id, loop.contexts)
-    if saved is not None:
-        _restore_early_stopping(loop.stopping, saved.early_stopping)
-        start_epoch, loop.history = saved.next_epoch, saved.history
-    if loop.job is not None and loop.job.agree("start_epoch", start_epoch) != start_epoch:
+def _resume(state: TrainingState, learner: Learner, job: DistributedJob | None) -> int:
+    """Restore the learner and the run's state from a checkpoint, if any; the epoch to start
+    from (which every host of a distributed job must agree on)."""
+    start_epoch = state.resume(learner)
+    if job is not None and job.agree("start_epoch", start_epoch) != start_epoch:
         raise ClientError(
             f"This host's checkpoint starts at epoch {start_epoch}, the master's at another "
             f"epoch; give every host the same checkpoint folder contents (or none).")

@@ -13,7 +13,7 @@ from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
-from ssd_sagemaker.training.loop import train_one_epoch
+from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 
 SHAPE = 300
@@ -46,9 +46,8 @@ def _one_step(batch, weights, contexts, precision="float32"):
     net.load_parameters(str(weights), ctx=contexts)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9},
                             kvstore="device" if len(contexts) > 1 else None)
-    result = train_one_epoch(net, [batch], trainer, contexts, 0,
-                             MetricReporter("h", io.StringIO()),
-                             precision=MixedPrecision(precision, trainer))
+    result = train_one_epoch(Learner(net, trainer, contexts, MixedPrecision(precision, trainer)),
+                             [batch], 0, MetricReporter("h", io.StringIO()))
     params = {k.split("_", 1)[1]: v.data(contexts[0]).asnumpy()
               for k, v in net.collect_params().items()}
     return result, params
@@ -113,8 +112,8 @@ def test_a_non_finite_loss_stops_with_advice(batch_and_weights):
         return nan, nan, nan
 
     with pytest.raises(ClientError) as error:
-        train_one_epoch(net, [batch], trainer, [mx.cpu()], 2, MetricReporter("h", io.StringIO()),
-                        loss_fn=exploding_loss)
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 2,
+                        MetricReporter("h", io.StringIO()), loss_fn=exploding_loss)
     assert "epoch 2, batch 0" in str(error.value) and "Lower learning_rate (now 0.5)" in str(error.value)
 
 
@@ -126,7 +125,7 @@ def test_stop_request_ends_the_epoch_at_a_batch_boundary(batch_and_weights):
     stop = StopRequest()
     stop.set()
     with pytest.raises(TrainingInterrupted) as interrupted:
-        train_one_epoch(net, [batch, batch, batch], trainer, [mx.cpu()], 1,
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch, batch, batch], 1,
                         MetricReporter("h", io.StringIO()), should_stop=stop)
     assert (interrupted.value.epoch, interrupted.value.batches_done) == (1, 1)
     assert trainer.optimizer.num_update == 1
@@ -158,7 +157,8 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     with caplog.at_level("INFO", logger="ssd_sagemaker.training.loop"):
-        train_one_epoch(net, [batch], trainer, [mx.cpu()], 0, MetricReporter("h", io.StringIO()))
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 0,
+                        MetricReporter("h", io.StringIO()))
     periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
     if bar:
         assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()

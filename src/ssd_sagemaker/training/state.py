@@ -1,0 +1,58 @@
+"""The state of a run that outlives its process: the learner's weights and optimizer (files,
+through the `Checkpointer`) and the parts that each save and restore their own state —
+early stopping and the per-epoch history. One place puts them into a checkpoint and takes
+them out of one, so a new resumable part is one entry in `TrainingState.parts`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ssd_sagemaker.metrics import EpochLog
+from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
+from ssd_sagemaker.training.early_stopping import EarlyStopping
+from ssd_sagemaker.training.loop import Learner
+
+
+class Resumable(Protocol):
+    """A part of the run that a checkpoint keeps."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> None: ...
+
+
+@dataclass
+class TrainingState:
+    """Early stopping, the history and the checkpoints of one run. `network_id` (base network,
+    image shape, classes) must match a checkpoint's for it to resume; `optimizer_state` is
+    False under dist_async, where the servers own it."""
+
+    stopping: EarlyStopping
+    epoch_log: EpochLog
+    checkpointer: Checkpointer
+    network_id: dict[str, Any]
+    optimizer_state: bool = True
+
+    @property
+    def parts(self) -> dict[str, Resumable]:
+        """Each part under its name in the checkpoint's description (`CheckpointState`)."""
+        return {"early_stopping": self.stopping, "history": self.epoch_log}
+
+    def resume(self, learner: Learner) -> int:
+        """Restore the learner and every part from the newest intact checkpoint; the epoch
+        to start from (0 without one)."""
+        saved = self.checkpointer.resume(learner.net, learner.trainer, self.network_id,
+                                         learner.contexts)
+        if saved is None:
+            return 0
+        for name, part in self.parts.items():
+            part.load_state_dict(getattr(saved, name))
+        return saved.next_epoch
+
+    def save(self, learner: Learner, next_epoch: int, interrupted_in: int | None = None) -> None:
+        """A checkpoint to resume at `next_epoch` (`interrupted_in`: saved mid-epoch)."""
+        self.checkpointer.save(learner.net, learner.trainer, CheckpointState(
+            next_epoch=next_epoch, network=self.network_id, interrupted_in_epoch=interrupted_in,
+            **{name: part.state_dict() for name, part in self.parts.items()}),
+            optimizer_state=self.optimizer_state)
