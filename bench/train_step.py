@@ -16,7 +16,7 @@ from ssd_sagemaker.data.synthetic import write_annotated_channel
 from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
-from ssd_sagemaker.training.loop import train_one_epoch
+from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 
 
@@ -45,11 +45,9 @@ def seconds_per_step(base_network: str, image_shape: int, batch: int, steps: int
     data = fixed_batch(net, image_shape, batch)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9})
     reporter = MetricReporter("bench", open("/dev/null", "w"))
-    arithmetic = MixedPrecision(precision, trainer)
-    train_one_epoch(net, [data], trainer, [mx.cpu()], 0, reporter,
-                    precision=arithmetic)  # warm-up: graph, memory
-    result = train_one_epoch(net, [data] * steps, trainer, [mx.cpu()], 1, reporter,
-                             precision=arithmetic)
+    learner = Learner(net, trainer, [mx.cpu()], MixedPrecision(precision, trainer))
+    train_one_epoch(learner, [data], 0, reporter)  # warm-up: graph, memory
+    result = train_one_epoch(learner, [data] * steps, 1, reporter)
     return result.seconds / steps
 
 

@@ -61,7 +61,7 @@ def main() -> None:
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
     from ssd_sagemaker.metrics import MetricReporter
     from ssd_sagemaker.model.network import build_network
-    from ssd_sagemaker.training.loop import train_one_epoch
+    from ssd_sagemaker.training.loop import Learner, train_one_epoch
     from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
     from ssd_sagemaker.training.schedule import optimizer_settings
     from ssd_sagemaker.training.trainer import SEED
@@ -106,8 +106,8 @@ def main() -> None:
         def ours_in(arithmetic: MixedPrecision):
             def run(epoch: int) -> float:
                 batches = data.train_batches(epoch, ours_transform, args.batch)
-                return train_one_epoch(net, batches, trainer, ctx, epoch, reporter,
-                                       precision=arithmetic).images_per_second
+                return train_one_epoch(Learner(net, trainer, ctx, arithmetic), batches, epoch,
+                                       reporter).images_per_second
             return run
 
         def gluoncv(epoch: int) -> float:
@@ -115,8 +115,8 @@ def main() -> None:
                                          max_batches=steps).images_per_second
 
         def bound(epoch: int) -> float:
-            return train_one_epoch(net, [bound_batch] * steps, trainer, ctx, epoch, reporter,
-                                   precision=mixed).images_per_second
+            return train_one_epoch(Learner(net, trainer, ctx, mixed), [bound_batch] * steps,
+                                   epoch, reporter).images_per_second
 
         sides = {"ours": ours_in(mixed), "ours_float32": ours_in(float32),
                  "reference": gluoncv, "bound": bound}

@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import mxnet as mx
 
 from ssd_sagemaker.data.channels import TrainingData
+from ssd_sagemaker.environment import TrainingSettings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.hyperparameters import Hyperparameters
@@ -19,6 +20,7 @@ from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.loop import EpochResult, Learner, train_one_epoch, validate
+from ssd_sagemaker.training.progress import draws_bar
 from ssd_sagemaker.training.state import TrainingState
 from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
@@ -42,11 +44,13 @@ def _out_of_memory_error(hp: Hyperparameters, contexts: Sequence[mx.Context]) ->
 @dataclass(frozen=True)
 class RunPlan:
     """Which epochs this host runs: from `start_epoch` (0, or where a checkpoint left off)
-    to before `epochs`; `validates` is False on workers other than the master."""
+    to before `epochs`; `validates` is False on workers other than the master; `settings`:
+    the job's progress output and watchdog limit, read at start."""
 
     start_epoch: int
     epochs: int
     validates: bool = True
+    settings: TrainingSettings = TrainingSettings()
 
 
 class EpochLoop:
@@ -61,7 +65,8 @@ class EpochLoop:
         self.reporter, self.job, self.should_stop = reporter, job, should_stop
         self.metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
         pipe_mode = data.train.local_count is None  # a stream of unknown length
-        self.watchdog = Watchdog(progress_timeout(pipe_mode), pipe_mode)
+        self.watchdog = Watchdog(progress_timeout(pipe_mode, plan.settings), pipe_mode)
+        self.draw_bar = draws_bar(plan.settings)
 
     def run(self) -> int:
         """Epochs from the plan's start until its end or an early stop; the epochs run in all.
@@ -94,7 +99,7 @@ class EpochLoop:
         try:
             with self.watchdog.watching(f"training epoch {epoch}") as beat:
                 return train_one_epoch(self.learner, batches, epoch, self.reporter,
-                                       self.should_stop, on_batch=beat)
+                                       self.should_stop, on_batch=beat, draw_bar=self.draw_bar)
         except TrainingInterrupted:
             self.state.save(self.learner, epoch, interrupted_in=epoch)
             raise

@@ -20,7 +20,6 @@ from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.precision import MixedPrecision
-from ssd_sagemaker.training.progress import draws_bar
 
 LOG = logging.getLogger(__name__)
 
@@ -55,10 +54,12 @@ class Learner:
 def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: MetricReporter,
                     should_stop: Callable[[], bool] | None = None,
                     on_batch: Callable[[], None] | None = None,
-                    loss_fn: SSDMultiBoxLoss | None = None) -> EpochResult:
+                    loss_fn: SSDMultiBoxLoss | None = None,
+                    draw_bar: bool = False) -> EpochResult:
     """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
     and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
-    Progress: a tqdm bar or about ten log lines per epoch, as `progress.draws_bar` decides.
+    Progress: a tqdm bar (`draw_bar`, as `progress.draws_bar` decides for the job) or about
+    ten log lines per epoch.
     The learner's precision is in force for this pass only. `on_batch`: called after each
     finished batch (the progress watchdog's beat)."""
     net, trainer, contexts, precision = (learner.net, learner.trainer, learner.contexts,
@@ -71,7 +72,7 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     images = 0
     batches = len(loader) if hasattr(loader, "__len__") else 0
     log_interval = max(1, min(50, batches // 10))
-    on_terminal = draws_bar()  # a tqdm bar, or log lines when nobody watches a terminal
+    on_terminal = draw_bar
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
     arithmetic = precision.training() if precision else contextlib.nullcontext(

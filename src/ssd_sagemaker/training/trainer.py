@@ -217,7 +217,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             _initialise_kvstore(trainer)
         loop = EpochLoop(hp, learner, data, (training_transform(hp.image_shape, anchors),
                                              validation_transform(hp.image_shape)),
-                         RunPlan(start_epoch, hp.epochs, validates=job is None or job.is_master),
+                         RunPlan(start_epoch, hp.epochs, validates=job is None or job.is_master,
+                                 settings=env.settings),
                          state, reporter, job, should_stop)
         epochs_run = loop.run()
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.data.transforms import training_transform
@@ -15,6 +16,7 @@ from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
+from ssd_sagemaker.training.progress import draws_bar
 
 SHAPE = 300
 
@@ -158,7 +160,8 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
         monkeypatch.setenv(name, value)
     with caplog.at_level("INFO", logger="ssd_sagemaker.training.loop"):
         train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 0,
-                        MetricReporter("h", io.StringIO()))
+                        MetricReporter("h", io.StringIO()),
+                        draw_bar=draws_bar(read_training_settings()))
     periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
     if bar:
         assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()
