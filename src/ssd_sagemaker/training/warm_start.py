@@ -67,8 +67,13 @@ def _extract_member(archive: tarfile.TarFile, member: tarfile.TarInfo, root: str
     if member.issym():
         os.symlink(member.linkname, destination)
         return destination
-    source = archive.extractfile(member)  # a hard link's data is its target member's
-    assert source is not None
+    try:
+        source = archive.extractfile(member)  # a hard link's data is its target member's
+    except KeyError:  # a hard link to a member the archive does not hold
+        source = None
+    if source is None:  # a hard link to a directory, a link or nothing
+        raise _refuse(archive_path, member, f"a hard link to {member.linkname!r}, which is not "
+                                            f"a file of the archive")
     with source, open(destination, "xb") as handle:  # exclusive: never through a link
         shutil.copyfileobj(source, handle)
     return destination
