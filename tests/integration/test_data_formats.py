@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_hyperparameters
+from cli_runner import run_cli, write_hyperparameters
 from ssd_sagemaker.data.recordio import pack, write_record
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
 pytestmark = pytest.mark.slow
 
-PIPE_WRITER = Path(__file__).resolve().parents[1] / "unit" / "data" / "pipe_writer.py"
+PIPE_WRITER = Path(__file__).resolve().parents[1] / "support" / "pipe_writer.py"
 IMAGES = 2
 RUN = {"num_classes": "3", "num_training_samples": str(IMAGES), "epochs": "1",
        "mini_batch_size": "2", "use_pretrained_model": "0", "image_shape": "300"}

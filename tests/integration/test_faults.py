@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_hyperparameters
 from test_data_formats import _examples, _recordio, _write_stream
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import cli_env, run_cli
+from cli_runner import cli_env, run_cli
 from ssd_sagemaker.model.artifact import ModelInfo, PARAMS_FILE, save_artifact
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
