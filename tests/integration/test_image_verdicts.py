@@ -20,7 +20,7 @@ from ssd_sagemaker.data.annotations import read_annotated_channel
 from ssd_sagemaker.data.images import decode
 from ssd_sagemaker.data.workers import load
 from ssd_sagemaker.errors import ClientError
-from test_serving import Server
+from serve_process import Server
 from tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.slow
