@@ -16,6 +16,8 @@ from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 
+pytestmark = pytest.mark.slow  # every test trains a VGG-16 SSD300 for a step or more
+
 SHAPE = 300
 
 
