@@ -13,42 +13,18 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli, write_hyperparameters
-from ssd_sagemaker.data.recordio import pack, write_record
+from cli_runner import run_cli, write_hyperparameters
+from planting import annotated_examples, recordio_payloads, write_stream
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
 pytestmark = pytest.mark.slow
 
-PIPE_WRITER = Path(__file__).resolve().parents[1] / "unit" / "data" / "pipe_writer.py"
+PIPE_WRITER = Path(__file__).resolve().parents[1] / "support" / "pipe_writer.py"
 IMAGES = 2
 RUN = {"num_classes": "3", "num_training_samples": str(IMAGES), "epochs": "1",
        "mini_batch_size": "2", "use_pretrained_model": "0", "image_shape": "300"}
 MANIFEST_ATTRIBUTES = ["source-ref", "bounding-box", "bounding-box-metadata"]
-
-
-def _examples(scratch: Path, split: str) -> list[tuple[bytes, dict]]:
-    """Synthetic images and their JSON annotations."""
-    write_annotated_channel(scratch / split, scratch / f"{split}_annotation", IMAGES,
-                            seed=3 if split == "train" else 4, prefix=split)
-    examples = []
-    for path in sorted((scratch / f"{split}_annotation").glob("*.json")):
-        document = json.loads(path.read_text())
-        examples.append(((scratch / split / document["file"]).read_bytes(), document))
-    return examples
-
-
-def _recordio(examples: list[tuple[bytes, dict]]) -> list[bytes]:
-    records = []
-    for index, (image, document) in enumerate(examples):
-        size = document["image_size"][0]
-        label = [2, 5]
-        for box in document["annotations"]:
-            label += [box["class_id"], box["left"] / size["width"], box["top"] / size["height"],
-                      (box["left"] + box["width"]) / size["width"],
-                      (box["top"] + box["height"]) / size["height"]]
-        records.append(pack(label, image, index))
-    return records
 
 
 def _manifest(examples: list[tuple[bytes, dict]]) -> list[bytes]:
@@ -62,14 +38,6 @@ def _manifest(examples: list[tuple[bytes, dict]]) -> list[bytes]:
     return records
 
 
-def _write_stream(path: Path, records: list[bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as stream:
-        for record in records:
-            write_record(stream, record)
-    return path
-
-
 def _prepare(base: Path, layout: str) -> list[subprocess.Popen]:
     """The channels of one layout under `base`, the config files, and for Pipe mode the
     processes feeding the FIFOs."""
@@ -81,18 +49,18 @@ def _prepare(base: Path, layout: str) -> list[subprocess.Popen]:
                                     seed=3 if split == "train" else 4, prefix=split)
             channels[split] = channels[f"{split}_annotation"] = {"ContentType": "image/jpeg"}
             continue
-        examples = _examples(scratch, split)
+        examples = annotated_examples(scratch, split, IMAGES)
         manifest = layout.startswith("manifest")
-        records = _manifest(examples) if manifest else _recordio(examples)
+        records = _manifest(examples) if manifest else recordio_payloads(examples)
         config = {"ContentType": "application/x-recordio",
                   "TrainingInputMode": "Pipe" if layout.endswith("pipe") else "File"}
         if manifest:
             config.update(RecordWrapperType="RecordIO", AttributeNames=MANIFEST_ATTRIBUTES)
         channels[split] = config
         if config["TrainingInputMode"] == "File":
-            _write_stream(data / split / f"{split}.rec", records)
+            write_stream(data / split / f"{split}.rec", records)
             continue
-        stream = _write_stream(scratch / f"{split}.stream", records)
+        stream = write_stream(scratch / f"{split}.stream", records)
         data.mkdir(parents=True, exist_ok=True)
         writers.append(subprocess.Popen([sys.executable, str(PIPE_WRITER), str(data), split,
                                          str(stream), str(stream)]))

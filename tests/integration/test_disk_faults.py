@@ -15,7 +15,7 @@ import mxnet as mx
 import pytest
 from mxnet import gluon
 
-from conftest import run_cli, write_hyperparameters
+from cli_runner import run_cli, write_hyperparameters
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.storage import write_files

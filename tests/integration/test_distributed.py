@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.serving.loopback import free_port
 from ssd_sagemaker.training.precision import cpu_has_bfloat16
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli_env, run_cli, write_hyperparameters
-from test_data_formats import _examples, _recordio, _write_stream
+from cli_runner import cli_env, run_cli, write_hyperparameters
+from planting import annotated_examples, recordio_payloads, write_stream
 
 pytestmark = pytest.mark.slow
 
@@ -261,7 +261,7 @@ def _stalling_pipe(base: Path, records: list[bytes]) -> subprocess.Popen:
     fifo = base / "input" / "data" / "train_0"
     fifo.parent.mkdir(parents=True, exist_ok=True)
     os.mkfifo(fifo)
-    stream = _write_stream(base / "scratch" / "train.stream", records)
+    stream = write_stream(base / "scratch" / "train.stream", records)
     writer = (f"import time; fifo = open({str(fifo)!r}, 'wb'); "
               f"fifo.write(open({str(stream)!r}, 'rb').read()); fifo.flush(); time.sleep(600)")
     return subprocess.Popen([sys.executable, "-c", writer])
@@ -269,7 +269,7 @@ def _stalling_pipe(base: Path, records: list[bytes]) -> subprocess.Popen:
 
 def test_watchdog_stops_a_job_whose_pipe_mode_stream_stalls(tmp_path, jobs):
     # 40 records: the 32 read at start-up to check the format, and a few more; then silence.
-    records = _recordio(_examples(tmp_path / "scratch", "train")) * 20
+    records = recordio_payloads(annotated_examples(tmp_path / "scratch", "train")) * 20
     writer = _stalling_pipe(tmp_path, records)
     try:
         (tmp_path / "input" / "config").mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from test_serving import Server, _make_base
+from serve_process import Server, opt_ml_with_untrained_model
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """Two workers with a 1 MB payload limit, shared by every test here."""
-    server = Server(_make_base(tmp_path_factory.mktemp("opt_ml")),
+    server = Server(opt_ml_with_untrained_model(tmp_path_factory.mktemp("opt_ml")),
                     SAGEMAKER_MODEL_SERVER_WORKERS=str(WORKERS),
                     SAGEMAKER_MAX_PAYLOAD_IN_MB=str(PAYLOAD_MB))
     try:

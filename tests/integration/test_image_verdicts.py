@@ -15,12 +15,12 @@ import pytest
 from PIL import Image
 
 import image_corpus
-from conftest import run_cli, write_hyperparameters
+from cli_runner import run_cli, write_hyperparameters
 from ssd_sagemaker.data.annotations import read_annotated_channel
 from ssd_sagemaker.data.images import decode
 from ssd_sagemaker.data.workers import load
 from ssd_sagemaker.errors import ClientError
-from test_serving import Server
+from serve_process import Server
 from tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.slow

@@ -9,8 +9,6 @@ import concurrent.futures
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,16 +17,15 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import cli_env, run_cli
-from ssd_sagemaker.model.artifact import ModelInfo, PARAMS_FILE, save_artifact
-from ssd_sagemaker.model.network import build_network
-from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
+from cli_runner import run_cli
+from serve_process import BOOT_SECONDS, Server, opt_ml_with_untrained_model
+from serving_samples import CLASSES
+from ssd_sagemaker.model.artifact import PARAMS_FILE
+from ssd_sagemaker.serving.loopback import free_port
 
 pytestmark = pytest.mark.slow
 
-CLASSES = ("circle", "square")
 WORKERS = 2
-BOOT_SECONDS = 120
 
 
 def _jpeg(width=320, height=240, seed=0) -> bytes:
@@ -40,61 +37,9 @@ def _png(width=200, height=100) -> bytes:
     return cv2.imencode(".png", np.full((height, width, 3), 90, np.uint8))[1].tobytes()
 
 
-class Server:
-    """`python -m ssd_sagemaker serve` on a free loopback port, its output in a file."""
-
-    def __init__(self, base: Path, **env: str):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = base / f"serve-{self.port}.log"
-        with self.log.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "ssd_sagemaker", "serve"],
-                env=cli_env(base, SAGEMAKER_BIND_TO_PORT=str(self.port), **env),
-                stdout=log, stderr=subprocess.STDOUT)
-
-    def output(self) -> str:
-        return self.log.read_text()
-
-    def wait_ready(self) -> "Server":
-        try:
-            wait_until_healthy(self.url, BOOT_SECONDS, self.process)
-        except NotHealthy as error:
-            raise AssertionError(f"{error}:\n{self.output()[-3000:]}") from None
-        return self
-
-    def workers(self) -> set[int]:
-        pid = self.process.pid
-        return {int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
-
-    def stop(self, timeout: float = 40) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise
-
-    def post(self, body: bytes = None, content_type: str = "image/jpeg", timeout: float = 120,
-             **headers: str) -> requests.Response:
-        headers = {"Content-Type": content_type, **headers} if content_type else headers
-        return requests.post(f"{self.url}/invocations", data=_jpeg() if body is None else body,
-                             headers=headers, timeout=timeout)
-
-
-def _make_base(base: Path) -> Path:
-    net = build_network("vgg-16", 300, list(CLASSES))
-    net.set_nms(0.45, 400, 100)
-    save_artifact(net, base / "model", ModelInfo(CLASSES, 300, "vgg-16", 0.45),
-                  {"num_classes": 2})
-    return base
-
-
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    return _make_base(tmp_path_factory.mktemp("opt_ml"))
+    return opt_ml_with_untrained_model(tmp_path_factory.mktemp("opt_ml"))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from conftest import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 from ssd_sagemaker.training.precision import cpu_has_bfloat16

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 
-from conftest import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_hyperparameters
 from ssd_sagemaker.environment import Paths, read_training_environment
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.model.backbones import BACKBONES

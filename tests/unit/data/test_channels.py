@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from anchor_grid import anchors
 from planting import (image_records, manifest_records, sharded_by_key_layout,
                       start_pipe_writer, stream_bytes, write_records)
 from ssd_sagemaker.data.channels import channel_format, read_training_data
@@ -18,7 +19,6 @@ from ssd_sagemaker.data.transforms import TrainTransform, ValTransform
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
-from test_targets import anchors
 
 MANIFEST = ("source-ref", "bounding-box", "bounding-box-metadata")
 

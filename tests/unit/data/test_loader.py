@@ -12,6 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from anchor_grid import anchors
 from planting import corrupt_jpeg, jpeg
 from ssd_sagemaker.data import loader, workers
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
@@ -19,7 +20,6 @@ from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.transforms import TrainTransform, ValTransform
 from ssd_sagemaker.data.workers import WorkerPool, collate
 from ssd_sagemaker.errors import ClientError
-from test_targets import anchors
 
 
 def _samples(tmp_path: Path, count: int) -> list[Sample]:

@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from test_targets import anchors
+from anchor_grid import anchors
 from ssd_sagemaker.data.transforms import (TrainTransform, network_input, training_transform,
                                            validation_transform)
 

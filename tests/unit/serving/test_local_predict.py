@@ -4,10 +4,9 @@ annotated image, and reports unreadable images together without losing the other
 import json
 
 import cv2
-import numpy as np
 import pytest
 
-from serving_samples import encode, model_dir, noise, stub  # noqa: F401 - fixtures
+from serving_samples import encode, noise
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor

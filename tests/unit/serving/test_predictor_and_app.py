@@ -12,7 +12,6 @@ from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
-from serving_samples import model_dir  # noqa: F401 - fixture
 
 
 def _jpeg(width=320, height=240):

@@ -6,7 +6,7 @@ import shutil
 import mxnet as mx
 import pytest
 
-from serving_samples import CLASSES, model_dir  # noqa: F401 - fixture
+from serving_samples import CLASSES
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE
 from ssd_sagemaker.serving.preflight import check_artifact, check_params_file

@@ -10,7 +10,7 @@ import socket
 import pytest
 from gunicorn.http import errors as http_errors
 
-from serving_samples import encode, noise, stub  # noqa: F401 - fixture
+from serving_samples import encode, noise
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.protocol_errors import protocol_refusal

@@ -6,7 +6,6 @@ import pytest
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
-from serving_samples import model_dir  # noqa: F401 - fixture
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.serving.config import ServingConfig

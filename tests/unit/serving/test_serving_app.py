@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from serving_samples import StubPredictor, encode, noise, stub  # noqa: F401 - fixture
+from serving_samples import StubPredictor, encode, noise
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import DetectionLimits, ServingConfig
 

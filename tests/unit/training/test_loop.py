@@ -18,6 +18,8 @@ from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
 from ssd_sagemaker.training.progress import draws_bar
 
+pytestmark = pytest.mark.slow  # every test trains a VGG-16 SSD300 for a step or more
+
 SHAPE = 300
 
 

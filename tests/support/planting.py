@@ -130,6 +130,38 @@ def stream_bytes(payloads: Iterable[bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def write_stream(path: Path, payloads: Iterable[bytes]) -> Path:
+    """A RecordIO stream file without an index, as a Pipe-mode channel delivers it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(stream_bytes(payloads))
+    return path
+
+
+def annotated_examples(scratch: Path, split: str, count: int = 2) -> list[tuple[bytes, dict]]:
+    """`count` synthetic images of `split` and their JSON annotations, as (bytes, document)."""
+    write_annotated_channel(scratch / split, scratch / f"{split}_annotation", count,
+                            seed=3 if split == "train" else 4, prefix=split)
+    examples = []
+    for path in sorted((scratch / f"{split}_annotation").glob("*.json")):
+        document = json.loads(path.read_text())
+        examples.append(((scratch / split / document["file"]).read_bytes(), document))
+    return examples
+
+
+def recordio_payloads(examples: list[tuple[bytes, dict]]) -> list[bytes]:
+    """The examples as im2rec's packed records (labels normalised to the image size)."""
+    records = []
+    for index, (image, document) in enumerate(examples):
+        size = document["image_size"][0]
+        label = [2, 5]
+        for box in document["annotations"]:
+            label += [box["class_id"], box["left"] / size["width"], box["top"] / size["height"],
+                      (box["left"] + box["width"]) / size["width"],
+                      (box["top"] + box["height"]) / size["height"]]
+        records.append(pack(label, image, index))
+    return records
+
+
 WRITER = Path(__file__).with_name("pipe_writer.py")
 
 

@@ -1,13 +1,9 @@
 """Sample inputs for the serving tests: image bytes, a stub predictor with known detections and
-a real exported (untrained) SSD. Fixtures live here, not in a conftest.py, because the
-integration tests import their own `conftest` module by name.
-
-Use: `from serving_samples import model_dir` (a fixture) in a test module."""
+a real exported (untrained) SSD. The fixtures that hand them out (`model_dir`, `stub`) live in
+tests/unit/serving/conftest.py."""
 
 import cv2
 import numpy as np
-import pytest
-
 from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.network import build_network
 
@@ -44,19 +40,3 @@ def export_untrained_model(directory):
     net.set_nms(0.45, 400, 100)
     save_artifact(net, directory, ModelInfo(CLASSES, 300, "vgg-16", 0.45), {"num_classes": 2})
     return directory
-
-
-_EXPORTED = {}
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """One export per session, however many test modules import this fixture."""
-    if "model" not in _EXPORTED:
-        _EXPORTED["model"] = export_untrained_model(tmp_path_factory.mktemp("model"))
-    return _EXPORTED["model"]
-
-
-@pytest.fixture
-def stub():
-    return StubPredictor()

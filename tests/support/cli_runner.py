@@ -1,0 +1,36 @@
+"""Run the real CLI as a subprocess on a temporary /opt/ml tree, as a container would.
+
+A module with its own name (not `conftest`): test modules import it, and any mix of test
+folders in one pytest run still finds it (several `conftest` modules cannot share that name)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def cli_env(base_dir: Path, **extra: str) -> dict:
+    """The environment a container would have: SAGEMAKER_BASE_DIR, and an empty model cache."""
+    env = dict(os.environ)
+    env.update(SAGEMAKER_BASE_DIR=str(base_dir), MXNET_HOME=str(base_dir / "mxnet_home"),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")])),
+               PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def run_cli(base_dir: Path, *args: str, timeout: float = 900,
+            **extra: str) -> subprocess.CompletedProcess:
+    """`python -m ssd_sagemaker ARGS` under `base_dir`, output captured, bounded by `timeout`."""
+    return subprocess.run([sys.executable, "-m", "ssd_sagemaker", *args], env=cli_env(base_dir, **extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_hyperparameters(base_dir: Path, values: dict) -> None:
+    """Where SageMaker puts the job's hyperparameters."""
+    path = base_dir / "input" / "config" / "hyperparameters.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(values))
