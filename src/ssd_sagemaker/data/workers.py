@@ -30,7 +30,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from multiprocessing import connection, shared_memory
+from multiprocessing import connection, resource_tracker, shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -224,6 +224,9 @@ def _death_cause(exitcode: int) -> str:
             "augmenting images is a fault of this algorithm or of its image libraries.")
 
 
+_GROUP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # the training process's to handle
+
+
 def _serve(tasks: Connection, results: Connection) -> None:
     """A worker's life: run the tasks as they come and send back (task id, ok, value), until
     the pool closes the connection or goes away (EOF). SIGINT and SIGTERM are the training
@@ -232,6 +235,7 @@ def _serve(tasks: Connection, results: Connection) -> None:
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _GROUP_SIGNALS)  # born blocked: see _Worker
     while True:
         try:
             task_id, function, args = tasks.recv()
@@ -290,7 +294,16 @@ class _Worker:
         self.results, result_writer = context.Pipe(duplex=False)
         self.process = context.Process(target=_serve, args=(task_reader, result_writer),
                                        name=name, daemon=True)
-        self.process.start()
+        # The new process inherits this thread's signal mask: with the group's signals blocked
+        # while it starts, one sent to the whole group before the worker ignores them stays
+        # pending (and is then discarded) instead of killing it; here it arrives on unblocking.
+        # (Starting multiprocessing's resource tracker unblocks both signals: start it first.)
+        resource_tracker.ensure_running()
+        unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+        try:
+            self.process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
         task_reader.close()
         result_writer.close()
         self.pid: int = self.process.pid  # type: ignore[assignment]

@@ -76,3 +76,18 @@ def test_group_signals_leave_workers_alone_and_close_is_prompt():
     for pid in pids:
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_group_signal_while_workers_start_leaves_them_alone():
+    """The window before a new worker ignores the group's signals (it is still importing):
+    a SIGTERM or Ctrl-C to the group then must not kill it either."""
+    pool = WorkerPool(2)
+    try:
+        for pid in pool.pids:  # at once: the workers are still starting
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGINT)
+        assert [pool.submit(pow, 3, n).get(timeout=60) for n in range(4)] == [1, 3, 9, 27]
+        assert pool.restarts == 0
+    finally:
+        pool.close()
+
