@@ -73,15 +73,20 @@ def test_replicated_stream_is_split_between_workers(tmp_path: Path, writers) -> 
     assert shares[0] | shares[1] == {unpack(record)[1] for record in records}
 
 
-def test_manifest_stream(tmp_path: Path, writers) -> None:
-    writers.append(start_pipe_writer(tmp_path, "validation", [stream_bytes(manifest_records(4))]))
+def _manifest_source(tmp_path: Path, writers, channel: str, *args) -> PipeSource:
+    """A Pipe-mode manifest channel of 4 lines (classes 0, 1, 2, 0) with its class-map."""
+    writers.append(start_pipe_writer(tmp_path, channel, [stream_bytes(manifest_records(4))]))
     attributes = manifest.Attributes.from_names(
-        "validation", ["source-ref", "bounding-box", "bounding-box-metadata"])
+        channel, ["source-ref", "bounding-box", "bounding-box-metadata"])
 
     def parse(stream, source, report, names, keep):
         return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
                                       report, names, keep)
-    source = PipeSource(PipeChannel(tmp_path, "validation", 30), "augmented manifest", parse, 0)
+    return PipeSource(PipeChannel(tmp_path, channel, 30), "augmented manifest", parse, *args)
+
+
+def test_manifest_stream(tmp_path: Path, writers) -> None:
+    source = _manifest_source(tmp_path, writers, "validation", 0)
     assert source.class_names == {0: "circle", 1: "square", 2: "triangle"}  # from the peek
     samples = list(source.validation_pass())
     assert _ids(samples) == [0, 1, 2, 0]
@@ -109,15 +114,7 @@ def test_missing_fifo_is_a_clear_error(tmp_path: Path) -> None:
 def test_every_worker_knows_the_names_of_the_whole_stream(tmp_path: Path, writers) -> None:
     """A replicated manifest stream split between 2 workers: class 1 ('square') appears on odd
     lines only, which worker 0 does not train on; worker 0 (which exports) still names it."""
-    writers.append(start_pipe_writer(tmp_path, "train", [stream_bytes(manifest_records(4))]))
-    attributes = manifest.Attributes.from_names(
-        "train", ["source-ref", "bounding-box", "bounding-box-metadata"])
-
-    def parse(stream, source, report, names, keep):
-        return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
-                                      report, names, keep)
-    source = PipeSource(PipeChannel(tmp_path, "train", 30), "augmented manifest", parse, 4,
-                        Shard(0, 2).owns)
+    source = _manifest_source(tmp_path, writers, "train", 4, Shard(0, 2).owns)
     samples = list(source.validation_pass())
     assert _ids(samples) == [0, 2]  # lines 0 and 2: circle, triangle
     assert source.class_names == {0: "circle", 1: "square", 2: "triangle"}
