@@ -167,8 +167,8 @@ def train_ours(base: Path) -> tuple[list[dict], float]:
 def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], float]:
     """The reference loop on the same channels: [(VOC07 mAP, area mAP)] per epoch."""
     import mxnet as mx
-
     import reference_loop as reference
+
     from ssd_sagemaker.data.channels import read_training_data
     from ssd_sagemaker.data.loader import loader_workers
     from ssd_sagemaker.environment import Paths, read_training_environment

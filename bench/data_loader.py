@@ -20,6 +20,7 @@ import numpy as np
 from gluoncv.data.batchify import Stack, Tuple
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform
 from mxnet import autograd, gluon
+from train_step import seconds_per_step  # bench/train_step.py
 
 from ssd_sagemaker.data.channels import read_training_data
 from ssd_sagemaker.data.loader import loader_workers
@@ -29,7 +30,6 @@ from ssd_sagemaker.data.workers import load
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
 from ssd_sagemaker.model.network import build_network
-from train_step import seconds_per_step  # bench/train_step.py
 
 SHAPE = 300
 

@@ -14,13 +14,13 @@ import time
 
 import mxnet as mx
 import numpy as np
+from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
 from gluoncv.data.batchify import Pad, Stack, Tuple
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 from mxnet import autograd, gluon
 
-from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
 from ssd_sagemaker.training.loop import EpochResult
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005  # train_ssd.py's defaults, and `train`'s

@@ -50,9 +50,10 @@ def main() -> None:
     if args.omp_threads is not None:
         os.environ["OMP_NUM_THREADS"] = str(args.omp_threads)
     import mxnet as mx
-    from mxnet import gluon
-
     import reference_loop as reference
+    from mxnet import gluon
+    from train_step import fixed_batch  # bench/train_step.py
+
     from ssd_sagemaker.data.channels import read_training_data
     from ssd_sagemaker.data.loader import loader_workers
     from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
@@ -65,7 +66,6 @@ def main() -> None:
     from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
     from ssd_sagemaker.training.schedule import optimizer_settings
     from ssd_sagemaker.training.trainer import SEED
-    from train_step import fixed_batch  # bench/train_step.py
 
     workers = args.workers if args.workers is not None else loader_workers()
     ctx = [mx.cpu()]

@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
@@ -117,8 +117,7 @@ def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: in
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
     """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
     from ssd_sagemaker.data.validate_data import format_report, validate_channels
-    from ssd_sagemaker.environment import (read_channels, read_hyperparameters,
-                                           read_resource_config)
+    from ssd_sagemaker.environment import read_channels, read_hyperparameters, read_resource_config
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
 
     raw = read_hyperparameters(paths)

@@ -11,8 +11,9 @@ import contextlib
 import logging
 import os
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 LOG = logging.getLogger(__name__)
 

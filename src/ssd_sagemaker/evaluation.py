@@ -29,8 +29,9 @@ holds this module to GluonCV's numbers to 1e-6, and to pycocotools' AP at IoU 0.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any, Optional
 
 import re2
 

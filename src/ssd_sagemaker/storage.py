@@ -14,8 +14,8 @@ import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from ssd_sagemaker.errors import ClientError
 

@@ -9,9 +9,19 @@ import time
 from pathlib import Path
 
 import pytest
-
-from podman_support import (BASE_IMAGE, CA_BUNDLE, HERE, IMAGE, ROOT, RUN_FLAGS, ULIMITS,
-                            VenvUnavailable, cached_venv, podman, tail)
+from podman_support import (
+    BASE_IMAGE,
+    CA_BUNDLE,
+    HERE,
+    IMAGE,
+    ROOT,
+    RUN_FLAGS,
+    ULIMITS,
+    VenvUnavailable,
+    cached_venv,
+    podman,
+    tail,
+)
 
 SDK_REQUIREMENT = "sagemaker>=2.200,<3"
 

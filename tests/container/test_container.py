@@ -25,8 +25,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from podman_support import IMAGE, LOCAL, RUN_FLAGS, http, podman, tail
+
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from podman_support import HERE, LOCAL, RUN_FLAGS, VenvUnavailable, cached_venv, podman, tail
+
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 from ssd_sagemaker.serving.loopback import free_port
 

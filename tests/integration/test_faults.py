@@ -175,7 +175,7 @@ def test_a_killed_loader_worker_is_replaced_and_its_batches_redone(tmp_path, job
     noticed = job.wait_for_line(rf"worker process {victim} was killed by SIGKILL", timeout=60)
     assert job.wait(timeout=300) == 0, job.output[-4000:]
     print(f"dead worker noticed after {noticed - killed:.2f} s")
-    assert re.search(rf"replaced by process \d+, which makes them again", job.output)
+    assert re.search(r"replaced by process \d+, which makes them again", job.output)
     assert "validation mAP" in job.output
     assert (tmp_path / "output" / "success").exists()
     assert not (tmp_path / "output" / "failure").exists()

@@ -240,7 +240,7 @@ def hostile_requests(draw) -> tuple[bytes, bool, bytes]:
     path += ("&" if "?" in path else "?") + "t=" + token.decode()
     version = draw(st.sampled_from(BAD_VERSIONS)) if "version" in broken else "HTTP/1.1"
     separator = draw(st.sampled_from(BAD_SEPARATORS)) if "separator" in broken else " "
-    line = f"{method}{separator}{path}{separator}{version}".encode("utf-8")
+    line = f"{method}{separator}{path}{separator}{version}".encode()
 
     headers = [(b"Host", b"x"), (b"X-Token", token)]
     names = draw(st.lists(st.sampled_from(sorted(BASE_HEADERS)), max_size=3, unique=True))

@@ -4,6 +4,7 @@ tests/unit/serving/conftest.py."""
 
 import cv2
 import numpy as np
+
 from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.network import build_network
 

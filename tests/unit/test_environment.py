@@ -4,10 +4,18 @@ import json
 
 import pytest
 
-from ssd_sagemaker.environment import (ChannelConfig, Paths, ResourceConfig, TrainingSettings,
-                                       paths_from_environment, read_channels,
-                                       read_hyperparameters, read_resource_config,
-                                       read_training_environment, read_training_settings)
+from ssd_sagemaker.environment import (
+    ChannelConfig,
+    Paths,
+    ResourceConfig,
+    TrainingSettings,
+    paths_from_environment,
+    read_channels,
+    read_hyperparameters,
+    read_resource_config,
+    read_training_environment,
+    read_training_settings,
+)
 from ssd_sagemaker.errors import ClientError
 
 

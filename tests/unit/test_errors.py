@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from ssd_sagemaker.errors import (STOPPED_EXIT_CODE, AlgorithmError, ClientError, JobStopped,
-                                  end_job_at_once, report_job_error)
+from ssd_sagemaker.errors import (
+    STOPPED_EXIT_CODE,
+    AlgorithmError,
+    ClientError,
+    JobStopped,
+    end_job_at_once,
+    report_job_error,
+)
 
 
 def _failure(output_dir: Path) -> str:

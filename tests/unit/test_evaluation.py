@@ -31,9 +31,14 @@ import numpy as np
 import pytest
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 
-from ssd_sagemaker.evaluation import (VOC07_RECALL_POINTS, DetectionMAP, PrecisionRecall,
-                                      area_average_precision, box_iou,
-                                      interpolated_average_precision)
+from ssd_sagemaker.evaluation import (
+    VOC07_RECALL_POINTS,
+    DetectionMAP,
+    PrecisionRecall,
+    area_average_precision,
+    box_iou,
+    interpolated_average_precision,
+)
 
 COCO_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 

@@ -17,8 +17,9 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -29,8 +30,12 @@ from hypothesis import strategies as st
 from ssd_sagemaker.data.annotations import parse_annotation, read_annotated_channel
 from ssd_sagemaker.data.manifest import Attributes, parse_entries
 from ssd_sagemaker.data.report import ChannelReport
-from ssd_sagemaker.environment import (Paths, read_channels, read_hyperparameters,
-                                       read_resource_config)
+from ssd_sagemaker.environment import (
+    Paths,
+    read_channels,
+    read_hyperparameters,
+    read_resource_config,
+)
 from ssd_sagemaker.errors import ClientError, report_job_error
 from ssd_sagemaker.hyperparameters import SPECS, compile_regex, parse_hyperparameters
 from ssd_sagemaker.model.backbones import VGG16_CONVS

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -20,8 +21,14 @@ from ssd_sagemaker.data.formats import ChannelRead, FileChannel, media_type
 from ssd_sagemaker.data.images import IMAGE_SUFFIXES, BadImage, decode, inspect_file
 from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.report import ChannelReport
-from ssd_sagemaker.data.samples import (Sample, class_id_problem, fit_boxes, is_integer,
-                                        is_number, normalised)
+from ssd_sagemaker.data.samples import (
+    Sample,
+    class_id_problem,
+    fit_boxes,
+    is_integer,
+    is_number,
+    normalised,
+)
 from ssd_sagemaker.data.sharding import FULLY_REPLICATED, SHARDED_BY_S3_KEY
 from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError

@@ -14,8 +14,8 @@ hence their early-stopping decisions, agree.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -24,9 +24,13 @@ from ssd_sagemaker.data import manifest, recordio
 from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
-from ssd_sagemaker.data.report import ChannelReport
-from ssd_sagemaker.data.sharding import (FULLY_REPLICATED, SHARDED_BY_S3_KEY, Shard,
-                                         samples_per_epoch, split)
+from ssd_sagemaker.data.sharding import (
+    FULLY_REPLICATED,
+    SHARDED_BY_S3_KEY,
+    Shard,
+    samples_per_epoch,
+    split,
+)
 from ssd_sagemaker.data.sources import SampleList, Source
 from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths

@@ -5,9 +5,10 @@ with one such object and one entry in `channels.FORMATS`."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.report import ChannelReport

@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 import itertools
 import os
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import mxnet as mx
 import numpy as np

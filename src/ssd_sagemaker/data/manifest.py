@@ -10,9 +10,10 @@ same records (every file under the channel, in name order).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
+from typing import BinaryIO
 
 from ssd_sagemaker.data.annotations import parse_annotation
 from ssd_sagemaker.data.formats import ChannelRead, FileChannel
@@ -39,7 +40,7 @@ class Attributes:
     metadata: int | None
 
     @classmethod
-    def from_names(cls, channel: str, names: Sequence[str]) -> "Attributes":
+    def from_names(cls, channel: str, names: Sequence[str]) -> Attributes:
         """The image attribute is the one ending in `-ref`; the boxes the first other one that
         is not metadata; the metadata `<boxes>-metadata` when listed."""
         names = tuple(names)

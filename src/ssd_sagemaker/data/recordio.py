@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator, Mapping
+from typing import BinaryIO
 
 import numpy as np
 

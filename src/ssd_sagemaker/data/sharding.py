@@ -22,8 +22,9 @@ batch has the same shape: the hybridised network keeps one static graph).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, TypeVar
+from typing import TypeVar
 
 from ssd_sagemaker.errors import AlgorithmError
 

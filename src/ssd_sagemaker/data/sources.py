@@ -5,7 +5,8 @@ light: a path or a record offset, and a few boxes); a Pipe-mode channel is a `Pi
 
 from __future__ import annotations
 
-from typing import Iterator, Protocol, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 

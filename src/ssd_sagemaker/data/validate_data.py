@@ -8,8 +8,8 @@ stream (`.rec` files, or RecordIO-wrapped manifest records).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Mapping
 
 from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport

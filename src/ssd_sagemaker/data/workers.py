@@ -29,11 +29,12 @@ import secrets
 import signal
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing import connection, resource_tracker, shared_memory
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -184,7 +185,7 @@ class _Ready:
     def __init__(self, function: Callable, args: tuple):
         self._function, self._args = function, args
 
-    def get(self, timeout: float | None = None) -> Any:  # noqa: ARG002 - as _Task.get
+    def get(self, timeout: float | None = None) -> Any:
         return self._function(*self._args)
 
 
@@ -261,7 +262,7 @@ _PENDING = object()
 class _Task:
     """One submitted call: its message, the worker running it, then its outcome."""
 
-    def __init__(self, pool: "WorkerPool", task_id: int, function: Callable, args: tuple):
+    def __init__(self, pool: WorkerPool, task_id: int, function: Callable, args: tuple):
         self.pool = pool
         self.message = (task_id, function, args)
         self.worker: _Worker | None = None

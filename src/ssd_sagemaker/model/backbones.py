@@ -10,9 +10,10 @@ built), so the hyperparameter table and the image build's weights step can read 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gluoncv.model_zoo.ssd.ssd import SSD

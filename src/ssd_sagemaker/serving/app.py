@@ -12,18 +12,29 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, request
-from werkzeug.exceptions import (ClientDisconnected, HTTPException, MethodNotAllowed, NotFound,
-                                 RequestEntityTooLarge)
+from werkzeug.exceptions import (
+    ClientDisconnected,
+    HTTPException,
+    MethodNotAllowed,
+    NotFound,
+    RequestEntityTooLarge,
+)
 
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.handlers import SUPPORTED_CONTENT_TYPES, Predictor
-from ssd_sagemaker.serving.negotiation import (CUSTOM_ATTRIBUTES_HEADER, detection_limits,
-                                               response_format)
+from ssd_sagemaker.serving.negotiation import (
+    CUSTOM_ATTRIBUTES_HEADER,
+    detection_limits,
+    response_format,
+)
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
-from ssd_sagemaker.serving.protocol_errors import (MalformedRequest, Refusal, error_document,
-                                                   protocol_refusal)
-from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, RequestError,
-                                                  UnsupportedMediaType)
+from ssd_sagemaker.serving.protocol_errors import (
+    MalformedRequest,
+    Refusal,
+    error_document,
+    protocol_refusal,
+)
+from ssd_sagemaker.serving.request_errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 
 LOG = logging.getLogger(__name__)
 

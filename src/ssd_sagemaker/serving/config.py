@@ -8,9 +8,9 @@ imports MXNet: the master must set the OpenMP thread count before MXNet is first
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from ssd_sagemaker.errors import ClientError
 

@@ -5,8 +5,8 @@ detections a request asked for. Rows follow the built-in algorithm:
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import mxnet as mx
 import numpy as np
@@ -16,8 +16,11 @@ from ssd_sagemaker.data.transforms import network_input
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
-from ssd_sagemaker.serving.request_errors import (PayloadTooLarge, UndecodableImage,
-                                                  UnsupportedMediaType)
+from ssd_sagemaker.serving.request_errors import (
+    PayloadTooLarge,
+    UndecodableImage,
+    UnsupportedMediaType,
+)
 
 SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 

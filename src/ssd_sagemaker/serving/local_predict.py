@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ssd_sagemaker.data.images import IMAGE_SUFFIXES
 from ssd_sagemaker.errors import ClientError

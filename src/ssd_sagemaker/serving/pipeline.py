@@ -8,8 +8,8 @@ which apply (the endpoint's, from `ServingConfig` and the request), so none can 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -9,9 +9,10 @@ a chunked body's framing is parsed only while the app reads it (`app._read_body`
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable
+from typing import Any
 
 from gunicorn.http import errors as http_errors
 

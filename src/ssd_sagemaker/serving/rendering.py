@@ -3,7 +3,7 @@ person looks at to judge a model, from the HTTP endpoint (`Accept: image/jpeg`) 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np

@@ -8,7 +8,8 @@ training annotations), or draw it on the image.
 from __future__ import annotations
 
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.rendering import class_name, draw_detections, encode_image

@@ -23,8 +23,8 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
@@ -32,8 +32,11 @@ from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
 from ssd_sagemaker.serving.config import ServingConfig, read_serving_config
-from ssd_sagemaker.serving.protocol_errors import (MAX_HEADER_FIELD_BYTES, MAX_HEADER_FIELDS,
-                                                   MAX_REQUEST_LINE_BYTES)
+from ssd_sagemaker.serving.protocol_errors import (
+    MAX_HEADER_FIELD_BYTES,
+    MAX_HEADER_FIELDS,
+    MAX_REQUEST_LINE_BYTES,
+)
 from ssd_sagemaker.serving.worker import ServingWorker
 
 LOG = logging.getLogger(__name__)

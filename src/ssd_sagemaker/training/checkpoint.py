@@ -18,9 +18,10 @@ import json
 import logging
 import pickle
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import mxnet as mx
 from mxnet import gluon

@@ -13,9 +13,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
 
 from ssd_sagemaker.environment import RESOLVE_TIMEOUT_VARIABLE, ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
@@ -118,7 +118,7 @@ class ParameterServerRoles:
         LOG.info("started the %s (pid %d) for %s", role, process.pid, self.cluster.current_host)
         self.processes.append(process)
 
-    def start(self) -> "ParameterServerRoles":
+    def start(self) -> ParameterServerRoles:
         if self.cluster.is_master:
             self._start("scheduler")
         self._start("server")
@@ -168,7 +168,7 @@ class DistributedJob:
     def is_master(self) -> bool:
         return self.cluster.is_master
 
-    def __enter__(self) -> "DistributedJob":
+    def __enter__(self) -> DistributedJob:
         control_port = self.cluster.scheduler_port + 1
         if self.cluster.is_master:
             self._coordinator = Coordinator(control_port, len(self.cluster.hosts))

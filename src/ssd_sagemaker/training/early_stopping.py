@@ -5,8 +5,9 @@ improvement, where (mAP − best) / best < `early_stopping_tolerance` is *not* a
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 LOG = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from ssd_sagemaker.errors import INTERRUPTED_EXIT_CODE, STOPPED_EXIT_CODE, JobStopped
 
@@ -44,9 +44,9 @@ class StopRequest:
             self.signal = by
         self._event.set()
 
-    def install(self) -> "StopRequest":
+    def install(self) -> StopRequest:
         """Route SIGTERM and SIGINT to this flag (main thread only, as Python requires)."""
-        def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        def on_signal(signum, frame):
             by = signal.Signals(signum)
             if by == signal.SIGINT:
                 # The next Ctrl-C is the kernel's: it ends the process even inside a long

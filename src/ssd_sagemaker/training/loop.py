@@ -7,8 +7,8 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 
 import mxnet as mx
 from gluoncv.loss import SSDMultiBoxLoss

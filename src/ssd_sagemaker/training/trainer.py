@@ -10,9 +10,9 @@ import gc
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import mxnet as mx
 import numpy as np
@@ -35,8 +35,11 @@ from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.epochs import EpochLoop, RunPlan
 from ssd_sagemaker.training.loop import Learner
 from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
-from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
-                                             updates_per_epoch)
+from ssd_sagemaker.training.schedule import (
+    learning_rate_schedule,
+    optimizer_settings,
+    updates_per_epoch,
+)
 from ssd_sagemaker.training.state import TrainingState
 
 LOG = logging.getLogger(__name__)

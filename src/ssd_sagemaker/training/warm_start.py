@@ -12,8 +12,8 @@ import shutil
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import mxnet as mx
 from mxnet import gluon

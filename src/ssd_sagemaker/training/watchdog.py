@@ -17,12 +17,15 @@ import faulthandler
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator
 
-from ssd_sagemaker.environment import (PROGRESS_TIMEOUT_VARIABLE, TrainingSettings,
-                                       read_training_settings)
+from ssd_sagemaker.environment import (
+    PROGRESS_TIMEOUT_VARIABLE,
+    TrainingSettings,
+    read_training_settings,
+)
 from ssd_sagemaker.errors import AlgorithmError
 
 LOG = logging.getLogger(__name__)
@@ -100,7 +103,7 @@ class Watchdog:
         self._batches += 1
         self._arm()
 
-    def _expired(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+    def _expired(self, signum: int, frame: FrameType | None) -> None:
         raise TrainingStalled(
             f"No batch completed for {self.seconds:g} s in {self._what} (after "
             f"{self._batches} batch(es) of it): the job was waiting for "

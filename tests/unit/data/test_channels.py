@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 
 from anchor_grid import anchors
-from planting import (image_records, manifest_records, sharded_by_key_layout,
-                      start_pipe_writer, stream_bytes, write_records)
+from planting import (
+    image_records,
+    manifest_records,
+    sharded_by_key_layout,
+    start_pipe_writer,
+    stream_bytes,
+    write_records,
+)
 from ssd_sagemaker.data.channels import channel_format, read_training_data
 from ssd_sagemaker.data.sharding import Shard, samples_per_epoch, split
 from ssd_sagemaker.data.synthetic import write_annotated_channel
@@ -246,8 +252,8 @@ def test_sharded_images_with_replicated_annotations(tmp_path: Path, caplog) -> N
     for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (5, 5))):
         data = read_training_data(paths, channels, _hp(10), Shard(index, 2))
         assert len(data.train.samples) == 5
-        assert f"train (image + JSON): 10 found, 5 used, 5 skipped (5 annotations of images " \
-               f"on other hosts), 0 with errors" in caplog.text
+        assert "train (image + JSON): 10 found, 5 used, 5 skipped (5 annotations of images " \
+               "on other hosts), 0 with errors" in caplog.text
         assert data.class_names == {0: "circle", 1: "square", 2: "triangle"}
         caplog.clear()
 

@@ -7,8 +7,8 @@ number, a cut stream; File mode and Pipe-mode FIFOs."""
 from __future__ import annotations
 
 import gzip
-import json
 import io
+import json
 import subprocess
 from pathlib import Path
 

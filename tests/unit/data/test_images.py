@@ -16,8 +16,15 @@ from PIL import Image
 
 import image_corpus
 from ssd_sagemaker.data import images
-from ssd_sagemaker.data.images import (BadImage, ImageHeader, TooManyPixels, UnsupportedFormat,
-                                       decode, inspect_bytes, sniff_format)
+from ssd_sagemaker.data.images import (
+    BadImage,
+    ImageHeader,
+    TooManyPixels,
+    UnsupportedFormat,
+    decode,
+    inspect_bytes,
+    sniff_format,
+)
 
 LIMIT = 40_000_000
 

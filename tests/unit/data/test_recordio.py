@@ -15,9 +15,17 @@ import numpy as np
 import pytest
 
 from planting import detection_label, image_records, jpeg, write_records
-from ssd_sagemaker.data.recordio import (MAGIC, LabelTooWide, iter_records, pack, parse_records,
-                                         read_payload, read_recordio_channel, unpack,
-                                         write_record)
+from ssd_sagemaker.data.recordio import (
+    MAGIC,
+    LabelTooWide,
+    iter_records,
+    pack,
+    parse_records,
+    read_payload,
+    read_recordio_channel,
+    unpack,
+    write_record,
+)
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.errors import ClientError
 

@@ -11,8 +11,12 @@ import numpy as np
 import pytest
 
 from anchor_grid import anchors
-from ssd_sagemaker.data.transforms import (TrainTransform, network_input, training_transform,
-                                           validation_transform)
+from ssd_sagemaker.data.transforms import (
+    TrainTransform,
+    network_input,
+    training_transform,
+    validation_transform,
+)
 
 
 @pytest.mark.parametrize("width, height", [(500, 400), (200, 150), (320, 240)])

@@ -6,9 +6,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-from planting import (annotation, bomb_png, corrupt_jpeg, detection_label, jpeg, png,
-                      truncated, write_json_pair, write_records)
+from planting import (
+    annotation,
+    bomb_png,
+    corrupt_jpeg,
+    detection_label,
+    jpeg,
+    png,
+    truncated,
+    write_json_pair,
+    write_records,
+)
 from ssd_sagemaker.cli import main
 from ssd_sagemaker.data.recordio import pack
 

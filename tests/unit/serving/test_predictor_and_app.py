@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
-                                          read_model_info)
+from ssd_sagemaker.model.artifact import (
+    MODEL_INFO_FILE,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+    ModelInfo,
+    read_model_info,
+)
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections

@@ -10,8 +10,12 @@ import pytest
 from serving_samples import CLASSES
 from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.rendering import PALETTE, draw_detections
-from ssd_sagemaker.serving.responses import (annotation_json, default_json, response_body,
-                                             verbose_json)
+from ssd_sagemaker.serving.responses import (
+    annotation_json,
+    default_json,
+    response_body,
+    verbose_json,
+)
 
 ROWS = [[0.0, 0.9, 0.1, 0.2, 0.5, 0.6], [1.0, 0.4, 0.0, 0.0, 1.0, 1.0]]
 

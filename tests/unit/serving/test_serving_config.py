@@ -4,9 +4,14 @@ built-in's payload limit), and every bad variable named at once."""
 import pytest
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.serving.config import (DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits,
-                                          ServingConfig, gpu_count, read_request_limits,
-                                          read_serving_config)
+from ssd_sagemaker.serving.config import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DetectionLimits,
+    ServingConfig,
+    gpu_count,
+    read_request_limits,
+    read_serving_config,
+)
 
 
 def test_defaults_on_a_cpu_host():

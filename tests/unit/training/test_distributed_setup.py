@@ -7,8 +7,12 @@ import pytest
 
 from ssd_sagemaker.environment import ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.training.distributed import (Cluster, choose_kv_store, make_cluster,
-                                                resolve_addresses)
+from ssd_sagemaker.training.distributed import (
+    Cluster,
+    choose_kv_store,
+    make_cluster,
+    resolve_addresses,
+)
 
 ONE = ResourceConfig("algo-1", ("algo-1",))
 TWO = ResourceConfig("algo-2", ("algo-1", "algo-2"))

@@ -2,8 +2,6 @@
 
 import logging
 
-import pytest
-
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 
 

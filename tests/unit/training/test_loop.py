@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
+from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.metrics import MetricReporter
-from ssd_sagemaker.data.transforms import training_transform
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import Learner, train_one_epoch

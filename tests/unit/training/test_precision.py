@@ -8,8 +8,7 @@ from mxnet import autograd, gluon
 from mxnet.contrib.amp import amp as amp_state
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.training.precision import (MixedPrecision, cpu_has_bfloat16,
-                                              resolve_precision)
+from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16, resolve_precision
 
 CPU, GPU = [mx.cpu()], [mx.gpu(0)]
 

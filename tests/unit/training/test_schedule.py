@@ -4,8 +4,11 @@ import logging
 
 import pytest
 
-from ssd_sagemaker.training.schedule import (learning_rate_schedule, optimizer_settings,
-                                             updates_per_epoch)
+from ssd_sagemaker.training.schedule import (
+    learning_rate_schedule,
+    optimizer_settings,
+    updates_per_epoch,
+)
 
 
 def test_updates_per_epoch_rounds_up():

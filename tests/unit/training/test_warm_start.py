@@ -6,8 +6,8 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.artifact import (MODEL_INFO_FILE, PARAMS_FILE, SYMBOL_FILE, ModelInfo,
-                                          save_artifact)
+from ssd_sagemaker.model.artifact import (
+    MODEL_INFO_FILE,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+    ModelInfo,
+    save_artifact,
+)
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training import warm_start
 
