@@ -15,7 +15,7 @@ import dataclasses
 import difflib
 import re
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 import re2
 
@@ -70,7 +70,7 @@ class HyperparameterSpec:
         """The type the field must be annotated with (a test holds the class to it)."""
         base = {"int": int, "float": float, "bool": bool, "flag": bool, "choice": str,
                 "regex": str, "epochs": tuple[int, ...]}[self.kind]
-        return Optional[base] if self.default is None and not self.required else base
+        return base | None if self.default is None and not self.required else base
 
 
 # The base networks `base_network` accepts (the choices of that field): the registry's names.

@@ -375,12 +375,15 @@ def test_every_valid_framing_of_an_image_gets_the_same_prediction(server, cuts, 
     assert answer.json() == reference_prediction(server)
 
 
-def reference_prediction(server: Server, cache={}) -> dict:
+_REFERENCE: dict = {}  # the reference answer, asked of the server once
+
+
+def reference_prediction(server: Server) -> dict:
     """The answer to the JPEG sent plainly, with a Content-Length (asked once)."""
-    if "answer" not in cache:
-        cache["answer"] = exchange(server, POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(JPEG)
+    if "answer" not in _REFERENCE:
+        _REFERENCE["answer"] = exchange(server, POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(JPEG)
                                    + JPEG).json()
-    return cache["answer"]
+    return _REFERENCE["answer"]
 
 
 def test_the_same_workers_still_answer_after_the_fuzz(server):

@@ -57,8 +57,8 @@ def annotation(file: str, width: int = 64, height: int = 48,
                **overrides) -> dict:
     """A JSON annotation; objects as (class_id, left, top, width, height)."""
     document = {"file": file, "image_size": [{"width": width, "height": height, "depth": 3}],
-                "annotations": [{"class_id": c, "left": l, "top": t, "width": w, "height": h}
-                                for c, l, t, w, h in objects]}
+                "annotations": [{"class_id": c, "left": left, "top": t, "width": w, "height": h}
+                                for c, left, t, w, h in objects]}
     document.update(overrides)
     return document
 

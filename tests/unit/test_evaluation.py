@@ -347,7 +347,7 @@ def _coco_ap50(images, difficult):
                 float(box[3] - box[1] + 1)]
 
     annotations, results = [], []
-    for image_id, (gt, gt_cls, gt_diff, det, det_cls, scores) in enumerate(images, 1):
+    for image_id, (gt, gt_cls, _gt_diff, det, det_cls, scores) in enumerate(images, 1):
         for box, class_id in zip(gt, gt_cls):
             wh = xywh(box)
             annotations.append({"id": len(annotations) + 1, "image_id": image_id,

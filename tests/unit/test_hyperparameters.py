@@ -58,7 +58,7 @@ def test_each_field_is_annotated_with_the_type_its_row_parses_to() -> None:
     hints = typing.get_type_hints(Hyperparameters)
     assert {spec.name: hints[spec.name] for spec in SPECS} == {
         spec.name: spec.python_type for spec in SPECS}
-    assert hints["kv_store"] == typing.Optional[str]
+    assert hints["kv_store"] == str | None
     assert hints["lr_scheduler_step"] == tuple[int, ...]
 
 

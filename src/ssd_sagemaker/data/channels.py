@@ -244,5 +244,5 @@ def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
     data = TrainingData(train=train, validation=validation,
                         distribution=channels["train"].distribution,
                         declared_samples=hp.num_training_samples, shard=shard)
-    data.class_names  # channels that disagree on class ids stop the job before training
+    _ = data.class_names  # channels that disagree on class ids stop the job before training
     return data

@@ -332,8 +332,8 @@ class _Worker:
             self.process.kill()
         self.process.join(STOP_SECONDS)
         self._feeder.join(STOP_SECONDS)
-        for connection in (self._task_writer, self.results):
-            connection.close()
+        for pipe_end in (self._task_writer, self.results):
+            pipe_end.close()
 
 
 class WorkerPool:

@@ -72,8 +72,8 @@ def test_image_json_channels(tmp_path: Path) -> None:
     batches = data.train_batches(0, TrainTransform(300, anchors()), 2)
     assert len(batches) == 3  # 5 images → 3 full batches, the last completed by a repeat
     assert [b[0].shape[0] for b in batches] == [2, 2, 2]
-    labels = [l.asnumpy() for _, l in data.validation_batches(ValTransform(300), 2)]
-    assert sum(len(l) for l in labels) == 3
+    labels = [label.asnumpy() for _, label in data.validation_batches(ValTransform(300), 2)]
+    assert sum(len(image_labels) for image_labels in labels) == 3
 
 
 def test_recordio_file_channels(tmp_path: Path) -> None:
