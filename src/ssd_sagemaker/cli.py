@@ -15,6 +15,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
@@ -85,7 +86,8 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
         if raw is not None:
             try:
-                limits = replace(limits, **{name: parse_limit(name, raw)})
+                change: dict[str, Any] = {name: parse_limit(name, raw)}  # an int for a count
+                limits = replace(limits, **change)
             except ValueError as error:
                 raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
     images = collect_images(inputs)

@@ -311,6 +311,7 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
     if interface is not None and not isinstance(interface, str):
         raise ClientError(f"{paths.resource_config_file}: network_interface_name must be a "
                           f"string such as 'eth0', not {shown(interface)}.")
+    assert isinstance(current, str)  # it is one of `hosts`, each checked to be a host name
     return ResourceConfig(current_host=current, hosts=tuple(sorted(hosts)),
                           network_interface_name=interface)
 

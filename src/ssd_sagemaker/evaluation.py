@@ -87,6 +87,13 @@ def _numpy(array: Any) -> np.ndarray | None:
     return array.asnumpy() if hasattr(array, "asnumpy") else np.asarray(array)
 
 
+def _array(array: Any) -> np.ndarray:
+    """An argument that must be given (only `gt_difficult` may be None), as a numpy array."""
+    if array is None:
+        raise ValueError("update() got None for an array it needs (only gt_difficult may be None)")
+    return array.asnumpy() if hasattr(array, "asnumpy") else np.asarray(array)
+
+
 def _parts(value: Any, count: int | None = None) -> list:
     """A per-device list (as `validate` collects them) or one batch array, as a list."""
     if isinstance(value, (list, tuple)):
@@ -130,7 +137,8 @@ class DetectionMAP:
             raise ValueError(f"update() got {[len(p) for p in parts]} device parts; every "
                              f"argument needs one array per device")
         for device in zip(*parts):
-            boxes, ids, scores, truth, truth_ids, difficult = (_numpy(a) for a in device)
+            boxes, ids, scores, truth, truth_ids = (_array(a) for a in device[:5])
+            difficult = _numpy(device[5])
             for image in range(boxes.shape[0]):
                 self.add_image(boxes[image], ids[image], scores[image], truth[image],
                                truth_ids[image], None if difficult is None else difficult[image])

@@ -74,7 +74,7 @@ def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
         problems.append(f"\"image_size\" must be a list holding one {{\"width\", \"height\", "
                         f"\"depth\"}} object, got {shown(image_size)}")
         return None
-    sizes = [entry.get("width"), entry.get("height")]
+    sizes: list[Any] = [entry.get("width"), entry.get("height")]  # JSON values, checked below
     faults = [f"image_size {key} must be a positive integer of at most {MAX_IMAGE_SIDE}, got "
               f"{shown(value)}" for key, value in zip(("width", "height"), sizes)
               if not is_integer(value) or not 0 < value <= MAX_IMAGE_SIDE]
@@ -281,6 +281,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             report.error(origin, problem)
         if parsed.problems:
             continue
+        assert image_path is not None  # without one, it was elsewhere or a problem said why
         samples.append(Sample(origin=f"{image_dir.name}/{image_path.relative_to(image_dir).as_posix()}",
                               image=image_path,
                               boxes=normalised(parsed.boxes, parsed.width, parsed.height),

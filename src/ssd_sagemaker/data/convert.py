@@ -83,7 +83,7 @@ def _image(image_dir: Path, relative: str, dataset: Dataset) -> tuple[Path, int,
     return path, header.width, header.height
 
 
-def _clipped(boxes: list[tuple[float, ...]], width: int, height: int, dataset: Dataset
+def _clipped(boxes: Sequence[tuple[float, ...]], width: int, height: int, dataset: Dataset
              ) -> tuple[np.ndarray, np.ndarray]:
     given = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
     array = np.clip(given, 0, [width, height, width, height])
@@ -171,11 +171,20 @@ def read_coco(annotation_file: Path, image_dir: Path, classes: Sequence[str] = (
     return dataset
 
 
+def _coordinate(box: ElementTree.Element, key: str) -> float:
+    text = box.findtext(key)
+    if text is None:
+        raise ValueError(f"a <bndbox> has no <{key}>")
+    return float(text)
+
+
 def _voc_objects(root: ElementTree.Element) -> list[tuple[str, tuple[float, ...], bool]]:
-    objects = []
+    objects: list[tuple[str, tuple[float, ...], bool]] = []
     for item in root.iter("object"):
         box = item.find("bndbox")
-        xmin, ymin, xmax, ymax = (float(box.find(key).text) for key in
+        if box is None:
+            raise ValueError("an <object> has no <bndbox>")
+        xmin, ymin, xmax, ymax = (_coordinate(box, key) for key in
                                   ("xmin", "ymin", "xmax", "ymax"))
         # VOC pixel indices are 1-based and inclusive.
         corners = (xmin - 1, ymin - 1, xmax, ymax)

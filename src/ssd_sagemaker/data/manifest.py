@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -175,8 +176,8 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
     parsed = parse_annotation(document, num_classes)
     for warning in parsed.warnings:
         report.warn(origin, f"{box_name} {warning}")
-    for problem in parsed.problems:
-        report.error(origin, f"{box_name} {problem}")
+    for fault in parsed.problems:
+        report.error(origin, f"{box_name} {fault}")
     if parsed.problems:
         return None
     if (header.width, header.height) != (parsed.width, parsed.height):
@@ -215,7 +216,7 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
             samples.extend(parse_entries(
                 iter_records(stream), attributes,
                 f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", num_classes,
-                report, names, image_ref=lambda offset, path=path: RecordRef(path, offset, False),
+                report, names, image_ref=partial(RecordRef, path, image_record=False),
                 full_decode=full_decode))
     return samples, names, report
 

@@ -85,7 +85,7 @@ def _shuffled(samples: Iterator[Sample], size: int,
         slot = int(rng.integers(size))
         yield buffer[slot]
         buffer[slot] = sample
-    rng.shuffle(buffer)
+    rng.shuffle(buffer)  # type: ignore[arg-type]  # numpy's stubs omit lists; it shuffles them
     yield from buffer
 
 

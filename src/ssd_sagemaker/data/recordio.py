@@ -297,12 +297,12 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
         report.error(origin, str(error))
         return None
     if len(label) > label_width:
-        error = LabelTooWide(
+        too_wide = LabelTooWide(
             f"{origin} has a label of {len(label)} numbers, more than label_width="
             f"{label_width}; set the hyperparameter label_width to at least {len(label)}.")
         if not thorough:
-            raise error
-        report.error(origin, str(error)[len(origin) + 1:])
+            raise too_wide
+        report.error(origin, str(too_wide)[len(origin) + 1:])
         return None
     try:
         header = inspect_bytes(data)

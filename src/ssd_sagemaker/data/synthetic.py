@@ -71,8 +71,10 @@ def _colour(rng: np.random.Generator, ground: np.ndarray) -> tuple[int, int, int
     for _ in range(20):
         colour = rng.integers(0, 256, 3)
         if np.linalg.norm(colour - ground) >= MIN_COLOUR_DISTANCE:
-            return tuple(int(c) for c in colour)
-    return tuple(255 if c < 128 else 0 for c in ground)
+            red, green, blue = (int(c) for c in colour)
+            return red, green, blue
+    red, green, blue = (255 if c < 128 else 0 for c in ground)
+    return red, green, blue
 
 
 def _render(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, Box]]]:

@@ -80,6 +80,7 @@ def format_report(results: list[ChannelResult]) -> str:
             lines += [f"  error   {line}" for line in result.fatal.splitlines()]
             continue
         report = result.report
+        assert report is not None  # a channel without a fatal error has its report
         lines.append(f"Channel {report.summary()}")
         lines += [f"  error   {line}" for line in report.error_lines()]
         lines += [f"  warning {line}" for line in report.warnings]

@@ -160,7 +160,7 @@ def _shared_collate(outputs: Sequence[tuple[np.ndarray, ...]]) -> SharedBatch | 
     # training process's) until the training process unlinks it: if the job dies abruptly,
     # the tracker frees it.
     offsets = np.cumsum([0] + sizes[:-1]).tolist()
-    fields = [np.ndarray(shape, dtype, buffer=memory.buf, offset=offset)
+    fields: list[np.ndarray] = [np.ndarray(shape, dtype, buffer=memory.buf, offset=offset)
               for (shape, dtype), offset in zip(layout, offsets)]
     collate(outputs, fields)
     del fields

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import replace
+from typing import Any
 
 from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits, parse_limit
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
@@ -90,7 +91,7 @@ def detection_limits(custom_attributes: str | None, defaults: DetectionLimits) -
     """`defaults` overridden by `score_threshold=..,max_detections=..` (comma or semicolon
     separated). Unknown attributes are someone else's and are ignored; a known one with a bad
     value is the client's mistake (400 naming it)."""
-    changes = {}
+    changes: dict[str, Any] = {}  # max_detections parses to an int
     for item in (custom_attributes or "").replace(";", ",").split(","):
         key, sep, raw = item.partition("=")
         key = key.strip().lower()

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
 
 import mxnet as mx
@@ -70,7 +70,7 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     net.hybridize(static_alloc=True, static_shape=True)
     started = time.time()
     images = 0
-    batches = len(loader) if hasattr(loader, "__len__") else 0
+    batches = len(loader) if isinstance(loader, Sized) else 0
     log_interval = max(1, min(50, batches // 10))
     on_terminal = draw_bar
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import mxnet as mx
 import numpy as np
@@ -49,7 +50,7 @@ POST_NMS_DETECTIONS = 100
 MODEL_CHANNEL = "model"
 # dist_sync: servers sum gradients, every worker applies the same update itself (so optimizer
 # state is local and checkpointed); dist_async: MXNet requires the servers to update.
-UPDATE_ON_KVSTORE = {"dist_sync": False, "dist_async": True}
+UPDATE_ON_KVSTORE: dict[str | None, bool] = {"dist_sync": False, "dist_async": True}
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     process is one worker: it reads its shard, and the master's validation decides for all."""
     started = time.time()
     reporter = reporter or MetricReporter(env.resources.current_host)
-    kvstore = mx.kv.create(kv_store) if job is not None else kv_store
+    kvstore: Any = mx.kv.create(kv_store) if job is not None else kv_store
     workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
     # dist_sync: the servers sum the gradients of this many workers into one update
     sync_workers = workers if kv_store == "dist_sync" else 1
