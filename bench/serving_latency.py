@@ -180,7 +180,8 @@ def main() -> None:
         print(f"  1 worker  x {max(1, cpus // 2)} OpenMP threads (as each of 2):  "
               f"{one_thread:6.2f} req/s")
         two = throughput(base, body, 2, args.requests, args.concurrency)
-        print(f"  2 workers x {max(1, cpus // 2)} OpenMP threads (default budget): {two:6.2f} req/s")
+        print(f"  2 workers x {max(1, cpus // 2)} OpenMP threads (default budget): "
+              f"{two:6.2f} req/s")
         print(f"  ratio 2 workers / 1 worker, same threads per worker: {two / one_thread:.2f} "
               f"(goal >= 1.8)")
         print(f"  ratio 2 workers / 1 worker, default budgets (same cores): {two / one:.2f}")

@@ -1,3 +1,3 @@
-"""ssd-sagemaker: a SageMaker-compatible SSD object detector (train and serve) on MXNet + GluonCV."""
+"""ssd-sagemaker: a SageMaker-compatible SSD object detector (train and serve), MXNet + GluonCV."""
 
 __version__ = "0.1.0"

@@ -272,7 +272,8 @@ def read_channels(paths: Paths) -> dict[str, ChannelConfig]:
     if not paths.input_data_config_file.exists():
         if not paths.data_dir.is_dir():
             return {}
-        return {d.name: ChannelConfig(d.name) for d in sorted(paths.data_dir.iterdir()) if d.is_dir()}
+        return {d.name: ChannelConfig(d.name)
+                for d in sorted(paths.data_dir.iterdir()) if d.is_dir()}
     raw = _read_json(paths.input_data_config_file, "input data config")
     if not isinstance(raw, dict):
         raise ClientError(f"{paths.input_data_config_file} must hold a JSON object of channels.")

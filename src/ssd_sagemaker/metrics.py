@@ -17,9 +17,11 @@ METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
     {"Name": "validation:mAP",
      "Regex": r"#quality_metric: host=\S+, epoch=\S+, validation mAP <score>=\((\S+)\)"},
     {"Name": "train:cross_entropy",
-     "Regex": r"#quality_metric: host=\S+, epoch=\S+, batch=\S+ train cross_entropy <loss>=\((\S+)\)"},
+     "Regex": r"#quality_metric: host=\S+, epoch=\S+, batch=\S+ "
+              r"train cross_entropy <loss>=\((\S+)\)"},
     {"Name": "train:smooth_l1",
-     "Regex": r"#quality_metric: host=\S+, epoch=\S+, batch=\S+ train smooth_l1 <loss>=\((\S+)\)"},
+     "Regex": r"#quality_metric: host=\S+, epoch=\S+, batch=\S+ "
+              r"train smooth_l1 <loss>=\((\S+)\)"},
     {"Name": "train:throughput",
      "Regex": r"#throughput_metric: host=\S+, train throughput=(\S+) records/second"},
     {"Name": "train:progress", "Regex": r"#progress_metric: host=\S+, completed (\S+) %"},

@@ -36,7 +36,8 @@ def engine() -> None:
                               timeout=900)
     if prepared.returncode == 3:
         pytest.skip(f"podman cannot run here: {prepared.stderr.strip()}")
-    assert prepared.returncode == 0, f"prepare.sh failed:\n{tail(prepared.stdout + prepared.stderr)}"
+    assert prepared.returncode == 0, \
+        f"prepare.sh failed:\n{tail(prepared.stdout + prepared.stderr)}"
     probe = podman("run", "--rm", *RUN_FLAGS, BASE_IMAGE, "true", timeout=120)
     if probe.returncode != 0:
         pytest.skip(f"podman cannot start a container here: {probe.stderr.strip()[-500:]}")

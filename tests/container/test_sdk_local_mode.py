@@ -190,7 +190,8 @@ def test_fit_on_one_host(sdk_run):
     # The container has a TTY (compose's `tty: true`) but nobody watches it: progress comes as
     # log lines (4 images / batch 2 = 2 batches, a line each), not as an invisible tqdm bar.
     progress = PROGRESS_LINE.findall(log)
-    assert progress == [("1", "2"), ("2", "2")], f"no per-batch progress lines in the job's log:\n{tail(log)}"
+    assert progress == [("1", "2"), ("2", "2")], \
+        f"no per-batch progress lines in the job's log:\n{tail(log)}"
     assert "batch/s]" not in log and "it/s]" not in log, "a tqdm bar was drawn into the log"
     print(f"\nfit on 1 host: {entry['seconds']} s")
 

@@ -381,8 +381,8 @@ _REFERENCE: dict = {}  # the reference answer, asked of the server once
 def reference_prediction(server: Server) -> dict:
     """The answer to the JPEG sent plainly, with a Content-Length (asked once)."""
     if "answer" not in _REFERENCE:
-        _REFERENCE["answer"] = exchange(server, POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(JPEG)
-                                   + JPEG).json()
+        _REFERENCE["answer"] = exchange(
+            server, POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(JPEG) + JPEG).json()
     return _REFERENCE["answer"]
 
 

@@ -39,7 +39,8 @@ def _train_in_process(base, monkeypatch):
 
 
 def _epochs(base):
-    return [json.loads(line) for line in (base / "output/data/metrics.jsonl").read_text().splitlines()]
+    lines = (base / "output/data/metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def test_sigterm_mid_epoch_then_resume_completes_the_plan(tmp_path):

@@ -25,8 +25,9 @@ def cli_env(base_dir: Path, **extra: str) -> dict:
 def run_cli(base_dir: Path, *args: str, timeout: float = 900,
             **extra: str) -> subprocess.CompletedProcess:
     """`python -m ssd_sagemaker ARGS` under `base_dir`, output captured, bounded by `timeout`."""
-    return subprocess.run([sys.executable, "-m", "ssd_sagemaker", *args], env=cli_env(base_dir, **extra),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "ssd_sagemaker", *args],
+                          env=cli_env(base_dir, **extra), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def write_hyperparameters(base_dir: Path, values: dict) -> None:

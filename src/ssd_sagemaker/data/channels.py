@@ -9,7 +9,7 @@
 Combinations the container cannot read are refused with a message that says what to send.
 Validation data is never sharded: every worker scores the same images, so their mAP, and
 hence their early-stopping decisions, agree.
-"""
+"""  # noqa: E501 - the table's rows are Markdown, which cannot wrap
 
 from __future__ import annotations
 
@@ -226,7 +226,8 @@ def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
     """Read `train` (required) and `validation` (optional: without it there is no mAP)."""
     if "train" not in channels:
         raise ClientError(
-            f"The 'train' channel is required; the job has: {', '.join(sorted(channels)) or 'none'}."
+            f"The 'train' channel is required; the job has: "
+            f"{', '.join(sorted(channels)) or 'none'}."
         )
     train = _source(paths, channels, "train", hp, shard)
     validation = None

@@ -17,7 +17,8 @@ from ssd_sagemaker.environment import ChannelConfig, Paths
 
 
 def media_type(config: ChannelConfig) -> str:
-    """The channel's ContentType without parameters, lower case (`image/JPEG; q=1` → `image/jpeg`)."""
+    """The channel's ContentType without parameters, lower case
+    (`image/JPEG; q=1` → `image/jpeg`)."""
     return config.content_type.split(";")[0].strip().lower()
 
 

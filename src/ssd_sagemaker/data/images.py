@@ -261,8 +261,9 @@ def _check_png_fields(bit_depth: int, colour_type: int, compression: int, filter
         raise BadImage(f"is a corrupt PNG: its header declares colour type {colour_type} "
                        f"(valid: 0, 2, 3, 4, 6)")
     if bit_depth not in PNG_BIT_DEPTHS[colour_type]:
+        valid = ", ".join(map(str, PNG_BIT_DEPTHS[colour_type]))
         raise BadImage(f"is a corrupt PNG: its header declares bit depth {bit_depth} for colour "
-                       f"type {colour_type} (valid: {', '.join(map(str, PNG_BIT_DEPTHS[colour_type]))})")
+                       f"type {colour_type} (valid: {valid})")
     if (compression, filter_method) != (0, 0) or interlace not in (0, 1):
         raise BadImage(f"is a corrupt PNG: its header declares compression {compression}, "
                        f"filter method {filter_method}, interlace {interlace} (valid: 0, 0, "

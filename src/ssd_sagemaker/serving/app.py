@@ -95,8 +95,9 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
 
     @app.errorhandler(NotFound)
     def not_found(error: NotFound):
-        routes = ", ".join(f"{'/'.join(sorted((rule.methods or set()) - {'HEAD', 'OPTIONS'}))} {rule}"
-                           for rule in app.url_map.iter_rules() if rule.endpoint != "static")
+        routes = ", ".join(
+            f"{'/'.join(sorted((rule.methods or set()) - {'HEAD', 'OPTIONS'}))} {rule}"
+            for rule in app.url_map.iter_rules() if rule.endpoint != "static")
         return _error(404, f"{request.path} is not served; the routes are: {routes}.")
 
     @app.errorhandler(MethodNotAllowed)

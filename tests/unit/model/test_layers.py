@@ -31,7 +31,8 @@ def _frozen_params(net):
 def test_vgg_documented_names(vgg):
     names = list(dict.fromkeys(layer.documented for layer in base_layers(vgg, "vgg-16")))
     assert names == list(VGG16_CONVS) + ["fc6", "fc7"]
-    by_native = {layer.native.split("_", 1)[1]: layer.documented for layer in base_layers(vgg, "vgg-16")}
+    by_native = {layer.native.split("_", 1)[1]: layer.documented
+                 for layer in base_layers(vgg, "vgg-16")}
     assert by_native["conv0"] == "conv1_1" and by_native["conv4"] == "conv3_1"
     assert by_native["conv12"] == "conv5_3" and by_native["dilated_conv1"] == "fc7"
 
@@ -40,12 +41,14 @@ def test_documented_example_freezes_exactly_the_first_two_vgg_blocks():
     net = build_network("vgg-16", 300, ["a"])
     frozen = freeze_layers(net, "vgg-16", r"^(conv1_|conv2_).*")
     assert frozen == ["conv1_1", "conv1_2", "conv2_1", "conv2_2"]
-    suffixes = sorted(n.split("vggatrousextractor")[1].split("_", 1)[1] for n in _frozen_params(net))
+    suffixes = sorted(n.split("vggatrousextractor")[1].split("_", 1)[1]
+                      for n in _frozen_params(net))
     assert suffixes == sorted(f"conv{i}_{k}" for i in range(4) for k in ("weight", "bias"))
 
 
 def test_resnet_documented_names(resnet):
-    layers = {layer.native.split("_", 1)[1]: layer.documented for layer in base_layers(resnet, "resnet-50")}
+    layers = {layer.native.split("_", 1)[1]: layer.documented
+              for layer in base_layers(resnet, "resnet-50")}
     assert layers["conv0"] == "conv0" and layers["batchnorm0"] == "bn0"
     assert layers["stage1_conv0"] == "stage1_unit1_conv1"
     assert layers["stage1_conv3"] == "stage1_unit1_sc"

@@ -95,7 +95,8 @@ def test_resnet_pretrained_base_weights_are_loaded(tmp_path):
     classifier.save_parameters(str(path))
 
     net = build_network("resnet-50", 300, ["a"], pretrained_file=path)
-    source = {k.split("_", 1)[1]: v.data().asnumpy() for k, v in classifier.collect_params().items()}
+    source = {k.split("_", 1)[1]: v.data().asnumpy()
+              for k, v in classifier.collect_params().items()}
     checked = 0
     for name, param in net.features.collect_params().items():
         if "_resnetv1" in name:

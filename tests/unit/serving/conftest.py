@@ -1,4 +1,4 @@
-"""Fixtures of the serving tests; the samples behind them are in tests/support/serving_samples.py."""
+"""Fixtures of the serving tests; their samples are in tests/support/serving_samples.py."""
 
 import pytest
 

@@ -13,7 +13,8 @@ F = ResponseFormat
 @pytest.mark.parametrize("accept,expected", [
     (None, F.JSON), ("", F.JSON), ("*/*", F.JSON), ("application/json", F.JSON),
     ("application/*", F.JSON), ("application/json; charset=utf-8", F.JSON),
-    ("application/json;verbose", F.VERBOSE_JSON), ("application/json; verbose=true", F.VERBOSE_JSON),
+    ("application/json;verbose", F.VERBOSE_JSON),
+    ("application/json; verbose=true", F.VERBOSE_JSON),
     ("application/json;verbose=0", F.JSON),
     ("application/json;annotation=1", F.ANNOTATION_JSON),
     ("application/json;annotation=0", F.JSON),

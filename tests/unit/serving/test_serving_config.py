@@ -50,7 +50,8 @@ def test_payload_zero_means_the_largest_limit():
 
 def test_every_bad_variable_is_named_at_once():
     with pytest.raises(ClientError) as error:
-        read_serving_config({"SAGEMAKER_BIND_TO_PORT": "http", "SAGEMAKER_MODEL_SERVER_WORKERS": "0",
+        read_serving_config({"SAGEMAKER_BIND_TO_PORT": "http",
+                             "SAGEMAKER_MODEL_SERVER_WORKERS": "0",
                              "SAGEMAKER_MAX_PAYLOAD_IN_MB": "101", "SSD_SCORE_THRESHOLD": "high",
                              "SSD_MAX_DETECTIONS": "-1", "SSD_MAX_IMAGE_PIXELS": "1e6"},
                             cpus=2, gpus=0)

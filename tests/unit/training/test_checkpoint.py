@@ -56,7 +56,8 @@ def test_round_trip_restores_weights_optimizer_and_schedule(tmp_path):
 
     restored, restored_trainer = _net_and_trainer(1)
     state = Checkpointer(tmp_path).resume(restored, restored_trainer, NETWORK, [mx.cpu()])
-    assert (state.next_epoch, state.early_stopping["best_map"], state.history) == (3, 0.4, [{"epoch": 0}])
+    assert (state.next_epoch, state.early_stopping["best_map"], state.history) == \
+        (3, 0.4, [{"epoch": 0}])
     np.testing.assert_array_equal(restored.weight.data().asnumpy(), net.weight.data().asnumpy())
     assert restored_trainer.learning_rate == pytest.approx(0.05)  # past the step at update 2
     # One more identical step on both keeps them identical: momentum state was restored too.

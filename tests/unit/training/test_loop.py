@@ -69,7 +69,8 @@ def test_two_devices_give_the_same_losses_and_update_as_one(batch_and_weights):
     # ...and the step really moved the weights (the comparison is not of untouched arrays).
     untrained = build_network("vgg-16", SHAPE, ["a", "b"])
     untrained.load_parameters(str(weights))
-    initial = {k.split("_", 1)[1]: v.data().asnumpy() for k, v in untrained.collect_params().items()}
+    initial = {k.split("_", 1)[1]: v.data().asnumpy()
+               for k, v in untrained.collect_params().items()}
     moved = [n for n, v in params_one.items() if n in initial and not np.allclose(v, initial[n])]
     assert len(moved) > 30
 
@@ -118,7 +119,8 @@ def test_a_non_finite_loss_stops_with_advice(batch_and_weights):
     with pytest.raises(ClientError) as error:
         train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 2,
                         MetricReporter("h", io.StringIO()), loss_fn=exploding_loss)
-    assert "epoch 2, batch 0" in str(error.value) and "Lower learning_rate (now 0.5)" in str(error.value)
+    message = str(error.value)
+    assert "epoch 2, batch 0" in message and "Lower learning_rate (now 0.5)" in message
 
 
 def test_stop_request_ends_the_epoch_at_a_batch_boundary(batch_and_weights):

@@ -20,7 +20,8 @@ def test_class_names_fill_the_gaps():
 
 
 def test_batch_larger_than_the_data_is_refused():
-    with pytest.raises(ClientError, match="mini_batch_size=32 is larger than the 5 training images"):
+    with pytest.raises(ClientError,
+                       match="mini_batch_size=32 is larger than the 5 training images"):
         trainer._check_batch_size(_hp(), 5)
 
 
