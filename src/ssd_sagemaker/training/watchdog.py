@@ -21,11 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from ssd_sagemaker.environment import (
-    PROGRESS_TIMEOUT_VARIABLE,
-    TrainingSettings,
-    read_training_settings,
-)
+from ssd_sagemaker.environment import PROGRESS_TIMEOUT_VARIABLE, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError
 
 LOG = logging.getLogger(__name__)
@@ -41,11 +37,10 @@ class TrainingStalled(AlgorithmError):
     """No batch completed within the progress timeout."""
 
 
-def progress_timeout(pipe_mode: bool, settings: TrainingSettings | None = None) -> float:
+def progress_timeout(pipe_mode: bool, settings: TrainingSettings) -> float:
     """Seconds without a finished batch before the job stops: `SSD_PROGRESS_TIMEOUT`
-    (default 1800), doubled when the training data comes in Pipe mode. `settings`: the job's,
-    read at start (None: read them now)."""
-    settings = read_training_settings() if settings is None else settings
+    (default 1800) from the job's settings, read at start, doubled when the training data
+    comes in Pipe mode."""
     return settings.progress_timeout * (PIPE_MODE_FACTOR if pipe_mode else 1.0)
 
 
