@@ -174,7 +174,7 @@ def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], 
     from ssd_sagemaker.environment import Paths, read_training_environment
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
     from ssd_sagemaker.model.network import build_network
-    from ssd_sagemaker.training.trainer import SEED
+    from ssd_sagemaker.seeding import SEED
 
     env = read_training_environment(Paths(base))
     data = read_training_data(env.paths, env.channels, parse_hyperparameters(env.hyperparameters))

@@ -55,12 +55,14 @@ def worker(steps: int, batch: int, distributed: bool) -> dict:
 
 
 def two_workers(steps: int, batch: int) -> list[dict]:
+    from ssd_sagemaker.environment import ResourceConfig
     from ssd_sagemaker.serving.loopback import free_port
     from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
 
     port = free_port()
     addresses = {host: "127.0.0.1" for host in HOSTS}
-    clusters = [Cluster(HOSTS, host, addresses, port, "dist_sync") for host in HOSTS]
+    clusters = [Cluster(ResourceConfig(host, HOSTS), addresses, port, "dist_sync")
+                for host in HOSTS]
     roles = [ParameterServerRoles(cluster).start() for cluster in clusters]
     command = [sys.executable, __file__, "--worker", "--steps", str(steps), "--batch", str(batch)]
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True,

@@ -62,10 +62,10 @@ def main() -> None:
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
     from ssd_sagemaker.metrics import MetricReporter
     from ssd_sagemaker.model.network import build_network
+    from ssd_sagemaker.seeding import SEED
     from ssd_sagemaker.training.loop import Learner, train_one_epoch
     from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
     from ssd_sagemaker.training.schedule import optimizer_settings
-    from ssd_sagemaker.training.trainer import SEED
 
     workers = args.workers if args.workers is not None else loader_workers()
     ctx = [mx.cpu()]

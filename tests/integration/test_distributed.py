@@ -354,6 +354,7 @@ def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batc
     import mxnet as mx
     import numpy as np
 
+    from ssd_sagemaker.environment import ResourceConfig
     from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
 
     _equal_positive_batch(tmp_path)
@@ -365,11 +366,12 @@ def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batc
 
     port = free_port()
     addresses = {host: "127.0.0.1" for host in HOSTS}
-    roles = [ParameterServerRoles(Cluster(HOSTS, host, addresses, port, "dist_sync")).start()
+    roles = [ParameterServerRoles(Cluster(ResourceConfig(host, HOSTS), addresses, port,
+                                             "dist_sync")).start()
              for host in HOSTS]
     workers = [subprocess.Popen(script + [str(tmp_path / f"worker{i}.params"), "dist_sync"],
                                 env=dict(cli_env(tmp_path),
-                                         **Cluster(HOSTS, host, addresses, port,
+                                         **Cluster(ResourceConfig(host, HOSTS), addresses, port,
                                                    "dist_sync").role_environment("worker")),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for i, host in enumerate(HOSTS)]

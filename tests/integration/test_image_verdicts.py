@@ -17,7 +17,7 @@ from PIL import Image
 import image_corpus
 from cli_runner import run_cli, write_hyperparameters
 from serve_process import Server
-from ssd_sagemaker.data.annotations import read_annotated_channel
+from ssd_sagemaker.data.image_json import read_annotated_channel
 from ssd_sagemaker.data.images import decode
 from ssd_sagemaker.data.workers import load
 from ssd_sagemaker.errors import ClientError

@@ -2,7 +2,7 @@
 
 | channel declaration | format | read by (its `FORMAT`, listed in `FORMATS`) |
 |---|---|---|
-| `ContentType` image/jpeg, image/png, application/x-image (+ `<channel>_annotation`) | image + JSON, File mode | `annotations.py` |
+| `ContentType` image/jpeg, image/png, application/x-image (+ `<channel>_annotation`) | image + JSON, File mode | `image_json.py` |
 | `ContentType` application/x-recordio | MXNet RecordIO (im2rec), File or Pipe mode | `recordio.py` |
 | `AttributeNames` given, `RecordWrapperType` RecordIO | augmented manifest, File or Pipe mode | `manifest.py` |
 
@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ssd_sagemaker.data import annotations as image_json
-from ssd_sagemaker.data import manifest, recordio
+from ssd_sagemaker.data import image_json, manifest, recordio
 from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
@@ -36,13 +35,13 @@ from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters
+from ssd_sagemaker.seeding import SEED
 
 LOG = logging.getLogger(__name__)
 
 # Every format the container reads; a new format is a module with a `ChannelFormat` and an entry
 # here (the order is the one the "cannot read" message lists them in).
 FORMATS: tuple[ChannelFormat, ...] = (recordio.FORMAT, image_json.FORMAT, manifest.FORMAT)
-SEED = 42
 
 __all__ = ["Shard", "TrainingData", "read_training_data", "channel_format", "read_file_channel",
            "FileChannel", "FORMATS"]

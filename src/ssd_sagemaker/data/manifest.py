@@ -16,8 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
-from ssd_sagemaker.data.annotations import parse_annotation
 from ssd_sagemaker.data.formats import ChannelRead, FileChannel
+from ssd_sagemaker.data.image_json import parse_annotation
 from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
 from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.recordio import RecordIOFormatError, iter_records
@@ -88,7 +88,7 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
                   num_classes: int, report: ChannelReport, class_names: dict[int, str],
                   keep: Callable[[int], bool] = lambda index: True,
                   image_ref: Callable[[int], RecordRef] | None = None,
-                  full_decode: bool = False) -> Iterator[Sample]:
+                  thorough: bool = False) -> Iterator[Sample]:
     """Samples of the manifest lines in a record stream (offset, payload). Lines for which
     `keep(index)` is false are another worker's and are not checked. Problems go to `report`;
     class names found in metadata to `class_names`. `image_ref(offset)` lets File-mode samples
@@ -132,7 +132,7 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
                                  f"{list(attributes.names)} needs {width} per manifest line")
             return
         sample = _sample(entry, attributes, origin, num_classes, report, class_names,
-                         image_ref, full_decode)
+                         image_ref, thorough)
         if sample is not None:
             report.used += 1
             yield sample
@@ -152,12 +152,12 @@ def _other_workers_names(entry: list[tuple[int, bytes]], attributes: Attributes,
 
 def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
             num_classes: int, report: ChannelReport, class_names: dict[int, str],
-            image_ref: Callable[[int], RecordRef] | None, full_decode: bool) -> Sample | None:
+            image_ref: Callable[[int], RecordRef] | None, thorough: bool) -> Sample | None:
     image_offset, image = entry[attributes.image]
     box_name = attributes.names[attributes.boxes]
     try:
         header = inspect_bytes(image)
-        if full_decode:
+        if thorough:
             decode(image)
     except BadImage as error:
         looks_json = image.lstrip()[:1] in (b"{", b"[", b'"')
@@ -196,7 +196,7 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
 
 
 def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes: int,
-                          full_decode: bool = False, channel: str | None = None
+                          thorough: bool = False, channel: str | None = None
                           ) -> tuple[list[Sample], dict[int, str], ChannelReport]:
     """File mode: every file under `channel_dir` (name order) holds RecordIO-wrapped manifest
     records; samples point at their image records."""
@@ -217,7 +217,7 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
                 iter_records(stream), attributes,
                 f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", num_classes,
                 report, names, image_ref=partial(RecordRef, path, image_record=False),
-                full_decode=full_decode))
+                thorough=thorough))
     return samples, names, report
 
 
@@ -250,7 +250,7 @@ class ManifestFormat:
     def read_files(self, request: ChannelRead) -> FileChannel:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)
         samples, names, report = read_manifest_channel(
-            request.directory, attributes, request.num_classes, full_decode=request.thorough,
+            request.directory, attributes, request.num_classes, thorough=request.thorough,
             channel=request.name)
         return FileChannel(samples, names, report)
 

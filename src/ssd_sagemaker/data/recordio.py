@@ -286,11 +286,12 @@ def parse_label(label: np.ndarray, num_classes: int, width: int, height: int) ->
 
 def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | None,
                        num_classes: int, label_width: int, report: ChannelReport,
-                       full_decode: bool = False, thorough: bool = False) -> Sample | None:
+                       thorough: bool = False) -> Sample | None:
     """The sample of one image record, or None (its problems in `report`). `image` is what
     the sample keeps to reach its bytes later: a `RecordRef`, or None for the bytes
     themselves (streams). A label wider than `label_width` raises `LabelTooWide` (with
-    `thorough`, as validate-data reads, it is reported like any other fault)."""
+    `thorough`, as validate-data reads, it is reported like any other fault, and the image
+    is decoded too)."""
     try:
         label, data, _ = unpack(record)
     except RecordIOFormatError as error:
@@ -306,7 +307,7 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
         return None
     try:
         header = inspect_bytes(data)
-        if full_decode:
+        if thorough:
             decode(data)
     except BadImage as error:
         report.error(origin, f"image {error}")
@@ -349,7 +350,7 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
                 report.found += 1
                 sample = sample_from_record(record, f"{name} record {index}",
                                             RecordRef(path, offset), num_classes, label_width,
-                                            report, thorough, thorough)
+                                            report, thorough)
                 if sample is not None:
                     samples.append(sample)
                     report.used += 1

@@ -27,6 +27,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
 
 LOG = logging.getLogger(__name__)
@@ -44,7 +45,7 @@ class CheckpointState:
     """Everything besides tensors that a resumed run needs."""
 
     next_epoch: int  # the first epoch still to run
-    network: dict[str, Any]  # base_network, image_shape, classes: must match to resume
+    network: dict[str, Any]  # NetworkIdentity.to_json(): must match to resume
     early_stopping: dict[str, Any] = field(default_factory=dict)
     params_file: str = ""
     states_file: str = ""
@@ -117,7 +118,7 @@ class Checkpointer:
 
     # --- resuming -----------------------------------------------------------------------
 
-    def resume(self, net: gluon.Block, trainer: gluon.Trainer, network: dict[str, Any],
+    def resume(self, net: gluon.Block, trainer: gluon.Trainer, network: NetworkIdentity,
                contexts: Sequence[mx.Context]) -> CheckpointState | None:
         """Restore the newest intact checkpoint into `net` and `trainer` and return its state;
         None (start from the beginning) when the folder has none. Damaged checkpoints are
@@ -164,15 +165,14 @@ class Checkpointer:
             states.setdefault(state.params_file, state)
         return sorted(states.values(), key=lambda s: s.sequence, reverse=True), unreadable
 
-    def _check_network(self, state: CheckpointState, network: dict[str, Any]) -> None:
-        if state.network != network:
-            differences = ", ".join(f"{key} {state.network.get(key)!r} → {value!r}"
-                                    for key, value in network.items()
-                                    if state.network.get(key) != value)
+    def _check_network(self, state: CheckpointState, network: NetworkIdentity) -> None:
+        mismatches = NetworkIdentity.from_json(state.network).mismatches(network,
+                                                                         "the checkpoint")
+        if mismatches:
             raise ClientError(
                 f"The checkpoint in {self.directory} was saved for a different network "
-                f"({differences}); use a new checkpoint folder (CheckpointConfig.S3Uri) or "
-                f"empty it to train this configuration from scratch."
+                f"({'; '.join(mismatches)}); use a new checkpoint folder "
+                f"(CheckpointConfig.S3Uri) or empty it to train this configuration from scratch."
             )
 
     def _verify_files(self, state: CheckpointState) -> None:

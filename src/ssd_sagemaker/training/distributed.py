@@ -70,19 +70,14 @@ def resolve_addresses(hosts: tuple[str, ...], timeout: float,
 class Cluster:
     """The hosts of a multi-host job and where its scheduler listens."""
 
-    hosts: tuple[str, ...]
-    current_host: str
+    resources: ResourceConfig
     addresses: Mapping[str, str]
     scheduler_port: int
     kv_store: str
 
     @property
-    def is_master(self) -> bool:
-        return self.current_host == self.hosts[0]
-
-    @property
     def scheduler_address(self) -> str:
-        return self.addresses[self.hosts[0]]
+        return self.addresses[self.resources.hosts[0]]
 
     def role_environment(self, role: str) -> dict[str, str]:
         """The `DMLC_*` variables of one role on this host."""
@@ -90,15 +85,14 @@ class Cluster:
             "DMLC_ROLE": role,
             "DMLC_PS_ROOT_URI": self.scheduler_address,
             "DMLC_PS_ROOT_PORT": str(self.scheduler_port),
-            "DMLC_NUM_SERVER": str(len(self.hosts)),
-            "DMLC_NUM_WORKER": str(len(self.hosts)),
-            "DMLC_NODE_HOST": self.addresses[self.current_host],
+            "DMLC_NUM_SERVER": str(len(self.resources.hosts)),
+            "DMLC_NUM_WORKER": str(len(self.resources.hosts)),
+            "DMLC_NODE_HOST": self.addresses[self.resources.current_host],
         }
 
 
 def make_cluster(resources: ResourceConfig, kv_store: str, settings: TrainingSettings) -> Cluster:
-    return Cluster(resources.hosts, resources.current_host,
-                   resolve_addresses(resources.hosts, settings.resolve_timeout),
+    return Cluster(resources, resolve_addresses(resources.hosts, settings.resolve_timeout),
                    settings.scheduler_port, kv_store)
 
 
@@ -115,11 +109,12 @@ class ParameterServerRoles:
         # Importing mxnet with DMLC_ROLE=scheduler/server runs that role until the job ends.
         process = subprocess.Popen([sys.executable, "-c", "import mxnet"], env=environ,
                                    start_new_session=True)
-        LOG.info("started the %s (pid %d) for %s", role, process.pid, self.cluster.current_host)
+        LOG.info("started the %s (pid %d) for %s", role, process.pid,
+                 self.cluster.resources.current_host)
         self.processes.append(process)
 
     def start(self) -> ParameterServerRoles:
-        if self.cluster.is_master:
+        if self.cluster.resources.is_master:
             self._start("scheduler")
         self._start("server")
         return self
@@ -164,19 +159,16 @@ class DistributedJob:
         self._coordinator: Coordinator | None = None
         self._peer: Peer | None = None
 
-    @property
-    def is_master(self) -> bool:
-        return self.cluster.is_master
-
     def __enter__(self) -> DistributedJob:
         control_port = self.cluster.scheduler_port + 1
-        if self.cluster.is_master:
-            self._coordinator = Coordinator(control_port, len(self.cluster.hosts))
+        hosts, current_host = self.cluster.resources.hosts, self.cluster.resources.current_host
+        if self.cluster.resources.is_master:
+            self._coordinator = Coordinator(control_port, len(hosts))
         self._roles.start()
         try:
-            self._peer = Peer(self.cluster.current_host, self.cluster.scheduler_address,
+            self._peer = Peer(current_host, self.cluster.scheduler_address,
                               control_port, self._join_timeout, self._abort,
-                              coordinator_host=self.cluster.hosts[0])
+                              coordinator_host=hosts[0])
             # The kvstore waits for every node without a deadline: wait here, with one.
             self._peer.wait_for("all_joined", timeout=self._join_timeout)
         except (ConnectionError, TimeoutError):
@@ -184,22 +176,22 @@ class DistributedJob:
             if self._coordinator is not None:
                 self._coordinator.close()
             raise ClientError(
-                f"Not every host of {', '.join(self.cluster.hosts)} joined the training job "
+                f"Not every host of {', '.join(hosts)} joined the training job "
                 f"within {self._join_timeout:.0f} s (the job coordinator is on "
-                f"{self.cluster.hosts[0]} at {self.cluster.scheduler_address}:{control_port}); "
+                f"{hosts[0]} at {self.cluster.scheduler_address}:{control_port}); "
                 f"a host may have failed before training: see its log and failure reason."
             ) from None
         become_worker(self.cluster)
         LOG.info("host %s (%d of %d) is a %s worker; scheduler at %s:%d",
-                 self.cluster.current_host, self.cluster.hosts.index(self.cluster.current_host) + 1,
-                 len(self.cluster.hosts), self.cluster.kv_store, self.cluster.scheduler_address,
+                 current_host, hosts.index(current_host) + 1,
+                 len(hosts), self.cluster.kv_store, self.cluster.scheduler_address,
                  self.cluster.scheduler_port)
         return self
 
     def agree(self, key: str, local_value):
         """The master's value of `key` on every host (the master's own value is shared)."""
         assert self._peer is not None
-        if self.cluster.is_master:
+        if self.cluster.resources.is_master:
             return self._peer.share(key, local_value)
         return self._peer.wait_for(key)
 
@@ -229,6 +221,6 @@ class DistributedJob:
         """Another host failed: this worker may be blocked inside a kvstore call, so write the
         failure file, end the roles and leave the process at once."""
         error = AlgorithmError(f"Training failed on host {host}: {reason}. This host "
-                               f"({self.cluster.current_host}) stopped with it.")
+                               f"({self.cluster.resources.current_host}) stopped with it.")
         end_job_at_once(error, self._output_dir, functools.partial(self._roles.stop, grace=0.0),
                         exit_code=1)

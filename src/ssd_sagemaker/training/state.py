@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ssd_sagemaker.metrics import EpochLog
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.loop import Learner
@@ -24,14 +25,14 @@ class Resumable(Protocol):
 
 @dataclass
 class TrainingState:
-    """Early stopping, the history and the checkpoints of one run. `network_id` (base network,
+    """Early stopping, the history and the checkpoints of one run. `network` (base network,
     image shape, classes) must match a checkpoint's for it to resume; `optimizer_state` is
     False under dist_async, where the servers own it."""
 
     stopping: EarlyStopping
     epoch_log: EpochLog
     checkpointer: Checkpointer
-    network_id: dict[str, Any]
+    network: NetworkIdentity
     optimizer_state: bool = True
 
     @property
@@ -42,7 +43,7 @@ class TrainingState:
     def resume(self, learner: Learner) -> int:
         """Restore the learner and every part from the newest intact checkpoint; the epoch
         to start from (0 without one)."""
-        saved = self.checkpointer.resume(learner.net, learner.trainer, self.network_id,
+        saved = self.checkpointer.resume(learner.net, learner.trainer, self.network,
                                          learner.contexts)
         if saved is None:
             return 0
@@ -53,6 +54,7 @@ class TrainingState:
     def save(self, learner: Learner, next_epoch: int, interrupted_in: int | None = None) -> None:
         """A checkpoint to resume at `next_epoch` (`interrupted_in`: saved mid-epoch)."""
         self.checkpointer.save(learner.net, learner.trainer, CheckpointState(
-            next_epoch=next_epoch, network=self.network_id, interrupted_in_epoch=interrupted_in,
+            next_epoch=next_epoch, network=self.network.to_json(),
+            interrupted_in_epoch=interrupted_in,
             **{name: part.state_dict() for name, part in self.parts.items()}),
             optimizer_state=self.optimizer_state)

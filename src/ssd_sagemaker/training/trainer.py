@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
-import numpy as np
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
@@ -27,8 +25,10 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
 from ssd_sagemaker.metrics import EpochLog, MetricReporter
 from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
+from ssd_sagemaker.seeding import seed_everything
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
 from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
@@ -45,7 +45,6 @@ from ssd_sagemaker.training.state import TrainingState
 
 LOG = logging.getLogger(__name__)
 
-SEED = 42
 POST_NMS_DETECTIONS = 100
 MODEL_CHANNEL = "model"
 # dist_sync: servers sum gradients, every worker applies the same update itself (so optimizer
@@ -77,12 +76,6 @@ def exported_classes(num_classes: int, data: TrainingData,
         LOG.info("class names found while streaming: %s (at start: %s)", list(classes),
                  list(at_start))
     return classes
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    mx.random.seed(seed)
 
 
 def _check_batch_size(hp: Hyperparameters, train_images: int) -> None:
@@ -131,8 +124,8 @@ def _starting_weights(env: TrainingEnvironment, hp: Hyperparameters) -> Starting
     """Decided once, up front: a model channel's artifact is checked and read here."""
     if MODEL_CHANNEL in env.channels:
         with warm_start.located_artifact(env.paths.channel_dir(MODEL_CHANNEL)) as artifact:
-            warm_start.check_compatible(artifact, hp.num_classes, hp.base_network,
-                                        hp.image_shape)
+            warm_start.check_compatible(artifact, NetworkIdentity(
+                hp.base_network, hp.image_shape, hp.num_classes))
             return StartingWeights(warm=warm_start.read_weights(artifact))
     if hp.use_pretrained_model:
         return StartingWeights(pretrained=pretrained_base_file(hp.base_network,
@@ -166,7 +159,7 @@ def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], weights: Sta
                      contexts: Sequence[mx.Context]):
     """The SSD with its starting weights (seeded, pretrained base or warm start), frozen
     layers and NMS settings, on every device; plus its anchors for target generation."""
-    _seed_everything(SEED)
+    seed_everything()
     net = build_network(hp.base_network, hp.image_shape, classes, weights.pretrained,
                         ctx=contexts[0])
     if weights.warm is not None:
@@ -199,8 +192,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     process is one worker: it reads its shard, and the master's validation decides for all."""
     started = time.time()
     reporter = reporter or MetricReporter(env.resources.current_host)
-    kvstore: Any = mx.kv.create(kv_store) if job is not None else kv_store
-    workers, rank = (kvstore.num_workers, kvstore.rank) if job is not None else (1, 0)
+    dist_store = mx.kv.create(kv_store) if job is not None else None
+    workers, rank = (dist_store.num_workers, dist_store.rank) if dist_store is not None else (1, 0)
     # dist_sync: the servers sum the gradients of this many workers into one update
     sync_workers = workers if kv_store == "dist_sync" else 1
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
@@ -213,7 +206,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
                  list(classes), contexts)
         net, anchors = _prepare_network(hp, classes, weights, contexts)
-        trainer = _make_trainer(net, hp, kvstore, kv_store, sync_workers)
+        trainer = _make_trainer(net, hp, kv_store, sync_workers, dist_store)
         learner = Learner(net, trainer, contexts, MixedPrecision(precision, trainer), sync_workers)
         state = _training_state(env, hp, classes, kv_store)
         start_epoch = _resume(state, learner, job)
@@ -221,7 +214,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             _initialise_kvstore(trainer)
         loop = EpochLoop(hp, learner, data, (training_transform(hp.image_shape, anchors),
                                              validation_transform(hp.image_shape)),
-                         RunPlan(start_epoch, hp.epochs, validates=job is None or job.is_master,
+                         RunPlan(start_epoch, hp.epochs, validates=env.resources.is_master,
                                  settings=env.settings),
                          state, reporter, job, should_stop)
         epochs_run = loop.run()
@@ -235,7 +228,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
         if job is not None:
             _release_kvstore(net)
-            del trainer, kvstore, loop, learner
+            del trainer, dist_store, loop, learner
             gc.collect()
         return TrainingSummary(epochs_run, stopping.best_map, stopping.best_epoch,
                                time.time() - started)
@@ -252,15 +245,16 @@ def _training_state(env: TrainingEnvironment, hp: Hyperparameters, classes: tupl
                       hp.early_stopping_patience, hp.early_stopping_tolerance),
         EpochLog(env.paths.output_data_dir if env.resources.is_master else None),
         Checkpointer(env.paths.checkpoint_dir),
-        network_id={"base_network": hp.base_network, "image_shape": hp.image_shape,
-                    "classes": list(classes)},
+        NetworkIdentity.of_classes(hp.base_network, hp.image_shape, classes),
         optimizer_state=kv_store != "dist_async")
 
 
-def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kvstore, kv_store: str | None,
-                  sync_workers: int) -> gluon.Trainer:
+def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kv_store: str | None,
+                  sync_workers: int, dist_store: Any = None) -> gluon.Trainer:
     """The optimizer with its step schedule, counted in updates: under dist_sync the batches
-    of all `sync_workers` in one step make one (server-side) update."""
+    of all `sync_workers` in one step make one (server-side) update. `dist_store` is the
+    distributed KVStore already created for a multi-host job; on one host the Trainer creates
+    its own from the `kv_store` type."""
     batches_per_epoch = updates_per_epoch(hp.num_training_samples,
                                           hp.mini_batch_size * sync_workers)
     schedule = learning_rate_schedule(hp.learning_rate, hp.lr_scheduler_step,
@@ -268,7 +262,8 @@ def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kvstore, kv_store
     return gluon.Trainer(net.collect_params(), hp.optimizer,
                          optimizer_settings(hp.optimizer, hp.learning_rate, hp.momentum,
                                             hp.weight_decay, schedule),
-                         kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
+                         kvstore=kv_store if dist_store is None else dist_store,
+                         update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
 
 
 def _initialise_kvstore(trainer: gluon.Trainer) -> None:

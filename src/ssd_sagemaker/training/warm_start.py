@@ -20,6 +20,7 @@ from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import MODEL_INFO_FILE, PARAMS_FILE, read_model_info
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.storage import disk_full_error, is_disk_full
 
 LOG = logging.getLogger(__name__)
@@ -127,15 +128,11 @@ def located_artifact(channel_dir: Path) -> Iterator[Path]:
     )
 
 
-def check_compatible(artifact_dir: Path, num_classes: int, base_network: str,
-                     image_shape: int) -> None:
+def check_compatible(artifact_dir: Path, wanted: NetworkIdentity) -> None:
     """A warm start needs the same network: name every mismatch with both values."""
     info = read_model_info(artifact_dir)
-    mismatches = [f"{name}: the model has {theirs!r}, the job asks for {ours!r}"
-                  for name, theirs, ours in (("num_classes", info.num_classes, num_classes),
-                                             ("base_network", info.base_network, base_network),
-                                             ("image_shape", info.image_shape, image_shape))
-                  if theirs != ours]
+    mismatches = NetworkIdentity(info.base_network, info.image_shape,
+                                 info.num_classes).mismatches(wanted, "the model")
     if mismatches:
         raise ClientError("The model channel's artifact cannot warm-start this job (" +
                           "; ".join(mismatches) + "). Use matching hyperparameters or "

@@ -14,7 +14,7 @@ import pytest
 
 from planting import jpeg
 from ssd_sagemaker.cli import main
-from ssd_sagemaker.data.annotations import read_annotated_channel
+from ssd_sagemaker.data.image_json import read_annotated_channel
 from ssd_sagemaker.data.recordio import read_recordio_channel
 
 

@@ -10,9 +10,12 @@ from mxnet import autograd, gluon
 
 from ssd_sagemaker import storage
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.training.checkpoint import STATE_FILE, Checkpointer, CheckpointState
 
-NETWORK = {"base_network": "vgg-16", "image_shape": 300, "classes": ["a"]}
+NETWORK = NetworkIdentity.of_classes("vgg-16", 300, ("a",))
+# how an earlier version described it (no num_classes)
+EARLIER_NETWORK = {"base_network": "vgg-16", "image_shape": 300, "classes": ["a"]}
 
 
 def _net_and_trainer(seed):
@@ -35,8 +38,8 @@ def _step(net, trainer):
 def _save(checkpointer, next_epoch, seed=0, **fields):
     net, trainer = _net_and_trainer(seed)
     _step(net, trainer)
-    checkpointer.save(net, trainer, CheckpointState(next_epoch=next_epoch, network=NETWORK,
-                                                    **fields))
+    checkpointer.save(net, trainer, CheckpointState(next_epoch=next_epoch,
+                                                    network=NETWORK.to_json(), **fields))
     return net
 
 
@@ -51,7 +54,7 @@ def test_round_trip_restores_weights_optimizer_and_schedule(tmp_path):
         _step(net, trainer)
     checkpointer = Checkpointer(tmp_path)
     checkpointer.save(net, trainer, CheckpointState(
-        next_epoch=3, network=NETWORK, early_stopping={"best_map": 0.4, "best_epoch": 1},
+        next_epoch=3, network=NETWORK.to_json(), early_stopping={"best_map": 0.4, "best_epoch": 1},
         history=[{"epoch": 0}]))
 
     restored, restored_trainer = _net_and_trainer(1)
@@ -155,7 +158,7 @@ def test_a_checkpoint_of_an_earlier_version_still_resumes(tmp_path):
     net.save_parameters(str(tmp_path / "epoch-0002.params"))
     trainer.save_states(str(tmp_path / "epoch-0002.states"))
     (tmp_path / STATE_FILE).write_text(json.dumps(
-        {"next_epoch": 2, "network": NETWORK, "params_file": "epoch-0002.params",
+        {"next_epoch": 2, "network": EARLIER_NETWORK, "params_file": "epoch-0002.params",
          "states_file": "epoch-0002.states", "history": [{"epoch": 0}, {"epoch": 1}]}))
     checkpointer = Checkpointer(tmp_path)
     state, restored, _ = _resumed(checkpointer)
@@ -172,7 +175,7 @@ def test_a_damaged_checkpoint_of_an_earlier_version_starts_fresh(tmp_path, caplo
     net.save_parameters(str(tmp_path / "epoch-0002.params"))
     _damage(tmp_path / "epoch-0002.params", "truncated")
     (tmp_path / STATE_FILE).write_text(json.dumps(
-        {"next_epoch": 2, "network": NETWORK, "params_file": "epoch-0002.params"}))
+        {"next_epoch": 2, "network": EARLIER_NETWORK, "params_file": "epoch-0002.params"}))
     assert _resumed(Checkpointer(tmp_path))[0] is None
     assert "epoch-0002 in" in caplog.text and "loading it failed" in caplog.text
 
@@ -185,10 +188,12 @@ def test_checkpoint_of_another_network_is_refused(tmp_path):
     checkpointer = Checkpointer(tmp_path)
     _save(checkpointer, 1)
     net, trainer = _net_and_trainer(0)
-    other = dict(NETWORK, image_shape=512)
+    other = NetworkIdentity.of_classes("vgg-16", 512, ("b",))
     with pytest.raises(ClientError) as error:
         checkpointer.resume(net, trainer, other, [mx.cpu()])
-    assert "image_shape 300 → 512" in str(error.value)
+    assert "image_shape: the checkpoint has 300, the job asks for 512" in str(error.value)
+    assert "classes: the checkpoint has ['a'], the job asks for ['b']" in str(error.value)
+    assert "base_network" not in str(error.value)
 
 
 def test_best_weights_are_replaced_whole(tmp_path):

@@ -55,9 +55,8 @@ def test_unresolvable_hosts_are_named_after_the_deadline():
 
 
 def test_role_environment_follows_the_contract():
-    cluster = Cluster(("algo-1", "algo-2"), "algo-2", {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"},
+    cluster = Cluster(TWO, {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"},
                       8000, "dist_sync")
-    assert not cluster.is_master
     assert cluster.role_environment("server") == {
         "DMLC_ROLE": "server", "DMLC_PS_ROOT_URI": "10.0.0.1", "DMLC_PS_ROOT_PORT": "8000",
         "DMLC_NUM_SERVER": "2", "DMLC_NUM_WORKER": "2", "DMLC_NODE_HOST": "10.0.0.2"}

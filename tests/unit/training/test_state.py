@@ -10,12 +10,13 @@ import numpy as np
 from mxnet import gluon
 
 from ssd_sagemaker.metrics import METRICS_FILES, EpochLog
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.training.checkpoint import STATE_FILE, Checkpointer, CheckpointState
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.loop import Learner
 from ssd_sagemaker.training.state import TrainingState
 
-NETWORK = {"base_network": "vgg-16", "image_shape": 300, "classes": ["a"]}
+NETWORK = NetworkIdentity.of_classes("vgg-16", 300, ("a",))
 ROWS = [{"epoch": 0, "cross_entropy": 2.5, "smooth_l1": 1.25, "validation_map": 0.125,
          "validation_map_area": 0.1, "learning_rate": 0.01, "images_per_second": 3.0,
          "seconds": 4.0},
@@ -66,7 +67,7 @@ def test_a_checkpoint_of_the_previous_layout_resumes(tmp_path):
                         best_epoch=1, epochs_without_improvement=2)
     learner = _learner(0)
     Checkpointer(tmp_path).save(learner.net, learner.trainer, CheckpointState(
-        next_epoch=3, network=NETWORK, early_stopping=asdict(old), history=ROWS))
+        next_epoch=3, network=NETWORK.to_json(), early_stopping=asdict(old), history=ROWS))
 
     resumed = _state(tmp_path, patience=4)
     assert resumed.resume(_learner(1)) == 3

@@ -23,6 +23,7 @@ from ssd_sagemaker.model.artifact import (
     ModelInfo,
     save_artifact,
 )
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training import warm_start
 
@@ -56,9 +57,9 @@ def test_empty_channel_is_a_client_error(tmp_path):
 
 def test_mismatches_name_both_values(artifact):
     directory, _ = artifact
-    warm_start.check_compatible(directory, 2, "vgg-16", 300)
+    warm_start.check_compatible(directory, NetworkIdentity("vgg-16", 300, 2))
     with pytest.raises(ClientError) as error:
-        warm_start.check_compatible(directory, 3, "resnet-50", 512)
+        warm_start.check_compatible(directory, NetworkIdentity("resnet-50", 512, 3))
     message = str(error.value)
     assert "num_classes: the model has 2, the job asks for 3" in message
     assert "base_network: the model has 'vgg-16', the job asks for 'resnet-50'" in message
@@ -178,7 +179,7 @@ def test_links_inside_the_archive_are_extracted(channel, small_artifact):
         assert found.name == "model"
         assert (found / PARAMS_FILE).read_bytes() == params
         assert (found.parent / "copy.params").read_bytes() == params
-        warm_start.check_compatible(found, 2, "vgg-16", 300)
+        warm_start.check_compatible(found, NetworkIdentity("vgg-16", 300, 2))
 
 
 @pytest.mark.parametrize("target", [
@@ -228,7 +229,7 @@ def test_extraction_does_not_need_tarfiles_filter_argument(channel, small_artifa
         for path in directory.iterdir():
             archive.add(path, arcname=path.name)
     with warm_start.located_artifact(channel) as extracted:
-        warm_start.check_compatible(extracted, 2, "vgg-16", 300)
+        warm_start.check_compatible(extracted, NetworkIdentity("vgg-16", 300, 2))
         assert (extracted / PARAMS_FILE).read_bytes() == (directory / PARAMS_FILE).read_bytes()
 
 

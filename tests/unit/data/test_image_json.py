@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from planting import bomb_png, corrupt_jpeg, truncated
-from ssd_sagemaker.data.annotations import read_annotated_channel
+from ssd_sagemaker.data.image_json import read_annotated_channel
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION
 from ssd_sagemaker.errors import ClientError
 
@@ -280,12 +280,12 @@ def test_bad_images_are_named_without_decoding(dirs: tuple[Path, Path], content,
     assert line.startswith("train_annotation/bad.json: ") and expected in line, line
 
 
-def test_corrupt_pixels_are_found_by_the_full_decode(dirs: tuple[Path, Path]) -> None:
+def test_corrupt_pixels_are_found_by_the_thorough_read(dirs: tuple[Path, Path]) -> None:
     image_dir, annotation_dir = dirs
     (image_dir / "bad.jpg").write_bytes(corrupt_jpeg())
     _annotation(annotation_dir, "bad")
     assert len(read_annotated_channel(image_dir, annotation_dir, 3).samples) == 1  # header ok
-    channel = read_annotated_channel(image_dir, annotation_dir, 3, full_decode=True)
+    channel = read_annotated_channel(image_dir, annotation_dir, 3, thorough=True)
     assert channel.report.error_lines() == [
         "train_annotation/bad.json: image bad.jpg is a corrupt JPEG: its image data cannot be "
         "decoded (libjpeg-turbo: Could not determine subsampling level of JPEG image)"]

@@ -206,12 +206,12 @@ def _load(path: Path) -> tuple[Any, str | None]:
         return None, str(problem)
 
 
-def _check_image(path: Path, parsed: ParsedAnnotation, full_decode: bool) -> None:
+def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
     """Header (and optionally pixel) checks of the annotated image; its problems and
     warnings go to the annotation file's entry."""
     try:
         header = inspect_file(path)
-        if full_decode:
+        if thorough:
             decode(path.read_bytes())
     except BadImage as error:
         parsed.problems.append(f"image {path.name} {error}")
@@ -223,11 +223,11 @@ def _check_image(path: Path, parsed: ParsedAnnotation, full_decode: bool) -> Non
 
 
 def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: int,
-                           full_decode: bool = False, channel: str | None = None,
+                           thorough: bool = False, channel: str | None = None,
                            images_elsewhere: bool = False) -> AnnotatedChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`. Invalid files are reported, not raised: the caller decides
-    with `report.check()`. `full_decode` also decodes every image (validate-data).
+    with `report.check()`. `thorough` also decodes every image (validate-data).
     `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
     annotations are not, so an annotation whose image is absent is another host's: skipped
     and counted, not an error (its host checks it)."""
@@ -263,7 +263,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
                                    f"{claimed[image_path]}; keep one annotation per image")
         if image_path is not None and not parsed.problems:
-            _check_image(image_path, parsed, full_decode)
+            _check_image(image_path, parsed, thorough)
         for class_id, class_name in sorted(categories.items()):
             first = names.setdefault(class_id, (class_name, origin))
             if first[0] != class_name:
@@ -329,7 +329,7 @@ class ImageFormat:
         annotation = f"{request.name}_annotation"
         channel = read_annotated_channel(
             request.directory, request.paths.channel_dir(annotation), request.num_classes,
-            full_decode=request.thorough, channel=request.name,
+            thorough=request.thorough, channel=request.name,
             images_elsewhere=request.hosts > 1
             and request.config.distribution == SHARDED_BY_S3_KEY
             and request.channels[annotation].distribution == FULLY_REPLICATED)
