@@ -39,7 +39,8 @@ RUN apt-get update -qq \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/* /var/log/apt /var/log/dpkg.log
 
 # ---------------------------------------------------------------------------------------------
-# builder: a venv with the dependencies (from pyproject.toml) for the flavour; headless OpenCV.
+# builder: a venv with the dependencies (from pyproject.toml) for the flavour, at the versions of
+# the lock (constraints.txt, shared with the development venv); headless OpenCV.
 FROM system AS builder
 ARG FLAVOUR
 ARG PIP_INDEX_URL=https://pypi.org/simple
@@ -50,14 +51,14 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PIP_DEFAULT_TIMEOUT=180
 RUN python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), "BASE_IMAGE must have Python 3.11, not " + sys.version' \
  && python3 -m venv /opt/venv
-COPY pyproject.toml docker/requirements.py /build/
+COPY pyproject.toml constraints.txt docker/requirements.py /build/
 # gluoncv requires opencv-python (the GUI build, which needs libGL/libglib that slim images lack)
 # and writes the same cv2 package as opencv-python-headless: remove it, then reinstall the
 # resolver's headless version so that its cv2 is the one in place. The test suites of numpy, scipy,
 # pandas and matplotlib (about 80 MB, never imported) are left out.
 RUN python3 /build/requirements.py "${FLAVOUR}" /build/pyproject.toml > /build/requirements.txt \
  && cat /build/requirements.txt \
- && pip install --quiet -r /build/requirements.txt \
+ && pip install --quiet -c /build/constraints.txt -r /build/requirements.txt \
  && headless="$(pip show opencv-python-headless | sed -n 's/^Version: //p')" \
  && pip uninstall --quiet -y opencv-python \
  && pip install --quiet --no-deps --force-reinstall "opencv-python-headless==${headless}" \

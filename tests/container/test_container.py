@@ -25,10 +25,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 from podman_support import IMAGE, LOCAL, RUN_FLAGS, http, podman, tail
 
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_OWN = ("ssd-sagemaker", "pip", "setuptools")  # the project and what `python -m venv` brings
 
 pytestmark = pytest.mark.slow
 
@@ -148,6 +152,7 @@ def test_image_has_headless_opencv_mxnet_gluoncv_and_no_build_tools(image):
             "tools": [tool for tool in ("gcc", "cc", "g++", "make") if shutil.which(tool)],
             "model_cache": os.path.isdir("/opt/mxnet/models"),
             "mx_cpu_sum": float(mxnet.nd.ones((2, 3)).sum().asscalar()),
+            "versions": {dist.metadata["Name"]: dist.version for dist in md.distributions()},
         }))
     """)
     result = podman("run", "--rm", *RUN_FLAGS, image, "python", "-c", probe)
@@ -158,6 +163,13 @@ def test_image_has_headless_opencv_mxnet_gluoncv_and_no_build_tools(image):
     assert facts["opencv-python"] is None and facts["opencv-python-headless"], facts
     assert facts["mxnet"] == "1.9.1" and facts["mx_cpu_sum"] == 6.0
     assert facts["ssd-sagemaker"], facts
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if line and not line.startswith("#"))
+    installed = {canonicalize_name(name): version for name, version in facts["versions"].items()}
+    unlocked = {name: version for name, version in installed.items()
+                if pins.get(name) != version and name not in VENV_OWN}
+    assert not unlocked, f"installed in the image but not at the lock's version: {unlocked}"
+    assert installed["gunicorn"] == pins["gunicorn"] and installed["flask"] == pins["flask"]
     assert facts["tools"] == [], f"build tools left in the image: {facts['tools']}"
     assert facts["model_cache"]
 
