@@ -19,6 +19,7 @@ from typing import Any
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
+from ssd_sagemaker.gpu_support import check_gpus
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
@@ -58,6 +59,7 @@ def _train(paths: Paths) -> None:
     from ssd_sagemaker.environment import read_training_environment, read_training_settings
 
     settings = read_training_settings()  # a bad variable fails now, before any config or data
+    check_gpus()  # an unsupported GPU fails now, not with CUDA error 209 in the first step
     from ssd_sagemaker.training.trainer import train
 
     env = read_training_environment(paths, settings)
@@ -70,6 +72,7 @@ def _train(paths: Paths) -> None:
 def _serve(paths: Paths) -> None:
     from ssd_sagemaker.serving.server import serve
 
+    check_gpus()  # in a child process: CUDA must not be initialised before gunicorn forks
     serve(paths.model_dir)
 
 
@@ -82,6 +85,7 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     from ssd_sagemaker.serving.handlers import Predictor
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
 
+    check_gpus()
     max_pixels, limits = read_request_limits()
     for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
         if raw is not None:
