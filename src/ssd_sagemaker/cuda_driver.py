@@ -128,6 +128,23 @@ def read_nvrtc(soname: str) -> Nvrtc | None:
     return Nvrtc((major.value, minor.value), archs)
 
 
+def read_runtime_versions() -> dict[str, str]:
+    """The versions of the CUDA runtime and cuDNN that MXNet's GPU build loads (only the
+    libraries found: none on a CPU machine)."""
+    versions = {}
+    cudart = _load("libcudart.so.11.0")
+    if cudart is not None:
+        version = ctypes.c_int(0)
+        if cudart.cudaRuntimeGetVersion(ctypes.byref(version)) == 0:
+            versions["cudart"] = f"{version.value // 1000}.{version.value % 1000 // 10}"
+    cudnn = _load("libcudnn.so.8")
+    if cudnn is not None:
+        cudnn.cudnnGetVersion.restype = ctypes.c_size_t
+        number = cudnn.cudnnGetVersion()
+        versions["cudnn"] = f"{number // 1000}.{number % 1000 // 100}.{number % 100}"
+    return versions
+
+
 def probe(nvrtc_soname: str | None) -> Probe:
     """Read the driver and NVRTC in this process (which then has CUDA initialised)."""
     driver_version, gpus, error = read_driver()
