@@ -36,6 +36,7 @@ class CudaBuild:
     pointwise fusion."""
 
     distribution: str
+    version: str  # the release whose binaries were read
     cubins: tuple[tuple[int, int], ...]
     ptx: tuple[tuple[int, int], ...]
     nvrtc_soname: str
@@ -61,7 +62,7 @@ class CudaBuild:
 
 
 CUDA_BUILDS = {
-    "mxnet-cu112": CudaBuild("mxnet-cu112", ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6)), (),
+    "mxnet-cu112": CudaBuild("mxnet-cu112", "1.9.1", ((5, 0), (6, 0), (7, 0), (8, 0), (8, 6)), (),
                              "libnvrtc.so.11.2"),
 }
 # The NVRTC the GPU image puts first on LD_LIBRARY_PATH (nvidia-cuda-nvrtc-cu11 11.8.x, soname
@@ -184,6 +185,9 @@ def apply_gpu_check(check: GpuCheck, environ: MutableMapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     if check.build is None:
         return
+    if check.version != check.build.version:
+        LOG.warning("%s %s is installed; the GPU table was read from %s's binaries",
+                    check.build.distribution, check.version, check.build.version)
     if check.probe.error:
         LOG.warning("the NVIDIA driver could not list the GPUs (%s): MXNet will decide",
                     check.probe.error)
@@ -228,8 +232,9 @@ def check_gpus(environ: MutableMapping[str, str] | None = None) -> GpuCheck:
     return check
 
 
-def gpu_table(build: CudaBuild, version: str, nvrtc: Nvrtc = IMAGE_NVRTC) -> str:
+def gpu_table(build: CudaBuild = CUDA_BUILDS["mxnet-cu112"], nvrtc: Nvrtc = IMAGE_NVRTC) -> str:
     """The README's "GPU instance types" table, from `SAGEMAKER_GPUS` and the build."""
+    version = build.version
     rows = ["| instance types | GPU | compute capability | status | notes |",
             "|---|---|---|---|---|"]
     for row in SAGEMAKER_GPUS:
