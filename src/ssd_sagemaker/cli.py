@@ -104,6 +104,7 @@ def _selftest(args: argparse.Namespace) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from ssd_sagemaker.selftest import Selftest, parse_devices
 
+    logging.getLogger("ssd_sagemaker.training.loop").setLevel(logging.WARNING)  # no "epoch 0 …"
     try:
         devices = None if args.devices is None else parse_devices(args.devices)
     except ValueError as error:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import MutableMapping, Sequence
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import metadata
 
@@ -255,6 +255,3 @@ def gpu_table(build: CudaBuild = CUDA_BUILDS["mxnet-cu112"], nvrtc: Nvrtc = IMAG
         rows.append(f"| {families} | {row.gpu} | {capability} | {status} | {notes} |")
     return "\n".join(rows)
 
-
-def usable_gpu_indices(check: GpuCheck) -> Sequence[int]:
-    return [gpu.index for gpu, verdict in zip(check.probe.gpus, check.verdicts) if verdict.usable]

@@ -265,7 +265,6 @@ class Selftest:
 
     def run(self, devices: Sequence[mx.Context] | None = None) -> bool:
         """The whole report; True when ready. `devices` None: every usable GPU."""
-        logging.getLogger(train_one_epoch.__module__).setLevel(logging.WARNING)  # "epoch 0 …"
         check = inspect_gpus(installed_cuda_build())
         self.report_versions(check)
         usable = self.report_devices(check)
