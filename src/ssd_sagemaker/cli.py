@@ -19,7 +19,7 @@ from typing import Any
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
-from ssd_sagemaker.gpu_support import check_gpus
+from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
@@ -102,6 +102,7 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
 def _selftest(args: argparse.Namespace) -> None:
     """Print the readiness report; a ClientError (exit 1) when the machine is not ready."""
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    require_driver()  # the GPU build's MXNet cannot be imported without it
     from ssd_sagemaker.selftest import Selftest, parse_devices
 
     logging.getLogger("ssd_sagemaker.training.loop").setLevel(logging.WARNING)  # no "epoch 0 …"

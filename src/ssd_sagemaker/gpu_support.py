@@ -149,6 +149,22 @@ def refusal(gpu: Gpu, build: CudaBuild, version: str) -> str:
             f"or {CPU_ALTERNATIVE}.")
 
 
+def no_driver(build: CudaBuild, version: str) -> str:
+    """The ClientError sentence for the GPU build on a machine without the NVIDIA driver."""
+    return (f"This is the GPU image ({build.distribution}=={version}), whose MXNet cannot even "
+            f"be loaded without the NVIDIA driver (libcuda.so.1), and no driver is visible. Run "
+            f"it on a GPU instance with the NVIDIA container runtime (SageMaker's GPU instances "
+            f"do this; docker run --gpus all), or use {CPU_ALTERNATIVE}.")
+
+
+def require_driver() -> None:
+    """With MXNet's GPU build installed, a ClientError unless the driver is there (before
+    anything imports MXNet, which would fail with an OSError)."""
+    found = installed_cuda_build()
+    if found is not None and inspect_gpus(found).probe.driver_version is None:
+        raise ClientError(no_driver(*found))
+
+
 def installed_cuda_build() -> tuple[CudaBuild, str] | None:
     """The installed MXNet GPU wheel and its version; None for the CPU wheel (GPUs unused)."""
     for name, build in CUDA_BUILDS.items():
@@ -185,6 +201,8 @@ def apply_gpu_check(check: GpuCheck, environ: MutableMapping[str, str] | None = 
     environ = os.environ if environ is None else environ
     if check.build is None:
         return
+    if check.probe.driver_version is None:
+        raise ClientError(no_driver(check.build, check.version or "?"))
     if check.version != check.build.version:
         LOG.warning("%s %s is installed; the GPU table was read from %s's binaries",
                     check.build.distribution, check.version, check.build.version)
@@ -197,8 +215,7 @@ def apply_gpu_check(check: GpuCheck, environ: MutableMapping[str, str] | None = 
         LOG.info("GPU %d %s, compute capability %s, %.1f GiB: %s", gpu.index, gpu.name,
                  gpu.capability_text, gpu.memory_bytes / 2**30, verdict.describe())
     if not check.probe.gpus:
-        LOG.info("no GPU visible (driver %s): the CPU is used",
-                 "absent" if check.probe.driver_version is None else "present")
+        LOG.info("the NVIDIA driver sees no GPU: MXNet uses the CPU")
         return
     _choose_fusion(check, environ)
 

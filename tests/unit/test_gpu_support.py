@@ -96,11 +96,20 @@ def test_a_users_fusion_setting_is_kept(caplog):
     assert "MXNET_USE_FUSION=1 as set" in caplog.text
 
 
-def test_supported_gpus_and_no_gpu_pass(caplog):
+def test_supported_gpus_and_a_driver_without_gpus_pass(caplog):
     caplog.set_level(logging.INFO, logger="ssd_sagemaker.gpu_support")
     assert _check([("Tesla V100-SXM2-16GB", (7, 0)), ("Tesla T4", (7, 5))]) == {}
     assert _check([]) == {}
-    assert "no GPU visible" in caplog.text
+    assert "the NVIDIA driver sees no GPU: MXNet uses the CPU" in caplog.text
+
+
+def test_the_gpu_build_without_a_driver_is_a_client_error():
+    """mxnet-cu112 cannot even be imported without libcuda.so.1: say so instead of an OSError."""
+    check = gpu_support.inspect_gpus((CU112, "1.9.1"), Probe())
+    with pytest.raises(ClientError, match=r"This is the GPU image \(mxnet-cu112==1.9.1\), whose "
+                                          r"MXNet cannot even be loaded without the NVIDIA "
+                                          r"driver \(libcuda.so.1\).*--gpus all.*CPU image"):
+        gpu_support.apply_gpu_check(check, {})
 
 
 def test_the_cpu_wheel_never_reads_the_driver(monkeypatch):
@@ -138,6 +147,17 @@ def test_a_driver_without_devices_and_no_driver_mean_the_cpu(fake_driver, monkey
     assert probe_in_child(None).error == "cuInit failed with CUDA error 999"
     monkeypatch.setenv("LD_LIBRARY_PATH", "/nonexistent")
     assert probe_in_child("libnvrtc.so.11.2") == Probe()
+
+
+@pytest.mark.parametrize("command", [["train"], ["serve"], ["predict", "image.jpg"],
+                                     ["selftest"]])
+def test_the_gpu_build_without_a_driver_stops_every_command_clearly(tmp_path, monkeypatch,
+                                                                     command, caplog):
+    monkeypatch.setenv("LD_LIBRARY_PATH", str(tmp_path))  # no libcuda.so.1 there
+    monkeypatch.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "opt_ml"))
+    monkeypatch.setattr(gpu_support, "installed_cuda_build", lambda: (CU112, "1.9.1"))
+    assert cli.main(command) == 1
+    assert "whose MXNet cannot even be loaded without the NVIDIA driver" in caplog.text
 
 
 @pytest.mark.parametrize("command", [["train"], ["serve"], ["predict", "image.jpg"]])
