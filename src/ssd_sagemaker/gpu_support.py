@@ -25,8 +25,7 @@ from ssd_sagemaker.errors import ClientError
 LOG = logging.getLogger(__name__)
 
 FUSION_VARIABLE = "MXNET_USE_FUSION"
-CPU_ALTERNATIVE = ("the CPU image (FLAVOUR=cpu) on a CPU instance such as ml.c5 or ml.m5, or "
-                   "this image on such an instance (it then trains on the CPU)")
+CPU_ALTERNATIVE = "the CPU image (FLAVOUR=cpu) on a CPU instance such as ml.c5 or ml.m5"
 
 
 @dataclass(frozen=True)
