@@ -101,11 +101,18 @@ LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
 # a final stage by `FROM runtime-${FLAVOUR}` fails in podman/buildah 4.3 unless FLAVOUR is passed
 # explicitly. In the CPU image the nvidia/* folders do not exist (the loader skips them) and the
 # NVIDIA_* variables only matter under the NVIDIA container runtime (GPUs the CPU build ignores).
+# GPU environment (src/ssd_sagemaker/gpu_support.py has the reasons): NVRTC 11.8
+# (nvidia-cuda-nvrtc-cu11 11.8.x, soname libnvrtc.so.11.2) comes first on LD_LIBRARY_PATH, so
+# MXNet's pointwise fusion compiles for sm_89 (L4/L40S; CUDA 11.2's NVRTC rejects it; without it
+# `train` sets MXNET_USE_FUSION=0). MXNET_CUDNN_LIB_CHECKING=0: MXNet 1.9.1 was built against
+# cuDNN 8.1.1 and warns in every job about the image's 8.9.6, which it runs with. The serving
+# default of MXNET_CUDNN_AUTOTUNE_DEFAULT is set by `serve` itself (serving/server.py).
 ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     MXNET_HOME=/opt/mxnet \
-    LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cufft/lib:/opt/venv/lib/python3.11/site-packages/nvidia/curand/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cusolver/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib:/opt/venv/lib/python3.11/site-packages/nvidia/nvtx/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib:/opt/venv/lib/python3.11/site-packages/nvidia/nccl/lib \
+    LD_LIBRARY_PATH=/opt/venv/lib/python3.11/site-packages/nvidia/cuda_nvrtc/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cuda_runtime/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cufft/lib:/opt/venv/lib/python3.11/site-packages/nvidia/curand/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cusolver/lib:/opt/venv/lib/python3.11/site-packages/nvidia/nvtx/lib:/opt/venv/lib/python3.11/site-packages/nvidia/cudnn/lib:/opt/venv/lib/python3.11/site-packages/nvidia/nccl/lib \
+    MXNET_CUDNN_LIB_CHECKING=0 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=builder /opt/venv /opt/venv
@@ -131,7 +138,9 @@ RUN pip install --quiet --no-deps --no-index --no-cache-dir /tmp/wheels/*.whl \
         fi; \
     else \
         missing="$(ldd /opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so | grep 'not found' | grep -v 'libcuda\.so\.1' || true)" \
-        && if [ -n "${missing}" ]; then echo "error: libmxnet.so misses ${missing}" >&2; exit 1; fi; \
+        && if [ -n "${missing}" ]; then echo "error: libmxnet.so misses ${missing}" >&2; exit 1; fi \
+        && ldd /opt/venv/lib/python3.11/site-packages/mxnet/libmxnet.so | grep 'libnvrtc\.so\.11\.2 => .*/nvidia/cuda_nvrtc/lib/' \
+        && python -c 'from ssd_sagemaker.cuda_driver import read_nvrtc; n = read_nvrtc("libnvrtc.so.11.2"); print("NVRTC", n); assert n and n.version >= (11, 8) and 89 in n.archs, n'; \
     fi
 EXPOSE 8080
 # dumb-init as PID 1 reaps zombies and relays signals; --single-child relays them to the job only,

@@ -23,7 +23,7 @@ CUDA_11_WHEELS = (
     "nvidia-cufft-cu11",
     "nvidia-curand-cu11",
     "nvidia-cusolver-cu11",
-    "nvidia-cuda-nvrtc-cu11",
+    "nvidia-cuda-nvrtc-cu11>=11.8,<11.9",  # compiles MXNet's fusion for sm_89 (11.2's cannot)
     "nvidia-nvtx-cu11",
     "nvidia-cudnn-cu11<9",
     "nvidia-nccl-cu11",

@@ -1,5 +1,5 @@
 """Regenerate the README's derived sections (hyperparameter table, channel formats,
-MetricDefinitions) from the code, so the documentation cannot drift.
+MetricDefinitions, GPU instance types) from the code, so the documentation cannot drift.
 Run: python scripts/update_readme.py"""
 
 import json
@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from ssd_sagemaker.data.channels import FORMATS
+from ssd_sagemaker.gpu_support import gpu_table
 from ssd_sagemaker.hyperparameters import markdown_table
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
@@ -28,6 +29,7 @@ def render(text: str) -> str:
     """The README text with its generated sections up to date."""
     text = _fill(text, "hyperparameters-table", markdown_table())
     text = _fill(text, "channel-formats", formats_table())
+    text = _fill(text, "gpu-instance-types", gpu_table())
     definitions = json.dumps(list(METRIC_DEFINITIONS), indent=2)
     return _fill(text, "metric-definitions", f"```json\n{definitions}\n```")
 

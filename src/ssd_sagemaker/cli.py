@@ -19,6 +19,7 @@ from typing import Any
 
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
+from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
@@ -58,6 +59,7 @@ def _train(paths: Paths) -> None:
     from ssd_sagemaker.environment import read_training_environment, read_training_settings
 
     settings = read_training_settings()  # a bad variable fails now, before any config or data
+    check_gpus()  # an unsupported GPU fails now, not with CUDA error 209 in the first step
     from ssd_sagemaker.training.trainer import train
 
     env = read_training_environment(paths, settings)
@@ -70,6 +72,7 @@ def _train(paths: Paths) -> None:
 def _serve(paths: Paths) -> None:
     from ssd_sagemaker.serving.server import serve
 
+    check_gpus()  # in a child process: CUDA must not be initialised before gunicorn forks
     serve(paths.model_dir)
 
 
@@ -82,6 +85,7 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     from ssd_sagemaker.serving.handlers import Predictor
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
 
+    check_gpus()
     max_pixels, limits = read_request_limits()
     for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
         if raw is not None:
@@ -93,6 +97,24 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     images = collect_images(inputs)
     written = predict_files(Predictor(model_dir), images, output, max_pixels, limits)
     LOG.info("predicted %d images: %d files in %s", len(images), len(written), output)
+
+
+def _selftest(args: argparse.Namespace) -> None:
+    """Print the readiness report; a ClientError (exit 1) when the machine is not ready."""
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    require_driver()  # the GPU build's MXNet cannot be imported without it
+    from ssd_sagemaker.selftest import Selftest, parse_devices
+
+    logging.getLogger("ssd_sagemaker.training.loop").setLevel(logging.WARNING)  # no "epoch 0 …"
+    try:
+        devices = None if args.devices is None else parse_devices(args.devices)
+    except ValueError as error:
+        raise ClientError(f"--devices: {error}.") from None
+    test = Selftest(args.image_shape, args.batch_size, args.steps,
+                    args.base_network or Selftest.base_networks,
+                    emit=lambda line: print(line, flush=True))
+    if not test.run(devices):
+        raise ClientError(f"selftest: not ready: {'; '.join(test.reasons)}")
 
 
 def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
@@ -178,6 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: $SSD_SCORE_THRESHOLD or 0)")
     predict.add_argument("--max-detections", help="keep at most this many detections per image "
                                                   "(default: $SSD_MAX_DETECTIONS or 100)")
+    selftest = commands.add_parser(
+        "selftest", help="check this machine before paying for a job: versions, devices and "
+                         "their verdicts, pretrained weights, then training steps and an "
+                         "inference of both bases on every usable GPU compared with the CPU; "
+                         "exit 0 with 'ready', or 1 with the reasons")
+    selftest.add_argument("--image-shape", type=int, default=300)
+    selftest.add_argument("--batch-size", type=int, default=2)
+    selftest.add_argument("--steps", type=int, default=3, help="training steps per device")
+    selftest.add_argument("--base-network", action="append", choices=("vgg-16", "resnet-50"),
+                          help="repeatable; default: both")
+    selftest.add_argument("--devices", help="devices to compare with the CPU, e.g. gpu:0,gpu:1 "
+                                            "(default: every usable GPU)")
     demo = commands.add_parser("demo-data", help="write a small synthetic dataset and configs")
     demo.add_argument("--train-images", type=int, default=16)
     demo.add_argument("--validation-images", type=int, default=8)
@@ -219,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         None)
     if args.command == "validate-data":
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
+    if args.command == "selftest":
+        return _run_job(lambda: _selftest(args), None)
     if args.command == "convert":
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
                                          args.output, args.to, args.channel, args.classes,

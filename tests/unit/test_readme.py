@@ -14,3 +14,4 @@ def test_readme_generated_sections_are_current():
     text = (ROOT / "README.md").read_text()
     assert module.render(text) == text, "README is stale: run python scripts/update_readme.py"
     assert "| `learning_rate` |" in text and "train:cross_entropy" in text
+    assert "| `ml.p5`, `ml.p5e`, `ml.p5en` | H100/H200 | 9.0 | **refused at start** |" in text

@@ -42,6 +42,13 @@ from ssd_sagemaker.serving.worker import ServingWorker
 LOG = logging.getLogger(__name__)
 
 GRACEFUL_TIMEOUT_SECONDS = 25  # SageMaker sends SIGKILL about 30 s after SIGTERM
+# The serving default of cuDNN autotuning (GPU image). MXNet's default, 1, benchmarks every
+# convolution algorithm the first time a process sees a shape: requests come in every size (the
+# network input is resized to image_shape, but the benchmark is paid again by every gunicorn
+# worker, including each replacement after a timeout or crash, on a live request), and the
+# trial workspaces take GPU memory while workers share a GPU. 0 takes cuDNN's heuristic choice
+# at once. Training keeps 1: one shape for hours repays the benchmark. Not measured: no GPU here.
+SERVING_CUDNN_AUTOTUNE = "0"
 
 
 def gunicorn_options(config: ServingConfig) -> dict:
@@ -115,11 +122,13 @@ class ModelServer(BaseApplication):
 
 
 def _apply_thread_budget(config: ServingConfig) -> None:
-    """OpenMP threads per worker, in the environment MXNet reads when it is first imported."""
+    """OpenMP threads per worker, in the environment MXNet reads when it is first imported;
+    cuDNN autotuning off unless set (`SERVING_CUDNN_AUTOTUNE`)."""
     if "mxnet" in sys.modules:
         LOG.warning("MXNet was imported before the server set OMP_NUM_THREADS=%d; workers keep "
                     "MXNet's own thread count", config.omp_threads)
     os.environ["OMP_NUM_THREADS"] = str(config.omp_threads)
+    os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", SERVING_CUDNN_AUTOTUNE)
 
 
 def serve(model_dir: Path, environ: Mapping[str, str] | None = None) -> None:

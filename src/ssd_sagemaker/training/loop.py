@@ -15,6 +15,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd, gluon
 from tqdm import tqdm
 
+from ssd_sagemaker.devices import split_batch, zero_idle_gradients
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
@@ -80,9 +81,9 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     with arithmetic as backward:
         for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
             batch_size = data.shape[0]
-            data = gluon.utils.split_and_load(data, contexts, even_split=False)
-            cls_targets = gluon.utils.split_and_load(cls_targets, contexts, even_split=False)
-            box_targets = gluon.utils.split_and_load(box_targets, contexts, even_split=False)
+            data = split_batch(data, contexts)
+            cls_targets = split_batch(cls_targets, contexts)
+            box_targets = split_batch(box_targets, contexts)
             with autograd.record():
                 outputs = [net(x) for x in data]
                 cls_preds = [out[0] for out in outputs]
@@ -90,6 +91,7 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
                 sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets,
                                                        box_targets)
                 backward(sum_loss)
+            zero_idle_gradients(net, contexts[len(data):])
             # The loss is already normalised by the number of positive anchors.
             trainer.step(learner.gradient_divisor)
             cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
@@ -129,8 +131,8 @@ def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Con
     metric.reset()
     net.hybridize()  # retrace in inference mode (the training graph has no NMS)
     for data, labels in loader:
-        data = gluon.utils.split_and_load(data, contexts, even_split=False)
-        labels = gluon.utils.split_and_load(labels, contexts, even_split=False)
+        data = split_batch(data, contexts)
+        labels = split_batch(labels, contexts)
         det_boxes, det_ids, det_scores, gt_boxes, gt_ids, gt_difficult = [], [], [], [], [], []
         for x, y in zip(data, labels):
             ids, scores, boxes = net(x)

@@ -2,6 +2,8 @@
 for replaced workers, and a worker that cannot load the model stopping the server with its
 reason."""
 
+import os
+
 import pytest
 from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
@@ -57,3 +59,20 @@ def test_serve_turns_a_worker_boot_failure_into_the_workers_reason(model_dir, mo
     monkeypatch.setattr(ModelServer, "run", fail_to_boot)
     with pytest.raises(ClientError, match=f"{PARAMS_FILE} cannot be loaded"):
         serve(model_dir, {})
+
+
+@pytest.mark.parametrize("given, expected", [(None, "0"), ("2", "2")])
+def test_serve_turns_cudnn_autotuning_off_unless_set(model_dir, monkeypatch, given, expected):
+    seen = {}
+
+    def record(server):
+        seen["autotune"] = os.environ.get("MXNET_CUDNN_AUTOTUNE_DEFAULT")
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    if given is None:
+        monkeypatch.delenv("MXNET_CUDNN_AUTOTUNE_DEFAULT", raising=False)
+    else:
+        monkeypatch.setenv("MXNET_CUDNN_AUTOTUNE_DEFAULT", given)
+    monkeypatch.setattr(ModelServer, "run", record)
+    serve(model_dir, {})
+    assert seen == {"autotune": expected}
