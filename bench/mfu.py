@@ -1,11 +1,13 @@
 """Model FLOP utilisation of training, for each backbone x precision in one run: FLOPs per image
 counted from the symbol graph (`model/flops.py`, training = 3 x forward), images/s of
-forward + backward + SGD update on a batch in memory (`train_step.seconds_per_step`), the
-GFLOP/s that makes, and the practical peak of this CPU in the same precision and threads (a 3x3
-convolution with its backward, through MXNet/oneDNN). Precisions the hardware cannot run are
-reported with the reason `train` would give, not measured. Also times the VGG conv4_3 L2-norm
-scale fwd+bwd as GluonCV's broadcast_mul and as this project's depthwise convolution. Not a
-test: run by hand, `python bench/mfu.py [--batch 4] [--steps 3] [--image-shape 300]`."""
+forward + backward + SGD update on a batch in memory (`train_step.step_times`), the GFLOP/s
+that makes, and the practical peak of this CPU in the same precision and threads (a 3x3
+convolution with its backward, through MXNet/oneDNN), each per wall second and per CPU second
+(CPU time leaves out what other processes take on a shared machine). Precisions the hardware
+cannot run are reported with the reason `train` would give, not measured. Also times the VGG
+conv4_3 L2-norm scale fwd+bwd as GluonCV's broadcast_mul and as this project's depthwise
+convolution. Not a test: run by hand,
+`OMP_NUM_THREADS=<cores> python bench/mfu.py [--batch 4] [--steps 3] [--image-shape 300]`."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import mxnet as mx
 from gluoncv.model_zoo.ssd.vgg_atrous import Normalize
 from mxnet import autograd
 from mxnet.contrib.amp import amp as amp_module
-from train_step import seconds_per_step
+from train_step import step_times
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.flops import TRAINING_PER_FORWARD, symbol_flops, training_flops_per_image
@@ -37,20 +39,23 @@ def _dtype(precision: str):
     return amp_module.bfloat16 if precision == "bfloat16" else precision
 
 
-def _median_seconds(step: Callable[[], None], repeats: int) -> float:
+def _median_seconds(step: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Median wall and CPU seconds (all threads of this process) of `step`."""
     step()  # warm-up: primitives, memory
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         step()
         mx.nd.waitall()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - cpu_started)
+    return statistics.median(wall), statistics.median(cpu)
 
 
-def practical_peak(precision: str, batch: int, repeats: int = 5) -> float:
-    """GFLOP/s of a 3x3 convolution's forward + backward (data and weight gradients) in
-    `precision`: what a training step could reach if it were all convolution."""
+def practical_peak(precision: str, batch: int, repeats: int = 5) -> tuple[float, float]:
+    """GFLOP per wall second and per CPU second of a 3x3 convolution's forward + backward (data
+    and weight gradients) in `precision`: what a training step could reach if it were all
+    convolution."""
     shape = (batch, PEAK_CHANNELS, PEAK_SIZE, PEAK_SIZE)
     data = mx.nd.amp_cast(mx.nd.random.uniform(shape=shape), dtype=_dtype(precision))
     weight = mx.nd.amp_cast(mx.nd.random.normal(scale=0.05, shape=(PEAK_CHANNELS,
@@ -68,11 +73,13 @@ def practical_peak(precision: str, batch: int, repeats: int = 5) -> float:
     graph = mx.sym.Convolution(mx.sym.var("data"), kernel=(3, 3), pad=(1, 1),
                                num_filter=PEAK_CHANNELS, no_bias=True)
     flops = TRAINING_PER_FORWARD * symbol_flops(graph, shape)
-    return flops / _median_seconds(step, repeats) / 1e9
+    wall, cpu = _median_seconds(step, repeats)
+    return flops / wall / 1e9, flops / cpu / 1e9
 
 
-def l2_norm_scale_ms(batch: int, size: int, repeats: int = 5) -> dict[str, float]:
-    """Milliseconds of the conv4_3 L2 normalisation + scale, forward and backward, both ways."""
+def l2_norm_scale_ms(batch: int, size: int, repeats: int = 5) -> dict[str, tuple[float, float]]:
+    """Wall and CPU milliseconds of the conv4_3 L2 normalisation + scale, forward and backward,
+    both ways."""
     gluoncv = Normalize(512, 20)
     gluoncv.initialize()
     blocks = {"broadcast_mul (GluonCV)": gluoncv,
@@ -88,7 +95,8 @@ def l2_norm_scale_ms(batch: int, size: int, repeats: int = 5) -> dict[str, float
                 out = block(data)
             out.backward()
 
-        result[name] = 1000 * _median_seconds(step, repeats)
+        wall, cpu = _median_seconds(step, repeats)
+        result[name] = 1000 * wall, 1000 * cpu
     return result
 
 
@@ -110,7 +118,7 @@ def _print_goals(measured: dict[tuple[str, str], tuple[float, float]]) -> None:
     else:
         print("ResNet-50 bfloat16 / float32 (goal >= 1.4): not measurable on this machine")
     vgg = measured.get(("vgg-16", "bfloat16"))
-    print(f"VGG-16 bfloat16 MFU: {vgg[1]:.0%} (goal >= 80 %)" if vgg else
+    print(f"VGG-16 bfloat16 MFU by CPU time: {vgg[1]:.0%} (goal >= 80 %)" if vgg else
           "VGG-16 bfloat16 MFU (goal >= 80 %): not measurable on this machine")
 
 
@@ -124,7 +132,7 @@ def main() -> None:
           f"warm-up, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}, "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     rows = ["| network, precision | GFLOP/image (training) | images/s | GFLOP/s | practical "
-            "peak GFLOP/s | MFU (of practical peak) |", "|---|---|---|---|---|---|"]
+            "peak GFLOP/s | MFU | MFU by CPU time |", "|---|---|---|---|---|---|---|"]
     measured: dict[tuple[str, str], tuple[float, float]] = {}  # images/s, MFU
     for base_network in NETWORKS:
         flops = training_flops_per_image(build_network(base_network, args.image_shape,
@@ -133,26 +141,29 @@ def main() -> None:
             reason = _reason_not_runnable(precision, base_network)
             if reason:
                 rows.append(f"| {base_network}, {precision} | {flops / 1e9:.2f} | not run: "
-                            f"{reason} | | | |")
+                            f"{reason} | | | | |")
                 continue
-            # The peak is probed right before and after the steps, so both see the same load.
+            # The peak is probed right before and after the steps, so both see the same load;
+            # per CPU second, the time other processes hold the cores does not count.
             before = practical_peak(precision, args.batch)
-            seconds = seconds_per_step(base_network, args.image_shape, args.batch, args.steps,
-                                       precision)
-            peak = (before + practical_peak(precision, args.batch)) / 2
-            images = args.batch / seconds
-            achieved = flops * images / 1e9
-            rows.append(f"| {base_network}, {precision} | {flops / 1e9:.2f} | {images:.2f} | "
-                        f"{achieved:.1f} | {peak:.1f} | {achieved / peak:.0%} |")
-            measured[base_network, precision] = images, achieved / peak
+            wall, cpu = step_times(base_network, args.image_shape, args.batch, args.steps,
+                                   precision)
+            after = practical_peak(precision, args.batch)
+            peak_wall, peak_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+            step_flops = flops * args.batch
+            mfu, mfu_cpu = step_flops / wall / 1e9 / peak_wall, step_flops / cpu / 1e9 / peak_cpu
+            rows.append(f"| {base_network}, {precision} | {flops / 1e9:.2f} | "
+                        f"{args.batch / wall:.2f} | {step_flops / wall / 1e9:.1f} | "
+                        f"{peak_wall:.1f} | {mfu:.0%} | {mfu_cpu:.0%} |")
+            measured[base_network, precision] = args.batch / wall, mfu_cpu
             print(rows[-1], flush=True)
     print("\n".join(["", *rows, ""]))
     _print_goals(measured)
     size = args.image_shape * 38 // 300
     print(f"\nVGG conv4_3 L2 norm + scale, forward + backward, batch {args.batch}, 512 x {size} "
           f"x {size}, float32:")
-    for name, ms in l2_norm_scale_ms(args.batch, size).items():
-        print(f"  {name}: {ms:.1f} ms")
+    for name, (wall, cpu) in l2_norm_scale_ms(args.batch, size).items():
+        print(f"  {name}: {wall:.1f} ms, {cpu:.1f} CPU-ms")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
