@@ -185,3 +185,38 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
     else:
         assert periodic and periodic[0].startswith("epoch 0 batch 1/1:")
         assert stderr.getvalue() == ""
+
+
+class _TwoHeads(gluon.HybridBlock):
+    """A tiny network with SSD's training outputs (class and box predictions)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = gluon.nn.Conv2D(2, 3, in_channels=3)
+
+    def hybrid_forward(self, F, x):
+        y = self.conv(x)
+        return y, y
+
+
+class _RecordingPrecision(MixedPrecision):
+    def training(self, net=None):
+        self.nets = [*getattr(self, "nets", []), net]
+        return super().training(net)
+
+
+def test_the_pass_hands_its_network_to_the_precision():
+    # The precision converts the network's SymbolBlocks (ResNet-50's base): it must get it.
+    net = _TwoHeads()
+    net.initialize()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    precision = _RecordingPrecision("float32", trainer)
+
+    def loss(cls_preds, box_preds, cls_targets, box_targets):
+        losses = [p.mean(axis=(1, 2, 3)) for p in cls_preds]
+        return losses, losses, losses
+
+    batch = (mx.nd.ones((2, 3, 6, 6)), mx.nd.zeros((2, 1)), mx.nd.zeros((2, 1)))
+    train_one_epoch(Learner(net, trainer, [mx.cpu()], precision), [batch], 0,
+                    MetricReporter("h", io.StringIO()), loss_fn=loss)
+    assert precision.nets == [net]
