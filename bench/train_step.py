@@ -6,6 +6,7 @@ hand, `python bench/train_step.py [--batch 4] [--steps 3] [--shapes 300 512]`.""
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import mxnet as mx
@@ -41,14 +42,22 @@ def fixed_batch(net, image_shape: int, batch: int):
 
 def seconds_per_step(base_network: str, image_shape: int, batch: int, steps: int,
                      precision: str = "float32") -> float:
+    return step_times(base_network, image_shape, batch, steps, precision)[0]
+
+
+def step_times(base_network: str, image_shape: int, batch: int, steps: int,
+               precision: str = "float32") -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads of this process) per step; CPU time does not
+    count the time other processes took the cores."""
     net = build_network(base_network, image_shape, ["a", "b", "c"])
     data = fixed_batch(net, image_shape, batch)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001, "momentum": 0.9})
     reporter = MetricReporter("bench", open("/dev/null", "w"))
     learner = Learner(net, trainer, [mx.cpu()], MixedPrecision(precision, trainer))
     train_one_epoch(learner, [data], 0, reporter)  # warm-up: graph, memory
+    cpu = time.process_time()
     result = train_one_epoch(learner, [data] * steps, 1, reporter)
-    return result.seconds / steps
+    return result.seconds / steps, (time.process_time() - cpu) / steps
 
 
 def main() -> None:

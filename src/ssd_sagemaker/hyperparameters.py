@@ -164,7 +164,7 @@ class Hyperparameters:
         "int", "number of highest-scoring detections kept before non-maximum suppression",
         bounds="(0, inf)", documented=False))
     precision: str = dataclasses.field(default="auto", metadata=_row(
-        "choice", "arithmetic of training: `auto` uses bfloat16 convolutions for vgg-16 on "
+        "choice", "arithmetic of training: `auto` uses bfloat16 convolutions on "
         "one host with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet "
         "AMP), float32 otherwise; weights, checkpoints and the model artifact are float32 in "
         "every case", choices=("auto", "float32", "bfloat16", "float16"), documented=False))

@@ -76,7 +76,7 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     on_terminal = draw_bar
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
-    arithmetic = precision.training() if precision else contextlib.nullcontext(
+    arithmetic = precision.training(net) if precision else contextlib.nullcontext(
         autograd.backward)
     with arithmetic as backward:
         for batch_index, (data, cls_targets, box_targets) in enumerate(loader):

@@ -5,7 +5,11 @@ optimizer state, checkpoints and the exported artifact stay float32.
 `amp.init` swaps MXNet's operator functions module-wide, for good. `MixedPrecision.training`
 installs AMP only around a training pass and then puts the original functions back, so
 validation and export (and anything else in the process: tests, benchmarks) trace plain
-float32 graphs that any CPU or GPU can run."""
+float32 graphs that any CPU or GPU can run.
+
+AMP wraps the `mx.sym` functions at trace time, so a `SymbolBlock` (GluonCV builds ResNet-50's
+`FeatureExpander` as one, before AMP is on) keeps its float32 graph: for the pass, its graph is
+converted with `amp.convert_symbol`, which casts by the same operator lists."""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ LOG = logging.getLogger(__name__)
 
 CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # `auto` uses bfloat16 on CPU only for the bases where it was measured to pay
-# (`Backbone.bfloat16_pays_on_cpu`: VGG-16 yes, ResNet-50 no), and only on one host:
+# (`Backbone.bfloat16_pays_on_cpu`), and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
 # `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
@@ -112,6 +116,43 @@ def _amp_installed(dtype: str) -> Iterator[None]:
             setattr(amp_state, name, value)
 
 
+def _symbol_blocks(block: gluon.Block) -> Iterator[gluon.SymbolBlock]:
+    """The SymbolBlocks in `block`'s tree (a SymbolBlock's graph holds its whole subtree)."""
+    if isinstance(block, gluon.SymbolBlock):
+        yield block
+        return
+    for child in block._children.values():
+        yield from _symbol_blocks(child)
+
+
+def _forget_traces(block: gluon.Block) -> None:
+    """Drop every cached graph in `block`'s tree, so the next call traces anew."""
+    if isinstance(block, gluon.HybridBlock):
+        block._clear_cached_op()
+    for child in block._children.values():
+        _forget_traces(child)
+
+
+@contextlib.contextmanager
+def _symbol_blocks_converted(net: gluon.Block | None, dtype: str) -> Iterator[None]:
+    """Each SymbolBlock of `net` traces its graph converted to `dtype` (same parameters, the
+    casts `amp.init` would have put there); the float32 graphs come back afterwards."""
+    originals = [(block, block._cached_graph) for block in
+                 (_symbol_blocks(net) if net is not None else ())]
+    for block, (inputs, graph) in originals:
+        block._cached_graph = (inputs, amp.convert_symbol(
+            graph, target_dtype=dtype, data_names=[symbol.name for symbol in inputs]))
+    if originals:
+        _forget_traces(net)
+    try:
+        yield
+    finally:
+        for block, cached_graph in originals:
+            block._cached_graph = cached_graph
+        if originals:
+            _forget_traces(net)
+
+
 class MixedPrecision:
     """Enter `training()` around each training pass: inside, networks trace in `precision`
     and the yielded function does the backward pass. Validation and export run outside, in
@@ -128,11 +169,13 @@ class MixedPrecision:
                      "validation and the artifact in float32", precision)
 
     @contextlib.contextmanager
-    def training(self) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
+    def training(self, net: gluon.Block | None = None
+                 ) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
+        """`net`: the network trained in the pass; its SymbolBlocks are converted too."""
         if self.precision == "float32":
             yield autograd.backward
             return
-        with _amp_installed(self.precision):
+        with _amp_installed(self.precision), _symbol_blocks_converted(net, self.precision):
             if self.precision != "float16":
                 yield autograd.backward
                 return

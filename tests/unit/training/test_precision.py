@@ -1,6 +1,9 @@
 """precision.py: which arithmetic each hardware gets, clear errors for impossible requests, AMP
 confined to the training pass, and float16 loss scaling that unscales and skips overflows."""
 
+import collections
+import json
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from mxnet import autograd, gluon
 from mxnet.contrib.amp import amp as amp_state
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16, resolve_precision
 
 CPU, GPU = [mx.cpu()], [mx.gpu(0)]
@@ -30,7 +34,7 @@ def test_bfloat16_support_is_read_from_the_cpu_flags(tmp_path):
     ("vgg-16", CPU, "dist_sync", True, "float32"),  # see Backbone.bfloat16_pays_on_cpu
     ("vgg-16", CPU, "dist_async", True, "float32"),
     ("vgg-16", CPU, None, False, "float32"),
-    ("resnet-50", CPU, None, True, "float32"),   # measured slower in bfloat16
+    ("resnet-50", CPU, None, True, "bfloat16"),  # once its SymbolBlock base is converted
     ("vgg-16", GPU, None, False, "float16"),
     ("resnet-50", GPU, "dist_sync", False, "float16"),
     ("vgg-16", GPU, "dist_async", False, "float32"),  # servers update: no loss scaling
@@ -138,3 +142,39 @@ def test_float16_scales_the_loss_unscales_the_update_and_skips_overflow():
     # ...an overflowing step changes nothing, and the one loss scale of the run is lowered.
     np.testing.assert_array_equal(moves[1], [0.0] * 3)
     assert scales[2] < scales[0] and mixed._loss_scaler.loss_scale == scales[2]
+
+
+def _convolution_dtypes(net: gluon.HybridBlock) -> collections.Counter:
+    """How many convolutions of `net`'s training graph, traced now, run in each dtype (the
+    output dtype type inference gives each Convolution node)."""
+    with autograd.train_mode():
+        graph = mx.sym.Group(net(mx.sym.var("data")))
+    operators = {node["name"]: node["op"]
+                 for node in json.loads(graph.tojson(remove_amp_cast=False))["nodes"]}
+    internals = graph.get_internals()
+    _, types, _ = internals.infer_type(data="float32")
+    return collections.Counter(
+        np.dtype(dtype).names[0] if np.dtype(dtype).names else np.dtype(dtype).name
+        for name, dtype in zip(internals.list_outputs(), types)
+        if name.endswith("_output") and operators.get(name[:-len("_output")]) == "Convolution")
+
+
+@pytest.fixture(scope="module")
+def resnet50_ssd():
+    return build_network("resnet-50", 300, ["a", "b"])
+
+
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_a_symbol_block_backbone_traces_every_convolution_in_the_reduced_dtype(resnet50_ssd,
+                                                                               precision):
+    # GluonCV's FeatureExpander (ResNet-50 + SSD's extra layers) is a SymbolBlock built before
+    # AMP is on: AMP alone casts only the 12 predictor convolutions, not its 61.
+    net = resnet50_ssd
+    assert isinstance(net.features, gluon.SymbolBlock)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    parameters = dict(net.collect_params().items())
+    with MixedPrecision(precision, trainer).training(net):
+        inside = _convolution_dtypes(net)
+    assert inside == {precision: 73}
+    assert _convolution_dtypes(net) == {"float32": 73}  # validation and export trace float32
+    assert dict(net.collect_params().items()) == parameters  # the same Parameter objects
