@@ -1,4 +1,5 @@
-"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert`
+"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert |
+fetch-weights`
 (the container's entry points, and the data tools).
 
 Library code raises; this module turns errors into exit codes and the failure file, through
@@ -116,6 +117,17 @@ def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: in
              validation_images, paths.data_dir)
 
 
+def _fetch_weights(timeout: float) -> None:
+    """GluonCV's ImageNet weights of every base network into $MXNET_HOME/models."""
+    from ssd_sagemaker.model.backbones import BACKBONES
+    from ssd_sagemaker.model.cache import model_cache_dir
+    from ssd_sagemaker.model.weights_download import fetch_weights, store_repo_url
+
+    cache = model_cache_dir()
+    paths = fetch_weights(BACKBONES.values(), cache, store_repo_url(), timeout)
+    LOG.info("ImageNet weights in %s: %s", cache, ", ".join(path.name for path in paths))
+
+
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
     """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
     from ssd_sagemaker.data.validate_data import format_report, validate_channels
@@ -182,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--train-images", type=int, default=16)
     demo.add_argument("--validation-images", type=int, default=8)
     demo.add_argument("--seed", type=int, default=0)
+    weights = commands.add_parser(
+        "fetch-weights", help="download GluonCV's ImageNet weights of every base network into "
+                              "$MXNET_HOME/models (default ~/.mxnet/models); needs the internet")
+    weights.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds without an answer before giving up (default 30)")
     check = commands.add_parser(
         "validate-data", help="check the data channels under $SAGEMAKER_BASE_DIR/input as "
                               "training would (and decode every image); report, no training")
@@ -219,6 +236,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         None)
     if args.command == "validate-data":
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
+    if args.command == "fetch-weights":
+        return _run_job(lambda: _fetch_weights(args.timeout), None)
     if args.command == "convert":
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
                                          args.output, args.to, args.channel, args.classes,
