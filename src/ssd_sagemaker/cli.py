@@ -9,7 +9,6 @@ failure, where unwinding back here would hang)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -18,17 +17,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
-
-DEMO_HYPERPARAMETERS = {
-    "num_classes": "3", "epochs": "2", "mini_batch_size": "4", "image_shape": "300",
-    "use_pretrained_model": "0", "learning_rate": "0.001",
-}
-
 
 def _configure_logging() -> None:
     """Plain timestamped lines on stdout (CloudWatch); library warnings kept out of the way.
@@ -94,27 +88,6 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     images = collect_images(inputs)
     written = predict_files(Predictor(model_dir), images, output, max_pixels, limits)
     LOG.info("predicted %d images: %d files in %s", len(images), len(written), output)
-
-
-def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
-    """Write the synthetic dataset as SageMaker channels, plus the config files to train on it."""
-    from ssd_sagemaker.data.synthetic import write_annotated_channel
-
-    for channel, count, channel_seed in (("train", train_images, seed),
-                                         ("validation", validation_images, seed + 1)):
-        write_annotated_channel(paths.channel_dir(channel),
-                                paths.channel_dir(f"{channel}_annotation"), count, channel_seed,
-                                prefix=channel)
-    paths.config_dir.mkdir(parents=True, exist_ok=True)
-    channels = {name: {"ContentType": "image/jpeg", "TrainingInputMode": "File",
-                       "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-                for name in ("train", "validation", "train_annotation", "validation_annotation")}
-    paths.input_data_config_file.write_text(json.dumps(channels, indent=2) + "\n")
-    if not paths.hyperparameters_file.exists():
-        hyperparameters = dict(DEMO_HYPERPARAMETERS, num_training_samples=str(train_images))
-        paths.hyperparameters_file.write_text(json.dumps(hyperparameters, indent=2) + "\n")
-    LOG.info("demo data: %d training and %d validation images under %s", train_images,
-             validation_images, paths.data_dir)
 
 
 def _fetch_weights(timeout: float) -> None:
@@ -191,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--max-detections", help="keep at most this many detections per image "
                                                   "(default: $SSD_MAX_DETECTIONS or 100)")
     demo = commands.add_parser("demo-data", help="write a small synthetic dataset and configs")
-    demo.add_argument("--train-images", type=int, default=16)
-    demo.add_argument("--validation-images", type=int, default=8)
+    demo.add_argument("--train-images", type=int, default=DEMO_TRAIN_IMAGES)
+    demo.add_argument("--validation-images", type=int, default=DEMO_VALIDATION_IMAGES,
+                      help="the held-out set (drawn with seed + 1)")
     demo.add_argument("--seed", type=int, default=0)
     weights = commands.add_parser(
         "fetch-weights", help="download GluonCV's ImageNet weights of every base network into "
@@ -242,8 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
                                          args.output, args.to, args.channel, args.classes,
                                          args.classes_from), None)
-    return _run_job(lambda: _demo_data(paths, args.train_images, args.validation_images,
-                                       args.seed), None)
+    return _run_job(lambda: write_demo_job(paths, args.train_images, args.validation_images,
+                                           args.seed), None)
 
 
 if __name__ == "__main__":
