@@ -150,6 +150,13 @@ def write_job(base: Path, args: argparse.Namespace) -> None:
          for name in ("train", "validation", "train_annotation", "validation_annotation")}))
 
 
+def write_set(base: Path, args: argparse.Namespace, photos: list[np.ndarray]) -> None:
+    """The train channel (seed `args.seed`), the held-out one (seed + 1) and the job's configs."""
+    write_channel(base, "train", args.train_images, args.seed, photos)
+    write_channel(base, "validation", args.test_images, args.seed + 1, photos)
+    write_job(base, args)
+
+
 def train_ours(base: Path) -> tuple[list[dict], float]:
     """`python -m ssd_sagemaker train` on the tree: the epoch rows and the wall time."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), MXNET_HOME=str(base / "mxnet_home"),
@@ -221,29 +228,29 @@ def plot(path: Path, ours: list[tuple], theirs: list[tuple], title: str,
     figure.savefig(path, dpi=100)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-images", type=int, default=24)
-    parser.add_argument("--test-images", type=int, default=12)
-    parser.add_argument("--image-shape", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=0.0003)
-    parser.add_argument("--base-network", default="vgg-16")
-    parser.add_argument("--optimizer", default="sgd")
-    parser.add_argument("--augmentation", default="ssd")
+def job_arguments(description: str, plot_name: str, **defaults) -> argparse.ArgumentParser:
+    """The options of a benchmark job on this set (also learnability.py's), with `defaults`
+    overriding this benchmark's."""
+    values = dict(dict(epochs=8, train_images=24, test_images=12, image_shape=300, batch=4,
+                       learning_rate=0.0003, base_network="vgg-16", optimizer="sgd",
+                       augmentation="ssd"), **defaults)
+    parser = argparse.ArgumentParser(description=description)
+    for name, value in values.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--seed", type=int, default=0, help="of the benchmark set")
     parser.add_argument("--plot", type=Path,
-                        default=Path(tempfile.gettempdir()) / "ssd-bench" / "accuracy.png")
+                        default=Path(tempfile.gettempdir()) / "ssd-bench" / plot_name)
     parser.add_argument("--keep", type=Path, help="write the job tree here and keep it")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = job_arguments(__doc__.splitlines()[0], "accuracy.png").parse_args()
 
     source, photos = backgrounds()
     with tempfile.TemporaryDirectory() as folder:
         base = args.keep or Path(folder)
-        write_channel(base, "train", args.train_images, args.seed, photos)
-        write_channel(base, "validation", args.test_images, args.seed + 1, photos)
-        write_job(base, args)
+        write_set(base, args, photos)
         print(f"benchmark set: {args.train_images} train + {args.test_images} held-out images "
               f"(seed {args.seed}), shapes on {source}; {args.base_network} SSD{args.image_shape} "
               f"from scratch, {args.optimizer}, augmentation {args.augmentation}, batch "

@@ -21,7 +21,6 @@ Run by hand: `python bench/learnability.py [--epochs 12] [--train-images 96] [--
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import tempfile
@@ -30,11 +29,11 @@ from pathlib import Path
 from accuracy import (
     GOAL_MARGIN,
     backgrounds,
+    job_arguments,
     plot,
     train_ours,
     train_reference,
-    write_channel,
-    write_job,
+    write_set,
 )
 
 
@@ -47,23 +46,12 @@ def first_reaching(curve: list[float], steps: list[int], target: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--train-images", type=int, default=96)
-    parser.add_argument("--test-images", type=int, default=16)
-    parser.add_argument("--image-shape", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=0.001)
-    parser.add_argument("--base-network", default="resnet-50")
-    parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--augmentation", default="none")
+    parser = job_arguments(__doc__.splitlines()[0], "learnability.png", epochs=12,
+                           train_images=96, test_images=16, learning_rate=0.001,
+                           base_network="resnet-50", optimizer="adam", augmentation="none")
     parser.add_argument("--target", type=float, default=0.5, help="held-out mAP to reach")
-    parser.add_argument("--seed", type=int, default=0, help="of the benchmark set")
     parser.add_argument("--skip-reference", action="store_true",
                         help="only ours (to search settings; the comparison needs both)")
-    parser.add_argument("--plot", type=Path,
-                        default=Path(tempfile.gettempdir()) / "ssd-bench" / "learnability.png")
-    parser.add_argument("--keep", type=Path, help="write the job tree here and keep it")
     args = parser.parse_args()
 
     source, photos = backgrounds()
@@ -71,9 +59,7 @@ def main() -> None:
     steps = [steps_per_epoch * (epoch + 1) for epoch in range(args.epochs)]
     with tempfile.TemporaryDirectory() as folder:
         base = args.keep or Path(folder)
-        write_channel(base, "train", args.train_images, args.seed, photos)
-        write_channel(base, "validation", args.test_images, args.seed + 1, photos)
-        write_job(base, args)
+        write_set(base, args, photos)
         print(f"learnability set: {args.train_images} train + {args.test_images} held-out "
               f"images (seed {args.seed}), shapes on {source}; {args.base_network} "
               f"SSD{args.image_shape} from scratch, {args.optimizer} lr {args.learning_rate}, "
