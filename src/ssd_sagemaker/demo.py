@@ -1,11 +1,12 @@
 """The demo job (`ssd-sagemaker demo-data`, scripts/demo.sh): the synthetic shapes written as
 SageMaker channels — a training set and a held-out validation set drawn with another seed —
-plus the configuration files of a training job that learns them on 2 CPU cores in minutes.
+plus the configuration files of a short CPU training job on them.
 
-The hyperparameters were chosen by measurement (README "Demo"): ResNet-50 (about a quarter of
-VGG-16's compute per image), no augmentation (the shapes need none to be learnt, and it slows a
-short job down), Adam. The ImageNet weights are used when they are in the model cache
-(`ssd-sagemaker fetch-weights`); otherwise the demo trains from scratch, and says which."""
+The settings aim at the most learning per CPU second: ResNet-50 (about a quarter of VGG-16's
+compute per image), no augmentation (it slows a short job's learning down; the issue measured
+it), Adam. The ImageNet weights are used when they are in the model cache (`ssd-sagemaker
+fetch-weights`); otherwise the demo trains from scratch, and says which. What these settings
+reach from scratch is measured in README's Quick start."""
 
 from __future__ import annotations
 
