@@ -12,7 +12,7 @@
 #   FLAVOUR             cpu (mxnet) or gpu (mxnet-cu112 + the CUDA 11 runtime wheels from PyPI).
 #   PRETRAINED_WEIGHTS  1 (default): put GluonCV's ImageNet weights of every base network in
 #                       model/backbones.py (VGG-16 atrous, ResNet-50 v1) in $MXNET_HOME/models at
-#                       build time (docker/weights.py downloads them from
+#                       build time (`ssd-sagemaker fetch-weights` downloads them from
 #                       GluonCV's model store: needs the internet). 0: skip, for offline builds;
 #                       use_pretrained_model=1 then fails with a clear message unless the files are
 #                       mounted at /opt/mxnet/models. Machines that reach only package registries
@@ -68,25 +68,27 @@ RUN python3 /build/requirements.py "${FLAVOUR}" /build/pyproject.toml > /build/r
  && du -sh /opt/venv
 
 # ---------------------------------------------------------------------------------------------
-# weights: GluonCV's ImageNet weights of every backbone in model/backbones.py's registry (only that
-# file is copied in, so other source changes do not download them again).
-FROM builder AS weights
-ARG PRETRAINED_WEIGHTS=1
-ENV MXNET_HOME=/opt/mxnet
-COPY docker/weights.py src/ssd_sagemaker/model/backbones.py /build/weights/
-RUN mkdir -p /opt/mxnet/models \
- && if [ "${PRETRAINED_WEIGHTS}" = 1 ]; then \
-        python /build/weights/weights.py /build/weights/backbones.py; \
-    else \
-        echo "PRETRAINED_WEIGHTS=${PRETRAINED_WEIGHTS}: no ImageNet weights in the image"; \
-    fi
-
-# ---------------------------------------------------------------------------------------------
 # project: the package as a wheel (small; rebuilt alone when the source changes).
 FROM builder AS project
 COPY pyproject.toml README.md /build/project/
 COPY src /build/project/src
 RUN pip wheel --quiet --no-deps --wheel-dir /wheels /build/project
+
+# ---------------------------------------------------------------------------------------------
+# weights: GluonCV's ImageNet weights of every backbone in model/backbones.py's registry, fetched
+# by the package's own `ssd-sagemaker fetch-weights` (the one list of weights and the one
+# downloader). The stage installs the package wheel, so a source change downloads them again.
+FROM builder AS weights
+ARG PRETRAINED_WEIGHTS=1
+ENV MXNET_HOME=/opt/mxnet
+COPY --from=project /wheels /tmp/wheels
+RUN mkdir -p /opt/mxnet/models \
+ && if [ "${PRETRAINED_WEIGHTS}" = 1 ]; then \
+        pip install --quiet --no-deps --no-index /tmp/wheels/*.whl \
+        && ssd-sagemaker fetch-weights; \
+    else \
+        echo "PRETRAINED_WEIGHTS=${PRETRAINED_WEIGHTS}: no ImageNet weights in the image"; \
+    fi
 
 # ---------------------------------------------------------------------------------------------
 # final: the system stage + the venv + the weights + the package. No compilers, no pip cache.

@@ -143,10 +143,18 @@ def write_job(base: Path, args: argparse.Namespace) -> None:
         "num_classes": str(len(CLASS_NAMES)), "num_training_samples": str(args.train_images),
         "epochs": str(args.epochs), "mini_batch_size": str(args.batch),
         "image_shape": str(args.image_shape), "learning_rate": str(args.learning_rate),
-        "use_pretrained_model": "0", "base_network": "vgg-16"}))
+        "use_pretrained_model": "0", "base_network": args.base_network,
+        "optimizer": args.optimizer, "augmentation": args.augmentation}))
     (config / "inputdataconfig.json").write_text(json.dumps(
         {name: {"ContentType": "image/jpeg", "TrainingInputMode": "File"}
          for name in ("train", "validation", "train_annotation", "validation_annotation")}))
+
+
+def write_set(base: Path, args: argparse.Namespace, photos: list[np.ndarray]) -> None:
+    """The train channel (seed `args.seed`), the held-out one (seed + 1) and the job's configs."""
+    write_channel(base, "train", args.train_images, args.seed, photos)
+    write_channel(base, "validation", args.test_images, args.seed + 1, photos)
+    write_job(base, args)
 
 
 def train_ours(base: Path) -> tuple[list[dict], float]:
@@ -180,14 +188,14 @@ def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], 
     data = read_training_data(env.paths, env.channels, parse_hyperparameters(env.hyperparameters))
     started = time.perf_counter()
     reference.seed_everything(SEED)
-    net = build_network("vgg-16", args.image_shape, CLASS_NAMES)
+    net = build_network(args.base_network, args.image_shape, CLASS_NAMES)
     anchors = reference.train_anchors(net, args.image_shape)
     workers = loader_workers()
     train = reference.train_loader(data.train.samples, anchors, args.image_shape, args.batch,
-                                   workers)
+                                   workers, args.augmentation)
     held_out = reference.validation_loader(data.validation.samples, args.image_shape,
                                            args.batch, workers)
-    trainer = reference.sgd_trainer(net, args.learning_rate)
+    trainer = reference.sgd_trainer(net, args.learning_rate, args.optimizer)
     curve = []
     for epoch in range(args.epochs):
         result = reference.train_epoch(net, train, trainer, [mx.cpu()])
@@ -198,49 +206,55 @@ def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], 
     return curve, time.perf_counter() - started
 
 
-def plot(path: Path, ours: list[tuple], theirs: list[tuple], title: str) -> None:
+def plot(path: Path, ours: list[tuple], theirs: list[tuple], title: str,
+         xs: list[int] | None = None, xlabel: str = "epoch") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    epochs = range(len(ours))
+    xs = list(range(len(ours))) if xs is None else xs
     figure, axes = pyplot.subplots(figsize=(6, 4))
     for curve, label, colour in ((ours, "train (ours)", "tab:blue"),
                                  (theirs, "GluonCV reference loop", "tab:orange")):
-        axes.plot(epochs, [c[0] for c in curve], "o-", color=colour, label=f"{label}, VOC07")
-        axes.plot(epochs, [c[1] for c in curve], "s--", color=colour, alpha=0.6,
+        axes.plot(xs[:len(curve)], [c[0] for c in curve], "o-", color=colour,
+                  label=f"{label}, VOC07")
+        axes.plot(xs[:len(curve)], [c[1] for c in curve], "s--", color=colour, alpha=0.6,
                   label=f"{label}, area")
-    axes.set(xlabel="epoch", ylabel="held-out mAP", title=title)
+    axes.set(xlabel=xlabel, ylabel="held-out mAP", title=title)
     axes.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=100)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--train-images", type=int, default=24)
-    parser.add_argument("--test-images", type=int, default=12)
-    parser.add_argument("--image-shape", type=int, default=300)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=0.0003)
+def job_arguments(description: str, plot_name: str, **defaults) -> argparse.ArgumentParser:
+    """The options of a benchmark job on this set (also learnability.py's), with `defaults`
+    overriding this benchmark's."""
+    values = dict(dict(epochs=8, train_images=24, test_images=12, image_shape=300, batch=4,
+                       learning_rate=0.0003, base_network="vgg-16", optimizer="sgd",
+                       augmentation="ssd"), **defaults)
+    parser = argparse.ArgumentParser(description=description)
+    for name, value in values.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument("--seed", type=int, default=0, help="of the benchmark set")
     parser.add_argument("--plot", type=Path,
-                        default=Path(tempfile.gettempdir()) / "ssd-bench" / "accuracy.png")
+                        default=Path(tempfile.gettempdir()) / "ssd-bench" / plot_name)
     parser.add_argument("--keep", type=Path, help="write the job tree here and keep it")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = job_arguments(__doc__.splitlines()[0], "accuracy.png").parse_args()
 
     source, photos = backgrounds()
     with tempfile.TemporaryDirectory() as folder:
         base = args.keep or Path(folder)
-        write_channel(base, "train", args.train_images, args.seed, photos)
-        write_channel(base, "validation", args.test_images, args.seed + 1, photos)
-        write_job(base, args)
+        write_set(base, args, photos)
         print(f"benchmark set: {args.train_images} train + {args.test_images} held-out images "
-              f"(seed {args.seed}), shapes on {source}; VGG-16 SSD{args.image_shape} from "
-              f"scratch, batch {args.batch}, lr {args.learning_rate}, {args.epochs} epochs, "
+              f"(seed {args.seed}), shapes on {source}; {args.base_network} SSD{args.image_shape} "
+              f"from scratch, {args.optimizer}, augmentation {args.augmentation}, batch "
+              f"{args.batch}, lr {args.learning_rate}, {args.epochs} epochs, "
               f"{len(os.sched_getaffinity(0))} CPUs", flush=True)
         rows, ours_seconds = train_ours(base)
         ours = [(r["validation_map"], r["validation_map_area"]) for r in rows]

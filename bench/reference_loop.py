@@ -2,10 +2,13 @@
 GluonCV's `scripts/detection/ssd/train_ssd.py` builds them — `SSDDefaultTrainTransform` +
 `gluon.data.DataLoader` (Stack batchify, shuffle, `last_batch="rollover"`), a hybridized net
 (static_alloc, static_shape), `SSDMultiBoxLoss`, `gluon.Trainer` SGD (lr, momentum 0.9, wd 5e-4)
-stepped with 1 (the loss is already normalised), and for validation `SSDDefaultValTransform`
+stepped with 1 (the loss is already normalised; `optimizer="adam"` gives `train`'s Adam, which
+takes no momentum or weight decay either), and for validation `SSDDefaultValTransform`
 + Pad batchify + GluonCV's `VOC07MApMetric` / `VOCMApMetric`. Only the network comes from this
 project (`build_network`), so both sides train the very same model.
-Imported by `accuracy.py` and `train_throughput.py`; not run on its own."""
+For `augmentation` `flip` and `none` (which `train_ssd.py` lacks) the train transform is GluonCV's
+preset minus its random steps: resize (and a random horizontal flip), the same target generator.
+Imported by `accuracy.py`, `learnability.py` and `train_throughput.py`; not run on its own."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import mxnet as mx
 import numpy as np
 from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
 from gluoncv.data.batchify import Pad, Stack, Tuple
+from gluoncv.data.transforms import bbox as tbbox
+from gluoncv.data.transforms import image as timage
 from gluoncv.data.transforms.presets.ssd import SSDDefaultTrainTransform, SSDDefaultValTransform
 from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
@@ -41,10 +46,40 @@ def train_anchors(net: gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:
     return anchors.as_in_context(mx.cpu())
 
 
+class ResizeTrainTransform(SSDDefaultTrainTransform):
+    """`SSDDefaultTrainTransform` without colour jitter, expansion and crop: resize to the
+    square (interp=9, as `train`'s `none` and validation), flip horizontally with probability
+    0.5 when `flip`, then the preset's normalisation and target generator."""
+
+    def __init__(self, image_shape: int, anchors: mx.nd.NDArray, flip: bool):
+        super().__init__(image_shape, image_shape, anchors)
+        self._flip = flip
+
+    def __call__(self, src, label):
+        height, width, _ = src.shape
+        img = timage.imresize(src, self._width, self._height, interp=9)
+        bbox = tbbox.resize(label, (width, height), (self._width, self._height))
+        if self._flip:
+            img, flips = timage.random_flip(img, px=0.5)
+            bbox = tbbox.flip(bbox, (self._width, self._height), flip_x=flips[0])
+        img = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=self._mean, std=self._std)
+        cls_targets, box_targets, _ = self._target_generator(
+            self._anchors, None, mx.nd.array(bbox[np.newaxis, :, :4]),
+            mx.nd.array(bbox[np.newaxis, :, 4:5]))
+        return img, cls_targets[0], box_targets[0]
+
+
+def train_transform(image_shape: int, anchors: mx.nd.NDArray, augmentation: str = "ssd"):
+    """The reference's transform for `train`'s `augmentation` (ssd: GluonCV's preset)."""
+    if augmentation == "ssd":
+        return SSDDefaultTrainTransform(image_shape, image_shape, anchors)
+    return ResizeTrainTransform(image_shape, anchors, flip=augmentation == "flip")
+
+
 def train_loader(samples, anchors, image_shape: int, batch: int,
-                 workers: int) -> gluon.data.DataLoader:
-    dataset = GluonDataset(samples).transform(
-        SSDDefaultTrainTransform(image_shape, image_shape, anchors))
+                 workers: int, augmentation: str = "ssd") -> gluon.data.DataLoader:
+    dataset = GluonDataset(samples).transform(train_transform(image_shape, anchors,
+                                                              augmentation))
     return gluon.data.DataLoader(dataset, batch, shuffle=True, last_batch="rollover",
                                  batchify_fn=Tuple(Stack(), Stack(), Stack()),
                                  num_workers=workers)
@@ -58,10 +93,12 @@ def validation_loader(samples, image_shape: int, batch: int,
                                  num_workers=workers)
 
 
-def sgd_trainer(net: gluon.HybridBlock, learning_rate: float) -> gluon.Trainer:
-    return gluon.Trainer(net.collect_params(), "sgd",
-                         {"learning_rate": learning_rate, "wd": WEIGHT_DECAY,
-                          "momentum": MOMENTUM})
+def sgd_trainer(net: gluon.HybridBlock, learning_rate: float,
+                optimizer: str = "sgd") -> gluon.Trainer:
+    """train_ssd.py's SGD; `adam`: Adam with GluonCV's defaults, as `train` builds it."""
+    settings = ({"learning_rate": learning_rate, "wd": WEIGHT_DECAY, "momentum": MOMENTUM}
+                if optimizer == "sgd" else {"learning_rate": learning_rate})
+    return gluon.Trainer(net.collect_params(), optimizer, settings)
 
 
 def train_epoch(net: gluon.HybridBlock, loader, trainer: gluon.Trainer,

@@ -1,4 +1,5 @@
-"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert`
+"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert |
+fetch-weights`
 (the container's entry points, and the data tools).
 
 Library code raises; this module turns errors into exit codes and the failure file, through
@@ -8,7 +9,6 @@ failure, where unwinding back here would hang)."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -17,18 +17,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
 from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import ClientError, report_job_error, write_success
 from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
-
-DEMO_HYPERPARAMETERS = {
-    "num_classes": "3", "epochs": "2", "mini_batch_size": "4", "image_shape": "300",
-    "use_pretrained_model": "0", "learning_rate": "0.001",
-}
-
 
 def _configure_logging() -> None:
     """Plain timestamped lines on stdout (CloudWatch); library warnings kept out of the way.
@@ -117,25 +112,15 @@ def _selftest(args: argparse.Namespace) -> None:
         raise ClientError(f"selftest: not ready: {'; '.join(test.reasons)}")
 
 
-def _demo_data(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
-    """Write the synthetic dataset as SageMaker channels, plus the config files to train on it."""
-    from ssd_sagemaker.data.synthetic import write_annotated_channel
+def _fetch_weights(timeout: float) -> None:
+    """GluonCV's ImageNet weights of every base network into $MXNET_HOME/models."""
+    from ssd_sagemaker.model.backbones import BACKBONES
+    from ssd_sagemaker.model.cache import model_cache_dir
+    from ssd_sagemaker.model.weights_download import fetch_weights, store_repo_url
 
-    for channel, count, channel_seed in (("train", train_images, seed),
-                                         ("validation", validation_images, seed + 1)):
-        write_annotated_channel(paths.channel_dir(channel),
-                                paths.channel_dir(f"{channel}_annotation"), count, channel_seed,
-                                prefix=channel)
-    paths.config_dir.mkdir(parents=True, exist_ok=True)
-    channels = {name: {"ContentType": "image/jpeg", "TrainingInputMode": "File",
-                       "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-                for name in ("train", "validation", "train_annotation", "validation_annotation")}
-    paths.input_data_config_file.write_text(json.dumps(channels, indent=2) + "\n")
-    if not paths.hyperparameters_file.exists():
-        hyperparameters = dict(DEMO_HYPERPARAMETERS, num_training_samples=str(train_images))
-        paths.hyperparameters_file.write_text(json.dumps(hyperparameters, indent=2) + "\n")
-    LOG.info("demo data: %d training and %d validation images under %s", train_images,
-             validation_images, paths.data_dir)
+    cache = model_cache_dir()
+    paths = fetch_weights(BACKBONES.values(), cache, store_repo_url(), timeout)
+    LOG.info("ImageNet weights in %s: %s", cache, ", ".join(path.name for path in paths))
 
 
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
@@ -213,9 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--devices", help="devices to compare with the CPU, e.g. gpu:0,gpu:1 "
                                             "(default: every usable GPU)")
     demo = commands.add_parser("demo-data", help="write a small synthetic dataset and configs")
-    demo.add_argument("--train-images", type=int, default=16)
-    demo.add_argument("--validation-images", type=int, default=8)
+    demo.add_argument("--train-images", type=int, default=DEMO_TRAIN_IMAGES)
+    demo.add_argument("--validation-images", type=int, default=DEMO_VALIDATION_IMAGES,
+                      help="the held-out set (drawn with seed + 1)")
     demo.add_argument("--seed", type=int, default=0)
+    weights = commands.add_parser(
+        "fetch-weights", help="download GluonCV's ImageNet weights of every base network into "
+                              "$MXNET_HOME/models (default ~/.mxnet/models); needs the internet")
+    weights.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds without an answer before giving up (default 30)")
     check = commands.add_parser(
         "validate-data", help="check the data channels under $SAGEMAKER_BASE_DIR/input as "
                               "training would (and decode every image); report, no training")
@@ -255,12 +246,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "selftest":
         return _run_job(lambda: _selftest(args), None)
+    if args.command == "fetch-weights":
+        return _run_job(lambda: _fetch_weights(args.timeout), None)
     if args.command == "convert":
         return _run_job(lambda: _convert(args.source_format, args.source, args.images,
                                          args.output, args.to, args.channel, args.classes,
                                          args.classes_from), None)
-    return _run_job(lambda: _demo_data(paths, args.train_images, args.validation_images,
-                                       args.seed), None)
+    return _run_job(lambda: write_demo_job(paths, args.train_images, args.validation_images,
+                                           args.seed), None)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Any
 
 import re2
 
+from ssd_sagemaker.data.augmentation import AUGMENTATIONS
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.user_json import BadJSON, parse_json
@@ -168,6 +169,14 @@ class Hyperparameters:
         "one host with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet "
         "AMP), float32 otherwise; weights, checkpoints and the model artifact are float32 in "
         "every case", choices=("auto", "float32", "bfloat16", "float16"), documented=False))
+    augmentation: str = dataclasses.field(default="ssd", metadata=_row(
+        "choice", "how training images are augmented: `ssd` is GluonCV's "
+        "SSD recipe (photometric distortion, random expand, IoU-constrained random crop, "
+        "random interpolation, horizontal flip); `flip` only flips horizontally (p=0.5); "
+        "`none` only resizes, as validation and serving do. `flip` and `none` suit images "
+        "whose colours, scale or layout carry meaning (text, medical, synthetic) and small "
+        "from-scratch jobs, which the full recipe slows down", choices=tuple(AUGMENTATIONS),
+        documented=False))
 
     def to_json_dict(self) -> dict[str, Any]:
         """Native JSON values (tuples as lists): what an artifact stores and this module reads

@@ -32,7 +32,7 @@ DOCUMENTED_DEFAULTS = {
     "mini_batch_size": 32, "momentum": 0.9, "nms_threshold": 0.45, "optimizer": "sgd",
     "overlap_threshold": 0.5, "use_pretrained_model": True, "weight_decay": 0.0005,
 }
-UNDOCUMENTED_DEFAULTS = {"nms_topk": 400, "precision": "auto"}
+UNDOCUMENTED_DEFAULTS = {"nms_topk": 400, "precision": "auto", "augmentation": "ssd"}
 
 
 def parse(**given: object) -> Hyperparameters:
@@ -45,12 +45,13 @@ def violation(**given: object) -> str:
     return str(caught.value)
 
 
-def test_table_holds_exactly_the_documented_names_plus_two_extensions() -> None:
+def test_table_holds_exactly_the_documented_names_plus_three_extensions() -> None:
     names = [spec.name for spec in SPECS]
-    assert len(names) == len(set(names)) == 24
+    assert len(names) == len(set(names)) == 25
     assert set(names) == {"num_classes", "num_training_samples"} | set(DOCUMENTED_DEFAULTS) | {
-        "nms_topk", "precision"}
-    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk", "precision"]
+        "nms_topk", "precision", "augmentation"}
+    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk", "precision",
+                                                                    "augmentation"]
     assert [f.name for f in dataclasses.fields(Hyperparameters)] == names
 
 
@@ -227,6 +228,14 @@ def test_message_example_and_choice_lists() -> None:
     assert "one of 'vgg-16', 'resnet-50'" in violation(base_network="vgg-19")
     assert "one of 'sgd', 'adam', 'rmsprop', 'adadelta'" in violation(optimizer="nag")
     assert "one of 'dist_sync', 'dist_async'" in violation(kv_store="local")
+    assert "augmentation: 'crop' is invalid: must be one of 'ssd', 'flip', 'none'" in violation(
+        augmentation="crop")
+
+
+@pytest.mark.parametrize("given, value", [("none", "none"), ('"flip"', "flip"), ("SSD", "ssd")])
+def test_augmentation_choices_and_default(given: str, value: str) -> None:
+    assert parse(augmentation=given).augmentation == value
+    assert parse().augmentation == "ssd"
 
 
 @pytest.mark.parametrize("key", ["sagemaker_program", "sagemaker_submit_directory",
@@ -358,7 +367,7 @@ NON_DEFAULT = {"num_classes": 7, "num_training_samples": 1234, "base_network": "
                "lr_scheduler_factor": 0.5, "lr_scheduler_step": "4, 8", "mini_batch_size": 16,
                "momentum": 0.8, "nms_threshold": 0.4, "optimizer": "adam",
                "overlap_threshold": 0.6, "use_pretrained_model": 0, "weight_decay": 0.0001,
-               "nms_topk": 100, "precision": "float32"}
+               "nms_topk": 100, "precision": "float32", "augmentation": "none"}
 
 
 @pytest.mark.parametrize("raw", [REQUIRED, NON_DEFAULT], ids=["defaults", "non-defaults"])

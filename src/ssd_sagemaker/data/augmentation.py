@@ -1,4 +1,6 @@
-"""SSD data augmentation in NumPy/OpenCV, the recipe of GluonCV's `SSDDefaultTrainTransform`
+"""Training-image augmentation in NumPy/OpenCV, one function per `augmentation` hyperparameter
+value (`AUGMENTATIONS`): `none` resizes only, as validation and serving do; `flip` adds a
+horizontal flip (p=0.5); `ssd` is the recipe of GluonCV's `SSDDefaultTrainTransform`
 (photometric distortion; random expand up to 4x onto the mean colour, p=0.5; IoU-constrained
 random crop; resize with a random interpolation; horizontal flip, p=0.5) computed faster:
 
@@ -16,6 +18,7 @@ so a seed reproduces an augmentation exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +44,38 @@ CROP_TRIALS = 50
 # MXNet's interpolation codes 0-4, which GluonCV picks from at random.
 INTERPOLATIONS = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_AREA, cv2.INTER_CUBIC,
                   cv2.INTER_LANCZOS4)
+
+
+def resize_interpolation(width: int, height: int, size: int) -> int:
+    """MXNet's interp=9 rule (GluonCV's validation preset) for a `width` x `height` image
+    resized to `size` x `size`: area when shrinking, cubic when enlarging, bilinear otherwise."""
+    if size > width and size > height:
+        return cv2.INTER_CUBIC
+    if size < width and size < height:
+        return cv2.INTER_AREA
+    return cv2.INTER_LINEAR
+
+
+def resize(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The image resized to `size` x `size` (no aspect kept, as GluonCV's SSD presets) and its
+    label rows with the boxes scaled alike: how validation and serving see every image."""
+    height, width = image.shape[:2]
+    resized = cv2.resize(image, (size, size), interpolation=resize_interpolation(width, height,
+                                                                                   size))
+    label = label.copy()
+    label[:, :4] *= np.array([size / width, size / height] * 2, dtype=np.float32)
+    return resized, label
+
+
+def random_flip(image: np.ndarray, label: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A horizontal flip of the image and its boxes with probability 0.5 (GluonCV's)."""
+    if rng.uniform() >= 0.5:
+        return image, label
+    width = image.shape[1]
+    label = label.copy()
+    label[:, [0, 2]] = width - label[:, [2, 0]]
+    return np.ascontiguousarray(image[:, ::-1]), label
 
 
 def colour_matrix(rng: np.random.Generator) -> np.ndarray | None:
@@ -197,8 +232,26 @@ def augment(image: np.ndarray, label: np.ndarray, size: int, fill: np.ndarray,
     else:
         kept = kept[:0]
     kept = kept[(kept[:, 2] > kept[:, 0]) & (kept[:, 3] > kept[:, 1])]
-    if rng.uniform() < 0.5:
-        output = output[:, ::-1]
-        kept = kept.copy()
-        kept[:, [0, 2]] = size - kept[:, [2, 0]]
-    return np.ascontiguousarray(output), kept
+    return random_flip(output, kept, rng)
+
+
+def flip_and_resize(image: np.ndarray, label: np.ndarray, size: int, fill: np.ndarray,
+                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`augmentation=flip`: the validation resize, then a random horizontal flip."""
+    return random_flip(*resize(image, label, size), rng)
+
+
+def resize_only(image: np.ndarray, label: np.ndarray, size: int, fill: np.ndarray,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`augmentation=none`: the validation resize; no randomness."""
+    return resize(image, label, size)
+
+
+# (HWC RGB uint8 image, label rows in pixels, output side, expand fill colour, rng) -> the
+# `size` x `size` image and its label rows in output pixels.
+Augmentation = Callable[[np.ndarray, np.ndarray, int, np.ndarray, np.random.Generator],
+                        tuple[np.ndarray, np.ndarray]]
+# The values of the `augmentation` hyperparameter (its choices, in this order) and what each
+# does to a training image: the one place the choice is made.
+AUGMENTATIONS: dict[str, Augmentation] = {"ssd": augment, "flip": flip_and_resize,
+                                          "none": resize_only}

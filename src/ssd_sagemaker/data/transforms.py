@@ -8,10 +8,9 @@ that take or return NDArrays (`training_transform`, `network_input`).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
-from ssd_sagemaker.data.augmentation import augment
+from ssd_sagemaker.data.augmentation import AUGMENTATIONS, resize
 from ssd_sagemaker.data.targets import SSDTargetEncoder
 
 MEAN = (0.485, 0.456, 0.406)
@@ -38,21 +37,14 @@ def _as_numpy_call(transform, image, label, rng):
     return tuple(mx.nd.array(output, dtype=output.dtype) for output in outputs)
 
 
-def resize_interpolation(width: int, height: int, size: int) -> int:
-    """MXNet's interp=9 rule for a `width` x `height` image resized to `size` x `size`."""
-    if size > width and size > height:
-        return cv2.INTER_CUBIC
-    if size < width and size < height:
-        return cv2.INTER_AREA
-    return cv2.INTER_LINEAR
-
-
 class TrainTransform:
-    """Augment (colour, expand, crop, flip), resize to `image_shape` and encode SSD targets
-    against the network's anchors: (image CHW float32, cls_targets (A,), box_targets (A, 4))."""
+    """Augment as `augmentation` says (`ssd`: colour, expand, crop, flip; `flip`; `none`),
+    resize to `image_shape` and encode SSD targets against the network's anchors:
+    (image CHW float32, cls_targets (A,), box_targets (A, 4))."""
 
-    def __init__(self, image_shape: int, anchors: np.ndarray):
+    def __init__(self, image_shape: int, anchors: np.ndarray, augmentation: str = "ssd"):
         self.image_shape = image_shape
+        self.augment = AUGMENTATIONS[augmentation]
         self.encoder = SSDTargetEncoder(anchors)
         self.fill = np.round(np.asarray(MEAN) * 255).astype(np.uint8)
 
@@ -62,7 +54,7 @@ class TrainTransform:
         if converted is not None:
             return converted
         rng = rng if rng is not None else np.random.default_rng()
-        output, label = augment(image, label, self.image_shape, self.fill, rng)
+        output, label = self.augment(image, label, self.image_shape, self.fill, rng)
         cls_targets, box_targets = self.encoder(label[:, :4], label[:, 4].astype(np.int64))
         return to_tensor(output), cls_targets, box_targets
 
@@ -79,19 +71,15 @@ class ValTransform:
         converted = _as_numpy_call(self, image, label, rng)
         if converted is not None:
             return converted
-        height, width = image.shape[:2]
-        size = self.image_shape
-        resized = cv2.resize(image, (size, size),
-                             interpolation=resize_interpolation(width, height, size))
-        label = label.copy()
-        label[:, :4] *= np.array([size / width, size / height] * 2, dtype=np.float32)
+        resized, label = resize(image, label, self.image_shape)
         return to_tensor(resized), label
 
 
-def training_transform(image_shape: int, anchors) -> TrainTransform:
-    """`anchors`: the network's (1, A, 4) centre-form anchors from a train-mode forward."""
+def training_transform(image_shape: int, anchors, augmentation: str = "ssd") -> TrainTransform:
+    """`anchors`: the network's (1, A, 4) centre-form anchors from a train-mode forward;
+    `augmentation`: a key of `AUGMENTATIONS` (the hyperparameter's value)."""
     values = anchors.asnumpy() if hasattr(anchors, "asnumpy") else np.asarray(anchors)
-    return TrainTransform(image_shape, values.reshape(-1, 4))
+    return TrainTransform(image_shape, values.reshape(-1, 4), augmentation)
 
 
 def validation_transform(image_shape: int) -> ValTransform:

@@ -2,10 +2,10 @@
 everything that differs between them (ImageNet weights file, anchor layouts, how the weights load,
 documented layer names, whether bfloat16 pays on CPUs). Adding a backbone is one record here; the
 hyperparameter's choices, the network builder, `freeze_layer_pattern`, the precision choice and
-the container image's weights download all read `BACKBONES`.
+and `ssd-sagemaker fetch-weights` all read `BACKBONES`.
 
 This module imports no MXNet or GluonCV at import time (they are imported where a network is
-built), so the hyperparameter table and the image build's weights step can read it cheaply."""
+built), so the hyperparameter table and `fetch-weights` can read it cheaply."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ class AnchorLayout:
 @dataclass(frozen=True)
 class Backbone:
     """What one base network needs: `model_store_name` and `weights_file` are GluonCV's model
-    store name and the file its `get_model_file` writes to `$MXNET_HOME/models`;
+    store name and the file its `get_model_file` writes to `$MXNET_HOME/models`, whose SHA-1 the
+    store publishes as `weights_sha1` (`ssd-sagemaker fetch-weights` checks it);
     `load_weights(net, file, ctx)` puts the file's ImageNet weights into the SSD's base and
     raises ValueError/AssertionError/MXNetError when they do not fit; `documented_layer` maps a
     GluonCV parameter's layer name (prefix `ssdN_` and suffix `_weight` … removed) to the name
@@ -48,6 +49,7 @@ class Backbone:
     name: str
     model_store_name: str
     weights_file: str
+    weights_sha1: str
     layouts: tuple[AnchorLayout, ...]
     load_weights: Callable[[SSD, Path, Any], None]
     documented_layer: Callable[[str], str | None]
@@ -103,6 +105,7 @@ VGG16 = Backbone(
     name="vgg-16",
     model_store_name="vgg16_atrous",
     weights_file="vgg16_atrous-4fa2e1ad.params",
+    weights_sha1="4fa2e1ad96b8c8d1ba9e5a43556cd909d70b3985",
     layouts=(
         AnchorLayout(300, _vgg16_atrous_300, None, None,
                      [21, 45, 99, 153, 207, 261, 315], _VGG_RATIOS_300, [8, 16, 32, 64, 100, 300]),
@@ -178,6 +181,7 @@ RESNET50 = Backbone(
     name="resnet-50",
     model_store_name="resnet50_v1",
     weights_file="resnet50_v1-cc729d95.params",
+    weights_sha1="cc729d95031ca98cf2ff362eb57dee4d9994e4b2",
     layouts=(
         AnchorLayout(512, ["stage3_activation5", "stage4_activation2"], "resnet50_v1",
                      [512, 512, 256, 256], [51.2, 102.4, 189.4, 276.4, 363.52, 450.6, 492],

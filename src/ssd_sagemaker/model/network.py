@@ -4,8 +4,7 @@ ImageNet-pretrained base weights in the local model cache (never downloaded at r
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import mxnet as mx
@@ -13,15 +12,9 @@ from gluoncv.model_zoo.ssd.ssd import SSD
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES, AnchorLayout
+from ssd_sagemaker.model.cache import model_cache_dir as model_cache_dir  # re-exported
 
 LOG = logging.getLogger(__name__)
-
-
-def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """GluonCV's model cache: `$MXNET_HOME/models`, default `~/.mxnet/models`."""
-    environ = os.environ if environ is None else environ
-    home = environ.get("MXNET_HOME") or os.path.join("~", ".mxnet")
-    return Path(home).expanduser() / "models"
 
 
 def pretrained_base_file(base_network: str, cache_dir: Path) -> Path:

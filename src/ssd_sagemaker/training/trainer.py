@@ -203,8 +203,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     try:
         _check_batch_size(hp, data.num_train_images)
         classes = class_names(hp.num_classes, data.class_names)
-        LOG.info("training %s SSD at %d px for classes %s on %s", hp.base_network, hp.image_shape,
-                 list(classes), contexts)
+        LOG.info("training %s SSD at %d px for classes %s on %s, augmentation %s",
+                 hp.base_network, hp.image_shape, list(classes), contexts, hp.augmentation)
         net, anchors = _prepare_network(hp, classes, weights, contexts)
         trainer = _make_trainer(net, hp, kv_store, sync_workers, dist_store)
         learner = Learner(net, trainer, contexts, MixedPrecision(precision, trainer), sync_workers)
@@ -212,8 +212,9 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         start_epoch = _resume(state, learner, job)
         if job is not None:
             _initialise_kvstore(trainer)
-        loop = EpochLoop(hp, learner, data, (training_transform(hp.image_shape, anchors),
-                                             validation_transform(hp.image_shape)),
+        transforms = (training_transform(hp.image_shape, anchors, hp.augmentation),
+                      validation_transform(hp.image_shape))
+        loop = EpochLoop(hp, learner, data, transforms,
                          RunPlan(start_epoch, hp.epochs, validates=env.resources.is_master,
                                  settings=env.settings),
                          state, reporter, job, should_stop)

@@ -1,13 +1,22 @@
-"""The NumPy/OpenCV SSD augmentation: boxes stay on their objects through expand, crop, resize
-and flip; images without objects pass; a seed reproduces an augmentation; the photometric
-matrix keeps pixels in range and leaves the expand fill alone."""
+"""The NumPy/OpenCV augmentations, one per `augmentation` value: `none` only scales boxes (as
+validation does), `flip` mirrors them with the image half the time; through the SSD recipe's
+expand, crop, resize and flip boxes stay on their objects; images without objects pass; a seed
+reproduces an augmentation; the photometric matrix keeps pixels in range and leaves the expand
+fill alone."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ssd_sagemaker.data.augmentation import augment, colour_matrix, crop_boxes, random_crop
+from ssd_sagemaker.data.augmentation import (
+    AUGMENTATIONS,
+    augment,
+    colour_matrix,
+    crop_boxes,
+    random_crop,
+    resize,
+)
 
 FILL = np.array([124, 116, 104], np.uint8)
 
@@ -76,3 +85,66 @@ def test_crop_keeps_boxes_whose_centre_is_inside() -> None:
     np.testing.assert_array_equal(kept, [[10, 10, 30, 30, 1, 0]])
     boxes, crop = random_crop(label, 100, 100, np.random.default_rng(0))
     assert len(boxes) >= 1 and 0 <= crop[0] and crop[0] + crop[2] <= 100
+
+
+def _two_objects() -> tuple[np.ndarray, np.ndarray]:
+    """A 240x320 black image with a red and a green rectangle off-centre, and their label."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[40:120, 20:100, 0] = 255
+    image[150:230, 200:300, 1] = 255
+    label = np.array([[20, 40, 100, 120, 1, 0], [200, 150, 300, 230, 2, 1]], np.float32)
+    return image, label
+
+
+def _found(output: np.ndarray, channel: int) -> np.ndarray:
+    """The bounding box of the pixels bright in `channel` (0: red, 1: green)."""
+    ys, xs = np.nonzero(output[..., channel] >= 128)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def test_augmentation_names_are_the_hyperparameter_choices() -> None:
+    assert list(AUGMENTATIONS) == ["ssd", "flip", "none"]
+    assert AUGMENTATIONS["ssd"] is augment
+
+
+def test_none_only_scales_boxes_and_draws_nothing() -> None:
+    image, label = _two_objects()
+    rng = np.random.default_rng(5)
+    state = rng.bit_generator.state
+    output, out_label = AUGMENTATIONS["none"](image, label, 300, FILL, rng)
+    assert rng.bit_generator.state == state  # no randomness: every epoch sees the same batch
+    assert output.shape == (300, 300, 3) and output.dtype == np.uint8
+    scale = np.array([300 / 320, 300 / 240] * 2, np.float32)
+    np.testing.assert_allclose(out_label[:, :4], label[:, :4] * scale, rtol=1e-6)
+    np.testing.assert_array_equal(out_label[:, 4:], label[:, 4:])  # class and difficult kept
+    np.testing.assert_allclose(_found(output, 0), out_label[0, :4], atol=1.5)
+    np.testing.assert_allclose(_found(output, 1), out_label[1, :4], atol=1.5)
+    # The very image validation and serving see.
+    resized, _ = resize(image, label, 300)
+    np.testing.assert_array_equal(output, resized)
+    assert AUGMENTATIONS["none"](image, label[:0], 300, FILL, rng)[1].shape == (0, 6)
+
+
+def test_flip_mirrors_boxes_with_the_image_half_the_time() -> None:
+    image, label = _two_objects()
+    resized, scaled = resize(image, label, 300)
+    mirrored_boxes = scaled.copy()
+    mirrored_boxes[:, [0, 2]] = 300 - scaled[:, [2, 0]]
+    flips = 0
+    for seed in range(40):
+        output, out_label = AUGMENTATIONS["flip"](image, label, 300, FILL,
+                                                  np.random.default_rng(seed))
+        flipped = not np.array_equal(output, resized)
+        flips += flipped
+        if flipped:
+            np.testing.assert_array_equal(output, resized[:, ::-1])
+            np.testing.assert_allclose(out_label, mirrored_boxes, rtol=1e-6)
+        else:
+            np.testing.assert_allclose(out_label, scaled, rtol=1e-6)
+        np.testing.assert_allclose(_found(output, 0), out_label[0, :4], atol=1.5)
+        np.testing.assert_allclose(_found(output, 1), out_label[1, :4], atol=1.5)
+    assert 10 <= flips <= 30
+    # Seeded: the same seed flips the same way.
+    first = AUGMENTATIONS["flip"](image, label, 300, FILL, np.random.default_rng(3))
+    second = AUGMENTATIONS["flip"](image, label, 300, FILL, np.random.default_rng(3))
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])

@@ -57,3 +57,25 @@ def test_gluoncv_style_call_with_an_ndarray_gets_ndarrays() -> None:
     assert all(isinstance(output, mx.nd.NDArray) for output in outputs)
     tensor, resized = validation_transform(300)(image, label)
     assert tensor.shape == (3, 300, 300) and isinstance(resized, mx.nd.NDArray)
+
+
+def test_training_without_augmentation_sees_what_validation_sees() -> None:
+    """`augmentation=none`: the training image is the validation (and serving) tensor, and the
+    targets encode the boxes scaled with it, whatever the seed."""
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[40:120, 20:100] = 255
+    label = np.array([[20, 40, 100, 120, 1, 0]], np.float32)
+    transform = pickle.loads(pickle.dumps(training_transform(300, mx.nd.array(anchors()[None]),
+                                                             "none")))
+    tensor, cls, box = transform(image, label, rng=np.random.default_rng(0))
+    expected_tensor, scaled = validation_transform(300)(image, label)
+    np.testing.assert_array_equal(tensor, expected_tensor)
+    expected_cls, expected_box = transform.encoder(scaled[:, :4], scaled[:, 4].astype(np.int64))
+    np.testing.assert_array_equal(cls, expected_cls)
+    np.testing.assert_array_equal(box, expected_box)
+    again = transform(image, label, rng=np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(again, (tensor, cls, box)))
+    # The default, GluonCV's recipe, draws from the rng and changes the image.
+    augmented = training_transform(300, mx.nd.array(anchors()[None]))(
+        image, label, rng=np.random.default_rng(0))
+    assert not np.array_equal(augmented[0], tensor)

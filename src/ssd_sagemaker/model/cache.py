@@ -1,0 +1,15 @@
+"""Where GluonCV's model cache is: training looks pretrained weights up there
+(model/network.py) and `fetch-weights` fills it (model/weights_download.py). No MXNet import."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """GluonCV's model cache: `$MXNET_HOME/models`, default `~/.mxnet/models`."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("MXNET_HOME") or os.path.join("~", ".mxnet")
+    return Path(home).expanduser() / "models"
