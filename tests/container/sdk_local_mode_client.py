@@ -100,16 +100,17 @@ def main(plan_file: str, report_file: str) -> None:
                 "files": sorted(path.name for path in output.iterdir())}
 
     def incremental() -> dict:
-        # The model channel holds the archive alone, as SageMaker delivers it.
+        # The model channel holds the archive alone, as SageMaker delivers it. The two-host
+        # job's model warm-starts a one-host job: one fit fewer than a plain one-host fit first.
         warm = work / "warm"
         warm.mkdir()
-        shutil.copy(work / "fit" / "model.tar.gz", warm / "model.tar.gz")
+        shutil.copy(work / "distributed" / "model.tar.gz", warm / "model.tar.gz")
         return fit("incremental", 1, f"file://{warm}/model.tar.gz")
 
     def deploy() -> dict:
-        predictor = estimators["fit"].deploy(initial_instance_count=1, instance_type="local",
-                                             serializer=IdentitySerializer("image/jpeg"),
-                                             deserializer=JSONDeserializer())
+        predictor = estimators["incremental"].deploy(
+            initial_instance_count=1, instance_type="local",
+            serializer=IdentitySerializer("image/jpeg"), deserializer=JSONDeserializer())
         try:
             image = Path(plan["image_file"]).read_bytes()
             return {"default": predictor.predict(image),
@@ -121,7 +122,7 @@ def main(plan_file: str, report_file: str) -> None:
 
     def transform() -> dict:
         output = work / "transform"
-        transformer = estimators["fit"].transformer(
+        transformer = estimators["incremental"].transformer(
             instance_count=1, instance_type="local", strategy="SingleRecord", max_payload=6,
             output_path=f"file://{output}")
         # logs=False: following a transform job's logs asks CloudWatch, even in local mode.
@@ -130,9 +131,8 @@ def main(plan_file: str, report_file: str) -> None:
         return {"output": str(output)}
 
     try:
-        steps.run("fit", fit, "fit", 1)
-        steps.run("incremental", incremental)
         steps.run("distributed", fit, "distributed", 2)
+        steps.run("incremental", incremental)
         steps.run("deploy", deploy)
         steps.run("transform", transform)
     finally:

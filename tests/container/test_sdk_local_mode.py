@@ -1,9 +1,9 @@
 """The SageMaker Python SDK's local mode (`instance_type="local"`) as the image's client: the
 most faithful one this machine can run. docker-compose 1.29.2 (in its own venv) creates the
 containers through podman's Docker API (`podman system service`), the SDK (`sagemaker<3`, in
-its own venv) runs tests/container/sdk_local_mode_client.py: `fit` on one host, incremental
-`fit` from that job's model.tar.gz, `fit` on two hosts, `deploy` + `predict` and a batch
-transform. Each training job is judged by the `success`/`failure` file in its output.tar.gz,
+its own venv) runs tests/container/sdk_local_mode_client.py: `fit` on two hosts, then an
+incremental `fit` on one host from that job's model.tar.gz, then `deploy` + `predict` and a
+batch transform of that model. Each training job is judged by the `success`/`failure` file in its output.tar.gz,
 not by `fit()` returning: docker-compose over podman can lose a failed container's exit code.
 
 Uses the image that conftest.py builds once per run; skipped where podman cannot run, or when
@@ -183,8 +183,11 @@ def _judge_training_job(sdk_run, name: str) -> tuple[dict, str]:
     return entry, log
 
 
-def test_fit_on_one_host(sdk_run):
-    entry, log = _judge_training_job(sdk_run, "fit")
+def test_incremental_fit_on_one_host_from_model_tar_gz(sdk_run):
+    """A one-host job warm-started from the two-host job's model.tar.gz."""
+    entry, log = _judge_training_job(sdk_run, "incremental")
+    warm = re.search(r"warm start: loaded (\d+) parameters from the model channel", log)
+    assert warm and int(warm.group(1)) > 30, f"no warm start in the log:\n{tail(log)}"
     for definition in METRIC_DEFINITIONS:
         assert re.search(definition["Regex"], log), f"no {definition['Name']} line:\n{tail(log)}"
     # The container has a TTY (compose's `tty: true`) but nobody watches it: progress comes as
@@ -193,14 +196,7 @@ def test_fit_on_one_host(sdk_run):
     assert progress == [("1", "2"), ("2", "2")], \
         f"no per-batch progress lines in the job's log:\n{tail(log)}"
     assert "batch/s]" not in log and "it/s]" not in log, "a tqdm bar was drawn into the log"
-    print(f"\nfit on 1 host: {entry['seconds']} s")
-
-
-def test_incremental_fit_from_model_tar_gz(sdk_run):
-    entry, log = _judge_training_job(sdk_run, "incremental")
-    warm = re.search(r"warm start: loaded (\d+) parameters from the model channel", log)
-    assert warm and int(warm.group(1)) > 30, f"no warm start in the log:\n{tail(log)}"
-    print(f"\nincremental fit: {entry['seconds']} s; {warm.group(0)}")
+    print(f"\nincremental fit on 1 host: {entry['seconds']} s; {warm.group(0)}")
 
 
 def test_fit_on_two_hosts(sdk_run):
