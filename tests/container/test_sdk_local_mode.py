@@ -3,8 +3,9 @@ most faithful one this machine can run. docker-compose 1.29.2 (in its own venv) 
 containers through podman's Docker API (`podman system service`), the SDK (`sagemaker<3`, in
 its own venv) runs tests/container/sdk_local_mode_client.py: `fit` on two hosts, then an
 incremental `fit` on one host from that job's model.tar.gz, then `deploy` + `predict` and a
-batch transform of that model. Each training job is judged by the `success`/`failure` file in its output.tar.gz,
-not by `fit()` returning: docker-compose over podman can lose a failed container's exit code.
+batch transform of that model. Each training job is judged by the `success`/`failure` file in
+its output.tar.gz, not by `fit()` returning: docker-compose over podman can lose a failed
+container's exit code.
 
 Uses the image that conftest.py builds once per run; skipped where podman cannot run, or when
 SSD_SAGEMAKER_SKIP_CONTAINER=1.
