@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup_venv.sh
-exec python -m pytest -q -rs "$@"
+exec python -m pytest -q -rs --durations=20 "$@"
