@@ -10,6 +10,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from mxnet import gluon
 
 from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
 from ssd_sagemaker.data.transforms import network_input
@@ -46,13 +47,29 @@ def select_detections(rows: Sequence[Sequence[float]], limits: DetectionLimits
     return [list(row) for row in ranked if row[1] >= limits.score_threshold][:limits.max_detections]
 
 
+def load_network(model_dir: Path, context: mx.Context, precision: str) -> gluon.SymbolBlock:
+    """The exported network in `precision` (checked by `serving/precision.py`): float32 as
+    exported, int8 the quantized network beside it, bfloat16 the float32 one converted by AMP
+    (its outputs stay float32)."""
+    if precision == "int8":
+        return load_exported_network(model_dir, context, int8=True)
+    net = load_exported_network(model_dir, context)
+    if precision == "bfloat16":
+        from mxnet.contrib import amp
+
+        return amp.convert_hybrid_block(net, target_dtype="bfloat16", ctx=context)
+    return net
+
+
 class Predictor:
     """The exported SSD with its metadata; thread-safe (one forward at a time per process)."""
 
-    def __init__(self, model_dir: Path, context: mx.Context | None = None):
+    def __init__(self, model_dir: Path, context: mx.Context | None = None,
+                 precision: str = "float32"):
         self.info: ModelInfo = read_model_info(model_dir)
+        self.precision = precision
         self._context = context or available_contexts()[0]
-        self._net = load_exported_network(model_dir, self._context)
+        self._net = load_network(model_dir, self._context, precision)
         self._lock = threading.Lock()
 
     def detect(self, image: np.ndarray) -> list[list[float]]:
