@@ -37,12 +37,13 @@ HEAD_MARK = "convpredictor"  # GluonCV's class and box prediction convolutions
 
 def float32_candidates(symbol_file: Path) -> list[tuple[str, ...]]:
     """Sets of convolutions to keep in float32, tried in order: none, the first convolution
-    (it sees raw pixels), the first convolution and the prediction heads."""
+    (it sees raw pixels), the first convolution and the prediction heads (each set once: a
+    network without heads has fewer)."""
     nodes = json.loads(symbol_file.read_text(encoding="utf-8"))["nodes"]
     convolutions = [node["name"] for node in nodes if node["op"] == "Convolution"]
     first = tuple(convolutions[:1])
     heads = tuple(name for name in convolutions if HEAD_MARK in name)
-    return [(), first, first + heads]
+    return list(dict.fromkeys([(), first, first + heads]))
 
 
 def detections(net: gluon.HybridBlock, images: np.ndarray, batch_size: int = 8

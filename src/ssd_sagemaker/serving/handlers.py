@@ -4,6 +4,7 @@ detections a request asked for. Rows follow the built-in algorithm:
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,7 @@ from mxnet import gluon
 from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
 from ssd_sagemaker.data.transforms import network_input
 from ssd_sagemaker.devices import available_contexts
+from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
 from ssd_sagemaker.serving.request_errors import (
@@ -54,11 +56,22 @@ def load_network(model_dir: Path, context: mx.Context, precision: str) -> gluon.
     if precision == "int8":
         return load_exported_network(model_dir, context, int8=True)
     net = load_exported_network(model_dir, context)
-    if precision == "bfloat16":
-        from mxnet.contrib import amp
+    return bfloat16_network(net, context) if precision == "bfloat16" else net
 
-        return amp.convert_hybrid_block(net, target_dtype="bfloat16", ctx=context)
-    return net
+
+def bfloat16_network(net: gluon.SymbolBlock, context: mx.Context) -> gluon.SymbolBlock:
+    """`net` with its convolutions in bfloat16 (MXNet AMP). MXNet's conversion can leave the
+    graph unchanged (seen with the 1.9.1 wheel on a CPU without bfloat16 instructions): that
+    would serve float32 under a bfloat16 label, so it is refused instead."""
+    from mxnet.contrib import amp
+
+    converted = amp.convert_hybrid_block(net, target_dtype="bfloat16", ctx=context)
+    graph = json.loads(converted._cached_graph[1].tojson())
+    if not any(node["op"].startswith("amp_") and "bfloat16" in json.dumps(node.get("attrs", {}))
+               for node in graph["nodes"]):
+        raise ClientError("SSD_INFERENCE_PRECISION=bfloat16: MXNet converted no layer of the "
+                          "network to bfloat16 here; serve with SSD_INFERENCE_PRECISION=float32.")
+    return converted
 
 
 class Predictor:
