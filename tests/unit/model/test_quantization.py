@@ -4,7 +4,6 @@ and answers in the float32 network's format; fidelity is VOC07 mAP against float
 
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
