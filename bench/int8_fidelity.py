@@ -1,0 +1,133 @@
+"""INT8 (and bfloat16) fidelity on a model that detects: train a ResNet-50 SSD300 from scratch on
+synthetic shapes without augmentation until it fits (`train`), then compare its reduced-precision
+detections with its float32 detections (`measure`). Not a test: run by hand,
+
+    python bench/int8_fidelity.py train --model-dir /tmp/fid/model
+    python bench/int8_fidelity.py measure --model-dir /tmp/fid/model
+
+Reported: VOC07 mAP of the INT8 detections with the float32 detections (score >= 0.5) taken as
+the ground truth, and the held-out mAP of each against the real labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "support"))
+from fitted_model import fit_detector, read_images, tensors
+
+LOG = logging.getLogger("int8_fidelity")
+
+
+def train(args) -> None:
+    samples = read_images(args.model_dir.parent / "train", args.train_images, seed=0)
+    images, labels = tensors(samples, args.image_shape)
+    fitted = fit_detector(args.model_dir, images, labels, args.image_shape, args.base_network,
+                          args.target_map, args.max_steps, args.validate_every,
+                          args.batch_size)
+    LOG.info("trained model written to %s (training-set mAP %.4f)", args.model_dir, fitted)
+
+
+def held_out_map(found, labels) -> float:
+    """VOC07 mAP of detections against the real labels (rows [x1, y1, x2, y2, class])."""
+    from ssd_sagemaker.evaluation import DetectionMAP
+
+    metric = DetectionMAP()
+    for (ids, scores, boxes), label in zip(found, labels):
+        metric.add_image(boxes, ids, scores, label[:, :4], label[:, 4])
+    return metric.result().voc07
+
+
+def measure(args) -> None:
+    """INT8 made from the trained float32 network (calibrated on images it has not seen),
+    every float32-layer candidate measured, then fidelity and held-out mAP per precision."""
+    from dataclasses import replace
+
+    import mxnet as mx
+
+    from ssd_sagemaker.cpu_features import cpu_has_bfloat16, cpu_has_int8_dot_product
+    from ssd_sagemaker.model.artifact import (
+        INT8_PARAMS_FILE,
+        INT8_SYMBOL_FILE,
+        SYMBOL_FILE,
+        Int8Network,
+        add_int8_network,
+        load_exported_network,
+        read_model_info,
+    )
+    from ssd_sagemaker.model.quantization import (
+        agreement_map,
+        detections,
+        float32_candidates,
+        quantize_exported,
+        quantized,
+    )
+    from ssd_sagemaker.serving.handlers import bfloat16_network
+
+    size = args.image_shape
+    work = args.model_dir.parent
+    calibration, _ = tensors(read_images(work / "calibration", 32, seed=1), size)
+    held_out, held_labels = tensors(read_images(work / "held_out", args.held_out_images,
+                                                seed=2), size)
+    trained, trained_labels = tensors(read_images(work / "train", args.train_images, seed=0),
+                                      size)
+    float32 = load_exported_network(args.model_dir, mx.cpu())
+    reference = {"held-out": detections(float32, held_out), "training": detections(float32,
+                                                                                   trained)}
+    print(f"CPU: VNNI/AMX {'yes' if cpu_has_int8_dot_product() else 'no'}, bfloat16 "
+          f"{'yes' if cpu_has_bfloat16() else 'no'}")
+    for layers in float32_candidates(args.model_dir / SYMBOL_FILE):
+        net = quantized(args.model_dir, calibration, layers)
+        print(f"candidate: {len(layers)} convolutions float32 -> INT8 vs float32 mAP "
+              f"{agreement_map(reference['held-out'], detections(net, held_out), size):.4f} "
+              f"(held-out), "
+              f"{agreement_map(reference['training'], detections(net, trained), size):.4f} "
+              f"(training images)", flush=True)
+    started = time.time()
+    qnet, layers, fidelity = quantize_exported(args.model_dir, calibration, size)
+    print(f"chosen at calibration ({time.time() - started:.0f} s): {len(layers)} float32 "
+          f"convolutions {list(layers)}, calibration-set fidelity {fidelity}")
+    info = read_model_info(args.model_dir)
+    add_int8_network(qnet, args.model_dir, replace(info, int8=Int8Network(
+        INT8_SYMBOL_FILE, INT8_PARAMS_FILE, layers, len(calibration), fidelity)))
+    networks = {"float32": float32,
+                "int8": load_exported_network(args.model_dir, mx.cpu(), int8=True)}
+    if cpu_has_bfloat16():
+        networks["bfloat16"] = bfloat16_network(load_exported_network(args.model_dir,
+                                                                      mx.cpu()), mx.cpu())
+    for name, net in networks.items():
+        found = detections(net, held_out)
+        print(f"{name:8s} held-out mAP {held_out_map(found, held_labels):.4f} | training-set "
+              f"mAP {held_out_map(detections(net, trained), trained_labels):.4f} | mAP against "
+              f"float32 detections {agreement_map(reference['held-out'], found, size):.4f} "
+              f"({len(held_out)} held-out images)", flush=True)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("train", "measure"))
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--base-network", default="resnet-50")
+    parser.add_argument("--image-shape", type=int, default=300)
+    parser.add_argument("--train-images", type=int, default=16)
+    parser.add_argument("--held-out-images", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-steps", type=int, default=90)
+    parser.add_argument("--validate-every", type=int, default=10)
+    parser.add_argument("--target-map", type=float, default=0.95)
+    args = parser.parse_args()
+    if args.command == "train":
+        train(args)
+    else:
+        measure(args)
+
+
+if __name__ == "__main__":
+    main()
