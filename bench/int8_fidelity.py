@@ -47,26 +47,16 @@ def held_out_map(found, labels) -> float:
 def measure(args) -> None:
     """INT8 made from the trained float32 network (calibrated on images it has not seen),
     every float32-layer candidate measured, then fidelity and held-out mAP per precision."""
-    from dataclasses import replace
-
     import mxnet as mx
 
     from ssd_sagemaker.cpu_features import cpu_has_bfloat16, cpu_has_int8_dot_product
-    from ssd_sagemaker.model.artifact import (
-        INT8_PARAMS_FILE,
-        INT8_SYMBOL_FILE,
-        SYMBOL_FILE,
-        Int8Network,
-        add_int8_network,
-        load_exported_network,
-        read_model_info,
-    )
+    from ssd_sagemaker.model.artifact import SYMBOL_FILE, load_exported_network
     from ssd_sagemaker.model.quantization import (
         agreement_map,
         detections,
         float32_candidates,
-        quantize_exported,
         quantized,
+        write_int8_network,
     )
     from ssd_sagemaker.serving.handlers import bfloat16_network
 
@@ -90,12 +80,10 @@ def measure(args) -> None:
               f"{agreement_map(reference['training'], detections(net, trained), size):.4f} "
               f"(training images)", flush=True)
     started = time.time()
-    qnet, layers, fidelity = quantize_exported(args.model_dir, calibration, size)
-    print(f"chosen at calibration ({time.time() - started:.0f} s): {len(layers)} float32 "
-          f"convolutions {list(layers)}, calibration-set fidelity {fidelity}")
-    info = read_model_info(args.model_dir)
-    add_int8_network(qnet, args.model_dir, replace(info, int8=Int8Network(
-        INT8_SYMBOL_FILE, INT8_PARAMS_FILE, layers, len(calibration), fidelity)))
+    entry, _ = write_int8_network(args.model_dir, calibration)
+    print(f"chosen at calibration ({time.time() - started:.0f} s): "
+          f"{len(entry.float32_layers)} float32 convolutions {list(entry.float32_layers)}, "
+          f"calibration-set fidelity {entry.fidelity_map}")
     networks = {"float32": float32,
                 "int8": load_exported_network(args.model_dir, mx.cpu(), int8=True)}
     if cpu_has_bfloat16():

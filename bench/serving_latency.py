@@ -139,23 +139,14 @@ def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: 
     """An untrained SSD exported as `train` does (same compute as a trained one); with `int8`
     also its INT8 network, as `quantize=int8` adds it (calibrated on synthetic images; an
     untrained network keeps its first convolution and heads in float32)."""
-    from dataclasses import replace
-
     import cv2
     import numpy as np
 
     from ssd_sagemaker.data.synthetic import write_annotated_channel
     from ssd_sagemaker.data.transforms import validation_transform
-    from ssd_sagemaker.model.artifact import (
-        INT8_PARAMS_FILE,
-        INT8_SYMBOL_FILE,
-        Int8Network,
-        ModelInfo,
-        add_int8_network,
-        save_artifact,
-    )
+    from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
     from ssd_sagemaker.model.network import build_network
-    from ssd_sagemaker.model.quantization import quantize_exported
+    from ssd_sagemaker.model.quantization import write_int8_network
 
     classes = ("circle", "square", "triangle")
     net = build_network(base_network, size, list(classes))
@@ -169,9 +160,7 @@ def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: 
     transform = validation_transform(size)
     images = np.stack([transform(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB),
                                  np.zeros((0, 5), np.float32))[0] for path in paths])
-    qnet, layers, fidelity = quantize_exported(model_dir, images, size)
-    add_int8_network(qnet, model_dir, replace(info, int8=Int8Network(
-        INT8_SYMBOL_FILE, INT8_PARAMS_FILE, layers, len(images), fidelity)))
+    write_int8_network(model_dir, images)
 
 
 def precision_latency(base: Path, body: bytes, samples: int, rounds: int,

@@ -16,6 +16,7 @@ import json
 import logging
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import mxnet as mx
@@ -24,7 +25,15 @@ from mxnet import gluon
 from mxnet.contrib.quantization import quantize_net_v2
 
 from ssd_sagemaker.evaluation import DetectionMAP
-from ssd_sagemaker.model.artifact import SYMBOL_FILE, load_exported_network
+from ssd_sagemaker.model.artifact import (
+    INT8_PARAMS_FILE,
+    INT8_SYMBOL_FILE,
+    SYMBOL_FILE,
+    Int8Network,
+    add_int8_network,
+    load_exported_network,
+    read_model_info,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -109,3 +118,13 @@ def quantize_exported(model_dir: Path, images: np.ndarray, image_shape: int
         LOG.warning("no INT8 candidate reached mAP %.2f against float32; keeping the best "
                     "(%.4f, %d convolutions in float32)", FIDELITY_GOAL, best[2], len(best[1]))
     return best
+
+
+def write_int8_network(model_dir: Path, images: np.ndarray) -> tuple[Int8Network, list[Path]]:
+    """Quantize the artifact's network, calibrated on `images` (N x 3 x S x S), and add the INT8
+    network to the artifact: its `model_info.json` entry and the files written."""
+    info = read_model_info(model_dir)
+    net, float32_layers, fidelity = quantize_exported(model_dir, images, info.image_shape)
+    entry = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, float32_layers, len(images),
+                        fidelity)
+    return entry, add_int8_network(net, model_dir, replace(info, int8=entry))

@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,10 @@ from ssd_sagemaker.environment import TrainingEnvironment
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
 from ssd_sagemaker.metrics import EpochLog, MetricReporter
-from ssd_sagemaker.model.artifact import (
-    INT8_PARAMS_FILE,
-    INT8_SYMBOL_FILE,
-    Int8Network,
-    ModelInfo,
-    add_int8_network,
-    save_artifact,
-)
+from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
-from ssd_sagemaker.model.quantization import CALIBRATION_IMAGES, quantize_exported
+from ssd_sagemaker.model.quantization import CALIBRATION_IMAGES, write_int8_network
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
 from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
@@ -188,30 +181,25 @@ def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], weights: Sta
 
 
 def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameters,
-            classes: tuple[str, ...]) -> ModelInfo:
+            classes: tuple[str, ...]) -> None:
     """Write the model artifact (inference graph on the CPU) to /opt/ml/model."""
     net.collect_params().reset_ctx(mx.cpu())
-    info = ModelInfo(classes, hp.image_shape, hp.base_network, hp.nms_threshold)
-    files = save_artifact(net, env.paths.model_dir, info, hp.to_json_dict())
+    files = save_artifact(net, env.paths.model_dir,
+                          ModelInfo(classes, hp.image_shape, hp.base_network, hp.nms_threshold),
+                          hp.to_json_dict())
     LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
-    return info
 
 
-def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingData,
-                 info: ModelInfo) -> None:
+def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingData) -> None:
     """`quantize=int8`: calibrate the exported network on a sample of the data and add the
     INT8 network to the artifact (`model/quantization.py` says which layers stay float32)."""
     batches = data.calibration_batches(validation_transform(hp.image_shape), 8,
                                        CALIBRATION_IMAGES)
     images = np.concatenate([batch[0].asnumpy() for batch in batches])
-    net, float32_layers, fidelity = quantize_exported(env.paths.model_dir, images,
-                                                      hp.image_shape)
-    entry = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, float32_layers, len(images),
-                        fidelity)
-    files = add_int8_network(net, env.paths.model_dir, replace(info, int8=entry))
+    entry, files = write_int8_network(env.paths.model_dir, images)
     LOG.info("INT8 network written (calibrated on %d images, %d convolutions kept in float32, "
-             "mAP against float32 %s): %s", len(images), len(float32_layers),
-             "not measurable" if fidelity is None else f"{fidelity:.4f}",
+             "mAP against float32 %s): %s", len(images), len(entry.float32_layers),
+             "not measurable" if entry.fidelity_map is None else f"{entry.fidelity_map:.4f}",
              ", ".join(str(f) for f in files))
 
 
@@ -258,9 +246,9 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                      stopping.best_map)
             net.load_parameters(str(state.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
-            info = _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
+            _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
             if hp.quantize == "int8":
-                _export_int8(env, hp, data, info)
+                _export_int8(env, hp, data)
         if job is not None:
             _release_kvstore(net)
             del trainer, kvstore, loop, learner

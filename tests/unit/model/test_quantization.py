@@ -3,7 +3,6 @@ the float32 one (which stays byte for byte the same), listed in model_info.json,
 and answers in the float32 network's format; fidelity is VOC07 mAP against float32."""
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,14 +13,12 @@ from ssd_sagemaker.model.artifact import (
     INT8_SYMBOL_FILE,
     PARAMS_FILE,
     SYMBOL_FILE,
-    Int8Network,
-    add_int8_network,
     read_model_info,
 )
 from ssd_sagemaker.model.quantization import (
     agreement_map,
     float32_candidates,
-    quantize_exported,
+    write_int8_network,
 )
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.handlers import Predictor
@@ -35,10 +32,7 @@ def int8_model(tmp_path_factory):
     model_dir = export_tiny_model(tmp_path_factory.mktemp("model"))
     before = {name: (model_dir / name).read_bytes() for name in (SYMBOL_FILE, PARAMS_FILE)}
     images = np.random.default_rng(0).uniform(-2, 2, (6, 3, 64, 64)).astype(np.float32)
-    net, layers, fidelity = quantize_exported(model_dir, images, 64)
-    info = read_model_info(model_dir)
-    entry = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, layers, len(images), fidelity)
-    written = add_int8_network(net, model_dir, replace(info, int8=entry))
+    entry, written = write_int8_network(model_dir, images)
     return model_dir, before, written, entry
 
 
