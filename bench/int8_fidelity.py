@@ -62,7 +62,8 @@ def measure(args) -> None:
 
     size = args.image_shape
     work = args.model_dir.parent
-    calibration, _ = tensors(read_images(work / "calibration", 32, seed=1), size)
+    calibration, _ = tensors(read_images(work / "calibration", args.calibration_images,
+                                         seed=1), size)
     held_out, held_labels = tensors(read_images(work / "held_out", args.held_out_images,
                                                 seed=2), size)
     trained, trained_labels = tensors(read_images(work / "train", args.train_images, seed=0),
@@ -106,6 +107,7 @@ def main() -> None:
     parser.add_argument("--image-shape", type=int, default=300)
     parser.add_argument("--train-images", type=int, default=16)
     parser.add_argument("--held-out-images", type=int, default=32)
+    parser.add_argument("--calibration-images", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=90)
     parser.add_argument("--validate-every", type=int, default=10)
