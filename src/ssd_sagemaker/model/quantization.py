@@ -69,12 +69,13 @@ def agreement_map(reference: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]
                   candidate: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
                   image_shape: int) -> float | None:
     """VOC07 mAP of `candidate`'s detections with `reference`'s scoring at least
-    `REFERENCE_SCORE` as the ground truth; None when the reference has no such detection."""
+    `REFERENCE_SCORE` as the ground truth, both clipped to the image as served (1.0 for a
+    network against itself); None when the reference has no such detection."""
     metric = DetectionMAP()
     for (ref_ids, ref_scores, ref_boxes), (ids, scores, boxes) in zip(reference, candidate):
         truth = (np.ravel(ref_ids) >= 0) & (np.ravel(ref_scores) >= REFERENCE_SCORE)
-        metric.add_image(np.clip(boxes, 0, image_shape), ids, scores, ref_boxes[truth],
-                         np.ravel(ref_ids)[truth])
+        metric.add_image(np.clip(boxes, 0, image_shape), ids, scores,
+                         np.clip(ref_boxes[truth], 0, image_shape), np.ravel(ref_ids)[truth])
     value = metric.result().voc07
     return None if math.isnan(value) else value
 

@@ -98,6 +98,8 @@ def _image(rows):
 def test_agreement_is_voc07_map_against_the_confident_float32_detections():
     reference = [_image([[0, 0.9, 10, 10, 50, 50], [1, 0.3, 60, 60, 90, 90]])]
     assert agreement_map(reference, reference, 100) == pytest.approx(1.0)
+    outside = [_image([[2, 0.8, -300, -300, 60, 60]])]  # clipped as served: still itself
+    assert agreement_map(outside, outside, 100) == pytest.approx(1.0)
     moved = [_image([[0, 0.9, 40, 40, 80, 80], [1, 0.3, 60, 60, 90, 90]])]
     assert agreement_map(reference, moved, 100) == pytest.approx(0.0)
     relabelled = [_image([[1, 0.9, 10, 10, 50, 50]])]
