@@ -133,6 +133,7 @@ def test_a_bfloat16_worker_converts_the_network_or_refuses_clearly(tmp_path):
     assert rows and all(len(row) == 6 for row in rows)
 
 
+@pytest.mark.slow  # boots gunicorn and a worker
 def test_serve_accepts_bfloat16_where_the_cpu_reports_the_instructions(tmp_path):
     """/proc/cpuinfo with avx512_bf16 added (bind-mounted over the real one in a private mount
     namespace): the master accepts bfloat16 and the workers load the network in it; on a CPU
