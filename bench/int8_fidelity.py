@@ -64,6 +64,8 @@ def measure(args) -> None:
     work = args.model_dir.parent
     calibration, _ = tensors(read_images(work / "calibration", args.calibration_images,
                                          seed=1), size)
+    if args.calibrate_on_training_images:  # as `train` does without a validation channel
+        calibration = tensors(read_images(work / "train", args.train_images, seed=0), size)[0]
     held_out, held_labels = tensors(read_images(work / "held_out", args.held_out_images,
                                                 seed=2), size)
     trained, trained_labels = tensors(read_images(work / "train", args.train_images, seed=0),
@@ -77,8 +79,8 @@ def measure(args) -> None:
         for layers in float32_candidates(args.model_dir / SYMBOL_FILE):
             net = quantized(args.model_dir, calibration, layers)
             print(f"candidate: {len(layers)} convolutions float32 -> INT8 vs float32 mAP "
-                  f"{agreement_map(reference['held-out'], detections(net, held_out), size):.4f}"
-                  f" (held-out)", flush=True)
+                  f"{agreement_map(reference['training'], detections(net, trained), size)} "
+                  f"(training images)", flush=True)
     started = time.time()
     entry, _ = write_int8_network(args.model_dir, calibration)
     print(f"chosen at calibration ({time.time() - started:.0f} s): "
@@ -89,12 +91,18 @@ def measure(args) -> None:
     if cpu_has_bfloat16():
         networks["bfloat16"] = bfloat16_network(load_exported_network(args.model_dir,
                                                                       mx.cpu()), mx.cpu())
+    def shown(value: float | None) -> str:
+        return "n/a (float32 detects nothing scoring >= 0.5)" if value is None else f"{value:.4f}"
+
     for name, net in networks.items():
-        found = detections(net, held_out)
-        print(f"{name:8s} held-out mAP {held_out_map(found, held_labels):.4f} | training-set "
-              f"mAP {held_out_map(detections(net, trained), trained_labels):.4f} | mAP against "
-              f"float32 detections {agreement_map(reference['held-out'], found, size):.4f} "
-              f"({len(held_out)} held-out images)", flush=True)
+        found = {"held-out": detections(net, held_out), "training": detections(net, trained)}
+        print(f"{name:8s} held-out mAP {held_out_map(found['held-out'], held_labels):.4f} "
+              f"({len(held_out)} images) | training-set mAP "
+              f"{held_out_map(found['training'], trained_labels):.4f} ({len(trained)} images) | "
+              f"mAP against float32 detections: training images "
+              f"{shown(agreement_map(reference['training'], found['training'], size))}, "
+              f"held-out {shown(agreement_map(reference['held-out'], found['held-out'], size))}",
+              flush=True)
 
 
 def main() -> None:
@@ -107,6 +115,7 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=16)
     parser.add_argument("--held-out-images", type=int, default=32)
     parser.add_argument("--calibration-images", type=int, default=32)
+    parser.add_argument("--calibrate-on-training-images", action="store_true")
     parser.add_argument("--every-candidate", action="store_true",
                         help="also measure every float32-layer candidate on the held-out images "
                              "(calibration logs those it tries, up to the first that meets the "
