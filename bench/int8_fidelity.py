@@ -77,10 +77,10 @@ def measure(args) -> None:
           f"{'yes' if cpu_has_bfloat16() else 'no'}")
     if args.every_candidate:
         for layers in float32_candidates(args.model_dir / SYMBOL_FILE):
-            net = quantized(args.model_dir, calibration, layers)
-            print(f"candidate: {len(layers)} convolutions float32 -> INT8 vs float32 mAP "
-                  f"{agreement_map(reference['training'], detections(net, trained), size)} "
-                  f"(training images)", flush=True)
+            found = detections(quantized(args.model_dir, calibration, layers), trained)
+            print(f"candidate: {len(layers)} convolutions float32 -> training images: mAP "
+                  f"against float32 {agreement_map(reference['training'], found, size):.4f}, "
+                  f"against the labels {held_out_map(found, trained_labels):.4f}", flush=True)
     started = time.time()
     entry, _ = write_int8_network(args.model_dir, calibration)
     print(f"chosen at calibration ({time.time() - started:.0f} s): "
