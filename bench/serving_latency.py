@@ -3,6 +3,11 @@ call (decode, forward, selection, JSON; `serving/pipeline.py`, in this process) 
 image, then throughput of 1 and 2 gunicorn workers under concurrent load. Not a test: run by
 hand, `python bench/serving_latency.py [--requests 100]`.
 
+`--precisions float32,int8 --models vgg-16:300,resnet-50:300,...` instead compares inference
+precisions (`SSD_INFERENCE_PRECISION`) per model: bare forward and `/invocations` p50/p99, each
+precision's blocks alternating with the others' (one server per precision, 1 worker), then
+throughput and peak RSS per worker with the default workers. Goal: INT8 p50 <= 0.5 x float32.
+
 Goals: HTTP p50 <= 1.10 x bare p50; 2 workers >= 1.8 x the throughput of 1 worker when two
 cores are free. Both sides use the same OpenMP thread count as the server gives one worker
 (cpus // workers), so the latency comparison is like for like. The model is an untrained
@@ -54,6 +59,16 @@ class Server:
             raise SystemExit(f"server did not start: {error}; see {self.log.name}") from None
         return self
 
+    def peak_rss_mb(self) -> list[float]:
+        """Each worker's peak resident memory (VmHWM), MB."""
+        pid = self.process.pid
+        peaks = []
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        return peaks
+
     def __exit__(self, *exc):
         self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=60)
@@ -98,8 +113,9 @@ def latency(base: Path, body: bytes, samples: int, rounds: int):
 
 
 def throughput(base: Path, body: bytes, workers: int, requests_count: int, concurrency: int,
-               **env: str) -> float:
-    """Requests per second of `requests_count` POSTs from `concurrency` client threads."""
+               peaks: list[float] | None = None, **env: str) -> float:
+    """Requests per second of `requests_count` POSTs from `concurrency` client threads; the
+    workers' peak RSS (MB) appended to `peaks` when given."""
     import requests
 
     with Server(base, workers=workers, **env) as server:
@@ -113,18 +129,114 @@ def throughput(base: Path, body: bytes, workers: int, requests_count: int, concu
             seconds = time.perf_counter() - started
         for session in sessions:
             session.close()
+        if peaks is not None:
+            peaks.extend(server.peak_rss_mb())
     return requests_count / seconds
 
 
-def export_untrained_model(model_dir: Path) -> None:
-    """An untrained VGG-16 SSD300 exported as `train` does (same compute as a trained one)."""
+def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: int = 300,
+                           int8: bool = False) -> None:
+    """An untrained SSD exported as `train` does (same compute as a trained one); with `int8`
+    also its INT8 network, as `quantize=int8` adds it (calibrated on synthetic images; an
+    untrained network keeps its first convolution and heads in float32)."""
+    import cv2
+    import numpy as np
+
+    from ssd_sagemaker.data.synthetic import write_annotated_channel
+    from ssd_sagemaker.data.transforms import validation_transform
     from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
     from ssd_sagemaker.model.network import build_network
+    from ssd_sagemaker.model.quantization import write_int8_network
 
     classes = ("circle", "square", "triangle")
-    net = build_network("vgg-16", 300, list(classes))
+    net = build_network(base_network, size, list(classes))
     net.set_nms(0.45, 400, 100)
-    save_artifact(net, model_dir, ModelInfo(classes, 300, "vgg-16", 0.45), {})
+    info = ModelInfo(classes, size, base_network, 0.45)
+    save_artifact(net, model_dir, info, {})
+    if not int8:
+        return
+    paths = write_annotated_channel(model_dir.parent / "calibration", model_dir.parent / "c_ann",
+                                    8, seed=5)
+    transform = validation_transform(size)
+    images = np.stack([transform(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB),
+                                 np.zeros((0, 5), np.float32))[0] for path in paths])
+    write_int8_network(model_dir, images)
+
+
+def precision_latency(base: Path, body: bytes, samples: int, rounds: int,
+                      precisions: list[str]) -> dict[str, dict[str, list[float]]]:
+    """Per precision: the bare forward (network only, this process) and `/invocations` (one
+    server per precision, 1 worker), in blocks that alternate between precisions."""
+    import contextlib
+
+    import mxnet as mx
+    import requests
+
+    from ssd_sagemaker.data.transforms import network_input
+    from ssd_sagemaker.serving.handlers import Predictor, decode_image
+
+    times: dict[str, dict[str, list[float]]] = {p: {"forward": [], "http": []}
+                                                for p in precisions}
+    predictors = {p: Predictor(base / "model", precision=p) for p in precisions}
+    with contextlib.ExitStack() as stack:
+        servers = {p: stack.enter_context(Server(base, workers=1, SSD_INFERENCE_PRECISION=p))
+                   for p in precisions}
+        session = stack.enter_context(requests.Session())
+        size = predictors[precisions[0]].info.image_shape
+        tensor = network_input(mx.nd.array(decode_image(body), dtype="uint8"), size)
+
+        def forward(precision: str) -> float:
+            started = time.perf_counter()
+            for output in predictors[precision]._net(tensor):
+                output.wait_to_read()
+            return time.perf_counter() - started
+
+        for precision in precisions:  # warm-up: graph, memory, connections
+            for _ in range(2):
+                forward(precision)
+                post(session, servers[precision].url, body)
+        for _ in range(rounds):
+            for precision in precisions:
+                for _ in range(max(1, samples // rounds)):
+                    times[precision]["forward"].append(forward(precision))
+                for _ in range(max(1, samples // rounds)):
+                    times[precision]["http"].append(post(session, servers[precision].url, body))
+    return times
+
+
+def compare_precisions(args, body: bytes, cpus: int) -> None:
+    """The precision table: one block of lines per model."""
+    from ssd_sagemaker.cpu_features import cpu_has_bfloat16, cpu_has_int8_dot_product
+
+    precisions = [p for p in args.precisions.split(",") if p]
+    if "bfloat16" in precisions and not cpu_has_bfloat16():
+        print("bfloat16 left out: this CPU has no avx512_bf16/amx_bf16 (serve refuses it)")
+        precisions.remove("bfloat16")
+    print(f"INT8 dot-product instructions (VNNI/AMX): "
+          f"{'yes' if cpu_has_int8_dot_product() else 'no (AVX2 only)'}")
+    for model in args.models.split(","):
+        base_network, size = model.split(":")
+        with tempfile.TemporaryDirectory() as folder:
+            base = Path(folder)
+            subprocess.run([sys.executable, __file__, "--export-to", str(base / "model"),
+                            "--export-model", model, "--export-int8"], check=True)
+            times = precision_latency(base, body, args.samples, 5, precisions)
+            reference = statistics.median(times["float32"]["forward"]) \
+                if "float32" in times else None
+            for precision in precisions:
+                forward, http = times[precision]["forward"], times[precision]["http"]
+                peaks: list[float] = []
+                rate = throughput(base, body, cpus, args.requests, args.concurrency, peaks,
+                                  SSD_INFERENCE_PRECISION=precision)
+                ratio = (f"{statistics.median(forward) / reference:.2f} x float32"
+                         if reference else "")
+                print(f"{base_network} {size} {precision:8s} forward p50 "
+                      f"{statistics.median(forward) * 1000:7.0f} ms p99 "
+                      f"{percentile(forward, 0.99) * 1000:7.0f} ms ({ratio}) | /invocations p50 "
+                      f"{statistics.median(http) * 1000:7.0f} ms p99 "
+                      f"{percentile(http, 0.99) * 1000:7.0f} ms | {cpus} workers "
+                      f"{rate:5.2f} req/s | peak RSS/worker "
+                      f"{max(peaks) if peaks else float('nan'):5.0f} MB", flush=True)
 
 
 def main() -> None:
@@ -133,10 +245,17 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=60, help="latency samples per side")
     parser.add_argument("--requests", type=int, default=100, help="requests per throughput run")
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--precisions", help="compare these SSD_INFERENCE_PRECISION values "
+                                                "(e.g. float32,int8,bfloat16) instead")
+    parser.add_argument("--models", default="vgg-16:300,resnet-50:300,vgg-16:512,resnet-50:512",
+                        help="with --precisions: base_network:image_shape,...")
     parser.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--export-model", default="vgg-16:300", help=argparse.SUPPRESS)
+    parser.add_argument("--export-int8", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.export_to:
-        export_untrained_model(args.export_to)
+        base_network, size = args.export_model.split(":")
+        export_untrained_model(args.export_to, base_network, int(size), args.export_int8)
         return
 
     cpus = len(os.sched_getaffinity(0))
@@ -163,6 +282,9 @@ def main() -> None:
             print("warning: other processes are using the CPUs; OpenMP threads slow down badly "
                   "when cores are shared, so these numbers say little about the server")
 
+        if args.precisions:
+            compare_precisions(args, body, cpus)
+            return
         bare, http = latency(base, body, args.samples, rounds=5)
         ratio = statistics.median(http) / statistics.median(bare)
         print(f"latency ({len(bare)} samples each, 1 worker x {cpus} OpenMP threads):")

@@ -76,12 +76,22 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each."""
     from dataclasses import replace
 
-    from ssd_sagemaker.serving.config import parse_limit, read_request_limits
+    from ssd_sagemaker.model.artifact import read_model_info
+    from ssd_sagemaker.serving.config import (
+        gpu_count,
+        parse_limit,
+        read_inference_precision,
+        read_request_limits,
+    )
     from ssd_sagemaker.serving.handlers import Predictor
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
+    from ssd_sagemaker.serving.precision import resolve_inference_precision
 
     check_gpus()
     max_pixels, limits = read_request_limits()
+    precision = resolve_inference_precision(read_inference_precision(),
+                                            read_model_info(model_dir), model_dir,
+                                            gpus=gpu_count(os.environ))
     for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
         if raw is not None:
             try:
@@ -90,7 +100,8 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
             except ValueError as error:
                 raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
     images = collect_images(inputs)
-    written = predict_files(Predictor(model_dir), images, output, max_pixels, limits)
+    written = predict_files(Predictor(model_dir, precision=precision), images, output,
+                            max_pixels, limits)
     LOG.info("predicted %d images: %d files in %s", len(images), len(written), output)
 
 

@@ -164,6 +164,12 @@ class Hyperparameters:
     nms_topk: int = dataclasses.field(default=400, metadata=_row(
         "int", "number of highest-scoring detections kept before non-maximum suppression",
         bounds="(0, inf)", documented=False))
+    quantize: str = dataclasses.field(default="none", metadata=_row(
+        "choice", "`int8`: after export, also write an INT8 network calibrated on up to 32 "
+        "images of the validation channel (the training channel if there is none), for "
+        "`SSD_INFERENCE_PRECISION=int8`; convolutions whose INT8 form loses accuracy stay "
+        "float32. The float32 model is written as always", choices=("none", "int8"),
+        documented=False))
     precision: str = dataclasses.field(default="auto", metadata=_row(
         "choice", "arithmetic of training: `auto` uses bfloat16 convolutions on "
         "one host with avx512_bf16/amx_bf16 CPUs and float16 with loss scaling on GPUs (MXNet "

@@ -32,7 +32,8 @@ DOCUMENTED_DEFAULTS = {
     "mini_batch_size": 32, "momentum": 0.9, "nms_threshold": 0.45, "optimizer": "sgd",
     "overlap_threshold": 0.5, "use_pretrained_model": True, "weight_decay": 0.0005,
 }
-UNDOCUMENTED_DEFAULTS = {"nms_topk": 400, "precision": "auto", "augmentation": "ssd"}
+UNDOCUMENTED_DEFAULTS = {"nms_topk": 400, "quantize": "none", "precision": "auto",
+                        "augmentation": "ssd"}
 
 
 def parse(**given: object) -> Hyperparameters:
@@ -45,13 +46,13 @@ def violation(**given: object) -> str:
     return str(caught.value)
 
 
-def test_table_holds_exactly_the_documented_names_plus_three_extensions() -> None:
+def test_table_holds_exactly_the_documented_names_plus_four_extensions() -> None:
     names = [spec.name for spec in SPECS]
-    assert len(names) == len(set(names)) == 25
+    assert len(names) == len(set(names)) == 26
     assert set(names) == {"num_classes", "num_training_samples"} | set(DOCUMENTED_DEFAULTS) | {
-        "nms_topk", "precision", "augmentation"}
-    assert [spec.name for spec in SPECS if not spec.documented] == ["nms_topk", "precision",
-                                                                    "augmentation"]
+        "nms_topk", "quantize", "precision", "augmentation"}
+    assert [spec.name for spec in SPECS if not spec.documented] == [
+        "nms_topk", "quantize", "precision", "augmentation"]
     assert [f.name for f in dataclasses.fields(Hyperparameters)] == names
 
 
@@ -367,7 +368,8 @@ NON_DEFAULT = {"num_classes": 7, "num_training_samples": 1234, "base_network": "
                "lr_scheduler_factor": 0.5, "lr_scheduler_step": "4, 8", "mini_batch_size": 16,
                "momentum": 0.8, "nms_threshold": 0.4, "optimizer": "adam",
                "overlap_threshold": 0.6, "use_pretrained_model": 0, "weight_decay": 0.0001,
-               "nms_topk": 100, "precision": "float32", "augmentation": "none"}
+               "nms_topk": 100, "quantize": "int8", "precision": "float32",
+               "augmentation": "none"}
 
 
 @pytest.mark.parametrize("raw", [REQUIRED, NON_DEFAULT], ids=["defaults", "non-defaults"])
@@ -398,3 +400,11 @@ def test_markdown_table_has_a_row_for_every_documented_name() -> None:
     assert "- `nms_topk` (an int > 0, default `400`)" in table
     assert "- `precision` (one of 'auto', 'float32', 'bfloat16', 'float16', default `auto`)" \
         in table
+    assert "- `quantize` (one of 'none', 'int8', default `none`): `int8`: after export" in table
+
+
+def test_quantize_takes_none_or_int8() -> None:
+    assert parse_hyperparameters({**REQUIRED, "quantize": "INT8"}).quantize == "int8"
+    assert parse_hyperparameters(REQUIRED).quantize == "none"
+    assert "quantize: 'fp8' is invalid: must be one of 'none', 'int8'" in violation(
+        quantize="fp8")

@@ -13,6 +13,7 @@ hence their early-stopping decisions, agree.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -211,6 +212,13 @@ class TrainingData:
         """Batches (images, labels padded with -1 rows) covering the validation set once."""
         assert self.validation is not None
         return Batches(self.validation.validation_pass(), transform, batch_size,
+                       self._workers(), (SEED, 2 ** 31))
+
+    def calibration_batches(self, transform: Callable, batch_size: int, limit: int) -> Iterable:
+        """Batches of the first `limit` images of the validation channel (of the training
+        channel when there is none): the sample INT8 calibration measures ranges on."""
+        source = self.validation if self.validation is not None else self.train
+        return Batches(itertools.islice(source.validation_pass(), limit), transform, batch_size,
                        self._workers(), (SEED, 2 ** 31))
 
     def close(self) -> None:

@@ -1,5 +1,7 @@
 """The model artifact in `/opt/ml/model`: the built-in algorithm's files (exported symbol and
-parameters, `hyperparams.json`) plus `model_info.json` with what serving needs."""
+parameters, `hyperparams.json`) plus `model_info.json` with what serving needs; with
+`quantize=int8`, also the INT8 network (`model_algo_1-int8-*`) beside the float32 one, listed
+in `model_info.json` under `int8`."""
 
 from __future__ import annotations
 
@@ -21,7 +23,24 @@ SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
 PARAMS_FILE = f"{MODEL_PREFIX}-0000.params"
 HYPERPARAMS_FILE = "hyperparams.json"
 MODEL_INFO_FILE = "model_info.json"
+INT8_PREFIX = f"{MODEL_PREFIX}-int8"
+INT8_SYMBOL_FILE = f"{INT8_PREFIX}-symbol.json"
+INT8_PARAMS_FILE = f"{INT8_PREFIX}-0000.params"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Int8Network:
+    """The INT8 network's entry in `model_info.json`: its files, the layers left in float32, and
+    the fidelity measured when it was calibrated (VOC07 mAP of its detections against the
+    float32 network's on the calibration images; None when the float32 network detected
+    nothing there to compare with)."""
+
+    symbol_file: str
+    params_file: str
+    float32_layers: tuple[str, ...]
+    calibration_images: int
+    fidelity_map: float | None
 
 
 @dataclass(frozen=True)
@@ -33,10 +52,30 @@ class ModelInfo:
     base_network: str
     nms_threshold: float
     format_version: int = FORMAT_VERSION
+    int8: Int8Network | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+
+def _exported_files(net: gluon.HybridBlock, image_shape: int, prefix: str) -> dict[str, bytes]:
+    """`net` traced in inference mode (NMS included) and exported as `prefix`-symbol.json and
+    `prefix`-0000.params, in memory."""
+    net.hybridize()  # (re)trace in inference mode for export
+    with mx.autograd.predict_mode():
+        net(mx.nd.zeros((1, 3, image_shape, image_shape),
+                        ctx=next(iter(net.collect_params().values())).list_ctx()[0]))
+    return serialized_files(lambda folder: net.export(str(folder / prefix), epoch=0),
+                            [f"{prefix}-symbol.json", f"{prefix}-0000.params"])
+
+
+def _info_file(info: ModelInfo) -> bytes:
+    info_dict = asdict(info)
+    info_dict["classes"] = list(info.classes)
+    if info.int8 is None:
+        del info_dict["int8"]  # readers of format 1 before INT8 see the file they know
+    return (json.dumps(info_dict, indent=2) + "\n").encode()
 
 
 def save_artifact(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
@@ -44,17 +83,29 @@ def save_artifact(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
     """Export `net` in inference mode (NMS included) with the side files, all or nothing: a
     full disk leaves no partial artifact and is a ClientError naming the folder and the
     artifact's size."""
-    net.hybridize()  # (re)trace in inference mode for export
-    with mx.autograd.predict_mode():
-        net(mx.nd.zeros((1, 3, info.image_shape, info.image_shape),
-                        ctx=next(iter(net.collect_params().values())).list_ctx()[0]))
-    files = serialized_files(lambda folder: net.export(str(folder / MODEL_PREFIX), epoch=0),
-                             [SYMBOL_FILE, PARAMS_FILE])
-    info_dict = asdict(info)
-    info_dict["classes"] = list(info.classes)
+    files = _exported_files(net, info.image_shape, MODEL_PREFIX)
     files[HYPERPARAMS_FILE] = (json.dumps(dict(hyperparameters), indent=2) + "\n").encode()
-    files[MODEL_INFO_FILE] = (json.dumps(info_dict, indent=2) + "\n").encode()
+    files[MODEL_INFO_FILE] = _info_file(info)
     return write_files(model_dir, files, "the model artifact")
+
+
+def add_int8_network(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo) -> list[Path]:
+    """Write the INT8 network beside the float32 one and list it in `model_info.json` (`info`
+    with its `int8` entry), all or nothing: on a full disk the artifact stays float32-only."""
+    assert info.int8 is not None
+    files = _exported_files(net, info.image_shape, INT8_PREFIX)
+    files[MODEL_INFO_FILE] = _info_file(info)
+    return write_files(model_dir, files, "the INT8 network")
+
+
+def _int8_entry(raw: Any) -> Int8Network | None:
+    if raw is None:
+        return None
+    fidelity = raw["fidelity_map"]
+    return Int8Network(symbol_file=str(raw["symbol_file"]), params_file=str(raw["params_file"]),
+                       float32_layers=tuple(str(name) for name in raw["float32_layers"]),
+                       calibration_images=int(raw["calibration_images"]),
+                       fidelity_map=None if fidelity is None else float(fidelity))
 
 
 def read_model_info(model_dir: Path) -> ModelInfo:
@@ -72,7 +123,8 @@ def read_model_info(model_dir: Path) -> ModelInfo:
                          image_shape=int(raw["image_shape"]),
                          base_network=str(raw["base_network"]),
                          nms_threshold=float(raw["nms_threshold"]),
-                         format_version=int(raw.get("format_version", FORMAT_VERSION)))
+                         format_version=int(raw.get("format_version", FORMAT_VERSION)),
+                         int8=_int8_entry(raw.get("int8")))
     except (ValueError, KeyError, TypeError) as error:
         raise ClientError(
             f"{model_dir / MODEL_INFO_FILE} is not a valid model description ({error!r}); "
@@ -86,18 +138,20 @@ def read_model_info(model_dir: Path) -> ModelInfo:
     return info
 
 
-def load_exported_network(model_dir: Path, ctx: Sequence[mx.Context] | mx.Context
-                          ) -> gluon.SymbolBlock:
-    """The exported inference network (outputs: class ids, scores, boxes in input pixels)."""
+def load_exported_network(model_dir: Path, ctx: Sequence[mx.Context] | mx.Context,
+                          int8: bool = False) -> gluon.SymbolBlock:
+    """The exported inference network (outputs: class ids, scores, boxes in input pixels): the
+    float32 one, or with `int8` the quantized one (whose presence the caller checked)."""
+    symbol, params = (INT8_SYMBOL_FILE, INT8_PARAMS_FILE) if int8 else (SYMBOL_FILE, PARAMS_FILE)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return gluon.SymbolBlock.imports(str(model_dir / SYMBOL_FILE), ["data"],
-                                             str(model_dir / PARAMS_FILE), ctx=ctx)
+            return gluon.SymbolBlock.imports(str(model_dir / symbol), ["data"],
+                                             str(model_dir / params), ctx=ctx)
         except (mx.base.MXNetError, AssertionError, ValueError) as error:
             # MXNet's message may start with a C++ traceback; its last line says what failed.
             lines = [line for line in str(error).splitlines() if line.strip()]
             raise ClientError(
-                f"The model files in {model_dir} ({SYMBOL_FILE}, {PARAMS_FILE}) cannot be "
+                f"The model files in {model_dir} ({symbol}, {params}) cannot be "
                 f"loaded: {lines[-1] if lines else type(error).__name__}"
             ) from None

@@ -22,6 +22,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_SCORE_THRESHOLD = 0.0
 DEFAULT_MAX_DETECTIONS = 100
 MEGABYTE = 1024 * 1024
+INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precision.py
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class ServingConfig:
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
     limits: DetectionLimits = DetectionLimits()
     omp_threads: int = 1
+    precision: str = "float32"  # as requested (SSD_INFERENCE_PRECISION); serve checks it
 
     @property
     def bind(self) -> str:
@@ -150,10 +152,29 @@ def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | No
                          f"an int from 0 to {MAX_PAYLOAD_MB_LIMIT}")
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     threads = reader.get("OMP_NUM_THREADS", max(1, cpus // workers), positive, "an int > 0")
+    precision = _inference_precision(reader)
     _raise_problems(reader)
     return ServingConfig(port=port, workers=workers, timeout=timeout,
                          max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
-                         limits=limits, omp_threads=threads)
+                         limits=limits, omp_threads=threads, precision=precision)
+
+
+def read_inference_precision(environ: Mapping[str, str] | None = None) -> str:
+    """`SSD_INFERENCE_PRECISION` as requested (what `predict` shares with the endpoint); a
+    ClientError for a value that is none of INFERENCE_PRECISIONS."""
+    reader = _Reader(os.environ if environ is None else environ)
+    precision = _inference_precision(reader)
+    _raise_problems(reader)
+    return precision
+
+
+def _inference_precision(reader: _Reader) -> str:
+    def parse(raw: str) -> str:
+        if raw.lower() not in INFERENCE_PRECISIONS:
+            raise ValueError(raw)
+        return raw.lower()
+    return reader.get("SSD_INFERENCE_PRECISION", "float32", parse,
+                      "one of " + ", ".join(INFERENCE_PRECISIONS))
 
 
 def _max_image_pixels(reader: _Reader) -> int:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.artifact import PARAMS_FILE, SYMBOL_FILE, ModelInfo, read_model_info
+from ssd_sagemaker.model.artifact import (
+    INT8_PARAMS_FILE,
+    INT8_SYMBOL_FILE,
+    PARAMS_FILE,
+    SYMBOL_FILE,
+    ModelInfo,
+    read_model_info,
+)
 
 NDARRAY_LIST_MAGIC = 0x112
 NDARRAY_MAGICS = (0xF993FAC9, 0xF993FACA)  # v2 (legacy shapes) and v3 (numpy shapes)
@@ -25,12 +32,13 @@ DENSE_STORAGE = 0
 DTYPE_SIZES = {0: 4, 1: 8, 2: 2, 3: 1, 4: 4, 5: 1, 6: 8, 7: 1, 8: 2, 9: 2, 10: 4, 11: 8, 12: 2}
 
 
-def check_artifact(model_dir: Path) -> ModelInfo:
-    """The model's description, after checking every file `serve` needs; a ClientError names
-    the file and what is wrong with it."""
+def check_artifact(model_dir: Path, int8: bool = False) -> ModelInfo:
+    """The model's description, after checking every file `serve` needs (with `int8`, the
+    INT8 network's); a ClientError names the file and what is wrong with it."""
     info = read_model_info(model_dir)
-    check_symbol_file(model_dir / SYMBOL_FILE)
-    check_params_file(model_dir / PARAMS_FILE)
+    symbol, params = (INT8_SYMBOL_FILE, INT8_PARAMS_FILE) if int8 else (SYMBOL_FILE, PARAMS_FILE)
+    check_symbol_file(model_dir / symbol)
+    check_params_file(model_dir / params)
     return info
 
 

@@ -31,7 +31,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
-from ssd_sagemaker.serving.config import ServingConfig, read_serving_config
+from ssd_sagemaker.serving.config import ServingConfig, gpu_count, read_serving_config
 from ssd_sagemaker.serving.protocol_errors import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADER_FIELDS,
@@ -75,9 +75,11 @@ def free_device_slot(used: set[int]) -> int:
 class ModelServer(BaseApplication):
     """gunicorn application whose workers each build the predictor in `load()` (post-fork)."""
 
-    def __init__(self, model_dir: Path, config: ServingConfig, boot_failure_file: Path):
+    def __init__(self, model_dir: Path, config: ServingConfig, boot_failure_file: Path,
+                 precision: str = "float32"):
         self._model_dir = model_dir
         self._config = config
+        self._precision = precision  # resolved and checked by `serve`
         self._boot_failure_file = boot_failure_file
         self._device_slot = 0
         super().__init__()
@@ -109,7 +111,7 @@ class ModelServer(BaseApplication):
         contexts = available_contexts()
         context = contexts[self._device_slot % len(contexts)]
         try:
-            predictor = Predictor(self._model_dir, context)
+            predictor = Predictor(self._model_dir, context, self._precision)
         except ClientError as error:
             # Tell the master why, and exit with gunicorn's boot-error code: the arbiter then
             # stops every worker and exits instead of respawning workers that cannot work.
@@ -117,7 +119,7 @@ class ModelServer(BaseApplication):
                                               errors="backslashreplace")
             LOG.error("worker %d cannot load the model: %s", os.getpid(), error)
             raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
-        LOG.info("worker %d loaded the model on %s", os.getpid(), context)
+        LOG.info("worker %d loaded the %s model on %s", os.getpid(), self._precision, context)
         return create_app(predictor, self._config)
 
 
@@ -136,19 +138,25 @@ def serve(model_dir: Path, environ: Mapping[str, str] | None = None) -> None:
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
     config = read_serving_config(os.environ if environ is None else environ)
     _apply_thread_budget(config)
+    from ssd_sagemaker.serving.precision import resolve_inference_precision
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
 
     info = check_artifact(model_dir)
-    LOG.info("serving %s SSD (%d classes, %d px) from %s on %s: %d workers x %d OpenMP "
+    precision = resolve_inference_precision(
+        config.precision, info, model_dir, gpus=gpu_count(os.environ if environ is None
+                                                          else environ))
+    if precision == "int8":
+        check_artifact(model_dir, int8=True)
+    LOG.info("serving %s SSD (%d classes, %d px, %s) from %s on %s: %d workers x %d OpenMP "
              "threads, timeout %d s, payload limit %d MB", info.base_network, info.num_classes,
-             info.image_shape, model_dir, config.bind, config.workers, config.omp_threads,
-             config.timeout, config.max_payload_mb)
+             info.image_shape, precision, model_dir, config.bind, config.workers,
+             config.omp_threads, config.timeout, config.max_payload_mb)
     handle, name = tempfile.mkstemp(prefix="ssd-serve-boot-failure-")
     os.close(handle)
     boot_failure_file = Path(name)
     master = os.getpid()
     try:
-        ModelServer(model_dir, config, boot_failure_file).run()
+        ModelServer(model_dir, config, boot_failure_file, precision).run()
     except (SystemExit, HaltServer) as stop:
         # Workers leave gunicorn by SystemExit through this same frame: only the master reports.
         # HaltServer escapes gunicorn when a second worker fails to boot while it halts.

@@ -16,36 +16,23 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import mxnet as mx
 from mxnet import autograd, gluon
 from mxnet.contrib import amp
 from mxnet.contrib.amp import amp as amp_state
 
+from ssd_sagemaker.cpu_features import cpu_has_bfloat16
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
 
 LOG = logging.getLogger(__name__)
 
-CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # `auto` uses bfloat16 on CPU only for the bases where it was measured to pay
 # (`Backbone.bfloat16_pays_on_cpu`), and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
 # `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
-
-
-def cpu_has_bfloat16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """True when the CPU executes bfloat16 natively (oneDNN otherwise emulates it, slowly)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return bool(CPU_BFLOAT16_FLAGS & set(line.split(":", 1)[1].split()))
-    return False
 
 
 def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.Context],

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import mxnet as mx
+import numpy as np
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
@@ -28,6 +29,7 @@ from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
+from ssd_sagemaker.model.quantization import CALIBRATION_IMAGES, write_int8_network
 from ssd_sagemaker.seeding import seed_everything
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
@@ -182,6 +184,19 @@ def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameter
     LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
 
 
+def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingData) -> None:
+    """`quantize=int8`: calibrate the exported network on a sample of the data and add the
+    INT8 network to the artifact (`model/quantization.py` says which layers stay float32)."""
+    batches = data.calibration_batches(validation_transform(hp.image_shape), 8,
+                                       CALIBRATION_IMAGES)
+    images = np.concatenate([batch[0].asnumpy() for batch in batches])
+    entry, files = write_int8_network(env.paths.model_dir, images)
+    LOG.info("INT8 network written (calibrated on %d images, %d convolutions kept in float32, "
+             "mAP against float32 %s): %s", len(images), len(entry.float32_layers),
+             "not measurable" if entry.fidelity_map is None else f"{entry.fidelity_map:.4f}",
+             ", ".join(str(f) for f in files))
+
+
 def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
                  kv_store: str | None, reporter: MetricReporter | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -227,6 +242,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
             net.load_parameters(str(state.checkpointer.best_weights), ctx=contexts)
         if env.resources.is_master:
             _export(net, env, hp, exported_classes(hp.num_classes, data, classes))
+            if hp.quantize == "int8":
+                _export_int8(env, hp, data)
         if job is not None:
             _release_kvstore(net)
             del trainer, dist_store, loop, learner
