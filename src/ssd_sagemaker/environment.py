@@ -68,9 +68,8 @@ class Paths:
         return self.base / "checkpoints"
 
 
-def paths_from_environment(environ: Mapping[str, str] | None = None) -> Paths:
+def paths_from_environment(environ: Mapping[str, str] = os.environ) -> Paths:
     """The contract's paths, rooted at `SAGEMAKER_BASE_DIR` when set."""
-    environ = os.environ if environ is None else environ
     return Paths(Path(environ.get(BASE_DIR_VARIABLE) or DEFAULT_BASE_DIR))
 
 
@@ -163,10 +162,9 @@ def _port(raw: str) -> int:
     return int(text)
 
 
-def read_training_settings(environ: Mapping[str, str] | None = None) -> TrainingSettings:
+def read_training_settings(environ: Mapping[str, str] = os.environ) -> TrainingSettings:
     """Every training variable, checked at once: a ClientError names each bad one and what
     it takes, before any config, data or network is read."""
-    environ = os.environ if environ is None else environ
     defaults = TrainingSettings()
     parsers: dict[str, tuple[str, Callable[[str], Any]]] = {
         "progress_style": (PROGRESS_VARIABLE, _progress_style),

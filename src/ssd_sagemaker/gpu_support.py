@@ -195,9 +195,8 @@ def inspect_gpus(build_and_version: tuple[CudaBuild, str] | None, probe: Probe |
     return GpuCheck(build, version, probe, verdicts)
 
 
-def apply_gpu_check(check: GpuCheck, environ: MutableMapping[str, str] | None = None) -> None:
+def apply_gpu_check(check: GpuCheck, environ: MutableMapping[str, str] = os.environ) -> None:
     """Refuse GPUs the build cannot run on (ClientError); switch fusion off where needed."""
-    environ = os.environ if environ is None else environ
     if check.build is None:
         return
     if check.probe.driver_version is None:
@@ -237,7 +236,7 @@ def _choose_fusion(check: GpuCheck, environ: MutableMapping[str, str]) -> None:
         LOG.info("%s compiles for every GPU: MXNet's pointwise fusion stays on", nvrtc_text)
 
 
-def check_gpus(environ: MutableMapping[str, str] | None = None) -> GpuCheck:
+def check_gpus(environ: MutableMapping[str, str] = os.environ) -> GpuCheck:
     """Run before any GPU work (train, serve, predict): with MXNet's GPU wheel installed, read
     the GPUs (in a child process) and refuse or configure as `apply_gpu_check` says."""
     found = installed_cuda_build()

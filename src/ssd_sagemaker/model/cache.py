@@ -8,8 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
-def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+def model_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """GluonCV's model cache: `$MXNET_HOME/models`, default `~/.mxnet/models`."""
-    environ = os.environ if environ is None else environ
     home = environ.get("MXNET_HOME") or os.path.join("~", ".mxnet")
     return Path(home).expanduser() / "models"

@@ -32,9 +32,8 @@ GLUONCV_REPO_URL = "https://apache-mxnet.s3-accelerate.dualstack.amazonaws.com/"
 STORE_URL_FORMAT = "{repo_url}gluon/models/{file_name}.zip"
 
 
-def store_repo_url(environ: Mapping[str, str] | None = None) -> str:
+def store_repo_url(environ: Mapping[str, str] = os.environ) -> str:
     """GluonCV's model store, or the mirror in `$MXNET_GLUON_REPO` (GluonCV's own variable)."""
-    environ = os.environ if environ is None else environ
     return environ.get("MXNET_GLUON_REPO") or GLUONCV_REPO_URL
 
 

@@ -119,24 +119,23 @@ class _Reader:
             return default
 
 
-def read_request_limits(environ: Mapping[str, str] | None = None
+def read_request_limits(environ: Mapping[str, str] = os.environ
                         ) -> tuple[int, DetectionLimits]:
     """What `predict` shares with the endpoint, from the same variables: the pixel limit
     (`SSD_MAX_IMAGE_PIXELS`) and the default detection limits (`SSD_SCORE_THRESHOLD`,
     `SSD_MAX_DETECTIONS`); a ClientError names every bad one."""
-    reader = _Reader(os.environ if environ is None else environ)
+    reader = _Reader(environ)
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     _raise_problems(reader)
     return pixels, limits
 
 
-def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | None = None,
+def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | None = None,
                         gpus: int | None = None) -> ServingConfig:
     """The whole serving configuration; a ClientError names every bad variable.
 
     Workers default to one per GPU, else one per CPU. Each worker gets cpus // workers OpenMP
     threads (unless `OMP_NUM_THREADS` is set) so that workers do not fight over cores."""
-    environ = os.environ if environ is None else environ
     cpus = cpu_count() if cpus is None else cpus
     gpus = gpu_count(environ) if gpus is None else gpus
     reader = _Reader(environ)
@@ -159,10 +158,10 @@ def read_serving_config(environ: Mapping[str, str] | None = None, cpus: int | No
                          limits=limits, omp_threads=threads, precision=precision)
 
 
-def read_inference_precision(environ: Mapping[str, str] | None = None) -> str:
+def read_inference_precision(environ: Mapping[str, str] = os.environ) -> str:
     """`SSD_INFERENCE_PRECISION` as requested (what `predict` shares with the endpoint); a
     ClientError for a value that is none of INFERENCE_PRECISIONS."""
-    reader = _Reader(os.environ if environ is None else environ)
+    reader = _Reader(environ)
     precision = _inference_precision(reader)
     _raise_problems(reader)
     return precision

@@ -133,18 +133,17 @@ def _apply_thread_budget(config: ServingConfig) -> None:
     os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", SERVING_CUDNN_AUTOTUNE)
 
 
-def serve(model_dir: Path, environ: Mapping[str, str] | None = None) -> None:
+def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Check the configuration and the artifact (refuse to start on a bad one), then run
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
-    config = read_serving_config(os.environ if environ is None else environ)
+    config = read_serving_config(environ)
     _apply_thread_budget(config)
     from ssd_sagemaker.serving.precision import resolve_inference_precision
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
 
     info = check_artifact(model_dir)
     precision = resolve_inference_precision(
-        config.precision, info, model_dir, gpus=gpu_count(os.environ if environ is None
-                                                          else environ))
+        config.precision, info, model_dir, gpus=gpu_count(environ))
     if precision == "int8":
         check_artifact(model_dir, int8=True)
     LOG.info("serving %s SSD (%d classes, %d px, %s) from %s on %s: %d workers x %d OpenMP "
