@@ -23,6 +23,7 @@ LOG = logging.getLogger(__name__)
 DEMO_BASE_NETWORK = "resnet-50"
 DEMO_TRAIN_IMAGES = 96
 DEMO_VALIDATION_IMAGES = 16
+DEMO_PLAIN_DATA = True
 DEMO_HYPERPARAMETERS = {
     "num_classes": "3", "base_network": DEMO_BASE_NETWORK, "image_shape": "300",
     "epochs": "6", "mini_batch_size": "4", "optimizer": "adam", "learning_rate": "0.001",
@@ -56,7 +57,7 @@ def write_demo_job(paths: Paths, train_images: int, validation_images: int, seed
                                          ("validation", validation_images, seed + 1)):
         write_annotated_channel(paths.channel_dir(channel),
                                 paths.channel_dir(f"{channel}_annotation"), count, channel_seed,
-                                prefix=channel)
+                                prefix=channel, plain=DEMO_PLAIN_DATA)
     paths.config_dir.mkdir(parents=True, exist_ok=True)
     channels = {name: {"ContentType": "image/jpeg", "TrainingInputMode": "File",
                        "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
