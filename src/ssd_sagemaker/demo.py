@@ -29,7 +29,7 @@ DEMO_VALIDATION_IMAGES = 16
 DEMO_PLAIN_DATA = True
 DEMO_HYPERPARAMETERS = {
     "num_classes": "3", "base_network": DEMO_BASE_NETWORK, "image_shape": "300",
-    "epochs": "3", "mini_batch_size": "2", "optimizer": "adam", "learning_rate": "0.001",
+    "epochs": "4", "mini_batch_size": "2", "optimizer": "adam", "learning_rate": "0.001",
     "augmentation": "none",
 }
 CHANNELS = ("train", "validation", "train_annotation", "validation_annotation")
