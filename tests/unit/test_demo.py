@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 from cli_runner import run_cli
+from ssd_sagemaker.data.synthetic import PLAIN_GROUND
 from ssd_sagemaker.demo import DEMO_HYPERPARAMETERS
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
 from ssd_sagemaker.model.backbones import BACKBONES
@@ -36,6 +39,9 @@ def test_demo_data_writes_a_held_out_channel_and_a_job_that_parses(tmp_path):
     assert (hp.base_network, hp.augmentation, hp.optimizer) == ("resnet-50", "none", "adam")
     assert hp.num_training_samples == 6 and hp.use_pretrained_model is False
     assert hp.epochs == int(DEMO_HYPERPARAMETERS["epochs"])
+    first = cv2.imread(str(data / "train" / "train_0000.jpg")).astype(int)
+    grey = (np.abs(first - PLAIN_GROUND).max(axis=2) <= 12).mean()
+    assert grey >= 0.4, grey  # the plain style: shapes on a grey ground
     cache_file = tmp_path / "mxnet_home" / "models" / BACKBONES["resnet-50"].weights_file
     assert f"{cache_file} is not there, so training starts from scratch" in result.stdout
 

@@ -19,6 +19,9 @@ JPEG_QUALITY = 90
 MAX_OVERLAP = 0.3
 PLACEMENT_ATTEMPTS = 50
 MIN_COLOUR_DISTANCE = 120.0  # Euclidean, in 0-255 BGR units: shapes stand out from the ground
+# The plain style (the CPU demo's easy data): one colour per class on a mid-grey ground.
+PLAIN_CLASS_COLOURS: tuple[tuple[int, int, int], ...] = ((0, 0, 230), (0, 200, 0), (230, 0, 0))
+PLAIN_GROUND = 128
 
 Box = tuple[int, int, int, int]  # left, top, width, height in pixels (the annotation's form)
 
@@ -77,15 +80,21 @@ def _colour(rng: np.random.Generator, ground: np.ndarray) -> tuple[int, int, int
     return red, green, blue
 
 
-def _render(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, Box]]]:
-    """One image and its (class_id, box) objects."""
+def _render(rng: np.random.Generator,
+            plain: bool = False) -> tuple[np.ndarray, list[tuple[int, Box]]]:
+    """One image and its (class_id, box) objects; `plain`: a grey ground, one colour per class,
+    one or two larger shapes (0.25-0.5 of the shorter side) instead of one to three."""
     width, height = int(rng.integers(256, 401)), int(rng.integers(224, 321))
-    image = _background(rng, width, height).copy()
+    if plain:
+        image = np.full((height, width, 3), PLAIN_GROUND, dtype=np.uint8)
+    else:
+        image = _background(rng, width, height).copy()
     shorter = min(width, height)
+    smallest, largest, most = (0.25, 0.5, 2) if plain else (0.15, 0.45, 3)
     objects: list[tuple[int, Box]] = []
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(1, most + 1))):
         for _attempt in range(PLACEMENT_ATTEMPTS):
-            size = int(rng.integers(round(0.15 * shorter), round(0.45 * shorter) + 1))
+            size = int(rng.integers(round(smallest * shorter), round(largest * shorter) + 1))
             left = int(rng.integers(0, width - size + 1))
             top = int(rng.integers(0, height - size + 1))
             square = (left, top, size, size)
@@ -95,16 +104,18 @@ def _render(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, Box]]
             continue  # no room left for another shape: fewer objects in this image
         class_id = int(rng.integers(len(CLASS_NAMES)))
         ground = image[top:top + size, left:left + size].reshape(-1, 3).mean(axis=0)
-        box = draw_shape(image, class_id, left, top, size, _colour(rng, ground),
+        colour = PLAIN_CLASS_COLOURS[class_id] if plain else _colour(rng, ground)
+        box = draw_shape(image, class_id, left, top, size, colour,
                          apex=float(rng.uniform()))
         objects.append((class_id, box))
     return image, objects
 
 
 def write_annotated_channel(image_dir: Path, annotation_dir: Path, count: int, seed: int,
-                            prefix: str = "img") -> list[Path]:
+                            prefix: str = "img", plain: bool = False) -> list[Path]:
     """Write `count` JPEGs into `image_dir` and one `<basename>.json` annotation each into
-    `annotation_dir`; the same seed writes the same files."""
+    `annotation_dir`; the same seed writes the same files. `plain` draws the easy style (see
+    `_render`)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
     image_dir.mkdir(parents=True, exist_ok=True)
     annotation_dir.mkdir(parents=True, exist_ok=True)
@@ -112,7 +123,7 @@ def write_annotated_channel(image_dir: Path, annotation_dir: Path, count: int, s
     categories = [{"class_id": i, "name": name} for i, name in enumerate(CLASS_NAMES)]
     paths = []
     for index in range(count):
-        image, objects = _render(rng)
+        image, objects = _render(rng, plain)
         name = f"{prefix}_{index:04d}"
         path = image_dir / f"{name}.jpg"
         cv2.imwrite(str(path), image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])

@@ -105,3 +105,26 @@ def test_written_channel_round_trips_through_the_reader(tmp_path: Path) -> None:
         np.testing.assert_allclose(sample.label(size["width"], size["height"])[:, :4],
                                    np.array(expected, dtype=np.float32), rtol=1e-5)
         assert sample.class_ids.tolist() == [b["class_id"] for b in document["annotations"]]
+
+
+def test_plain_style_draws_one_colour_per_class_on_grey(tmp_path: Path) -> None:
+    """The demo's easy data: grey ground, the class's colour inside each box, 1-2 large shapes."""
+    from ssd_sagemaker.data.synthetic import PLAIN_CLASS_COLOURS, PLAIN_GROUND
+
+    write_annotated_channel(tmp_path / "img", tmp_path / "ann", 12, 3, plain=True)
+    for path in sorted((tmp_path / "ann").glob("*.json")):
+        document = json.loads(path.read_text())
+        image = cv2.imread(str(tmp_path / "img" / document["file"])).astype(int)
+        assert 1 <= len(document["annotations"]) <= 2
+        ground = np.ones(image.shape[:2], dtype=bool)
+        for item in document["annotations"]:  # 8 px margin: JPEG blocks ring at the edges
+            ground[max(item["top"] - 8, 0):item["top"] + item["height"] + 8,
+                   max(item["left"] - 8, 0):item["left"] + item["width"] + 8] = False
+        assert np.abs(image[ground] - PLAIN_GROUND).max() <= 24
+        shorter = min(image.shape[:2])
+        for item in document["annotations"]:
+            assert item["height"] >= 0.25 * shorter - 1
+            centre_y = item["top"] + item["height"] * 3 // 4  # inside triangles too
+            centre_x = item["left"] + item["width"] // 2
+            pixel = image[centre_y, centre_x]
+            assert np.abs(pixel - PLAIN_CLASS_COLOURS[item["class_id"]]).max() <= 30, pixel
