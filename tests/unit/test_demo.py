@@ -11,6 +11,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
 from cli_runner import run_cli
 from ssd_sagemaker.data.synthetic import PLAIN_GROUND
 from ssd_sagemaker.demo import DEMO_HYPERPARAMETERS
