@@ -17,6 +17,7 @@ from mxnet import gluon
 
 from cli_runner import run_cli, write_hyperparameters
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.storage import write_files
 from ssd_sagemaker.training import warm_start
@@ -140,8 +141,9 @@ def test_full_checkpoint_folder_fails_clearly_and_keeps_the_previous_checkpoint(
     # The previous checkpoint is untouched and still the one a resumed run takes.
     assert {name: (checkpoints / name).read_bytes() for name in _files(checkpoints)} == before
     (checkpoints / FILLER).unlink()
-    network = state["network"]
-    net = build_network(network["base_network"], network["image_shape"], network["classes"])
+    network = NetworkIdentity.from_json(state["network"])
+    assert network.classes is not None
+    net = build_network(network.base_network, network.image_shape, list(network.classes))
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.001,
                                                          "momentum": 0.9})
     resumed = Checkpointer(checkpoints).resume(net, trainer, network, [mx.cpu()])
