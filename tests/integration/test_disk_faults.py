@@ -15,7 +15,7 @@ import mxnet as mx
 import pytest
 from mxnet import gluon
 
-from cli_runner import run_cli, write_hyperparameters
+from cli_runner import run_cli, write_demo_job, write_hyperparameters
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.network import build_network
@@ -61,9 +61,7 @@ def fill(folder: Path, leave: int) -> None:
 
 
 def _demo(base, **hyperparameters):
-    made = run_cli(base, "demo-data", "--train-images", "2", "--validation-images", "1")
-    assert made.returncode == 0, made.stderr
-    write_hyperparameters(base, dict(BASE, **hyperparameters))
+    write_demo_job(base, dict(BASE, **hyperparameters), 2, 1)
 
 
 def _needs(failure: str) -> tuple[float, float]:

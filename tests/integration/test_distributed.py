@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, write_demo_job
 from ssd_sagemaker.serving.loopback import free_port
 from ssd_sagemaker.training.precision import cpu_has_bfloat16
 
@@ -28,9 +28,7 @@ BASE = {"num_classes": "3", "num_training_samples": "8", "epochs": "1", "mini_ba
 
 
 def _host_tree(base, host, **hyperparameters):
-    made = run_cli(base, "demo-data", "--train-images", "8", "--validation-images", "2")
-    assert made.returncode == 0, made.stderr
-    write_hyperparameters(base, dict(BASE, **hyperparameters))
+    write_demo_job(base, dict(BASE, **hyperparameters), 8, 2)
     (base / "input/config/resourceconfig.json").write_text(json.dumps(
         {"current_host": host, "hosts": list(HOSTS), "network_interface_name": "eth0"}))
 

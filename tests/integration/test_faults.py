@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, write_demo_job, write_hyperparameters
 from planting import annotated_examples, recordio_payloads, write_stream
 
 pytestmark = pytest.mark.slow
@@ -144,10 +144,8 @@ def jobs():
 
 
 def _demo(base: Path, train: int = 4, validation: int = 2, **hyperparameters: str) -> None:
-    made = run_cli(base, "demo-data", "--train-images", str(train),
-                   "--validation-images", str(validation), timeout=120)
-    assert made.returncode == 0, made.stderr
-    write_hyperparameters(base, dict(BASE, num_training_samples=str(train), **hyperparameters))
+    write_demo_job(base, dict(BASE, num_training_samples=str(train), **hyperparameters), train,
+                   validation, timeout=120)
 
 
 def _checkpoint(base: Path) -> dict:

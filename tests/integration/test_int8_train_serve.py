@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cli_runner import run_cli, write_hyperparameters
+from cli_runner import run_cli, write_demo_job
 from serve_process import Server
 
 pytestmark = pytest.mark.slow
@@ -19,9 +19,7 @@ RUN = {"num_classes": "3", "num_training_samples": "2", "epochs": "1", "mini_bat
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("opt_ml")
-    made = run_cli(base, "demo-data", "--train-images", "2", "--validation-images", "3")
-    assert made.returncode == 0, made.stdout + made.stderr
-    write_hyperparameters(base, RUN)
+    write_demo_job(base, RUN, 2, 3)
     result = run_cli(base, "train", timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return base, result

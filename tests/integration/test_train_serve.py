@@ -9,7 +9,7 @@ import sys
 import pytest
 import requests
 
-from cli_runner import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_demo_job, write_hyperparameters
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 from ssd_sagemaker.training.precision import cpu_has_bfloat16
@@ -25,9 +25,7 @@ TINY_RUN = {"num_classes": "3", "num_training_samples": "4", "epochs": "2",
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     base = tmp_path_factory.mktemp("opt_ml")
-    made = run_cli(base, "demo-data", "--train-images", "4", "--validation-images", "2")
-    assert made.returncode == 0, made.stdout + made.stderr
-    write_hyperparameters(base, TINY_RUN)
+    write_demo_job(base, TINY_RUN, 4, 2)
     result = run_cli(base, "train")
     return base, result
 
@@ -120,9 +118,7 @@ def test_float16_without_a_gpu_is_a_client_error(tmp_path):
 
 
 def test_pretrained_without_cached_weights_is_a_client_error(tmp_path):
-    made = run_cli(tmp_path, "demo-data", "--train-images", "2", "--validation-images", "1")
-    assert made.returncode == 0
-    write_hyperparameters(tmp_path, dict(TINY_RUN, use_pretrained_model="1"))
+    write_demo_job(tmp_path, dict(TINY_RUN, use_pretrained_model="1"), 2, 1)
     result = run_cli(tmp_path, "train", timeout=120)
     assert result.returncode == 1
     failure = (tmp_path / "output" / "failure").read_text()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 
-from cli_runner import cli_env, run_cli, write_hyperparameters
+from cli_runner import cli_env, run_cli, write_demo_job, write_hyperparameters
 from ssd_sagemaker.environment import Paths, read_training_environment
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.model.backbones import BACKBONES
@@ -27,10 +27,7 @@ BASE = {"num_classes": "3", "num_training_samples": "4", "epochs": "1", "mini_ba
 
 
 def _demo(base, train=4, validation=2, **hyperparameters):
-    made = run_cli(base, "demo-data", "--train-images", str(train),
-                   "--validation-images", str(validation))
-    assert made.returncode == 0, made.stderr
-    write_hyperparameters(base, dict(BASE, **hyperparameters))
+    write_demo_job(base, dict(BASE, **hyperparameters), train, validation)
 
 
 def _train_in_process(base, monkeypatch):

@@ -35,3 +35,13 @@ def write_hyperparameters(base_dir: Path, values: dict) -> None:
     path = base_dir / "input" / "config" / "hyperparameters.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
+
+
+def write_demo_job(base_dir: Path, hyperparameters: dict, train_images: int,
+                   validation_images: int, timeout: float = 900) -> None:
+    """`demo-data`'s synthetic channels under `base_dir` (asserted written), then the job's
+    hyperparameters in place of the demo's."""
+    made = run_cli(base_dir, "demo-data", "--train-images", str(train_images),
+                   "--validation-images", str(validation_images), timeout=timeout)
+    assert made.returncode == 0, made.stdout + made.stderr
+    write_hyperparameters(base_dir, hyperparameters)
