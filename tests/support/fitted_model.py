@@ -16,11 +16,14 @@ LOG = logging.getLogger(__name__)
 CLASSES = ("circle", "square", "triangle")
 
 
-def read_images(folder: Path, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """`count` synthetic images (RGB uint8) with label rows [xmin, ymin, xmax, ymax, class]."""
+def read_images(folder: Path, count: int, seed: int,
+                plain: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` synthetic images (RGB uint8) with label rows [xmin, ymin, xmax, ymax, class]
+    (`plain`: the demo's style)."""
     from ssd_sagemaker.data.synthetic import write_annotated_channel
 
-    paths = write_annotated_channel(folder / "images", folder / "annotations", count, seed)
+    paths = write_annotated_channel(folder / "images", folder / "annotations", count, seed,
+                                    plain=plain)
     samples = []
     for path in paths:
         image = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)

@@ -32,15 +32,18 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class Int8Network:
     """The INT8 network's entry in `model_info.json`: its files, the layers left in float32, and
-    the fidelity measured when it was calibrated (VOC07 mAP of its detections against the
-    float32 network's on the calibration images; None when the float32 network detected
-    nothing there to compare with)."""
+    the fidelity measured when it was calibrated on the calibration images: VOC07 mAP of its
+    detections against the float32 network's (None when the float32 network detected nothing
+    there to compare with), and the mAP of each against those images' labels (None in entries
+    written before it was measured)."""
 
     symbol_file: str
     params_file: str
     float32_layers: tuple[str, ...]
     calibration_images: int
     fidelity_map: float | None
+    labels_map: float | None = None
+    float32_labels_map: float | None = None
 
 
 @dataclass(frozen=True)
@@ -101,11 +104,15 @@ def add_int8_network(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo) -
 def _int8_entry(raw: Any) -> Int8Network | None:
     if raw is None:
         return None
-    fidelity = raw["fidelity_map"]
+    def number(key: str) -> float | None:
+        value = raw.get(key)
+        return None if value is None else float(value)
+
     return Int8Network(symbol_file=str(raw["symbol_file"]), params_file=str(raw["params_file"]),
                        float32_layers=tuple(str(name) for name in raw["float32_layers"]),
                        calibration_images=int(raw["calibration_images"]),
-                       fidelity_map=None if fidelity is None else float(fidelity))
+                       fidelity_map=number("fidelity_map"), labels_map=number("labels_map"),
+                       float32_labels_map=number("float32_labels_map"))
 
 
 def read_model_info(model_dir: Path) -> ModelInfo:

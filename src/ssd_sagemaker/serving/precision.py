@@ -7,11 +7,14 @@ network that cannot run:
 | `float32` (default) | the exported float32 network | every CPU and GPU |
 | `bfloat16` | the float32 network converted by MXNet AMP (convolutions in bfloat16) | CPUs with avx512_bf16 or amx_bf16 |
 | `int8` | the INT8 network `quantize=int8` wrote beside the float32 one | CPUs (oneDNN; AVX2 and up) |
-| `auto` | `float32` for now (see `AUTO_TAKES_INT8`) | anywhere |
+| `auto` | `int8` on a CPU when the INT8 network met both fidelity goals at calibration, else `float32` | anywhere |
 
-`auto` never picks bfloat16: its speed and fidelity could not be measured on the machines this
-was built on (no bfloat16 instructions); nor, for now, int8 (see `AUTO_TAKES_INT8`). Detections are post-processed identically whatever
-the precision (same NMS in the graph, same selection and rendering).
+`auto` takes int8 only when `model_info.json` records that the INT8 network met both goals on
+the calibration images (`model/quantization.py`: agreement with float32 >= 0.95 and mAP against
+the labels within 0.01 of float32's), and never bfloat16: its speed and fidelity could not be
+measured on the machines this was built on (no bfloat16 instructions). Detections are
+post-processed identically whatever the precision (same NMS in the graph, same selection and
+rendering).
 """  # noqa: E501 - the table's rows are Markdown, which cannot wrap
 
 from __future__ import annotations
@@ -22,16 +25,11 @@ from pathlib import Path
 from ssd_sagemaker.cpu_features import cpu_has_bfloat16
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import INT8_PARAMS_FILE, INT8_SYMBOL_FILE, ModelInfo
-from ssd_sagemaker.model.quantization import FIDELITY_GOAL
+from ssd_sagemaker.model.quantization import meets_fidelity_goals
 
 LOG = logging.getLogger(__name__)
 
 VARIABLE = "SSD_INFERENCE_PRECISION"
-# `auto` would take int8 when its recorded fidelity met the goal; measured on a fitted ResNet-50
-# SSD300, that fidelity (agreement with the confident float32 detections) reached 0.96 while the
-# mAP against the labels fell from 0.99 to 0.74 (bench/README.md). Until the INT8 selection also
-# holds the labels' mAP, `auto` stays float32 and INT8 is chosen explicitly.
-AUTO_TAKES_INT8 = False
 
 
 def has_int8_network(info: ModelInfo, model_dir: Path) -> bool:
@@ -47,9 +45,8 @@ def resolve_inference_precision(requested: str, info: ModelInfo, model_dir: Path
     bfloat16_cpu = cpu_has_bfloat16() if bfloat16_cpu is None else bfloat16_cpu
     int8 = has_int8_network(info, model_dir)
     if requested == "auto":
-        chosen = "int8" if AUTO_TAKES_INT8 and int8 and not gpus and info.int8 is not None \
-            and info.int8.fidelity_map is not None \
-            and info.int8.fidelity_map >= FIDELITY_GOAL else "float32"
+        chosen = "int8" if int8 and not gpus and info.int8 is not None \
+            and meets_fidelity_goals(info.int8) else "float32"
         LOG.info("%s=auto: serving in %s", VARIABLE, chosen)
         return chosen
     if requested == "bfloat16" and (gpus or not bfloat16_cpu):

@@ -187,14 +187,20 @@ def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameter
 def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingData) -> None:
     """`quantize=int8`: calibrate the exported network on a sample of the data and add the
     INT8 network to the artifact (`model/quantization.py` says which layers stay float32)."""
-    batches = data.calibration_batches(validation_transform(hp.image_shape), 8,
-                                       CALIBRATION_IMAGES)
+    batches = list(data.calibration_batches(validation_transform(hp.image_shape), 8,
+                                            CALIBRATION_IMAGES))
     images = np.concatenate([batch[0].asnumpy() for batch in batches])
-    entry, files = write_int8_network(env.paths.model_dir, images)
+    labels = [label for batch in batches for label in batch[1].asnumpy()]
+    entry, files = write_int8_network(env.paths.model_dir, images, labels)
     LOG.info("INT8 network written (calibrated on %d images, %d convolutions kept in float32, "
-             "mAP against float32 %s): %s", len(images), len(entry.float32_layers),
-             "not measurable" if entry.fidelity_map is None else f"{entry.fidelity_map:.4f}",
+             "mAP against float32 %s, against the labels %s where float32 has %s): %s",
+             len(images), len(entry.float32_layers), _measured(entry.fidelity_map),
+             _measured(entry.labels_map), _measured(entry.float32_labels_map),
              ", ".join(str(f) for f in files))
+
+
+def _measured(value: float | None) -> str:
+    return "not measurable" if value is None else f"{value:.4f}"
 
 
 def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],

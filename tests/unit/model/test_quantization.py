@@ -16,8 +16,11 @@ from ssd_sagemaker.model.artifact import (
     read_model_info,
 )
 from ssd_sagemaker.model.quantization import (
+    Fidelity,
     agreement_map,
     float32_candidates,
+    map_against_labels,
+    meets_fidelity_goals,
     write_int8_network,
 )
 from ssd_sagemaker.serving.config import ServingConfig
@@ -32,7 +35,8 @@ def int8_model(tmp_path_factory):
     model_dir = export_tiny_model(tmp_path_factory.mktemp("model"))
     before = {name: (model_dir / name).read_bytes() for name in (SYMBOL_FILE, PARAMS_FILE)}
     images = np.random.default_rng(0).uniform(-2, 2, (6, 3, 64, 64)).astype(np.float32)
-    entry, written = write_int8_network(model_dir, images)
+    labels = [np.array([[8, 8, 40, 40, 0], [-1, -1, -1, -1, -1]], np.float32)] * len(images)
+    entry, written = write_int8_network(model_dir, images, labels)
     return model_dir, before, written, entry
 
 
@@ -51,7 +55,23 @@ def test_the_int8_network_is_written_beside_the_unchanged_float32_one(int8_model
     assert listed["params_file"] == INT8_PARAMS_FILE
     assert listed["calibration_images"] == 6
     assert 0.0 <= listed["fidelity_map"] <= 1.0  # the tiny detector's scores reach 0.5
+    assert 0.0 <= listed["labels_map"] <= 1.0 and 0.0 <= listed["float32_labels_map"] <= 1.0
     assert read_model_info(model_dir).int8 == entry
+
+
+def test_an_int8_entry_written_before_the_labels_were_measured_still_reads(int8_model):
+    model_dir = int8_model[0]
+    info_file = model_dir / "model_info.json"
+    text = info_file.read_text()
+    try:
+        raw = json.loads(text)
+        del raw["int8"]["labels_map"], raw["int8"]["float32_labels_map"]
+        info_file.write_text(json.dumps(raw))
+        entry = read_model_info(model_dir).int8
+        assert entry is not None and entry.labels_map is None and entry.float32_labels_map is None
+        assert not meets_fidelity_goals(entry)  # unmeasured: `auto` does not take it
+    finally:
+        info_file.write_text(text)
 
 
 def test_a_float32_artifact_has_no_int8_entry(tmp_path):
@@ -76,17 +96,16 @@ def test_the_int8_predictor_answers_like_the_float32_one(int8_model):
     assert json.loads(int8.render())["prediction"]  # the endpoint's JSON, as for float32
 
 
-def test_candidates_go_from_none_to_the_first_convolution_and_the_heads(tmp_path):
+def test_candidates_go_from_none_to_the_heads_then_the_heads_and_the_first_convolution(
+        tmp_path):
     nodes = [{"op": "null", "name": "data"}]
     nodes += [{"op": "Convolution", "name": f"ssd0_resnetv10_conv{i}_fwd"} for i in range(3)]
     nodes += [{"op": "Convolution", "name": f"ssd0_convpredictor{i}_conv0_fwd"} for i in range(2)]
     nodes += [{"op": "Flatten", "name": "ssd0_flatten0"}]
     symbol = tmp_path / "symbol.json"
     symbol.write_text(json.dumps({"nodes": nodes, "heads": [[5, 0, 0]]}))
-    assert float32_candidates(symbol) == [
-        (), ("ssd0_resnetv10_conv0_fwd",),
-        ("ssd0_resnetv10_conv0_fwd", "ssd0_convpredictor0_conv0_fwd",
-         "ssd0_convpredictor1_conv0_fwd")]
+    heads = ("ssd0_convpredictor0_conv0_fwd", "ssd0_convpredictor1_conv0_fwd")
+    assert float32_candidates(symbol) == [(), heads, ("ssd0_resnetv10_conv0_fwd", *heads)]
 
 
 def _image(rows):
@@ -106,3 +125,22 @@ def test_agreement_is_voc07_map_against_the_confident_float32_detections():
     assert agreement_map(reference, relabelled, 100) == pytest.approx(0.0)
     padding = [_image([[-1, 0.0, 0, 0, 0, 0]])]
     assert agreement_map(padding, reference, 100) is None  # nothing confident to compare with
+
+
+def test_the_labels_map_scores_detections_against_label_rows_ignoring_padding():
+    label = np.array([[10, 10, 50, 50, 0], [-1, -1, -1, -1, -1]], np.float32)
+    assert map_against_labels([_image([[0, 0.9, 10, 10, 50, 50]])], [label]) == pytest.approx(1.0)
+    assert map_against_labels([_image([[1, 0.9, 10, 10, 50, 50]])], [label]) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("agreement, labels, float32_labels, shortfall", [
+    (0.97, 0.70, 0.705, 0.0),         # both goals met
+    (0.97, None, None, 0.0),          # no labels: the agreement alone
+    (0.94, 0.80, 0.70, 0.01),         # agreement short by 0.01
+    (0.99, 0.65, 0.70, 0.04),         # labels' mAP 0.05 below float32: 0.04 beyond the margin
+    (0.90, 0.60, 0.70, 0.09),         # the worse of the two
+    (None, None, None, 0.95),         # nothing measured: as far as it gets
+])
+def test_the_shortfall_is_the_worse_of_the_two_goals(agreement, labels, float32_labels,
+                                                     shortfall):
+    assert Fidelity(agreement, labels, float32_labels).shortfall() == pytest.approx(shortfall)

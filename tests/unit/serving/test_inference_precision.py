@@ -32,12 +32,12 @@ def float32_model(tmp_path):
     return export_tiny_model(tmp_path / "model")
 
 
-def _with_int8_files(model_dir, fidelity=0.99):
+def _with_int8_files(model_dir):
     """The artifact as `quantize=int8` leaves it, with stand-in INT8 files (resolution only
     looks at their presence; tests/unit/model/test_quantization.py writes real ones)."""
     for name in (INT8_SYMBOL_FILE, INT8_PARAMS_FILE):
         shutil.copy(model_dir / name.replace("-int8", ""), model_dir / name)
-    return replace(read_model_info(model_dir), int8=replace(ENTRY, fidelity_map=fidelity))
+    return replace(read_model_info(model_dir), int8=ENTRY)
 
 
 def test_the_variable_is_read_with_the_serving_settings():
@@ -77,23 +77,22 @@ def test_int8_needs_the_int8_network_and_a_cpu(float32_model):
         resolve_inference_precision("int8", info, float32_model, gpus=1)
 
 
-def test_auto_serves_float32_even_with_a_well_measured_int8_network(float32_model,
-                                                                     monkeypatch):
-    """The recorded fidelity was measured too lenient (bench/README.md): auto keeps float32.
-    With AUTO_TAKES_INT8 turned on, it would take int8 only when that fidelity met the goal."""
-    from ssd_sagemaker.serving import precision
-
+def test_auto_serves_int8_only_when_its_recorded_fidelity_met_both_goals(float32_model):
     plain = read_model_info(float32_model)
     assert resolve_inference_precision("auto", plain, float32_model, gpus=0,
                                        bfloat16_cpu=True) == "float32"
-    good = _with_int8_files(float32_model, fidelity=0.97)
-    assert resolve_inference_precision("auto", good, float32_model, gpus=0) == "float32"
-    monkeypatch.setattr(precision, "AUTO_TAKES_INT8", True)
-    assert resolve_inference_precision("auto", good, float32_model, gpus=0) == "int8"
-    assert resolve_inference_precision("auto", good, float32_model, gpus=1) == "float32"
-    for fidelity in (0.5, None):
-        checked = replace(good, int8=replace(ENTRY, fidelity_map=fidelity))
-        assert resolve_inference_precision("auto", checked, float32_model, gpus=0) == "float32"
+    good = _with_int8_files(float32_model)
+    met = replace(ENTRY, fidelity_map=0.97, labels_map=0.70, float32_labels_map=0.705)
+    assert resolve_inference_precision("auto", replace(good, int8=met), float32_model,
+                                       gpus=0) == "int8"
+    assert resolve_inference_precision("auto", replace(good, int8=met), float32_model,
+                                       gpus=1) == "float32"
+    for missed in (replace(met, fidelity_map=0.90),  # disagrees with float32
+                   replace(met, labels_map=0.60),  # loses 0.105 mAP on the labels
+                   replace(met, fidelity_map=None),  # float32 detected nothing to compare
+                   replace(met, labels_map=None, float32_labels_map=None)):  # never measured
+        assert resolve_inference_precision("auto", replace(good, int8=missed), float32_model,
+                                           gpus=0) == "float32", missed
 
 
 def _serve(base, timeout=120, prefix=(), **env):
