@@ -137,16 +137,17 @@ def throughput(base: Path, body: bytes, workers: int, requests_count: int, concu
 def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: int = 300,
                            int8: bool = False) -> None:
     """An untrained SSD exported as `train` does (same compute as a trained one); with `int8`
-    also its INT8 network, as `quantize=int8` adds it (calibrated on synthetic images; an
-    untrained network keeps its first convolution and heads in float32)."""
+    also its INT8 network, as `quantize=int8` adds it (calibrated on synthetic images), with
+    the layers a trained network keeps in float32 (the prediction heads: the demo's model kept
+    them), since an untrained network's detections cannot choose them."""
     import cv2
     import numpy as np
 
     from ssd_sagemaker.data.synthetic import write_annotated_channel
     from ssd_sagemaker.data.transforms import validation_transform
-    from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
+    from ssd_sagemaker.model.artifact import SYMBOL_FILE, ModelInfo, save_artifact
     from ssd_sagemaker.model.network import build_network
-    from ssd_sagemaker.model.quantization import write_int8_network
+    from ssd_sagemaker.model.quantization import float32_candidates, write_int8_network
 
     classes = ("circle", "square", "triangle")
     net = build_network(base_network, size, list(classes))
@@ -160,7 +161,8 @@ def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: 
     transform = validation_transform(size)
     images = np.stack([transform(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB),
                                  np.zeros((0, 5), np.float32))[0] for path in paths])
-    write_int8_network(model_dir, images)
+    heads = float32_candidates(model_dir / SYMBOL_FILE)[1]
+    write_int8_network(model_dir, images, float32_layers=heads)
 
 
 def precision_latency(base: Path, body: bytes, samples: int, rounds: int,

@@ -181,14 +181,19 @@ def _shown(value: float | None) -> str:
 
 
 def write_int8_network(model_dir: Path, images: np.ndarray,
-                       labels: Sequence[np.ndarray] | None = None
+                       labels: Sequence[np.ndarray] | None = None,
+                       float32_layers: Sequence[str] | None = None
                        ) -> tuple[Int8Network, list[Path]]:
     """Quantize the artifact's network, calibrated on `images` (N x 3 x S x S) and checked
     against their `labels` when given, and add the INT8 network to the artifact: its
-    `model_info.json` entry and the files written."""
+    `model_info.json` entry and the files written. `float32_layers` fixes the layers kept in
+    float32 instead of measuring (benchmarks of untrained networks; fidelity not recorded)."""
     info = read_model_info(model_dir)
-    net, float32_layers, fidelity = quantize_exported(model_dir, images, info.image_shape,
-                                                      labels)
-    entry = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, float32_layers, len(images),
+    if float32_layers is None:
+        net, kept, fidelity = quantize_exported(model_dir, images, info.image_shape, labels)
+    else:
+        kept, fidelity = tuple(float32_layers), Fidelity(None)
+        net = quantized(model_dir, images, kept)
+    entry = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, kept, len(images),
                         fidelity.agreement, fidelity.labels_map, fidelity.float32_labels_map)
     return entry, add_int8_network(net, model_dir, replace(info, int8=entry))

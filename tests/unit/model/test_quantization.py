@@ -144,3 +144,18 @@ def test_the_labels_map_scores_detections_against_label_rows_ignoring_padding():
 def test_the_shortfall_is_the_worse_of_the_two_goals(agreement, labels, float32_labels,
                                                      shortfall):
     assert Fidelity(agreement, labels, float32_labels).shortfall() == pytest.approx(shortfall)
+
+
+def test_fixed_float32_layers_are_kept_without_measuring(tmp_path):
+    model_dir = export_tiny_model(tmp_path / "model")
+    nodes = json.loads((model_dir / SYMBOL_FILE).read_text())["nodes"]
+    layer = next(n["name"] for n in nodes if n["op"] == "FullyConnected")  # its one layer
+    images = np.random.default_rng(1).uniform(-2, 2, (4, 3, 64, 64)).astype(np.float32)
+    entry, _ = write_int8_network(model_dir, images, float32_layers=[layer])
+    assert entry.float32_layers == (layer,)
+    assert entry.fidelity_map is None and entry.labels_map is None
+    assert not meets_fidelity_goals(entry)
+    graph = json.loads((model_dir / INT8_SYMBOL_FILE).read_text())
+    dense = [n for n in graph["nodes"] if "fully_connected" in n["op"].lower()]
+    assert len(dense) == 1 and dense[0].get("attrs", {}).get("quantized", "").lower() != "true", \
+        dense  # oneDNN fused it, in float32 (without the exclusion: quantized="True")
