@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import http.client
-import io
 import itertools
 import json
 import socket
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -27,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from http_answers import Answer, assert_refused, parse_answer
 from serve_process import Server, opt_ml_with_untrained_model
 
 pytestmark = pytest.mark.slow
@@ -55,29 +53,6 @@ def server(tmp_path_factory):
         assert server.stop() == 0, server.output()[-3000:]
 
 
-@dataclass
-class Answer:
-    status: int
-    content_type: str
-    body: bytes
-    raw: bytes  # everything the server sent on the connection
-    extra: bytes  # bytes after the (first final) response: must be none
-
-    def json(self):
-        return json.loads(self.body)
-
-
-class _Received(io.BytesIO):
-    """Bytes already received, as the socket `http.client.HTTPResponse` parses; it stays open
-    when the response is done, so what follows the response can be read."""
-
-    def makefile(self, mode):
-        return self
-
-    def close(self):
-        pass
-
-
 def exchange(server: Server, raw: bytes, head: bool = False, timeout: float = 60
              ) -> Answer | None:
     """Send `raw` on a new connection, close our side (so a short body ends, as when a client
@@ -91,24 +66,8 @@ def exchange(server: Server, raw: bytes, head: bool = False, timeout: float = 60
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
-    if not received:
-        return None
-    replay = _Received(received)
-    response = http.client.HTTPResponse(replay, method="HEAD" if head else "GET")
-    response.begin()  # skips a 100 Continue
-    body = response.read()
-    return Answer(response.status, response.getheader("Content-Type", ""), body, received,
-                  replay.read())
+    return parse_answer(received, head)
 
-
-def assert_refused(answer: Answer | None, status: int, *fragments: str) -> None:
-    assert answer is not None, "no answer"
-    assert answer.status == status, answer.raw[:600]
-    assert answer.content_type.startswith("application/json"), answer.raw[:600]
-    document = answer.json()
-    assert set(document) == {"error", "status"} and document["status"] == status
-    for fragment in fragments:
-        assert fragment in document["error"], (fragment, document["error"])
 
 
 # Items 3 and 4 of the hostile-input issue, one by one.

@@ -49,6 +49,15 @@ class MalformedRequest(RequestError):
         self.status = refusal.status
 
 
+class ClientIdle(Exception):
+    """Nothing arrived from the client for `seconds` while its request was being read (a
+    stalled or deliberately slow client holding a worker)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"nothing arrived for {seconds:g} s")
+        self.seconds = seconds
+
+
 def error_document(status: int, message: str) -> dict:
     """The documented error body, `{"error": sentence, "status": code}`."""
     return {"error": message, "status": status}
@@ -110,6 +119,9 @@ _REFUSALS: tuple[tuple[type, int, Callable[[Any], str]], ...] = (
     (http_errors.InvalidChunkExtension, 400,
      lambda e: f"the chunked body is malformed: {e}; {CHUNKED_FORMAT}"),
     (http_errors.ForbiddenProxyRequest, 403, lambda e: f"the request is refused: {e}"),
+    (ClientIdle, 408, lambda e: (
+        f"the request was not received in time: {e} while reading it; send the request line, "
+        f"headers and body without pausing")),
     (http_errors.ParseException, 400, lambda e: f"the request is malformed: {e}"),
 )
 # Parse errors that are not the client's doing: a header our app sent, our configuration.

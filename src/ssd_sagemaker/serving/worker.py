@@ -5,6 +5,8 @@
 - A request gunicorn cannot parse (bad request line, headers or framing, limits exceeded) is
   answered with the documented JSON error body and gunicorn's status for it, instead of
   gunicorn's HTML page; a failure of ours there is a JSON 500 with the traceback in the log.
+- A client that stops sending in the middle of its request (or sends nothing) gets a JSON 408
+  after `client_idle_seconds`, instead of holding the worker until gunicorn's timeout kills it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,44 @@ from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
-from ssd_sagemaker.serving.protocol_errors import Refusal, error_response, protocol_refusal
+from ssd_sagemaker.serving.protocol_errors import (
+    ClientIdle,
+    Refusal,
+    error_response,
+    protocol_refusal,
+)
+
+# The longest pause allowed between two reads of one request. Below gunicorn's timeout (half of
+# it when that is shorter), so the client is told before its worker would be killed.
+CLIENT_IDLE_SECONDS = 10.0
+
+
+class IdleLimitedSocket:
+    """A client socket whose reads of the request wait at most `seconds` for the next bytes,
+    then raise ClientIdle (not an OSError, so gunicorn's handler and the app refuse it, 408).
+    Once the answer is sent (`shutdown`), reads are the socket's own again: gunicorn's graceful
+    close drains the connection with its own timeout."""
+
+    def __init__(self, connection: socket.socket, seconds: float):
+        connection.settimeout(seconds)
+        self._connection = connection
+        self._seconds = seconds
+        self._answered = False
+
+    def recv(self, *args):
+        try:
+            return self._connection.recv(*args)
+        except TimeoutError:
+            if self._answered:
+                raise
+            raise ClientIdle(self._seconds) from None
+
+    def shutdown(self, how: int) -> None:
+        self._answered = True
+        self._connection.shutdown(how)
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
 
 
 class ServingWorker(SyncWorker):
@@ -39,6 +78,12 @@ class ServingWorker(SyncWorker):
                 except OSError as error:
                     if error.errno != errno.ECONNABORTED:  # EAGAIN: nothing is waiting
                         break
+
+    def client_idle_seconds(self) -> float:
+        return min(CLIENT_IDLE_SECONDS, self.cfg.timeout / 2)
+
+    def handle(self, listener, client: socket.socket, addr) -> None:
+        super().handle(listener, IdleLimitedSocket(client, self.client_idle_seconds()), addr)
 
     def handle_error(self, req, client: socket.socket, addr, exc: BaseException) -> None:
         """Answer what gunicorn's own `handle_error` answers (same statuses), as JSON."""
