@@ -163,7 +163,7 @@ def quantize_exported(model_dir: Path, images: np.ndarray, image_shape: int,
         LOG.info("INT8 with %d convolutions in float32 on %d images: mAP %.4f against float32 "
                  "(goal %.2f), against the labels %s (float32 %s, goal within %.2f)",
                  len(layers), len(images), fidelity.agreement, FIDELITY_GOAL,
-                 _shown(fidelity.labels_map), _shown(float32_labels), LABELS_MAP_MARGIN)
+                 measured(fidelity.labels_map), measured(float32_labels), LABELS_MAP_MARGIN)
         if best is None or fidelity.shortfall() < best[2].shortfall():
             best = (net, layers, fidelity)
         if fidelity.shortfall() == 0.0:
@@ -176,7 +176,8 @@ def quantize_exported(model_dir: Path, images: np.ndarray, image_shape: int,
     return best
 
 
-def _shown(value: float | None) -> str:
+def measured(value: float | None) -> str:
+    """A recorded fidelity figure for a log line."""
     return "not measured" if value is None else f"{value:.4f}"
 
 

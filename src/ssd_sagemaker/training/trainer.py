@@ -29,7 +29,11 @@ from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.model.layers import freeze_layers
 from ssd_sagemaker.model.network import build_network, model_cache_dir, pretrained_base_file
-from ssd_sagemaker.model.quantization import CALIBRATION_IMAGES, write_int8_network
+from ssd_sagemaker.model.quantization import (
+    CALIBRATION_IMAGES,
+    measured,
+    write_int8_network,
+)
 from ssd_sagemaker.seeding import seed_everything
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
@@ -194,13 +198,9 @@ def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingDa
     entry, files = write_int8_network(env.paths.model_dir, images, labels)
     LOG.info("INT8 network written (calibrated on %d images, %d convolutions kept in float32, "
              "mAP against float32 %s, against the labels %s where float32 has %s): %s",
-             len(images), len(entry.float32_layers), _measured(entry.fidelity_map),
-             _measured(entry.labels_map), _measured(entry.float32_labels_map),
+             len(images), len(entry.float32_layers), measured(entry.fidelity_map),
+             measured(entry.labels_map), measured(entry.float32_labels_map),
              ", ".join(str(f) for f in files))
-
-
-def _measured(value: float | None) -> str:
-    return "not measurable" if value is None else f"{value:.4f}"
 
 
 def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
