@@ -274,20 +274,52 @@ def test_watchdog_stops_a_job_whose_pipe_mode_stream_stalls(tmp_path, jobs):
         (tmp_path / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
             {"train": {"ContentType": "application/x-recordio", "TrainingInputMode": "Pipe"}}))
         write_hyperparameters(tmp_path, dict(BASE, num_training_samples="40"))
-        job = jobs(tmp_path, SSD_PROGRESS_TIMEOUT="1")
+        job = jobs(tmp_path, SSD_PROGRESS_TIMEOUT="3")  # start-up's 32 records fit in 6 s
         started = job.wait_for_line(r"training vgg-16 SSD at 300 px")
         assert job.wait(timeout=120) == 2, job.output[-4000:]
         print(f"Pipe-mode stall: job stopped {time.monotonic() - started:.1f} s after the "
-              f"network build began (limit 1 s x 2 in Pipe mode)")
+              f"network build began (limit 3 s x 2 in Pipe mode)")
     finally:
         writer.kill()
         writer.wait()
     failure = (tmp_path / "output" / "failure").read_text()
     assert failure.startswith(
-        "AlgorithmError: No batch completed for 2 s in training epoch 0 (after 0 batch(es) "
+        "AlgorithmError: No batch completed for 6 s in training epoch 0 (after 0 batch(es) "
         "of it): the job was waiting for the next samples from the data channel (at "), failure
-    assert "SSD_PROGRESS_TIMEOUT allows 2 s (doubled in Pipe mode)" in failure
+    assert "SSD_PROGRESS_TIMEOUT allows 6 s (doubled in Pipe mode)" in failure
     assert "Pipe mode" in failure.splitlines()[0]
+    assert_no_orphans(job)
+
+
+@pytest.mark.parametrize("writer_opens", [True, False], ids=["silent-writer", "no-writer"])
+def test_watchdog_stops_a_pipe_mode_job_whose_fifo_stays_silent_at_start(tmp_path, jobs,
+                                                                        writer_opens):
+    """The start-up read of the first samples is watched too: a FIFO that SageMaker never
+    opens, or opens and sends nothing through, ends the job (it used to hang there)."""
+    fifo = tmp_path / "input" / "data" / "train_0"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    writer = subprocess.Popen([sys.executable, "-c", f"import time; fifo = open({str(fifo)!r}, "
+                               f"'wb'); time.sleep(600)"]) if writer_opens else None
+    try:
+        (tmp_path / "input" / "config").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "input" / "config" / "inputdataconfig.json").write_text(json.dumps(
+            {"train": {"ContentType": "application/x-recordio", "TrainingInputMode": "Pipe"}}))
+        write_hyperparameters(tmp_path, dict(BASE, num_training_samples="40"))
+        job = jobs(tmp_path, SSD_PROGRESS_TIMEOUT="1")
+        assert job.wait(timeout=120) == 2, job.output[-4000:]
+    finally:
+        if writer is not None:
+            writer.kill()
+            writer.wait()
+    waited = ("the first samples from the FIFO train_0" if writer_opens
+              else f"SageMaker to open the FIFO {fifo} for writing")
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith(
+        f"AlgorithmError: No batch completed for 2 s in start-up, reading the first samples of "
+        f"the Pipe-mode channels (after 0 batch(es) of it): the job was waiting for {waited} "
+        f"(at "), failure
+    assert "training vgg-16 SSD" not in job.output  # stopped before the network was built
     assert_no_orphans(job)
 
 

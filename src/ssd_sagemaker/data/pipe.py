@@ -63,6 +63,8 @@ class PipeChannel:
                     f"TrainingInputMode, or use File mode.")
             time.sleep(POLL_SECONDS)
         self.passes += 1
+        # Read by the progress watchdog if the job stalls here (training/watchdog.py).
+        waiting_for = f"SageMaker to open the FIFO {path} for writing"  # noqa: F841
         return name, open(path, "rb", buffering=READ_BUFFER)
 
 
@@ -115,6 +117,7 @@ class PipeSource:
     def _peek(self) -> _Pass:
         """Read the first samples now: a wrong format or wrong labels stop the job at once."""
         started = self._start()
+        waiting_for = f"the first samples from the FIFO {started.name}"  # noqa: F841 (watchdog)
         started.peeked = list(itertools.islice(started.samples, PEEK))
         if not started.peeked or started.report.too_many_errors():
             started.stream.close()

@@ -48,6 +48,7 @@ from ssd_sagemaker.training.schedule import (
     updates_per_epoch,
 )
 from ssd_sagemaker.training.state import TrainingState
+from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
 LOG = logging.getLogger(__name__)
 
@@ -203,6 +204,16 @@ def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingDa
              ", ".join(str(f) for f in files))
 
 
+def _read_channels(env: TrainingEnvironment, hp: Hyperparameters, shard: Shard) -> TrainingData:
+    """The training data; in Pipe mode under the progress watchdog, since the first samples
+    are read now and a FIFO that never opens or stays silent would otherwise hang the job."""
+    if not any(channel.input_mode == "Pipe" for channel in env.channels.values()):
+        return read_training_data(env.paths, env.channels, hp, shard=shard)
+    watchdog = Watchdog(progress_timeout(True, env.settings), pipe_mode=True)
+    with watchdog.watching("start-up, reading the first samples of the Pipe-mode channels"):
+        return read_training_data(env.paths, env.channels, hp, shard=shard)
+
+
 def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
                  kv_store: str | None, reporter: MetricReporter | None = None,
                  should_stop: Callable[[], bool] | None = None,
@@ -219,7 +230,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
     sync_workers = workers if kv_store == "dist_sync" else 1
     precision = resolve_precision(hp.precision, hp.base_network, contexts, kv_store)
     weights = _starting_weights(env, hp)
-    data = read_training_data(env.paths, env.channels, hp, shard=Shard(rank, workers))
+    data = _read_channels(env, hp, Shard(rank, workers))
     data.watch_stream_count(functools.partial(warn_stream_count, hp))
     try:
         _check_batch_size(hp, data.num_train_images)
