@@ -172,8 +172,12 @@ def train_ours(base: Path) -> tuple[list[dict], float]:
     return rows, time.perf_counter() - started
 
 
-def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], float]:
-    """The reference loop on the same channels: [(VOC07 mAP, area mAP)] per epoch."""
+def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = None
+                    ) -> tuple[list[tuple], float]:
+    """The reference loop on the same channels: [(VOC07 mAP, area mAP)] per epoch (`epochs`:
+    fewer than the job's). With `args.reference_order == "ours"`, each epoch takes the samples
+    in the order `train` trains on them (`TrainingData.epoch_samples`), so both sides see the
+    same batches; "shuffled" lets GluonCV's DataLoader shuffle, as train_ssd.py does."""
     import mxnet as mx
     import reference_loop as reference
 
@@ -191,14 +195,20 @@ def train_reference(base: Path, args: argparse.Namespace) -> tuple[list[tuple], 
     net = build_network(args.base_network, args.image_shape, CLASS_NAMES)
     anchors = reference.train_anchors(net, args.image_shape)
     workers = loader_workers()
-    train = reference.train_loader(data.train.samples, anchors, args.image_shape, args.batch,
-                                   workers, args.augmentation)
+    same_order = getattr(args, "reference_order", "shuffled") == "ours"
+
+    def epoch_loader(epoch: int):
+        samples = (list(data.epoch_samples(epoch, args.batch)) if same_order
+                   else data.train.samples)
+        return reference.train_loader(samples, anchors, args.image_shape, args.batch, workers,
+                                      args.augmentation, shuffle=not same_order)
+
     held_out = reference.validation_loader(data.validation.samples, args.image_shape,
                                            args.batch, workers)
     trainer = reference.sgd_trainer(net, args.learning_rate, args.optimizer)
     curve = []
-    for epoch in range(args.epochs):
-        result = reference.train_epoch(net, train, trainer, [mx.cpu()])
+    for epoch in range(args.epochs if epochs is None else epochs):
+        result = reference.train_epoch(net, epoch_loader(epoch), trainer, [mx.cpu()])
         curve.append(reference.validate(net, held_out, [mx.cpu()]))
         print(f"  reference epoch {epoch}: loss {result.cross_entropy:.3f} + "
               f"{result.smooth_l1:.3f}, {result.images_per_second:.2f} images/s, held-out mAP "

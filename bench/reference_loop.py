@@ -76,11 +76,11 @@ def train_transform(image_shape: int, anchors: mx.nd.NDArray, augmentation: str 
     return ResizeTrainTransform(image_shape, anchors, flip=augmentation == "flip")
 
 
-def train_loader(samples, anchors, image_shape: int, batch: int,
-                 workers: int, augmentation: str = "ssd") -> gluon.data.DataLoader:
+def train_loader(samples, anchors, image_shape: int, batch: int, workers: int,
+                 augmentation: str = "ssd", shuffle: bool = True) -> gluon.data.DataLoader:
     dataset = GluonDataset(samples).transform(train_transform(image_shape, anchors,
                                                               augmentation))
-    return gluon.data.DataLoader(dataset, batch, shuffle=True, last_batch="rollover",
+    return gluon.data.DataLoader(dataset, batch, shuffle=shuffle, last_batch="rollover",
                                  batchify_fn=Tuple(Stack(), Stack(), Stack()),
                                  num_workers=workers)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +24,7 @@ from ssd_sagemaker.data import image_json, manifest, recordio
 from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
+from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.sharding import (
     FULLY_REPLICATED,
     SHARDED_BY_S3_KEY,
@@ -196,12 +197,17 @@ class TrainingData:
                                  self.declared_samples, self.train.local_count,
                                  self.train.total_count)
 
+    def epoch_samples(self, epoch: int, batch_size: int) -> Iterator[Sample]:
+        """This worker's samples of one training epoch, in the order they are trained on
+        (seeded by the epoch: a resumed job and a benchmark's reference loop see the same)."""
+        rng = np.random.default_rng([SEED, epoch, self.shard.index])
+        return self.train.training_pass(self.samples_per_epoch(batch_size), batch_size, rng)
+
     def train_batches(self, epoch: int, transform: Callable, batch_size: int) -> Iterable:
         """Batches (images, class targets, box targets) of one training epoch, all full; as
         many per epoch on every worker (see `sharding.py`)."""
         count = self.samples_per_epoch(batch_size)
-        rng = np.random.default_rng([SEED, epoch, self.shard.index])
-        samples = self.train.training_pass(count, batch_size, rng)
+        samples = self.epoch_samples(epoch, batch_size)
         seed = (SEED, epoch, self.shard.index)
         if count is None:
             return Batches(samples, transform, batch_size, self._workers(), seed)

@@ -281,3 +281,14 @@ def test_sharded_host_with_fewer_images_than_a_batch_repeats_them(tmp_path: Path
                                               np.random.default_rng(0)))
         assert len(epoch) == 4
         assert {s.origin for s in epoch} <= {s.origin for s in data.train.samples}
+
+
+def test_an_epochs_order_is_fixed_by_its_number(tmp_path: Path) -> None:
+    """What a resumed job and the learnability benchmark's reference loop rely on: epoch e
+    trains on the same samples in the same order every time, and other epochs reshuffle."""
+    paths = Paths(tmp_path)
+    data = read_training_data(paths, _image_channels(paths, 8, 0), _hp(8))
+    orders = {epoch: [s.origin for s in data.epoch_samples(epoch, 2)] for epoch in (0, 1)}
+    assert orders[0] == [s.origin for s in data.epoch_samples(0, 2)]
+    assert orders[0] != orders[1]
+    assert sorted(orders[0]) == sorted(orders[1]) == sorted(s.origin for s in data.train.samples)
