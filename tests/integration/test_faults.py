@@ -6,6 +6,7 @@ no process of the job outlives it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -163,11 +164,16 @@ def _signal_mid_epoch(base: Path, jobs, signum: int) -> tuple[Job, float]:
 
 
 def test_a_killed_loader_worker_is_replaced_and_its_batches_redone(tmp_path, jobs):
-    _demo(tmp_path)
+    _demo(tmp_path, validation=8)  # 4 validation batches: each worker is sent some
     job = jobs(tmp_path)
-    # Validation starts right after this line: the worker is decoding its batches.
-    job.wait_for_line(r"epoch 0: cross_entropy")
+    job.wait_for_line(r"epoch 0 batch 1/2")
     victim = job.loader_workers()[0]
+    # Stopped first, so it cannot finish what it holds or is sent before it dies: killed
+    # outright once validation began, under load it had sometimes delivered everything
+    # already, and a death nothing waits for is noticed by no one.
+    os.kill(victim, signal.SIGSTOP)
+    with contextlib.suppress(AssertionError):  # or the job awaits its last training batch
+        job.wait_for_line(r"epoch 0: cross_entropy", timeout=20)
     os.kill(victim, signal.SIGKILL)
     killed = time.monotonic()
     noticed = job.wait_for_line(rf"worker process {victim} was killed by SIGKILL", timeout=60)
