@@ -55,8 +55,11 @@ class Server:
 
         try:
             wait_until_healthy(self.url, 180, self.process)
-        except NotHealthy as error:
-            raise SystemExit(f"server did not start: {error}; see {self.log.name}") from None
+        except BaseException as error:  # not entered yet: `with` will not call __exit__
+            self.__exit__()
+            if isinstance(error, NotHealthy):
+                raise SystemExit(f"server did not start: {error}; see {self.log.name}") from None
+            raise
         return self
 
     def peak_rss_mb(self) -> list[float]:
@@ -242,6 +245,9 @@ def compare_precisions(args, body: bytes, cpus: int) -> None:
 
 
 def main() -> None:
+    # SIGTERM (`kill`, `pkill`) ends the run through the `with Server(...)` blocks, which stop
+    # the servers; Python's default would exit at once and leave them running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, help="default: an untrained VGG-16 SSD300")
     parser.add_argument("--samples", type=int, default=60, help="latency samples per side")
