@@ -157,8 +157,9 @@ def write_set(base: Path, args: argparse.Namespace, photos: list[np.ndarray]) ->
     write_job(base, args)
 
 
-def train_ours(base: Path) -> tuple[list[dict], float]:
-    """`python -m ssd_sagemaker train` on the tree: the epoch rows and the wall time."""
+def train_ours(base: Path) -> tuple[list[tuple], float]:
+    """`python -m ssd_sagemaker train` on the tree: [(VOC07 mAP, area mAP)] per epoch, read
+    from `output/data/metrics.jsonl`, and the wall time."""
     env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), MXNET_HOME=str(base / "mxnet_home"),
                PYTHONUNBUFFERED="1")
     started = time.perf_counter()
@@ -169,7 +170,17 @@ def train_ours(base: Path) -> tuple[list[dict], float]:
         sys.exit(f"train failed ({code}); see {base / 'train.log'}")
     rows = [json.loads(line) for line in
             (base / "output/data/metrics.jsonl").read_text().splitlines()]
-    return rows, time.perf_counter() - started
+    return ([(row["validation_map"], row["validation_map_area"]) for row in rows],
+            time.perf_counter() - started)
+
+
+def describe_set(args: argparse.Namespace, source: str) -> str:
+    """The benchmark job in one line (both benchmarks print it before training)."""
+    return (f"{args.train_images} train + {args.test_images} held-out images (seed "
+            f"{args.seed}), shapes on {source}; {args.base_network} SSD{args.image_shape} from "
+            f"scratch, {args.optimizer}, augmentation {args.augmentation}, batch {args.batch}, "
+            f"lr {args.learning_rate}, {args.epochs} epochs, {len(os.sched_getaffinity(0))} "
+            f"CPUs")
 
 
 def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = None
@@ -261,13 +272,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         base = args.keep or Path(folder)
         write_set(base, args, photos)
-        print(f"benchmark set: {args.train_images} train + {args.test_images} held-out images "
-              f"(seed {args.seed}), shapes on {source}; {args.base_network} SSD{args.image_shape} "
-              f"from scratch, {args.optimizer}, augmentation {args.augmentation}, batch "
-              f"{args.batch}, lr {args.learning_rate}, {args.epochs} epochs, "
-              f"{len(os.sched_getaffinity(0))} CPUs", flush=True)
-        rows, ours_seconds = train_ours(base)
-        ours = [(r["validation_map"], r["validation_map_area"]) for r in rows]
+        print(f"benchmark set: {describe_set(args, source)}", flush=True)
+        ours, ours_seconds = train_ours(base)
         print(f"  ours: {ours_seconds:.0f} s", flush=True)
         theirs, theirs_seconds = train_reference(base, args)
         print(f"  reference: {theirs_seconds:.0f} s", flush=True)

@@ -29,6 +29,7 @@ from pathlib import Path
 from accuracy import (
     GOAL_MARGIN,
     backgrounds,
+    describe_set,
     job_arguments,
     plot,
     train_ours,
@@ -66,13 +67,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         base = args.keep or Path(folder)
         write_set(base, args, photos)
-        print(f"learnability set: {args.train_images} train + {args.test_images} held-out "
-              f"images (seed {args.seed}), shapes on {source}; {args.base_network} "
-              f"SSD{args.image_shape} from scratch, {args.optimizer} lr {args.learning_rate}, "
-              f"batch {args.batch}, augmentation {args.augmentation}, {args.epochs} epochs = "
-              f"{steps[-1]} steps; {len(os.sched_getaffinity(0))} CPUs", flush=True)
-        rows, ours_seconds = train_ours(base)
-        ours = [(r["validation_map"], r["validation_map_area"]) for r in rows]
+        print(f"learnability set: {describe_set(args, source)}; {steps[-1]} steps",
+              flush=True)
+        ours, ours_seconds = train_ours(base)
         print(f"  ours: {ours_seconds:.0f} s; held-out mAP per epoch "
               f"{[round(c[0], 4) for c in ours]}", flush=True)
         theirs: list[tuple] = []

@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from http_answers import Answer, assert_refused, parse_answer
+from http_answers import POST_HEAD, Answer, assert_refused, parse_answer
 from serve_process import Server, opt_ml_with_untrained_model
 
 pytestmark = pytest.mark.slow
@@ -34,7 +34,6 @@ PAYLOAD_MB = 1
 DOCUMENTED_STATUSES = {200, 400, 404, 405, 406, 413, 414, 415, 417, 431, 501}
 JPEG = cv2.imencode(".jpg", np.random.default_rng(1).integers(0, 255, (48, 64, 3), np.uint8)
                     )[1].tobytes()
-POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
 FUZZ = settings(derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

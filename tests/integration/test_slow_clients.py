@@ -12,14 +12,13 @@ import cv2
 import numpy as np
 import pytest
 
-from http_answers import Answer, assert_refused, parse_answer
+from http_answers import POST_HEAD, Answer, assert_refused, parse_answer
 from serve_process import Server
 from tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.slow
 
 JPEG = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
-POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
 TIMEOUT = 8  # SAGEMAKER_MODEL_SERVER_TIMEOUT: the idle limit is half of it
 IDLE = TIMEOUT / 2
 

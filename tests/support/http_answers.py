@@ -8,6 +8,9 @@ import io
 import json
 from dataclasses import dataclass
 
+# The head of a raw `POST /invocations` of a JPEG, up to the framing header and blank line.
+POST_HEAD = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+
 
 @dataclass
 class Answer:
