@@ -35,7 +35,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ssd_sagemaker.cpu_features import use_every_cpu_for_openmp
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, draw_shape
+
+# The reference loop runs in this process, `train` in a child that inherits the variable: both
+# with `train`'s OpenMP pool (MXNet is imported later, inside train_reference).
+use_every_cpu_for_openmp()
 
 GOAL_MARGIN = 0.01
 MIN_CONTRAST = 120.0  # BGR distance between a shape and the mean of the ground under it
@@ -144,7 +149,9 @@ def write_job(base: Path, args: argparse.Namespace) -> None:
         "epochs": str(args.epochs), "mini_batch_size": str(args.batch),
         "image_shape": str(args.image_shape), "learning_rate": str(args.learning_rate),
         "use_pretrained_model": "0", "base_network": args.base_network,
-        "optimizer": args.optimizer, "augmentation": args.augmentation}))
+        "optimizer": args.optimizer, "augmentation": args.augmentation,
+        "lr_scheduler_step": args.lr_scheduler_step,
+        "lr_scheduler_factor": str(args.lr_scheduler_factor)}))
     (config / "inputdataconfig.json").write_text(json.dumps(
         {name: {"ContentType": "image/jpeg", "TrainingInputMode": "File"}
          for name in ("train", "validation", "train_annotation", "validation_annotation")}))
@@ -218,7 +225,10 @@ def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = N
                                            args.batch, workers)
     trainer = reference.sgd_trainer(net, args.learning_rate, args.optimizer)
     curve = []
+    lr_steps = {int(step) for step in args.lr_scheduler_step.split(",") if step.strip()}
     for epoch in range(args.epochs if epochs is None else epochs):
+        if epoch in lr_steps:  # train_ssd.py's decay: at the start of the epoch after the step
+            trainer.set_learning_rate(trainer.learning_rate * args.lr_scheduler_factor)
         result = reference.train_epoch(net, epoch_loader(epoch), trainer, [mx.cpu()])
         curve.append(reference.validate(net, held_out, [mx.cpu()]))
         print(f"  reference epoch {epoch}: loss {result.cross_entropy:.3f} + "
@@ -254,7 +264,8 @@ def job_arguments(description: str, plot_name: str, **defaults) -> argparse.Argu
     overriding this benchmark's."""
     values = dict(dict(epochs=8, train_images=24, test_images=12, image_shape=300, batch=4,
                        learning_rate=0.0003, base_network="vgg-16", optimizer="sgd",
-                       augmentation="ssd"), **defaults)
+                       augmentation="ssd", lr_scheduler_step="", lr_scheduler_factor=0.1),
+                  **defaults)
     parser = argparse.ArgumentParser(description=description)
     for name, value in values.items():
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)

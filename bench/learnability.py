@@ -17,13 +17,15 @@ the target mAP, the wall time of each, and ours - reference at the last step (go
 Defaults: the settings that learnt fastest per CPU second here (README in this folder).
 Run by hand: `python bench/learnability.py [--epochs 10] [--train-images 200] [--test-images 24]
 [--base-network resnet-50] [--optimizer adam] [--learning-rate 0.001] [--batch 2]
-[--augmentation none] [--target 0.5] [--plot PATH] [--keep DIR]`."""
+[--augmentation none] [--lr-scheduler-step EPOCHS] [--lr-scheduler-factor 0.1] [--target 0.5]
+[--reference-order ours|shuffled] [--side-by-side] [--plot PATH] [--keep DIR]`."""
 
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from accuracy import (
@@ -59,6 +61,9 @@ def main() -> None:
                              "shuffle (adds the run-to-run spread of the batch order)")
     parser.add_argument("--reference-epochs", type=int,
                         help="run the reference for fewer epochs than ours")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="train both sides at once (with OMP_NUM_THREADS=1 on 2 CPUs: each "
+                             "side its core, the pair in ~60 %% of the time one after the other)")
     args = parser.parse_args()
 
     source, photos = backgrounds()
@@ -69,14 +74,18 @@ def main() -> None:
         write_set(base, args, photos)
         print(f"learnability set: {describe_set(args, source)}; {steps[-1]} steps",
               flush=True)
-        ours, ours_seconds = train_ours(base)
+        with ThreadPoolExecutor(1) as pool:  # `train` runs in a child process: a thread waits
+            ours_job = pool.submit(train_ours, base)
+            if not args.side_by_side:
+                ours_job.result()
+            theirs: list[tuple] = []
+            theirs_seconds = float("nan")
+            if not args.skip_reference:
+                theirs, theirs_seconds = train_reference(base, args, args.reference_epochs)
+                print(f"  reference: {theirs_seconds:.0f} s", flush=True)
+            ours, ours_seconds = ours_job.result()
         print(f"  ours: {ours_seconds:.0f} s; held-out mAP per epoch "
               f"{[round(c[0], 4) for c in ours]}", flush=True)
-        theirs: list[tuple] = []
-        theirs_seconds = float("nan")
-        if not args.skip_reference:
-            theirs, theirs_seconds = train_reference(base, args, args.reference_epochs)
-            print(f"  reference: {theirs_seconds:.0f} s", flush=True)
 
     print("\nheld-out mAP per step (VOC07 11-point = validation:mAP; area in brackets)")
     print(" step   ours               reference")

@@ -8,6 +8,10 @@ takes no momentum or weight decay either), and for validation `SSDDefaultValTran
 project (`build_network`), so both sides train the very same model.
 For `augmentation` `flip` and `none` (which `train_ssd.py` lacks) the train transform is GluonCV's
 preset minus its random steps: resize (and a random horizontal flip), the same target generator.
+These, and validation, resize with the interp=9 rule of the presets through opencv-python's
+OpenCV, as `train` does, not through the OpenCV built into MXNet: the two builds round bicubic
+enlargements differently (one grey level on ~5 % of the pixels), and so a from-scratch run,
+which is chaotic, would part from `train`'s for that alone (bench/README.md, learnability).
 Imported by `accuracy.py`, `learnability.py` and `train_throughput.py`; not run on its own."""
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import random
 import time
 
+import cv2
 import mxnet as mx
 import numpy as np
 from data_loader import GluonDataset  # bench/data_loader.py: samples read the GluonCV way
@@ -26,6 +31,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 from mxnet import autograd, gluon
 
+from ssd_sagemaker.data.augmentation import resize_interpolation
 from ssd_sagemaker.training.loop import EpochResult
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005  # train_ssd.py's defaults, and `train`'s
@@ -46,6 +52,17 @@ def train_anchors(net: gluon.HybridBlock, image_shape: int) -> mx.nd.NDArray:
     return anchors.as_in_context(mx.cpu())
 
 
+def square_resize(src: mx.nd.NDArray, label: np.ndarray, size: int
+                  ) -> tuple[mx.nd.NDArray, np.ndarray]:
+    """`timage.imresize(src, size, size, interp=9)` and `tbbox.resize`, the resize done by
+    opencv-python (module docstring)."""
+    height, width, _ = src.shape
+    resized = cv2.resize(src.asnumpy(), (size, size),
+                         interpolation=resize_interpolation(width, height, size))
+    return (mx.nd.array(resized, dtype=np.uint8),
+            tbbox.resize(label, (width, height), (size, size)))
+
+
 class ResizeTrainTransform(SSDDefaultTrainTransform):
     """`SSDDefaultTrainTransform` without colour jitter, expansion and crop: resize to the
     square (interp=9, as `train`'s `none` and validation), flip horizontally with probability
@@ -56,9 +73,7 @@ class ResizeTrainTransform(SSDDefaultTrainTransform):
         self._flip = flip
 
     def __call__(self, src, label):
-        height, width, _ = src.shape
-        img = timage.imresize(src, self._width, self._height, interp=9)
-        bbox = tbbox.resize(label, (width, height), (self._width, self._height))
+        img, bbox = square_resize(src, label, self._width)
         if self._flip:
             img, flips = timage.random_flip(img, px=0.5)
             bbox = tbbox.flip(bbox, (self._width, self._height), flip_x=flips[0])
@@ -67,6 +82,15 @@ class ResizeTrainTransform(SSDDefaultTrainTransform):
             self._anchors, None, mx.nd.array(bbox[np.newaxis, :, :4]),
             mx.nd.array(bbox[np.newaxis, :, 4:5]))
         return img, cls_targets[0], box_targets[0]
+
+
+class ResizeValTransform(SSDDefaultValTransform):
+    """`SSDDefaultValTransform` with `square_resize`: resize, normalise, boxes scaled."""
+
+    def __call__(self, src, label):
+        img, bbox = square_resize(src, label, self._width)
+        img = mx.nd.image.normalize(mx.nd.image.to_tensor(img), mean=self._mean, std=self._std)
+        return img, bbox.astype(img.dtype)
 
 
 def train_transform(image_shape: int, anchors: mx.nd.NDArray, augmentation: str = "ssd"):
@@ -87,7 +111,7 @@ def train_loader(samples, anchors, image_shape: int, batch: int, workers: int,
 
 def validation_loader(samples, image_shape: int, batch: int,
                       workers: int) -> gluon.data.DataLoader:
-    dataset = GluonDataset(samples).transform(SSDDefaultValTransform(image_shape, image_shape))
+    dataset = GluonDataset(samples).transform(ResizeValTransform(image_shape, image_shape))
     return gluon.data.DataLoader(dataset, batch, shuffle=False, last_batch="keep",
                                  batchify_fn=Tuple(Stack(), Pad(pad_val=-1)),
                                  num_workers=workers)

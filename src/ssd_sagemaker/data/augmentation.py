@@ -58,12 +58,13 @@ def resize_interpolation(width: int, height: int, size: int) -> int:
 
 def resize(image: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     """The image resized to `size` x `size` (no aspect kept, as GluonCV's SSD presets) and its
-    label rows with the boxes scaled alike: how validation and serving see every image."""
+    label rows with the boxes scaled alike: how validation and serving see every image. The
+    boxes are scaled in float64, as GluonCV's `bbox.resize`, so they round to the same float32."""
     height, width = image.shape[:2]
     resized = cv2.resize(image, (size, size), interpolation=resize_interpolation(width, height,
                                                                                    size))
     label = label.copy()
-    label[:, :4] *= np.array([size / width, size / height] * 2, dtype=np.float32)
+    label[:, :4] = label[:, :4].astype(np.float64) * np.array([size / width, size / height] * 2)
     return resized, label
 
 

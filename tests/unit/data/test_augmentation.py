@@ -125,6 +125,20 @@ def test_none_only_scales_boxes_and_draws_nothing() -> None:
     assert AUGMENTATIONS["none"](image, label[:0], 300, FILL, rng)[1].shape == (0, 6)
 
 
+def test_resize_rounds_boxes_as_gluoncv_bbox_resize() -> None:
+    """Boxes scaled in float64 and rounded once to float32, as `gluoncv...bbox.resize` followed
+    by the generator's float32 NDArray: the same training targets, bit for bit."""
+    from gluoncv.data.transforms import bbox as tbbox
+
+    rng = np.random.default_rng(3)
+    for width, height in ((271, 297), (389, 282), (300, 229), (640, 480)):
+        label = np.hstack([rng.uniform(0, 200, (40, 4)), np.ones((40, 2))]).astype(np.float32)
+        _, ours = resize(np.zeros((height, width, 3), np.uint8), label, 300)
+        theirs = tbbox.resize(label, (width, height), (300, 300)).astype(np.float32)
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_flip_mirrors_boxes_with_the_image_half_the_time() -> None:
     image, label = _two_objects()
     resized, scaled = resize(image, label, 300)

@@ -1,5 +1,6 @@
 """The NumPy SSD target encoder gives exactly GluonCV's SSDTargetGenerator targets (as used by
-SSDDefaultTrainTransform), and handles images without objects (GluonCV's fails on them)."""
+SSDDefaultTrainTransform), bit for bit, and handles images without objects (GluonCV's fails on
+them)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def test_targets_equal_gluoncv(seed: int) -> None:
                                 mx.nd.array(ids[None, :, None].astype(np.float32)))
         ours_cls, ours_box = encoder(boxes, ids)
         np.testing.assert_array_equal(ours_cls, cls[0].asnumpy())
-        np.testing.assert_allclose(ours_box, box[0].asnumpy(), atol=1e-4)
+        # Bit-identical, not close (targets.py: a from-scratch run amplifies any difference).
+        np.testing.assert_array_equal(ours_box, box[0].asnumpy())
         assert (ours_cls > 0).sum() >= count  # every object has at least one anchor
 
 

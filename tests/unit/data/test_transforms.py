@@ -12,8 +12,11 @@ import pytest
 
 from anchor_grid import anchors
 from ssd_sagemaker.data.transforms import (
+    MEAN,
+    STD,
     TrainTransform,
     network_input,
+    to_tensor,
     training_transform,
     validation_transform,
 )
@@ -32,6 +35,19 @@ def test_validation_matches_serving(width: int, height: int) -> None:
     np.testing.assert_allclose(resized[0], [50 * 300 / width, 40 * 300 / height,
                                             150 * 300 / width, 120 * 300 / height, 2, 0],
                                rtol=1e-5)
+
+
+def test_normalisation_is_bit_identical_to_mxnet_and_gluoncv() -> None:
+    """Every uint8 value in every channel gives exactly what `mx.nd.image.to_tensor` +
+    `normalize` give (GluonCV's presets, serving): the learnability benchmark's same-batches
+    comparison relies on it, since a 5e-7 rounding difference changes a from-scratch run."""
+    values = np.arange(256)
+    image = np.stack([np.roll(values, shift) for shift in (0, 85, 170)], -1)
+    image = image.astype(np.uint8).reshape(16, 16, 3)
+    expected = mx.nd.image.normalize(mx.nd.image.to_tensor(mx.nd.array(image, dtype=np.uint8)),
+                                     mean=MEAN, std=STD).asnumpy()
+    assert np.array_equal(to_tensor(image), expected)
+    assert all(len(np.unique(image[..., channel])) == 256 for channel in range(3))
 
 
 def test_training_outputs() -> None:
