@@ -207,7 +207,8 @@ def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = N
     from ssd_sagemaker.seeding import SEED
 
     env = read_training_environment(Paths(base))
-    data = read_training_data(env.paths, env.channels, parse_hyperparameters(env.hyperparameters))
+    hp = parse_hyperparameters(env.hyperparameters)  # the job's, as `train` parses them
+    data = read_training_data(env.paths, env.channels, hp)
     started = time.perf_counter()
     reference.seed_everything(SEED)
     net = build_network(args.base_network, args.image_shape, CLASS_NAMES)
@@ -225,10 +226,9 @@ def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = N
                                            args.batch, workers)
     trainer = reference.sgd_trainer(net, args.learning_rate, args.optimizer)
     curve = []
-    lr_steps = {int(step) for step in args.lr_scheduler_step.split(",") if step.strip()}
     for epoch in range(args.epochs if epochs is None else epochs):
-        if epoch in lr_steps:  # train_ssd.py's decay: at the start of the epoch after the step
-            trainer.set_learning_rate(trainer.learning_rate * args.lr_scheduler_factor)
+        if epoch in hp.lr_scheduler_step:  # train_ssd.py's decay: at the epoch after the step
+            trainer.set_learning_rate(trainer.learning_rate * hp.lr_scheduler_factor)
         result = reference.train_epoch(net, epoch_loader(epoch), trainer, [mx.cpu()])
         curve.append(reference.validate(net, held_out, [mx.cpu()]))
         print(f"  reference epoch {epoch}: loss {result.cross_entropy:.3f} + "
