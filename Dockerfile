@@ -51,17 +51,14 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PIP_DEFAULT_TIMEOUT=180
 RUN python3 -c 'import sys; assert sys.version_info[:2] == (3, 11), "BASE_IMAGE must have Python 3.11, not " + sys.version' \
  && python3 -m venv /opt/venv
-COPY pyproject.toml constraints.txt docker/requirements.py /build/
-# gluoncv requires opencv-python (the GUI build, which needs libGL/libglib that slim images lack)
-# and writes the same cv2 package as opencv-python-headless: remove it, then reinstall the
-# resolver's headless version so that its cv2 is the one in place. The test suites of numpy, scipy,
+COPY pyproject.toml constraints.txt docker/requirements.py scripts/use_headless_opencv.sh /build/
+# gluoncv requires opencv-python (the GUI build, which needs libGL/libglib that slim images lack):
+# use_headless_opencv.sh leaves the headless build's cv2 in place. The test suites of numpy, scipy,
 # pandas and matplotlib (about 80 MB, never imported) are left out.
 RUN python3 /build/requirements.py "${FLAVOUR}" /build/pyproject.toml > /build/requirements.txt \
  && cat /build/requirements.txt \
  && pip install --quiet -c /build/constraints.txt -r /build/requirements.txt \
- && headless="$(pip show opencv-python-headless | sed -n 's/^Version: //p')" \
- && pip uninstall --quiet -y opencv-python \
- && pip install --quiet --no-deps --force-reinstall "opencv-python-headless==${headless}" \
+ && sh /build/use_headless_opencv.sh python3 \
  && pip list \
  && cd /opt/venv/lib/python3.11/site-packages \
  && find numpy scipy pandas matplotlib -depth -type d -name tests -exec rm -rf {} + \
@@ -70,7 +67,7 @@ RUN python3 /build/requirements.py "${FLAVOUR}" /build/pyproject.toml > /build/r
 # ---------------------------------------------------------------------------------------------
 # project: the package as a wheel (small; rebuilt alone when the source changes).
 FROM builder AS project
-COPY pyproject.toml README.md /build/project/
+COPY pyproject.toml README.md LICENSE /build/project/
 COPY src /build/project/src
 RUN pip wheel --quiet --no-deps --wheel-dir /wheels /build/project
 
@@ -98,6 +95,7 @@ ARG PRETRAINED_WEIGHTS=1
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
       org.opencontainers.image.title="ssd-sagemaker" \
       org.opencontainers.image.description="SageMaker-compatible SSD object detection (MXNet 1.9.1 + GluonCV)" \
+      org.opencontainers.image.licenses="Apache-2.0" \
       ssd-sagemaker.flavour="${FLAVOUR}"
 # The CUDA variables are in both flavours: an ENV cannot depend on a build argument, and choosing
 # a final stage by `FROM runtime-${FLAVOUR}` fails in podman/buildah 4.3 unless FLAVOUR is passed

@@ -4,5 +4,5 @@
 # a network or starts a server or container), `scripts/test.sh tests/unit/serving` one folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/setup_venv.sh
+EXTRAS=test source scripts/setup_venv.sh
 exec python -m pytest -q -rs --durations=20 "$@"
