@@ -201,14 +201,14 @@ def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = N
 
     from ssd_sagemaker.data.channels import read_training_data
     from ssd_sagemaker.data.loader import loader_workers
-    from ssd_sagemaker.environment import Paths, read_training_environment
-    from ssd_sagemaker.hyperparameters import parse_hyperparameters
+    from ssd_sagemaker.environment import Paths
+    from ssd_sagemaker.job import read_training_job
     from ssd_sagemaker.model.network import build_network
     from ssd_sagemaker.seeding import SEED
 
-    env = read_training_environment(Paths(base))
-    hp = parse_hyperparameters(env.hyperparameters)  # the job's, as `train` parses them
-    data = read_training_data(env.paths, env.channels, hp)
+    job = read_training_job(Paths(base))  # the job's hyperparameters, as `train` parses them
+    hp = job.hyperparameters
+    data = read_training_data(job.paths, job.channels, hp)
     started = time.perf_counter()
     reference.seed_everything(SEED)
     net = build_network(args.base_network, args.image_shape, CLASS_NAMES)

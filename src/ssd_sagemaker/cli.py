@@ -1,6 +1,6 @@
 """Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert |
-fetch-weights`
-(the container's entry points, and the data tools).
+fetch-weights | selftest` (the container's entry points, and the data tools). Each
+subcommand's `--help` says what it reads and writes, its variables and the exit codes.
 
 Library code raises; this module turns errors into exit codes and the failure file, through
 `errors.report_job_error` (which `errors.end_job_at_once` also uses on a distributed job's
@@ -14,25 +14,40 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from ssd_sagemaker.cpu_features import use_every_cpu_for_openmp
 from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
 from ssd_sagemaker.environment import Paths, paths_from_environment
-from ssd_sagemaker.errors import ClientError, report_job_error, write_success
+from ssd_sagemaker.errors import (
+    USAGE_EXIT_CODE,
+    ClientError,
+    report_job_error,
+    write_success,
+)
 from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
 
 LOG = logging.getLogger("ssd_sagemaker")
 
 def _configure_logging() -> None:
-    """Plain timestamped lines on stdout (CloudWatch); library warnings kept out of the way.
-    Text that is not Unicode (lone surrogates in file names) is escaped, not a logging error."""
-    if hasattr(sys.stdout, "reconfigure"):
-        sys.stdout.reconfigure(errors="backslashreplace")
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """Plain timestamped lines: information on stdout with the metric lines, warnings and errors
+    on stderr (SageMaker sends both to CloudWatch; a terminal or a pipe can tell them apart);
+    library warnings kept out of the way. Text that is not Unicode (lone surrogates in file
+    names) is escaped, not a logging error."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    information = logging.StreamHandler(sys.stdout)
+    information.addFilter(lambda record: record.levelno < logging.WARNING)
+    problems = logging.StreamHandler(sys.stderr)
+    problems.setLevel(logging.WARNING)
+    for handler in (information, problems):
+        handler.setFormatter(formatter)
+    logging.basicConfig(level=logging.INFO, handlers=[information, problems])
     warnings.filterwarnings("ignore", category=UserWarning, module="mxnet")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
@@ -49,15 +64,19 @@ def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
 
 
 def _train(paths: Paths) -> None:
+    """Read and validate the whole job before MXNet is imported (a bad config costs a fraction
+    of a second), check the GPUs, then train."""
     use_every_cpu_for_openmp()
-    from ssd_sagemaker.environment import read_training_environment, read_training_settings
+    from ssd_sagemaker.environment import read_training_settings
+    from ssd_sagemaker.job import read_training_job, require_writable_output
 
     settings = read_training_settings()  # a bad variable fails now, before any config or data
+    job = read_training_job(paths, settings)
+    require_writable_output(paths)
     check_gpus()  # an unsupported GPU fails now, not with CUDA error 209 in the first step
     from ssd_sagemaker.training.trainer import train
 
-    env = read_training_environment(paths, settings)
-    summary = train(env, should_stop=StopRequest().install())
+    summary = train(job, should_stop=StopRequest().install())
     LOG.info("training finished: %d epochs, best mAP %s, %.0f s", summary.epochs_run,
              "n/a" if summary.best_map is None else f"{summary.best_map:.4f}", summary.seconds)
     write_success(paths.output_dir)
@@ -175,17 +194,135 @@ def _convert(source_format: str, source: Path, images: Path, output: Path, to: s
     LOG.info("converted %s to %s: %s", source, written, dataset.summary())
 
 
+EXIT_CODES = """exit codes:
+  0    success
+  1    your input: the message (and, for train, $SAGEMAKER_BASE_DIR/output/failure) names it
+  2    our fault (a bug): the traceback follows the message
+  64   usage: an unknown option or a missing argument
+  130  interrupted (Ctrl-C); 143 stopped by SIGTERM (train saves a checkpoint first)"""
+
+
+def _help(reads: str, writes: str, variables: str, example: str) -> str:
+    """A subcommand's epilog: what it reads and writes, its variables, exit codes, an example."""
+    return (f"reads:\n  {reads}\nwrites:\n  {writes}\nvariables:\n  {variables}\n"
+            f"{EXIT_CODES}\nexample:\n  {example}")
+
+
+_BASE = "SAGEMAKER_BASE_DIR  the /opt/ml tree (default /opt/ml)"
+COMMAND_HELP: dict[str, tuple[str, str]] = {
+    "train": (
+        "train an SSD on the data channels and write the model, as SageMaker's CreateTrainingJob "
+        "runs the image",
+        _help("$SAGEMAKER_BASE_DIR/input/config/{hyperparameters,inputdataconfig,resourceconfig}"
+              ".json,\n  input/data/<channel>/, checkpoints/ (to resume), "
+              "$MXNET_HOME/models (ImageNet weights)",
+              "model/ (the artifact), checkpoints/, output/data/ (metrics.jsonl, metrics.csv, "
+              "training_curve.png),\n  output/success or output/failure; metric lines on stdout",
+              f"{_BASE}\n  SSD_PROGRESS        bar | lines | auto (default: a bar on a terminal "
+              "outside a training job)\n  SSD_PROGRESS_TIMEOUT  seconds without a finished batch "
+              "before the job stops (1800)\n  MXNET_HOME          the ImageNet weights' cache "
+              "(default ~/.mxnet)",
+              "ssd-sagemaker demo-data && ssd-sagemaker train")),
+    "serve": (
+        "serve the model over HTTP (GET /ping, POST /invocations), as a SageMaker endpoint runs "
+        "the image",
+        _help("$SAGEMAKER_BASE_DIR/model/ (the folder train wrote, or model.tar.gz extracted)",
+              "HTTP answers on port 8080; log lines on stdout and stderr",
+              f"{_BASE}\n  SAGEMAKER_BIND_TO_PORT  port (8080)\n  "
+              "SAGEMAKER_MODEL_SERVER_WORKERS  workers (one per CPU, per GPU)\n  "
+              "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60)\n  "
+              "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
+              "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
+              "SSD_INFERENCE_PRECISION  (docs/serving-api.md)",
+              "SAGEMAKER_BASE_DIR=$PWD/demo/opt_ml ssd-sagemaker serve")),
+    "predict": (
+        "run the served model on local images, without a server",
+        _help("the model folder (--model-dir), the JPEG/PNG files and folders given",
+              "--output/<name>.json (the endpoint's JSON) and <name>.annotated.jpg per image",
+              f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_MAX_IMAGE_PIXELS, "
+              "SSD_INFERENCE_PRECISION  as for serve",
+              "ssd-sagemaker predict photo.jpg --model-dir model --output predictions")),
+    "validate-data": (
+        "check the data channels as train would, decoding every image; report, no training",
+        _help("$SAGEMAKER_BASE_DIR/input/config/*.json and input/data/<channel>/",
+              "the report on stdout (hyperparameter problems in their own section)",
+              _BASE,
+              "ssd-sagemaker validate-data --num-classes 3")),
+    "convert": (
+        "convert COCO JSON or Pascal VOC XML into image + JSON channels or RecordIO",
+        _help("the COCO instances file or the VOC XML folder, and --images",
+              "--output/<channel>/ and <channel>_annotation/ (json), or <channel>.rec + .idx",
+              "none",
+              "ssd-sagemaker convert coco instances_train.json --images train2017 "
+              "--output opt_ml/input/data")),
+    "demo-data": (
+        "write a small synthetic dataset (circles, squares, triangles) and the config files of "
+        "a job that learns it on a CPU",
+        _help("$MXNET_HOME/models (whether ImageNet weights are there)",
+              "$SAGEMAKER_BASE_DIR/input/data/{train,validation}{,_annotation}/, "
+              "input/config/inputdataconfig.json,\n  input/config/hyperparameters.json "
+              "(kept when it exists)",
+              f"{_BASE}\n  MXNET_HOME          the ImageNet weights' cache (default ~/.mxnet)",
+              "SAGEMAKER_BASE_DIR=$PWD/opt_ml ssd-sagemaker demo-data")),
+    "fetch-weights": (
+        "download GluonCV's ImageNet weights of every base network (needs the internet; "
+        "training never downloads)",
+        _help("GluonCV's model store over HTTPS",
+              "$MXNET_HOME/models/{vgg16_atrous,resnet50_v1}-*.params (SHA-1 checked)",
+              "MXNET_HOME          the cache (default ~/.mxnet)\n  "
+              "MXNET_GLUON_REPO    the model store's address (default GluonCV's)",
+              "ssd-sagemaker fetch-weights --timeout 60")),
+    "selftest": (
+        "check this machine before paying for a job: versions, devices, weights, a few "
+        "training steps and an inference per device, compared with the CPU",
+        _help("$MXNET_HOME/models", "the report on stdout ('ready', or the reasons)",
+              "MXNET_HOME, CUDA_VISIBLE_DEVICES",
+              "ssd-sagemaker selftest --steps 2")),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 64 (EX_USAGE), so that they differ from our own faults (2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(USAGE_EXIT_CODE, f"{self.prog}: error: {message}\n")
+
+
+def version_text() -> str:
+    """This package's version and the stack's, read from the installed metadata (no import)."""
+    def installed(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    mxnet = installed("mxnet")
+    if mxnet == "not installed":
+        mxnet = f"{installed('mxnet-cu112')} (CUDA 11.2)"
+    return (f"ssd-sagemaker {installed('ssd-sagemaker')} (MXNet {mxnet}, GluonCV "
+            f"{installed('gluoncv')}, numpy {installed('numpy')}, Python "
+            f"{'.'.join(map(str, sys.version_info[:3]))})")
+
+
+def _command(commands: Any, name: str) -> argparse.ArgumentParser:
+    summary, epilog = COMMAND_HELP[name]
+    return commands.add_parser(name, help=summary, description=summary[0].upper() + summary[1:],
+                               epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ssd-sagemaker",
         description="SageMaker-compatible SSD object detection. Paths follow SageMaker's "
-                    "/opt/ml layout, rooted at $SAGEMAKER_BASE_DIR (default /opt/ml).")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("train", help="train on /opt/ml/input and write /opt/ml/model")
-    commands.add_parser("serve", help="serve /opt/ml/model over HTTP (port 8080)")
-    predict = commands.add_parser(
-        "predict", help="run the served model on local images (no server): writes <name>.json "
-                        "and <name>.annotated.jpg per image")
+                    "/opt/ml layout, rooted at $SAGEMAKER_BASE_DIR (default /opt/ml). "
+                    "`ssd-sagemaker COMMAND --help` says what each command reads and writes.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=version_text())
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _command(commands, "train")
+    _command(commands, "serve")
+    predict = _command(commands, "predict")
     predict.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
                          help="JPEG/PNG files or folders of them")
     predict.add_argument("--model-dir", type=Path, help="default: $SAGEMAKER_BASE_DIR/model")
@@ -195,11 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: $SSD_SCORE_THRESHOLD or 0)")
     predict.add_argument("--max-detections", help="keep at most this many detections per image "
                                                   "(default: $SSD_MAX_DETECTIONS or 100)")
-    selftest = commands.add_parser(
-        "selftest", help="check this machine before paying for a job: versions, devices and "
-                         "their verdicts, pretrained weights, then training steps and an "
-                         "inference of both bases on every usable GPU compared with the CPU; "
-                         "exit 0 with 'ready', or 1 with the reasons")
+    selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)
     selftest.add_argument("--steps", type=int, default=3, help="training steps per device")
@@ -207,23 +340,18 @@ def build_parser() -> argparse.ArgumentParser:
                           help="repeatable; default: both")
     selftest.add_argument("--devices", help="devices to compare with the CPU, e.g. gpu:0,gpu:1 "
                                             "(default: every usable GPU)")
-    demo = commands.add_parser("demo-data", help="write a small synthetic dataset and configs")
+    demo = _command(commands, "demo-data")
     demo.add_argument("--train-images", type=int, default=DEMO_TRAIN_IMAGES)
     demo.add_argument("--validation-images", type=int, default=DEMO_VALIDATION_IMAGES,
                       help="the held-out set (drawn with seed + 1)")
     demo.add_argument("--seed", type=int, default=0)
-    weights = commands.add_parser(
-        "fetch-weights", help="download GluonCV's ImageNet weights of every base network into "
-                              "$MXNET_HOME/models (default ~/.mxnet/models); needs the internet")
+    weights = _command(commands, "fetch-weights")
     weights.add_argument("--timeout", type=float, default=30.0,
                          help="seconds without an answer before giving up (default 30)")
-    check = commands.add_parser(
-        "validate-data", help="check the data channels under $SAGEMAKER_BASE_DIR/input as "
-                              "training would (and decode every image); report, no training")
+    check = _command(commands, "validate-data")
     check.add_argument("--num-classes", type=int, help="default: from hyperparameters.json")
     check.add_argument("--label-width", type=int, help="default: from hyperparameters.json")
-    conversion = commands.add_parser(
-        "convert", help="COCO JSON or Pascal VOC XML -> image + JSON channels or RecordIO")
+    conversion = _command(commands, "convert")
     conversion.add_argument("source_format", choices=("coco", "voc"))
     conversion.add_argument("source", type=Path,
                             help="COCO: the instances JSON file; VOC: the folder of XML files")

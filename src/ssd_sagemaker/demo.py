@@ -19,7 +19,8 @@ import json
 import logging
 
 from ssd_sagemaker.data.synthetic import write_annotated_channel
-from ssd_sagemaker.environment import Paths
+from ssd_sagemaker.environment import BASE_DIR_VARIABLE, Paths
+from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.model.cache import model_cache_dir
 
@@ -57,7 +58,18 @@ def pretrained_weights_cached() -> bool:
 
 def write_demo_job(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
     """The train and held-out validation channels (seeds `seed` and `seed + 1`: no image in
-    common), inputdataconfig.json, and hyperparameters.json unless one is already there."""
+    common), inputdataconfig.json, and hyperparameters.json unless one is already there. A
+    tree that cannot be written (no permission, a file in the way, a full disk) is named."""
+    try:
+        _write_demo_job(paths, train_images, validation_images, seed)
+    except OSError as error:
+        raise ClientError(
+            f"cannot write the demo job under {paths.base} ({error.strerror or error}: "
+            f"{error.filename or paths.base}): set {BASE_DIR_VARIABLE} to a folder you can "
+            f"write, e.g. {BASE_DIR_VARIABLE}=$PWD/opt_ml.") from None
+
+
+def _write_demo_job(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:
     for channel, count, channel_seed in (("train", train_images, seed),
                                          ("validation", validation_images, seed + 1)):
         write_annotated_channel(paths.channel_dir(channel),

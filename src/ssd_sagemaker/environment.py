@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -189,17 +189,6 @@ def read_training_settings(environ: Mapping[str, str] = os.environ) -> TrainingS
     return TrainingSettings(**values)
 
 
-@dataclass(frozen=True)
-class TrainingEnvironment:
-    """What `train` reads from `/opt/ml/input/config`, parsed once."""
-
-    paths: Paths
-    hyperparameters: Mapping[str, Any]
-    channels: Mapping[str, ChannelConfig] = field(default_factory=dict)
-    resources: ResourceConfig = ResourceConfig()
-    settings: TrainingSettings = TrainingSettings()
-
-
 def _read_json(path: Path, what: str) -> Any:
     try:
         data = path.read_bytes()
@@ -313,15 +302,3 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
     assert isinstance(current, str)  # it is one of `hosts`, each checked to be a host name
     return ResourceConfig(current_host=current, hosts=tuple(sorted(hosts)),
                           network_interface_name=interface)
-
-
-def read_training_environment(paths: Paths, settings: TrainingSettings | None = None
-                              ) -> TrainingEnvironment:
-    """Read all three config files once (and the training variables, unless already read)."""
-    return TrainingEnvironment(
-        paths=paths,
-        hyperparameters=read_hyperparameters(paths),
-        channels=read_channels(paths),
-        resources=read_resource_config(paths),
-        settings=read_training_settings() if settings is None else settings,
-    )

@@ -31,6 +31,7 @@ class AlgorithmError(Exception):
 
 STOPPED_EXIT_CODE = 128 + 15  # the shell's convention for "ended by SIGTERM"
 INTERRUPTED_EXIT_CODE = 128 + 2  # ... and for "ended by SIGINT" (Ctrl-C)
+USAGE_EXIT_CODE = 64  # sysexits.h's EX_USAGE: a bad option, apart from our own faults (2)
 
 
 class JobStopped(Exception):
@@ -90,12 +91,15 @@ def failure_text(exc: BaseException) -> str:
 
 
 def write_failure(output_dir: Path, exc: BaseException) -> Path:
-    """Write `output/failure`; never raises (we are already failing). Text that is not
+    """Write `output/failure`, creating `output/` but never the tree above it; never raises
+    (we are already failing). Text that is not
     Unicode (lone surrogates from file names or JSON escapes) is written as `\\udcff`
     escapes, so the file is never left empty."""
     path = Path(output_dir) / "failure"
+    if not path.parent.parent.is_dir():  # no tree at all: the message said so, nothing to write
+        return path
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(exist_ok=True)  # never the base folder: a mistyped one stays absent
         path.write_text(failure_text(exc), encoding="utf-8", errors="backslashreplace")
     except OSError as os_error:  # pragma: no cover - nothing better to do than log
         LOG.error("could not write %s: %s", path, os_error)

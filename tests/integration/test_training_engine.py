@@ -15,7 +15,8 @@ import pytest
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 
 from cli_runner import cli_env, run_cli, write_demo_job, write_hyperparameters
-from ssd_sagemaker.environment import Paths, read_training_environment
+from ssd_sagemaker.environment import Paths
+from ssd_sagemaker.job import read_training_job
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.training.trainer import train
@@ -32,7 +33,7 @@ def _demo(base, train=4, validation=2, **hyperparameters):
 
 def _train_in_process(base, monkeypatch):
     monkeypatch.setenv("MXNET_HOME", str(base / "mxnet_home"))
-    return train(read_training_environment(Paths(base)))
+    return train(read_training_job(Paths(base)))
 
 
 def _epochs(base):

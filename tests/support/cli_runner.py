@@ -22,12 +22,18 @@ def cli_env(base_dir: Path, **extra: str) -> dict:
     return env
 
 
-def run_cli(base_dir: Path, *args: str, timeout: float = 900,
+def run_cli(base_dir: Path, *args: str, timeout: float = 900, separate: bool = False,
             **extra: str) -> subprocess.CompletedProcess:
-    """`python -m ssd_sagemaker ARGS` under `base_dir`, output captured, bounded by `timeout`."""
-    return subprocess.run([sys.executable, "-m", "ssd_sagemaker", *args],
-                          env=cli_env(base_dir, **extra), capture_output=True, text=True,
-                          timeout=timeout)
+    """`python -m ssd_sagemaker ARGS` under `base_dir`, output captured, bounded by `timeout`.
+    The CLI logs warnings and errors on stderr: by default both streams are read as one, in
+    order, as CloudWatch collects them (`stdout`; `stderr` empty); `separate` keeps them apart."""
+    result = subprocess.run([sys.executable, "-m", "ssd_sagemaker", *args],
+                            env=cli_env(base_dir, **extra), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE if separate else subprocess.STDOUT, text=True,
+                            timeout=timeout)
+    if not separate:
+        result.stderr = ""
+    return result
 
 
 def write_hyperparameters(base_dir: Path, values: dict) -> None:

@@ -13,7 +13,6 @@ from ssd_sagemaker.environment import (
     read_channels,
     read_hyperparameters,
     read_resource_config,
-    read_training_environment,
     read_training_settings,
 )
 from ssd_sagemaker.errors import ClientError
@@ -35,12 +34,6 @@ def test_paths_default_to_opt_ml_and_follow_base_dir(tmp_path):
     assert paths.output_dir == tmp_path / "output"
     assert paths.output_data_dir == tmp_path / "output/data"
     assert paths.checkpoint_dir == tmp_path / "checkpoints"
-
-
-def test_no_side_effects_creating_paths(tmp_path):
-    paths = Paths(tmp_path / "ml")
-    read_training_environment(paths)
-    assert not (tmp_path / "ml").exists()
 
 
 def test_hyperparameters_read_as_given(tmp_path):

@@ -24,8 +24,8 @@ def pretrained_base_file(base_network: str, cache_dir: Path) -> Path:
         raise ClientError(
             f"use_pretrained_model=1 needs the ImageNet weights of {base_network}, but {path} "
             f"does not exist (the model cache is $MXNET_HOME/models, default ~/.mxnet/models; "
-            f"the container image fills it at build time). Put the file there, or set "
-            f"use_pretrained_model=0 to train from scratch."
+            f"the container image fills it at build time). `ssd-sagemaker fetch-weights` "
+            f"downloads it there; or set use_pretrained_model=0 to train from scratch."
         )
     return path
 

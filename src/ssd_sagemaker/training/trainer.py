@@ -21,9 +21,9 @@ from mxnet import autograd, gluon
 from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
 from ssd_sagemaker.data.transforms import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
-from ssd_sagemaker.environment import TrainingEnvironment
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
+from ssd_sagemaker.hyperparameters import Hyperparameters
+from ssd_sagemaker.job import TrainingJob
 from ssd_sagemaker.metrics import EpochLog, MetricReporter
 from ssd_sagemaker.model.artifact import ModelInfo, save_artifact
 from ssd_sagemaker.model.identity import NetworkIdentity
@@ -127,7 +127,7 @@ class StartingWeights:
     pretrained: Path | None = None
 
 
-def _starting_weights(env: TrainingEnvironment, hp: Hyperparameters) -> StartingWeights:
+def _starting_weights(env: TrainingJob, hp: Hyperparameters) -> StartingWeights:
     """Decided once, up front: a model channel's artifact is checked and read here."""
     if MODEL_CHANNEL in env.channels:
         with warm_start.located_artifact(env.paths.channel_dir(MODEL_CHANNEL)) as artifact:
@@ -140,11 +140,11 @@ def _starting_weights(env: TrainingEnvironment, hp: Hyperparameters) -> Starting
     return StartingWeights()
 
 
-def train(env: TrainingEnvironment, should_stop: Callable[[], bool] | None = None,
+def train(env: TrainingJob, should_stop: Callable[[], bool] | None = None,
           contexts: Sequence[mx.Context] | None = None) -> TrainingSummary:
-    """The `train` job: validate the hyperparameters, then train on this host alone or, with
-    several hosts, as one worker of a parameter-server job."""
-    hp = parse_hyperparameters(env.hyperparameters)
+    """The `train` job (read and validated by `job.read_training_job`): on this host alone or,
+    with several hosts, as one worker of a parameter-server job."""
+    hp = env.hyperparameters
     contexts = list(contexts or available_contexts())
     kv_store = choose_kv_store(env.resources, hp.kv_store, len(contexts))
     if kv_store is None or not kv_store.startswith("dist"):
@@ -179,7 +179,7 @@ def _prepare_network(hp: Hyperparameters, classes: tuple[str, ...], weights: Sta
     return net, anchors
 
 
-def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameters,
+def _export(net: gluon.HybridBlock, env: TrainingJob, hp: Hyperparameters,
             classes: tuple[str, ...]) -> None:
     """Write the model artifact (inference graph on the CPU) to /opt/ml/model."""
     net.collect_params().reset_ctx(mx.cpu())
@@ -189,7 +189,7 @@ def _export(net: gluon.HybridBlock, env: TrainingEnvironment, hp: Hyperparameter
     LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
 
 
-def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingData) -> None:
+def _export_int8(env: TrainingJob, hp: Hyperparameters, data: TrainingData) -> None:
     """`quantize=int8`: calibrate the exported network on a sample of the data and add the
     INT8 network to the artifact (`model/quantization.py` says which layers stay float32)."""
     batches = list(data.calibration_batches(validation_transform(hp.image_shape), 8,
@@ -204,7 +204,7 @@ def _export_int8(env: TrainingEnvironment, hp: Hyperparameters, data: TrainingDa
              ", ".join(str(f) for f in files))
 
 
-def _read_channels(env: TrainingEnvironment, hp: Hyperparameters, shard: Shard) -> TrainingData:
+def _read_channels(env: TrainingJob, hp: Hyperparameters, shard: Shard) -> TrainingData:
     """The training data; in Pipe mode under the progress watchdog, since the first samples
     are read now and a FIFO that never opens or stays silent would otherwise hang the job."""
     if not any(channel.input_mode == "Pipe" for channel in env.channels.values()):
@@ -214,7 +214,7 @@ def _read_channels(env: TrainingEnvironment, hp: Hyperparameters, shard: Shard) 
         return read_training_data(env.paths, env.channels, hp, shard=shard)
 
 
-def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequence[mx.Context],
+def run_training(env: TrainingJob, hp: Hyperparameters, contexts: Sequence[mx.Context],
                  kv_store: str | None, reporter: MetricReporter | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  job: DistributedJob | None = None) -> TrainingSummary:
@@ -271,7 +271,7 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
         data.close()  # stop the loader's worker processes
 
 
-def _training_state(env: TrainingEnvironment, hp: Hyperparameters, classes: tuple[str, ...],
+def _training_state(env: TrainingJob, hp: Hyperparameters, classes: tuple[str, ...],
                     kv_store: str | None) -> TrainingState:
     """Early stopping, the per-epoch metrics (files on the master host only) and the
     checkpoints, before anything is resumed into them."""
