@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from tqdm import tqdm
+
 from ssd_sagemaker.storage import write_files
 
 METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
@@ -36,8 +38,10 @@ class MetricReporter:
         self._stream = stream
 
     def _emit(self, line: str) -> None:
+        """One line, through tqdm so that a progress bar on the terminal is redrawn below it
+        instead of torn (without a bar, tqdm writes the line as it is)."""
         stream = self._stream or sys.stdout
-        stream.write(line + "\n")
+        tqdm.write(line, file=stream)
         stream.flush()
 
     def train_losses(self, epoch: int, batch: int, cross_entropy: float, smooth_l1: float) -> None:

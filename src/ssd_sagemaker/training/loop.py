@@ -4,8 +4,6 @@ targets from the loader, `SSDMultiBoxLoss` normalised by positives, batch split 
 from __future__ import annotations
 
 import contextlib
-import logging
-import math
 import time
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
@@ -13,16 +11,12 @@ from dataclasses import dataclass
 import mxnet as mx
 from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd, gluon
-from tqdm import tqdm
 
 from ssd_sagemaker.devices import split_batch, zero_idle_gradients
-from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.metrics import MetricReporter
-from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
+from ssd_sagemaker.training.observers import BatchDone, EpochObserver, standard_observers
 from ssd_sagemaker.training.precision import MixedPrecision
-
-LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -52,74 +46,73 @@ class Learner:
     gradient_divisor: int = 1
 
 
+def train_step(learner: Learner, loss_fn: Callable, backward: Callable, data: mx.nd.NDArray,
+               cls_targets: mx.nd.NDArray, box_targets: mx.nd.NDArray
+               ) -> tuple[list[mx.nd.NDArray], list[mx.nd.NDArray]]:
+    """One update on one batch, split over the learner's devices: forward, the SSD loss
+    (already normalised by the positive anchors), `backward` (the precision's, which may scale
+    the loss), the optimizer step. Returns the per-device class and box losses."""
+    net, contexts = learner.net, learner.contexts
+    data = split_batch(data, contexts)
+    cls_targets = split_batch(cls_targets, contexts)
+    box_targets = split_batch(box_targets, contexts)
+    with autograd.record():
+        outputs = [net(x) for x in data]
+        sum_loss, cls_loss, box_loss = loss_fn([out[0] for out in outputs],
+                                               [out[1] for out in outputs], cls_targets,
+                                               box_targets)
+        backward(sum_loss)
+    zero_idle_gradients(net, contexts[len(data):])
+    learner.trainer.step(learner.gradient_divisor)
+    return cls_loss, box_loss
+
+
+def run_epoch(learner: Learner, loader: Iterable, epoch: int,
+              observers: Sequence[EpochObserver], loss_fn: Callable | None = None
+              ) -> EpochResult:
+    """`train_step` over every batch in the learner's precision (in force for this pass
+    only), each finished batch shown to the `observers`, which may end the pass by raising."""
+    loss_fn = loss_fn or SSDMultiBoxLoss()
+    cross_entropy, smooth_l1 = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
+    learner.net.hybridize(static_alloc=True, static_shape=True)
+    started, images = time.time(), 0
+    batches = len(loader) if isinstance(loader, Sized) else 0
+    arithmetic = (learner.precision.training(learner.net) if learner.precision
+                  else contextlib.nullcontext(autograd.backward))
+    try:
+        with arithmetic as backward:
+            for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
+                batch_size = data.shape[0]
+                cls_loss, box_loss = train_step(learner, loss_fn, backward, data, cls_targets,
+                                                box_targets)
+                cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
+                smooth_l1.update(0, [loss * batch_size for loss in box_loss])
+                images += batch_size
+                done = BatchDone(epoch, batch_index, batches, images, time.time() - started,
+                                 cross_entropy.get()[1], smooth_l1.get()[1],
+                                 learner.trainer.learning_rate)
+                for observer in observers:
+                    observer.after_batch(done)
+    finally:
+        for observer in observers:
+            observer.close()
+    return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
+
+
 def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: MetricReporter,
                     should_stop: Callable[[], bool] | None = None,
                     on_batch: Callable[[], None] | None = None,
-                    loss_fn: SSDMultiBoxLoss | None = None,
+                    loss_fn: Callable | None = None,
                     draw_bar: bool = False) -> EpochResult:
-    """Forward/backward/update over every batch. Stops with a ClientError on a non-finite loss,
-    and with TrainingInterrupted at the first batch boundary after `should_stop()` turns true.
-    Progress: a tqdm bar (`draw_bar`, as `progress.draws_bar` decides for the job) or about
-    ten log lines per epoch.
-    The learner's precision is in force for this pass only. `on_batch`: called after each
-    finished batch (the progress watchdog's beat)."""
-    net, trainer, contexts, precision = (learner.net, learner.trainer, learner.contexts,
-                                         learner.precision)
-    loss_fn = loss_fn or SSDMultiBoxLoss()
-    cross_entropy = mx.metric.Loss("CrossEntropy")
-    smooth_l1 = mx.metric.Loss("SmoothL1")
-    net.hybridize(static_alloc=True, static_shape=True)
-    started = time.time()
-    images = 0
+    """A training pass with the standard observers: a ClientError on a non-finite loss,
+    TrainingInterrupted at the first batch boundary after `should_stop()` turns true, a tqdm
+    bar (`draw_bar`, as `progress.draws_bar` decides for the job) or about ten log lines per
+    epoch, the metric lines, and `on_batch` after each finished batch (the progress
+    watchdog's beat)."""
     batches = len(loader) if isinstance(loader, Sized) else 0
-    log_interval = max(1, min(50, batches // 10))
-    on_terminal = draw_bar
-    bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
-               disable=not on_terminal)
-    arithmetic = precision.training(net) if precision else contextlib.nullcontext(
-        autograd.backward)
-    with arithmetic as backward:
-        for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
-            batch_size = data.shape[0]
-            data = split_batch(data, contexts)
-            cls_targets = split_batch(cls_targets, contexts)
-            box_targets = split_batch(box_targets, contexts)
-            with autograd.record():
-                outputs = [net(x) for x in data]
-                cls_preds = [out[0] for out in outputs]
-                box_preds = [out[1] for out in outputs]
-                sum_loss, cls_loss, box_loss = loss_fn(cls_preds, box_preds, cls_targets,
-                                                       box_targets)
-                backward(sum_loss)
-            zero_idle_gradients(net, contexts[len(data):])
-            # The loss is already normalised by the number of positive anchors.
-            trainer.step(learner.gradient_divisor)
-            cross_entropy.update(0, [loss * batch_size for loss in cls_loss])
-            smooth_l1.update(0, [loss * batch_size for loss in box_loss])
-            images += batch_size
-            ce_value, l1_value = cross_entropy.get()[1], smooth_l1.get()[1]
-            if not (math.isfinite(ce_value) and math.isfinite(l1_value)):
-                raise ClientError(
-                    f"Training diverged in epoch {epoch}, batch {batch_index}: the loss is not "
-                    f"finite (cross_entropy={ce_value}, smooth_l1={l1_value}). Lower learning_rate "
-                    f"(now {trainer.learning_rate:g})."
-                )
-            bar.update(1)
-            if on_batch is not None:
-                on_batch()
-            if (batch_index + 1) % log_interval == 0 or batch_index + 1 == batches:
-                elapsed = time.time() - started
-                reporter.train_losses(epoch, batch_index, ce_value, l1_value)
-                if not on_terminal:  # a Pipe-mode stream has no known length: "batch 7/?"
-                    eta = (f"{elapsed / (batch_index + 1) * (batches - batch_index - 1):.0f} s"
-                           if batches else "unknown")
-                    LOG.info("epoch %d batch %d/%s: %.2f images/s, eta %s", epoch, batch_index + 1,
-                             batches or "?", images / elapsed if elapsed else 0.0, eta)
-            if should_stop is not None and should_stop():
-                bar.close()
-                raise TrainingInterrupted(epoch, batch_index + 1, stop_signal(should_stop))
-    bar.close()
-    return EpochResult(cross_entropy.get()[1], smooth_l1.get()[1], images, time.time() - started)
+    return run_epoch(learner, loader, epoch,
+                     standard_observers(epoch, batches, reporter, should_stop, on_batch, draw_bar),
+                     loss_fn)
 
 
 def validate(net: gluon.HybridBlock, loader: Iterable, contexts: Sequence[mx.Context],
