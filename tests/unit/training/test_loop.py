@@ -182,6 +182,7 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
     periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
     if bar:
         assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()
+        assert re.search(r"loss \d+\.\d{3}\+\d+\.\d{3}, \d+\.\d\d img/s", stderr.getvalue())
     else:
         assert periodic and periodic[0].startswith("epoch 0 batch 1/1:")
         assert stderr.getvalue() == ""
