@@ -17,11 +17,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import re2
-
-from ssd_sagemaker.data.augmentation import AUGMENTATIONS
+from ssd_sagemaker.augmentation_names import AUGMENTATION_NAMES
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
+from ssd_sagemaker.safe_regex import RegexError, compile_regex
 from ssd_sagemaker.user_json import BadJSON, parse_json
 
 # Keys SageMaker (or the built-in algorithm's tooling) adds; accepted and ignored.
@@ -182,7 +181,7 @@ class Hyperparameters:
         "random interpolation, horizontal flip); `flip` only flips horizontally (p=0.5); "
         "`none` only resizes, as validation and serving do. `flip` and `none` suit images "
         "whose colours, scale or layout carry meaning (text, medical, synthetic) and small "
-        "from-scratch jobs, which the full recipe slows down", choices=tuple(AUGMENTATIONS),
+        "from-scratch jobs, which the full recipe slows down", choices=AUGMENTATION_NAMES,
         documented=False))
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -298,26 +297,15 @@ def _convert(spec: HyperparameterSpec, raw: Any) -> Any:
     if not isinstance(value, str):
         raise ValueError
     if spec.kind == "regex":
-        compile_regex(value)
+        try:
+            compile_regex(value)
+        except RegexError as error:
+            raise _Detailed(str(error)) from None
         return value
     canonical = {choice.lower(): choice for choice in spec.choices}.get(value.lower())
     if canonical is None:
         raise ValueError
     return canonical
-
-
-def compile_regex(pattern: str) -> Any:
-    """`pattern` compiled by RE2, whose matching time is linear in the text: a pattern such as
-    `(\\w+)+!` cannot backtrack for hours as it would with Python's `re`. ValueError (with
-    RE2's reason) when RE2 refuses the pattern."""
-    options = re2.Options()
-    options.log_errors = False  # RE2 would also print the reason to stderr
-    try:
-        return re2.compile(pattern, options=options)
-    except re2.error as error:
-        reason = error.args[0] if error.args else error
-        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else reason
-        raise _Detailed(f"regex error: {reason}") from None
 
 
 def _shown(raw: Any) -> str:
@@ -395,4 +383,4 @@ def markdown_table() -> str:
 
 
 __all__ = ["HyperparameterSpec", "Hyperparameters", "SPECS", "IGNORED_KEYS", "IGNORED_PREFIX",
-           "compile_regex", "default_values", "markdown_table", "parse_hyperparameters"]
+           "default_values", "markdown_table", "parse_hyperparameters"]

@@ -14,11 +14,11 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import (
     SPECS,
     Hyperparameters,
-    compile_regex,
     default_values,
     markdown_table,
     parse_hyperparameters,
 )
+from ssd_sagemaker.safe_regex import compile_regex
 
 REQUIRED = {"num_classes": "3", "num_training_samples": "100"}
 

@@ -37,8 +37,9 @@ from ssd_sagemaker.environment import (
     read_resource_config,
 )
 from ssd_sagemaker.errors import ClientError, report_job_error
-from ssd_sagemaker.hyperparameters import SPECS, compile_regex, parse_hyperparameters
+from ssd_sagemaker.hyperparameters import SPECS, parse_hyperparameters
 from ssd_sagemaker.model.backbones import VGG16_CONVS
+from ssd_sagemaker.safe_regex import compile_regex
 
 FUZZ = settings(max_examples=250, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))

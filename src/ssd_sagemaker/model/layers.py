@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.hyperparameters import compile_regex
 from ssd_sagemaker.model.backbones import BACKBONES
+from ssd_sagemaker.safe_regex import compile_regex
 
 LOG = logging.getLogger(__name__)
 

@@ -162,3 +162,12 @@ def test_flip_mirrors_boxes_with_the_image_half_the_time() -> None:
     first = AUGMENTATIONS["flip"](image, label, 300, FILL, np.random.default_rng(3))
     second = AUGMENTATIONS["flip"](image, label, 300, FILL, np.random.default_rng(3))
     assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+def test_the_hyperparameter_table_names_exactly_the_implemented_augmentations():
+    from ssd_sagemaker.augmentation_names import AUGMENTATION_NAMES
+    from ssd_sagemaker.data.augmentation import AUGMENTATIONS
+    from ssd_sagemaker.hyperparameters import SPECS
+
+    assert sorted(AUGMENTATION_NAMES) == sorted(AUGMENTATIONS)
+    assert next(s for s in SPECS if s.name == "augmentation").choices == AUGMENTATION_NAMES
