@@ -2,15 +2,13 @@
 maximise `validation:mAP` over the learning rate, batch size, optimizer, momentum and weight
 decay, then report the best training job.
 
-Run it in an environment of its own, not the container's venv: the SDK needs numpy >= 1.26 and
-MXNet 1.9.1 needs numpy < 1.24, so the two cannot share one.
+Like sdk_train_deploy.py it runs in the SDK's own environment (`pip install "sagemaker>=2,<3"`
+in a venv of its own: the SDK needs numpy >= 1.26, MXNet 1.9.1 numpy < 1.24):
 
-    python3 -m venv ~/sagemaker-sdk && ~/sagemaker-sdk/bin/pip install "sagemaker>=2,<3"
-    ~/sagemaker-sdk/bin/python examples/tune.py \
+    ~/sagemaker-sdk/bin/python examples/tune.py --max-jobs 20 --max-parallel-jobs 2 \
         --image 123456789012.dkr.ecr.us-east-1.amazonaws.com/ssd-sagemaker:gpu \
-        --role arn:aws:iam::123456789012:role/SageMakerRole \
-        --data s3://BUCKET/ssd --output s3://BUCKET/ssd/tuning \
-        --num-classes 20 --num-training-samples 16551 --max-jobs 20 --max-parallel-jobs 2
+        --role arn:aws:iam::123456789012:role/SageMakerRole --data s3://BUCKET/ssd \
+        --output s3://BUCKET/ssd/tuning --num-classes 20 --num-training-samples 16551
 
 It takes the same settings as sdk_train_deploy.py (beside it), whose estimator and channels it
 uses; the tuned values replace the estimator's. The ranges lie inside the valid values of
