@@ -64,10 +64,31 @@ def test_readme_is_at_most_300_lines_and_keeps_the_test_commands() -> None:
     assert 'bash scripts/test.sh\n' in text and 'bash scripts/test.sh -m "not slow"' in text
 
 
+def _without_code(path: Path) -> str:
+    return re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # links are not in code
+
+
 def _relative_links(path: Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)  # links are not in code
-    targets = re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", text)
+    targets = re.findall(r"\[[^\]]*\]\(([^)\s]+)\)", _without_code(path))
     return [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives a page's headings: lower case, punctuation dropped, spaces
+    as hyphens."""
+    headings = re.findall(r"^#+ (.*)$", _without_code(path), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_anchor_names_a_heading(path: Path) -> None:
+    broken = []
+    for link in re.findall(r"\[[^\]]*\]\(([^)\s:]*#[^)\s]+)\)", _without_code(path)):
+        page, anchor = link.split("#", 1)
+        target = path.parent / page if page else path
+        if target.suffix == ".md" and anchor not in _anchors(target):
+            broken.append(link)
+    assert broken == [], f"{path.relative_to(ROOT)}: links to headings that do not exist: {broken}"
 
 
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
@@ -88,6 +109,8 @@ def test_the_link_check_sees_a_missing_file(tmp_path: Path) -> None:
     page.write_text("[a](gone.md#x) [b](page.md) [c](https://x.org/y) [d](#top)\n"
                     "```\n[e](in-code.md)\n```\n")
     assert _relative_links(page) == ["gone.md#x", "page.md"]
+    page.write_text("# The demo (`scripts/demo.sh`)\n## Requests and responses\n")
+    assert _anchors(page) == {"the-demo-scriptsdemosh", "requests-and-responses"}
 
 
 def test_the_inference_precision_table_has_a_row_per_value() -> None:
