@@ -122,7 +122,7 @@ def render(rng: np.random.Generator, photos: list[np.ndarray]) -> tuple[np.ndarr
 def write_channel(base: Path, channel: str, count: int, seed: int,
                   photos: list[np.ndarray]) -> None:
     """`count` JPEGs in `input/data/<channel>`, one JSON annotation each in
-    `input/data/<channel>_annotation` (the layout README.md documents)."""
+    `input/data/<channel>_annotation` (the layout docs/data-channels.md documents)."""
     images = base / "input/data" / channel
     notes = base / "input/data" / f"{channel}_annotation"
     images.mkdir(parents=True, exist_ok=True)

@@ -111,15 +111,15 @@ def test_refusals_list_the_registered_formats(monkeypatch) -> None:
     assert "application/x-recordio (RecordIO) or an augmented manifest" in message
 
 
-def test_readme_table_of_formats_is_the_registry(monkeypatch) -> None:
-    """scripts/update_readme.py writes a row per entry of FORMATS, a new one included."""
+def test_docs_table_of_formats_is_the_registry(monkeypatch) -> None:
+    """scripts/update_docs.py writes a row per entry of FORMATS, a new one included."""
     root = Path(__file__).resolve().parents[3]
     monkeypatch.syspath_prepend(str(root / "scripts"))
-    import update_readme
-    table = update_readme.formats_table()
-    assert table in (root / "README.md").read_text()
+    import update_docs
+    table = update_docs.formats_table()
+    assert table in (root / "docs/data-channels.md").read_text()
     assert [line.split(" | ")[0] for line in table.splitlines()[2:]] == \
         [f"| {fmt.readme_row[0]}" for fmt in FORMATS]
-    monkeypatch.setattr(update_readme, "FORMATS", FORMATS + (DetectionRecords(),))
-    assert update_readme.formats_table().endswith(
+    monkeypatch.setattr(update_docs, "FORMATS", FORMATS + (DetectionRecords(),))
+    assert update_docs.formats_table().endswith(
         f"| detection records | `ContentType` `{NEW_TYPE}` | File or Pipe |")
