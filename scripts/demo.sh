@@ -23,5 +23,5 @@ server=$!
 trap 'kill -TERM $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 python scripts/invoke.py "http://127.0.0.1:$SAGEMAKER_BIND_TO_PORT" "$image"
 echo "== 4/4 draw the detections scoring at least 0.5"
-ssd-sagemaker predict "$image" --output demo/predictions --score-threshold 0.5
+ssd-sagemaker predict "$image" --output demo/predictions
 echo "annotated image: demo/predictions/validation_0000.annotated.jpg ($((SECONDS - started)) s)"

@@ -89,9 +89,11 @@ def _serve(paths: Paths) -> None:
     serve(paths.model_dir)
 
 
-def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_threshold: str | None,
-             max_detections: str | None) -> None:
-    """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each."""
+def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
+             limit_options: dict[str, str | None]) -> None:
+    """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each,
+    with the endpoint's limits (its variables) overridden by the options given
+    (`limit_options`: a detection limit's name → its option's text, None when not given)."""
     from dataclasses import replace
 
     from ssd_sagemaker.model.artifact import read_model_info
@@ -105,18 +107,18 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path], score_thresh
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
     from ssd_sagemaker.serving.precision import resolve_inference_precision
 
-    check_gpus()
     max_pixels, limits = read_request_limits()
-    precision = resolve_inference_precision(read_inference_precision(),
-                                            read_model_info(model_dir), model_dir,
-                                            gpus=gpu_count(os.environ))
-    for name, raw in (("score_threshold", score_threshold), ("max_detections", max_detections)):
+    for name, raw in limit_options.items():
         if raw is not None:
             try:
                 change: dict[str, Any] = {name: parse_limit(name, raw)}  # an int for a count
                 limits = replace(limits, **change)
             except ValueError as error:
                 raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
+    check_gpus()
+    precision = resolve_inference_precision(read_inference_precision(),
+                                            read_model_info(model_dir), model_dir,
+                                            gpus=gpu_count(os.environ))
     images = collect_images(inputs)
     written = predict_files(Predictor(model_dir, precision=precision), images, output,
                             max_pixels, limits)
@@ -233,14 +235,14 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60)\n  "
               "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
               "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
-              "SSD_INFERENCE_PRECISION  (docs/serving-api.md)",
+              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)",
               "SAGEMAKER_BASE_DIR=$PWD/demo/opt_ml ssd-sagemaker serve")),
     "predict": (
         "run the served model on local images, without a server",
         _help("the model folder (--model-dir), the JPEG/PNG files and folders given",
               "--output/<name>.json (the endpoint's JSON) and <name>.annotated.jpg per image",
-              f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_MAX_IMAGE_PIXELS, "
-              "SSD_INFERENCE_PRECISION  as for serve",
+              f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_DRAW_THRESHOLD, "
+              "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION  as for serve",
               "ssd-sagemaker predict photo.jpg --model-dir model --output predictions")),
     "validate-data": (
         "check the data channels as train would, decoding every image; report, no training",
@@ -332,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: $SSD_SCORE_THRESHOLD or 0)")
     predict.add_argument("--max-detections", help="keep at most this many detections per image "
                                                   "(default: $SSD_MAX_DETECTIONS or 100)")
+    predict.add_argument("--draw-threshold", help="draw the detections scoring at least this in "
+                                                  "<name>.annotated.jpg; the JSON keeps all "
+                                                  "(default: $SSD_DRAW_THRESHOLD or 0.5)")
     selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)
@@ -377,9 +382,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "serve":
         return _run_job(lambda: _serve(paths), None)
     if args.command == "predict":
+        from ssd_sagemaker.serving.config import LIMIT_PARSERS  # one option per detection limit
+
+        options = {name: getattr(args, name) for name in LIMIT_PARSERS}
         return _run_job(lambda: _predict(args.model_dir or paths.model_dir, args.output,
-                                         args.inputs, args.score_threshold, args.max_detections),
-                        None)
+                                         args.inputs, options), None)
     if args.command == "validate-data":
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "selftest":

@@ -21,6 +21,7 @@ MAX_PAYLOAD_MB_LIMIT = 100  # SageMaker's ceiling for MaxPayloadInMB
 DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_SCORE_THRESHOLD = 0.0
 DEFAULT_MAX_DETECTIONS = 100
+DEFAULT_DRAW_THRESHOLD = 0.5  # a drawn image shows what a person should look at, not all 100
 MEGABYTE = 1024 * 1024
 INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precision.py
 
@@ -28,10 +29,12 @@ INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precis
 @dataclass(frozen=True)
 class DetectionLimits:
     """Which detections a response keeps: score at least `score_threshold`, at most
-    `max_detections` of the best. The defaults keep everything the network returns."""
+    `max_detections` of the best (the defaults keep everything the network returns, as the
+    built-in algorithm does); a drawn image shows those scoring at least `draw_threshold`."""
 
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     max_detections: int = DEFAULT_MAX_DETECTIONS
+    draw_threshold: float = DEFAULT_DRAW_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -86,11 +89,13 @@ def _in_range(parse: Callable[[str], float], low: float, high: float | None = No
 LIMIT_PARSERS: dict[str, tuple[Callable[[str], float], str]] = {
     "score_threshold": (_in_range(float, 0.0, 1.0), "a number from 0 to 1"),
     "max_detections": (_in_range(int, 1), "an int > 0"),
+    "draw_threshold": (_in_range(float, 0.0, 1.0), "a number from 0 to 1"),
 }
 
 
 def parse_limit(name: str, raw: str) -> float:
-    """One detection limit (`score_threshold` or `max_detections`) from text, wherever it comes
+    """One detection limit (`score_threshold`, `max_detections`, `draw_threshold`) from text,
+    wherever it comes
     from (environment, request attribute, command line); a ValueError names the limit, the value
     and what is expected."""
     parse, expected = LIMIT_PARSERS[name]

@@ -64,7 +64,8 @@ def predict_files(predictor: Predictor, images: Sequence[Path], output_dir: Path
             target = output_dir / f"{path.stem}{suffix}"
             target.write_bytes(found.render(response_format))
             written.append(target)
-        LOG.info("%s: %d detections -> %s", path, len(found.rows), output_dir / path.stem)
+        LOG.info("%s: %d detections; drawn at score >= %g: %s -> %s", path, len(found.rows),
+                 found.draw_threshold, found.drawn_summary(), output_dir / path.stem)
     if failures:
         raise ClientError(f"{len(failures)} of {len(images)} images could not be read: " +
                           "; ".join(failures))

@@ -8,15 +8,17 @@ which apply (the endpoint's, from `ServingConfig` and the request), so none can 
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from ssd_sagemaker.serving.config import DetectionLimits
+from ssd_sagemaker.serving.config import DEFAULT_DRAW_THRESHOLD, DetectionLimits
 from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
 from ssd_sagemaker.serving.negotiation import ResponseFormat
-from ssd_sagemaker.serving.responses import response_body
+from ssd_sagemaker.serving.rendering import class_name
+from ssd_sagemaker.serving.responses import drawn_rows, response_body
 
 
 @dataclass(frozen=True)
@@ -27,10 +29,18 @@ class Detections:
     image: np.ndarray  # HWC RGB uint8
     rows: list[list[float]]  # [class_id, score, xmin, ymin, xmax, ymax], fractions, best first
     classes: Sequence[str]
+    draw_threshold: float = DEFAULT_DRAW_THRESHOLD
 
     def render(self, response_format: ResponseFormat = ResponseFormat.JSON) -> bytes:
         """The response body in `response_format` (default: the built-in algorithm's JSON)."""
-        return response_body(response_format, self.rows, self.image, self.classes)
+        return response_body(response_format, self.rows, self.image, self.classes,
+                             self.draw_threshold)
+
+    def drawn_summary(self) -> str:
+        """What a drawn image shows, counted by class: "2 circle, 1 square" (or "nothing")."""
+        counts = Counter(class_name(self.classes, row[0])
+                         for row in drawn_rows(self.rows, self.draw_threshold))
+        return ", ".join(f"{n} {name}" for name, n in sorted(counts.items())) or "nothing"
 
 
 def detect_in_bytes(predictor: Predictor, body: bytes, max_pixels: int,
@@ -39,4 +49,4 @@ def detect_in_bytes(predictor: Predictor, body: bytes, max_pixels: int,
     not a usable image raises the `RequestError` the endpoint answers with (400, 413 or 415)."""
     image = decode_image(body, max_pixels)
     return Detections(image, select_detections(predictor.detect(image), limits),
-                      predictor.info.classes)
+                      predictor.info.classes, limits.draw_threshold)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from ssd_sagemaker.serving.config import DEFAULT_DRAW_THRESHOLD
 from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.rendering import class_name, draw_detections, encode_image
 
@@ -44,13 +45,22 @@ def annotation_json(rows: Sequence[Sequence[float]], width: int, height: int
             "annotations": annotations}
 
 
+def drawn_rows(rows: Sequence[Sequence[float]], draw_threshold: float
+               ) -> list[Sequence[float]]:
+    """The detections a drawn image shows: those scoring at least `draw_threshold`."""
+    return [row for row in rows if row[1] >= draw_threshold]
+
+
 def response_body(response_format: ResponseFormat, rows: Sequence[Sequence[float]],
-                  image: Any, classes: Sequence[str]) -> bytes:
+                  image: Any, classes: Sequence[str],
+                  draw_threshold: float = DEFAULT_DRAW_THRESHOLD) -> bytes:
     """The encoded body of `response_format` for detections `rows` on an HWC RGB `image`: any
-    array with a shape, and a numpy array when `response_format.is_image`."""
+    array with a shape, and a numpy array when `response_format.is_image`, where only the rows
+    scoring at least `draw_threshold` are drawn."""
     height, width = image.shape[:2]
     if response_format.is_image:
-        return encode_image(draw_detections(image, rows, classes), response_format.name.lower())
+        return encode_image(draw_detections(image, drawn_rows(rows, draw_threshold), classes),
+                            response_format.name.lower())
     if response_format is ResponseFormat.VERBOSE_JSON:
         body = verbose_json(rows, width, height, classes)
     elif response_format is ResponseFormat.ANNOTATION_JSON:

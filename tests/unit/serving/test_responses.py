@@ -65,3 +65,14 @@ def test_drawing_leaves_the_input_untouched():
     image = np.zeros((50, 60, 3), np.uint8)
     drawn = draw_detections(image, ROWS, CLASSES)
     assert image.max() == 0 and drawn.max() > 0
+
+
+@pytest.mark.parametrize("response_format", [ResponseFormat.JPEG, ResponseFormat.PNG])
+def test_a_drawn_image_shows_only_the_rows_at_or_above_the_draw_threshold(response_format):
+    image = np.full((300, 400, 3), 255, np.uint8)
+    at_half = response_body(response_format, ROWS, image, CLASSES, draw_threshold=0.5)
+    assert at_half == response_body(response_format, ROWS[:1], image, CLASSES, draw_threshold=0)
+    assert at_half != response_body(response_format, ROWS, image, CLASSES, draw_threshold=0.4)
+    # the JSON answers are not filtered by the drawing threshold
+    assert json.loads(response_body(ResponseFormat.JSON, ROWS, image, CLASSES, 0.99)) == \
+        {"prediction": ROWS}
