@@ -71,9 +71,9 @@ def _train(paths: Paths) -> None:
     from ssd_sagemaker.job import read_training_job, require_writable_output
 
     settings = read_training_settings()  # a bad variable fails now, before any config or data
+    check_gpus()  # an unsupported GPU fails now, not with CUDA error 209 in the first step
     job = read_training_job(paths, settings)
     require_writable_output(paths)
-    check_gpus()  # an unsupported GPU fails now, not with CUDA error 209 in the first step
     from ssd_sagemaker.training.trainer import train
 
     summary = train(job, should_stop=StopRequest().install())

@@ -164,7 +164,8 @@ def test_the_gpu_build_without_a_driver_stops_every_command_clearly(tmp_path, mo
 def test_train_serve_and_predict_refuse_an_h100_before_anything_else(
         fake_driver, tmp_path, command, caplog):
     fake_driver.setenv("FAKE_CUDA_GPUS", H100)
-    fake_driver.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "opt_ml"))  # no config, no model
+    (tmp_path / "opt_ml").mkdir()  # a tree (never created by train), with no config, no model
+    fake_driver.setenv("SAGEMAKER_BASE_DIR", str(tmp_path / "opt_ml"))
     fake_driver.setattr(gpu_support, "installed_cuda_build", lambda: (CU112, "1.9.1"))
     assert cli.main(command) == 1
     out = caplog.text
