@@ -39,6 +39,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
                               0xCE, 0xCF})
 JPEG_SOS, JPEG_EOI = 0xDA, 0xD9
+# Decode work in proportion to pixels. libjpeg-turbo visits every block of a component in every
+# scan, so a progressive JPEG costs scans x pixels while its scans can be a few bytes each: 2,090
+# scans held a worker 45 s at 6000 x 6000 (3.6 s at 2000 x 2000, from 57 kB; 10 scans: 0.15 s).
+# Encoders write far fewer: libjpeg's progressive default 10 (YCbCr), 6 per component otherwise
+# (24 for CMYK, 60 at its 10-component maximum), mozjpeg's searched scripts about as many; 100
+# scans decode at most ~2-3x the time of a default progressive image of the same size.
+MAX_JPEG_SCANS = 100
+# Segments outside the scans (APPn, COM, DQT, DHT, SOS, ...): a camera file has tens, a
+# progressive one a DHT and SOS per scan; 1.5 million empty COM segments in a 6 MB body took the
+# segment walk 1.3 s (libjpeg-turbo skips them in 0.03 s).
+MAX_JPEG_SEGMENTS = 10_000
 JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 # The end of entropy-coded data: an FF that is not a stuffed 00, a restart marker or fill.
 JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -215,8 +226,14 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _jpeg_header(data: bytes) -> ImageHeader:
-    size = None
-    for marker, start, length in _jpeg_segments(data):
+    """The frame size, once the walk to EOI found the structure whole and of bounded decode
+    work (MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS: read at call time, so a test can raise them)."""
+    size, scans = None, 0
+    for count, (marker, start, length) in enumerate(_jpeg_segments(data), 1):
+        if count > MAX_JPEG_SEGMENTS:
+            raise BadImage(f"is a JPEG of more than {MAX_JPEG_SEGMENTS} segments (markers "
+                           f"outside the image data), which no encoder writes; re-encode it")
+        scans += marker == JPEG_SOS
         if marker in JPEG_SOF_MARKERS and size is None:
             if length < 6:
                 raise BadImage("is a corrupt JPEG: its frame header is too short")
@@ -227,6 +244,11 @@ def _jpeg_header(data: bytes) -> ImageHeader:
             raise BadImage("is a corrupt JPEG: image data comes before the frame header")
     if size is None:
         raise BadImage("is a corrupt JPEG: it has no frame header (SOF), so no image")
+    if scans > MAX_JPEG_SCANS:
+        raise BadImage(f"is a progressive JPEG of {scans} scans, over the limit of "
+                       f"{MAX_JPEG_SCANS} (encoders write at most ~60, usually 10; each scan "
+                       f"costs a pass over the whole image); re-encode it, progressive with the "
+                       f"default scans or baseline")
     return ImageHeader("JPEG", *size)
 
 
