@@ -57,17 +57,21 @@ def server(tmp_path_factory):
         assert server.stop() == 0, server.output()[-3000:]
 
 
-def stalled_exchange(server: Server, sent: bytes) -> tuple[Answer | None, float]:
-    """Send `sent` and then nothing, keeping the connection open: the answer and how long it
-    took to come."""
+def exchange(server: Server, sent: bytes) -> tuple[Answer | None, float]:
+    """Send `sent` and then nothing, keeping the connection open until the server closes it:
+    the answer and how long it took to come."""
+    started = time.monotonic()
     with socket.create_connection(("127.0.0.1", server.port), timeout=3 * TIMEOUT) as connection:
         connection.sendall(sent)
-        started = time.monotonic()
         received = b""
         while chunk := connection.recv(65536):
             received += chunk
-        waited = time.monotonic() - started
-    return parse_answer(received), waited
+    return parse_answer(received), time.monotonic() - started
+
+
+def posted(body: bytes) -> bytes:
+    """A whole `POST /invocations` of `body`."""
+    return POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def drip_exchange(server: Server) -> tuple[Answer | None, float]:
@@ -91,13 +95,7 @@ def drip_exchange(server: Server) -> tuple[Answer | None, float]:
 
 
 def valid_exchange(server: Server) -> tuple[Answer | None, float]:
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=3 * TIMEOUT) as connection:
-        connection.sendall(POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(JPEG) + JPEG)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
-    return parse_answer(received), time.monotonic() - started
+    return exchange(server, posted(JPEG))
 
 
 @pytest.mark.parametrize("sent", [
@@ -107,7 +105,7 @@ def valid_exchange(server: Server) -> tuple[Answer | None, float]:
     POST_HEAD + b"Transfer-Encoding: chunked\r\n\r\n10\r\nabc",  # a chunk stops short
 ], ids=["nothing", "half-headers", "half-body", "half-chunk"])
 def test_a_stalled_client_gets_a_json_408_after_the_idle_limit(server, sent):
-    answer, waited = stalled_exchange(server, sent)
+    answer, waited = exchange(server, sent)
     assert_refused(answer, 408, "not received in time", f"nothing arrived for {IDLE:g} s")
     assert IDLE - 0.5 <= waited < DEADLINE, waited  # told before gunicorn would kill the worker
 
@@ -162,15 +160,7 @@ def test_a_decode_past_the_deadline_gets_a_json_503_and_the_worker_is_replaced(
     """4000 x 4000, 2,090 valid scans (185 kB): about 15 s of libjpeg-turbo in one call, so
     the worker would be killed at the 10 s timeout and the client get a closed connection."""
     server = unlimited_scans_server
-    hostile = progressive_jpeg(4000, 4000, 2090)
-    started = time.monotonic()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=3 * TIMEOUT) as connection:
-        connection.sendall(POST_HEAD + b"Content-Length: %d\r\n\r\n" % len(hostile) + hostile)
-        received = b""
-        while chunk := connection.recv(65536):
-            received += chunk
-    waited = time.monotonic() - started
-    answer = parse_answer(received)
+    answer, waited = exchange(server, posted(progressive_jpeg(4000, 4000, 2090)))
     assert_refused(answer, 503, "not processed in time", f"request's {DEADLINE:g} s ran out")
     assert DEADLINE - 0.5 <= waited < TIMEOUT, waited
     valid, _ = valid_exchange(server)  # the replacement worker answers
