@@ -269,3 +269,54 @@ def test_the_scan_limit_reaches_validate_data_and_train_naming_the_file(tmp_path
     assert main(["train"]) == 1
     failure = (tmp_path / "output" / "failure").read_text()
     assert "hostile" in failure and "2090 scans" in failure, failure
+
+
+def _png_from_rows(width: int, height: int, colour_type: int, bit_depth: int, interlace: int,
+                   raw: bytes) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, interlace)
+    return (image_corpus.PNG_SIGNATURE + image_corpus.png_chunk(b"IHDR", ihdr)
+            + image_corpus.png_chunk(b"IDAT", raw) + image_corpus.png_chunk(b"IEND", b""))
+
+
+def test_compressed_data_past_the_rows_is_refused_before_libpng_inflates_it(monkeypatch):
+    """5 MB: the rows of 64 x 48 pixels, then 5 GB of zeros in the same zlib stream. libpng
+    inflated all of it (cv2.imdecode: 29.6 s, then the image and a warning). Here: refused
+    after inflating one step past the rows."""
+    rgb = image_corpus.pattern(64, 48)
+    rows = b"".join(b"\x00" + row.tobytes() for row in rgb)
+    packer = zlib.compressobj(9)
+    stream = packer.compress(rows) + packer.compress(bytes(64 << 20)) + packer.flush()
+    bomb = _png_from_rows(64, 48, 2, 8, 0, stream)
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a: pytest.fail("libpng got the bomb"))
+    with pytest.raises(BadImage, match="its compressed data inflates to over 1057840 bytes, far "
+                                       "more than the 9264 bytes of rows its 64 x 48 pixels "
+                                       "need"):
+        decode(bomb)
+
+
+@pytest.mark.parametrize("width,height", [(1, 1), (3, 9), (9, 3), (37, 23)])
+@pytest.mark.parametrize("colour_type,bit_depth", [(2, 8), (0, 1), (6, 16), (3, 4)])
+def test_interlaced_and_packed_pngs_inflate_to_exactly_their_rows(width, height, colour_type,
+                                                                   bit_depth):
+    """The row arithmetic of every Adam7 pass: a stream of exactly the rows decodes, and with
+    one byte more than the 1 MiB tolerated is refused."""
+    bits = bit_depth * {0: 1, 2: 3, 3: 1, 6: 4}[colour_type]
+    raw = b""
+    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4),
+                           (1, 0, 2, 2), (0, 1, 1, 2)):
+        columns, rows = len(range(x0, width, dx)), len(range(y0, height, dy))
+        if columns and rows:
+            raw += (b"\x00" + bytes((columns * bits + 7) // 8)) * rows
+    palette = image_corpus.png_chunk(b"PLTE", bytes(range(48))) if colour_type == 3 else b""
+    body = _png_from_rows(width, height, colour_type, bit_depth, 1, zlib.compress(raw))
+    body = body[:33] + palette + body[33:]
+    assert decode(body).shape == (height, width, 3)
+    for extra in (images.PNG_EXTRA_INFLATED, images.PNG_EXTRA_INFLATED + 1):
+        longer = _png_from_rows(width, height, colour_type, bit_depth, 1,
+                                zlib.compress(raw + bytes(extra)))
+        longer = longer[:33] + palette + longer[33:]
+        if extra == images.PNG_EXTRA_INFLATED:  # tolerated, as libpng does
+            assert decode(longer).shape == (height, width, 3)
+            continue
+        with pytest.raises(BadImage, match=f"inflates to over {len(raw) + (1 << 20)} bytes"):
+            decode(longer)
