@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,17 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
                               0xCE, 0xCF})
 JPEG_SOS, JPEG_EOI = 0xDA, 0xD9
+# Decode work in proportion to pixels. libjpeg-turbo visits every block of a component in every
+# scan, so a progressive JPEG costs scans x pixels while its scans can be a few bytes each: 2,090
+# scans held a worker 45 s at 6000 x 6000 (3.6 s at 2000 x 2000, from 57 kB; 10 scans: 0.15 s).
+# Encoders write far fewer: libjpeg's progressive default 10 (YCbCr), 6 per component otherwise
+# (24 for CMYK, 60 at its 10-component maximum), mozjpeg's searched scripts about as many; 100
+# scans decode at most ~2-3x the time of a default progressive image of the same size.
+MAX_JPEG_SCANS = 100
+# Segments outside the scans (APPn, COM, DQT, DHT, SOS, ...): a camera file has tens, a
+# progressive one a DHT and SOS per scan; 1.5 million empty COM segments in a 6 MB body took the
+# segment walk 1.3 s (libjpeg-turbo skips them in 0.03 s).
+MAX_JPEG_SEGMENTS = 10_000
 JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})  # TEM, RST0-7: no length field
 # The end of entropy-coded data: an FF that is not a stuffed 00, a restart marker or fill.
 JPEG_MARKER_IN_SCAN = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
@@ -51,6 +63,14 @@ SIGNATURES = ((b"GIF87a", "GIF"), (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"M
 # PNG colour types and the bit depths each allows; chunks every decoder must understand.
 PNG_BIT_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
 PNG_CRITICAL_CHUNKS = frozenset({b"IHDR", b"PLTE", b"IDAT", b"IEND"})
+PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # per colour type
+# Adam7's passes: (first column, first row, column step, row step).
+PNG_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+             (0, 1, 1, 2))
+PNG_INFLATE_STEP = 1 << 20
+# Inflated bytes past the rows that are tolerated (libpng ignores them): a sloppy encoder's
+# padding, never a cost worth refusing.
+PNG_EXTRA_INFLATED = 1 << 20
 ISO_BRANDS = {b"avif": "AVIF", b"avis": "AVIF", b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC",
               b"heim": "HEIC", b"heis": "HEIC", b"hevx": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF"}
 
@@ -116,6 +136,7 @@ def decode(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             raise BadImage(f"is a corrupt JPEG: its image data cannot be decoded "
                            f"(libjpeg-turbo: {reason})") from None
     else:
+        _check_png_data_size(data, header)
         bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8),
                            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if bgr is None:
@@ -215,8 +236,14 @@ def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
 
 
 def _jpeg_header(data: bytes) -> ImageHeader:
-    size = None
-    for marker, start, length in _jpeg_segments(data):
+    """The frame size, once the walk to EOI found the structure whole and of bounded decode
+    work (MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS: read at call time, so a test can raise them)."""
+    size, scans = None, 0
+    for count, (marker, start, length) in enumerate(_jpeg_segments(data), 1):
+        if count > MAX_JPEG_SEGMENTS:
+            raise BadImage(f"is a JPEG of more than {MAX_JPEG_SEGMENTS} segments (markers "
+                           f"outside the image data), which no encoder writes; re-encode it")
+        scans += marker == JPEG_SOS
         if marker in JPEG_SOF_MARKERS and size is None:
             if length < 6:
                 raise BadImage("is a corrupt JPEG: its frame header is too short")
@@ -227,6 +254,11 @@ def _jpeg_header(data: bytes) -> ImageHeader:
             raise BadImage("is a corrupt JPEG: image data comes before the frame header")
     if size is None:
         raise BadImage("is a corrupt JPEG: it has no frame header (SOF), so no image")
+    if scans > MAX_JPEG_SCANS:
+        raise BadImage(f"is a progressive JPEG of {scans} scans, over the limit of "
+                       f"{MAX_JPEG_SCANS} (encoders write at most ~60, usually 10; each scan "
+                       f"costs a pass over the whole image); re-encode it, progressive with the "
+                       f"default scans or baseline")
     return ImageHeader("JPEG", *size)
 
 
@@ -252,6 +284,43 @@ def _png_header(data: bytes) -> ImageHeader:
         if kind == b"IEND":
             return ImageHeader("PNG", *size)
         pos += 12 + length
+
+
+def _png_row_bytes(width: int, height: int, bits_per_pixel: int, interlaced: bool) -> int:
+    """The size of a PNG's filtered rows (a filter byte each), all Adam7 passes if interlaced."""
+    passes = PNG_ADAM7 if interlaced else ((0, 0, 1, 1),)
+    total = 0
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        if columns > 0 and rows > 0:
+            total += rows * (1 + -(-columns * bits_per_pixel // 8))
+    return total
+
+
+def _check_png_data_size(data: bytes, header: ImageHeader) -> None:
+    """Refuse compressed data that inflates past the rows the header needs. libpng inflates
+    all of it ("Too much image data", a warning OpenCV ignores): 5 GB of zeros after the rows
+    of a 5 MB, 64 x 48 PNG held cv2.imdecode 30 s. Inflated here in steps, never kept, and
+    stopped past PNG_EXTRA_INFLATED too many; a legitimate stream ends with its rows. Costs
+    about half of OpenCV's decode (12 MP: 0.27 s of 0.44 s). IHDR is known valid."""
+    bits = data[24] * PNG_CHANNELS[data[25]]
+    needed = _png_row_bytes(header.width, header.height, bits, interlaced=data[28] == 1)
+    inflater, inflated, pos = zlib.decompressobj(), 0, len(PNG_MAGIC)
+    while pos + 8 <= len(data) and data[pos + 4:pos + 8] != b"IEND":
+        length = int.from_bytes(data[pos:pos + 4], "big")
+        pending = data[pos + 8:pos + 8 + length] if data[pos + 4:pos + 8] == b"IDAT" else b""
+        pos += 12 + length
+        while pending and not inflater.eof:
+            try:
+                inflated += len(inflater.decompress(pending, PNG_INFLATE_STEP))
+            except zlib.error:
+                return  # corrupt: OpenCV's libpng refuses it with its own reason
+            pending = inflater.unconsumed_tail
+            if inflated > needed + PNG_EXTRA_INFLATED:
+                raise BadImage(f"is a corrupt PNG: its compressed data inflates to over "
+                               f"{needed + PNG_EXTRA_INFLATED} bytes, far more than the {needed} "
+                               f"bytes of rows its {header.width} x {header.height} pixels need "
+                               f"(a decompression bomb?)")
 
 
 def _check_png_fields(bit_depth: int, colour_type: int, compression: int, filter_method: int,

@@ -3,8 +3,9 @@
 
 Every refusal is a JSON body `{"error": sentence, "status": code}`: 400 bad image or attribute,
 or a malformed or incomplete body, 413 too large, 415 unsupported content type, 406 unsupported
-Accept. A client's mistake never becomes a 500; an unexpected failure does, logged with its
-traceback. (Requests gunicorn refuses before they get here: `worker.py`.)
+Accept, 408 a body that had not arrived by the request's deadline, 503 work that had not
+finished by it (`deadline.py`). A client's mistake never becomes a 500; an unexpected failure
+does, logged with its traceback. (Requests gunicorn refuses before they get here: `worker.py`.)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from werkzeug.exceptions import (
 )
 
 from ssd_sagemaker.serving.config import ServingConfig
+from ssd_sagemaker.serving.deadline import ENVIRON_KEY, run_before_deadline
 from ssd_sagemaker.serving.handlers import SUPPORTED_CONTENT_TYPES, Predictor
 from ssd_sagemaker.serving.negotiation import (
     CUSTOM_ATTRIBUTES_HEADER,
@@ -135,7 +137,9 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
                                        f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
         chosen = response_format(request.headers.get("Accept"))
         limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
-        found = detect_in_bytes(predictor, _read_body(config), config.max_image_pixels, limits)
-        return Response(found.render(chosen), mimetype=chosen.content_type)
+        body = _read_body(config)
+        rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
+            predictor, body, config.max_image_pixels, limits).render(chosen))
+        return Response(rendered, mimetype=chosen.content_type)
 
     return app

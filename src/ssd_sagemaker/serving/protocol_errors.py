@@ -58,6 +58,16 @@ class ClientIdle(Exception):
         self.seconds = seconds
 
 
+class ClientTooSlow(Exception):
+    """The request had not all arrived when its deadline (`deadline.py`) passed, however
+    regularly bytes came (a slow-drip client holding a worker)."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"it had not all arrived after {seconds:g} s, the time a request may "
+                         f"take")
+        self.seconds = seconds
+
+
 def error_document(status: int, message: str) -> dict:
     """The documented error body, `{"error": sentence, "status": code}`."""
     return {"error": message, "status": status}
@@ -122,6 +132,9 @@ _REFUSALS: tuple[tuple[type, int, Callable[[Any], str]], ...] = (
     (ClientIdle, 408, lambda e: (
         f"the request was not received in time: {e} while reading it; send the request line, "
         f"headers and body without pausing")),
+    (ClientTooSlow, 408, lambda e: (
+        f"the request was not received in time: {e}; send the request line, headers and body "
+        f"at once")),
     (http_errors.ParseException, 400, lambda e: f"the request is malformed: {e}"),
 )
 # Parse errors that are not the client's doing: a header our app sent, our configuration.

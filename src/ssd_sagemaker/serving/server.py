@@ -9,9 +9,10 @@
   `serve` raises with the worker's reason, rather than a green `/ping` and failing requests.
 - Sync workers: a worker takes a connection only when it is idle, so concurrent requests spread
   evenly over the workers (threaded workers accept while busy and queue requests behind a
-  running forward while another worker idles), and a request running longer than the timeout
-  gets its worker replaced. On SIGTERM, a worker finishes its request and then answers the
-  connections already waiting in the listen queue before it exits (`worker.ServingWorker`).
+  running forward while another worker idles). Each request has a deadline below the timeout
+  (`deadline.py`): past it, a 408 or 503 answers it before gunicorn would kill the worker. On
+  SIGTERM, a worker finishes its request and then answers the connections already waiting in
+  the listen queue before it exits (`worker.ServingWorker`).
 - A request gunicorn refuses before the app sees it (malformed HTTP, a request line or headers
   over the limits set here) gets the same JSON error body as the app's refusals.
 """
@@ -32,6 +33,7 @@ from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
 from ssd_sagemaker.serving.config import ServingConfig, gpu_count, read_serving_config
+from ssd_sagemaker.serving.deadline import request_seconds
 from ssd_sagemaker.serving.protocol_errors import (
     MAX_HEADER_FIELD_BYTES,
     MAX_HEADER_FIELDS,
@@ -147,9 +149,10 @@ def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     if precision == "int8":
         check_artifact(model_dir, int8=True)
     LOG.info("serving %s SSD (%d classes, %d px, %s) from %s on %s: %d workers x %d OpenMP "
-             "threads, timeout %d s, payload limit %d MB", info.base_network, info.num_classes,
-             info.image_shape, precision, model_dir, config.bind, config.workers,
-             config.omp_threads, config.timeout, config.max_payload_mb)
+             "threads, timeout %d s (%g s per request), payload limit %d MB", info.base_network,
+             info.num_classes, info.image_shape, precision, model_dir, config.bind,
+             config.workers, config.omp_threads, config.timeout,
+             request_seconds(config.timeout), config.max_payload_mb)
     handle, name = tempfile.mkstemp(prefix="ssd-serve-boot-failure-")
     os.close(handle)
     boot_failure_file = Path(name)

@@ -6,23 +6,39 @@
   answered with the documented JSON error body and gunicorn's status for it, instead of
   gunicorn's HTML page; a failure of ours there is a JSON 500 with the traceback in the log.
 - A client that stops sending in the middle of its request (or sends nothing) gets a JSON 408
-  after `client_idle_seconds`, instead of holding the worker until gunicorn's timeout kills it.
+  after `client_idle_seconds`, instead of holding the worker until gunicorn's timeout kills it;
+  one that keeps sending slowly (a byte every few seconds) gets it at the request's deadline
+  (`deadline.py`: a total from accept, below gunicorn's timeout), and so does one whose answer
+  the app could not compute in time (503). No request is answered by a closed connection.
+- A worker whose request left work running past the deadline exits after answering (its thread
+  cannot be stopped); gunicorn starts a replacement.
 """
 
 from __future__ import annotations
 
 import errno
+import os
 import socket
+import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from gunicorn import util
 from gunicorn.http.message import Request
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.sync import SyncWorker
 
+from ssd_sagemaker.serving.deadline import (
+    ANSWER_SECONDS,
+    ENVIRON_KEY,
+    RequestClock,
+    request_seconds,
+)
 from ssd_sagemaker.serving.protocol_errors import (
     ClientIdle,
+    ClientTooSlow,
     Refusal,
     error_response,
     protocol_refusal,
@@ -33,25 +49,36 @@ from ssd_sagemaker.serving.protocol_errors import (
 CLIENT_IDLE_SECONDS = 10.0
 
 
-class IdleLimitedSocket:
-    """A client socket whose reads of the request wait at most `seconds` for the next bytes,
-    then raise ClientIdle (not an OSError, so gunicorn's handler and the app refuse it, 408).
-    Once the answer is sent (`shutdown`), reads are the socket's own again: gunicorn's graceful
-    close drains the connection with its own timeout."""
+class BoundedSocket:
+    """A client socket whose reads of the request wait at most `idle_seconds` for the next
+    bytes (then ClientIdle) and end at the request's deadline (then ClientTooSlow): not
+    OSErrors, so gunicorn's handler and the app refuse them, 408. Writes of the answer get until
+    ANSWER_SECONDS after the deadline. Once the answer is sent (`shutdown`), reads are the
+    socket's own again: gunicorn's graceful close drains the connection with its own timeout."""
 
-    def __init__(self, connection: socket.socket, seconds: float):
-        connection.settimeout(seconds)
+    def __init__(self, connection: socket.socket, idle_seconds: float, clock: RequestClock):
         self._connection = connection
-        self._seconds = seconds
+        self._idle_seconds = idle_seconds
+        self._clock = clock
         self._answered = False
 
     def recv(self, *args):
+        if self._answered:
+            return self._connection.recv(*args)
+        remaining = self._clock.remaining()
+        if remaining <= 0:
+            raise ClientTooSlow(self._clock.seconds)
+        self._connection.settimeout(min(self._idle_seconds, remaining))
         try:
             return self._connection.recv(*args)
         except TimeoutError:
-            if self._answered:
-                raise
-            raise ClientIdle(self._seconds) from None
+            if self._clock.remaining() <= 0:
+                raise ClientTooSlow(self._clock.seconds) from None
+            raise ClientIdle(self._idle_seconds) from None
+
+    def sendall(self, data) -> None:
+        self._connection.settimeout(max(0.01, self._clock.remaining() + ANSWER_SECONDS))
+        self._connection.sendall(data)
 
     def shutdown(self, how: int) -> None:
         self._answered = True
@@ -82,8 +109,28 @@ class ServingWorker(SyncWorker):
     def client_idle_seconds(self) -> float:
         return min(CLIENT_IDLE_SECONDS, self.cfg.timeout / 2)
 
+    def load_wsgi(self) -> None:
+        """The app, given each request's clock in its environ (`deadline.ENVIRON_KEY`)."""
+        super().load_wsgi()
+        app: Callable[..., Any] = self.wsgi  # type: ignore[has-type]  # gunicorn is untyped
+
+        def with_clock(environ, start_response):
+            environ[ENVIRON_KEY] = self._clock
+            return app(environ, start_response)
+
+        self.wsgi = with_clock
+
     def handle(self, listener, client: socket.socket, addr) -> None:
-        super().handle(listener, IdleLimitedSocket(client, self.client_idle_seconds()), addr)
+        self._clock = RequestClock(request_seconds(self.cfg.timeout))
+        super().handle(listener, BoundedSocket(client, self.client_idle_seconds(), self._clock),
+                       addr)
+        if self._clock.abandoned:
+            # The thread still runs the abandoned work (a decode or forward cannot be
+            # interrupted) and would slow every later request: exit now, answered and closed.
+            self.log.warning("worker %d exits: a request's work outlived its %g s deadline; "
+                             "gunicorn starts a replacement", os.getpid(), self._clock.seconds)
+            sys.stderr.flush()
+            os._exit(0)
 
     def handle_error(self, req, client: socket.socket, addr, exc: BaseException) -> None:
         """Answer what gunicorn's own `handle_error` answers (same statuses), as JSON."""

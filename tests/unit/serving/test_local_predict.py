@@ -6,6 +6,7 @@ import json
 import cv2
 import pytest
 
+from progressive_jpeg import progressive_jpeg
 from serving_samples import encode, noise
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
@@ -68,3 +69,13 @@ def test_unreadable_images_are_reported_after_the_others_are_written(images, stu
     assert "1 of 2 images" in str(error.value) and "broken.jpg" in str(error.value)
     assert "truncated" in str(error.value)
     assert (out / "c.json").is_file() and not (out / "broken.json").exists()
+
+
+def test_a_jpeg_of_too_many_scans_is_reported_by_name(images, stub, tmp_path):
+    folder, single = images
+    hostile = tmp_path / "hostile.jpg"
+    hostile.write_bytes(progressive_jpeg(640, 480, 2090))
+    with pytest.raises(ClientError, match=r"1 of 2 images(.|\n)*hostile.jpg(.|\n)*2090 scans, "
+                                          r"over the limit of 100"):
+        predict_files(stub, [hostile, single], tmp_path / "out", 1_000_000, DetectionLimits())
+    assert stub.calls == 1
