@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from mxnet import gluon
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
+from ssd_sagemaker.training.optimizer_states import RefusedStates, load_optimizer_states
 
 LOG = logging.getLogger(__name__)
 
@@ -196,13 +196,18 @@ class Checkpointer:
     def _restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
                  contexts: Sequence[mx.Context]) -> None:
         """Each load checks its whole file before changing anything; only a checkpoint of an
-        earlier version (no SHA-256 to verify first) can fail after its states loaded."""
+        earlier version (no SHA-256 to verify first) can fail after its states loaded. The
+        optimizer state goes through the data-only reader (`optimizer_states`): a states file
+        holding anything but data is refused, never run."""
         try:
             if state.states_file:
-                trainer.load_states(str(self.directory / state.states_file))
+                path = self.directory / state.states_file
+                load_optimizer_states(trainer, path, path.read_bytes())
             net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
-        except (mx.base.MXNetError, AssertionError, OSError, pickle.UnpicklingError, EOFError,
-                ValueError, TypeError, KeyError) as error:
+        except RefusedStates as refusal:
+            raise DamagedCheckpoint(str(refusal)) from None
+        except (mx.base.MXNetError, AssertionError, OSError, ValueError, TypeError,
+                KeyError) as error:
             lines = [line for line in str(error).splitlines() if line.strip()]
             raise DamagedCheckpoint(f"loading it failed: {lines[-1] if lines else error!r}"
                                     ) from None
