@@ -28,7 +28,7 @@ from mxnet import gluon
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
-from ssd_sagemaker.training.optimizer_states import RefusedStates, load_optimizer_states
+from ssd_sagemaker.training.optimizer_states import RefusedStates, restore_optimizer_states
 
 LOG = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class Checkpointer:
         try:
             if state.states_file:
                 path = self.directory / state.states_file
-                load_optimizer_states(trainer, path, path.read_bytes())
+                restore_optimizer_states(trainer, path, path.read_bytes())
             net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
         except RefusedStates as refusal:
             raise DamagedCheckpoint(str(refusal)) from None

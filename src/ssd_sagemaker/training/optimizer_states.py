@@ -205,7 +205,7 @@ def _copy_fields(record: _Record, target: Any) -> None:
             setattr(target, name, value)
 
 
-def load_optimizer_states(trainer: gluon.Trainer, path: Path, data: bytes) -> None:
+def restore_optimizer_states(trainer: gluon.Trainer, path: Path, data: bytes) -> None:
     """What `Trainer.load_states(path)` does, through the data-only reader: every device's
     updater (or the kvstore's, where it updates) gets its own copy of the states, and the
     job's optimizer takes the saved counters and schedule. Everything is checked before
