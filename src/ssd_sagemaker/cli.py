@@ -20,7 +20,7 @@ from typing import Any
 from ssd_sagemaker.cpu_features import use_every_cpu_for_openmp
 from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
 from ssd_sagemaker.environment import Paths, paths_from_environment
-from ssd_sagemaker.errors import ClientError, report_job_error, write_success
+from ssd_sagemaker.errors import ClientError, clear_markers, report_job_error, write_success
 from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
 
@@ -40,7 +40,10 @@ def _configure_logging() -> None:
 def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
     """Run a job: 0 on success; stopped by SIGTERM → 143, by Ctrl-C → 130 (checkpoint saved,
     no failure file); a ClientError → its sentence (and the failure file) and 1; anything else
-    → AlgorithmError with the traceback and 2."""
+    → AlgorithmError with the traceback and 2. A job that writes the markers (`output_dir`)
+    first removes those of an earlier run."""
+    if output_dir is not None:
+        clear_markers(output_dir)
     try:
         job()
     except Exception as error:  # noqa: BLE001 - the job's last line of defence

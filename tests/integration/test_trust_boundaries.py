@@ -1,0 +1,73 @@
+"""Files from S3-backed folders are data, never code, and a run's markers are its own: the real
+`train` CLI on a checkpoint whose optimizer state was replaced by a pickle that runs a shell
+command (its SHA-256 updated in the description, as an attacker with write access to the
+checkpoint prefix would) runs nothing, names the file it refused and resumes from the
+checkpoint before it; the stale markers of earlier runs are gone."""
+
+import hashlib
+import json
+import os
+import pickle
+
+import pytest
+
+from cli_runner import run_cli, write_demo_job, write_hyperparameters
+from ssd_sagemaker.training.checkpoint import STATE_FILE
+
+BASE = {"num_classes": "3", "num_training_samples": "2", "epochs": "2", "mini_batch_size": "2",
+        "use_pretrained_model": "0", "image_shape": "300"}
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.slow
+def test_a_states_file_that_runs_code_is_refused_and_training_resumes_from_the_previous(
+        tmp_path):
+    write_demo_job(tmp_path, BASE, 2, 1)
+    first = run_cli(tmp_path, "train")
+    assert first.returncode == 0, first.stdout[-3000:]
+    checkpoints = tmp_path / "checkpoints"
+    marker = tmp_path / "MARKER"
+    crafted = pickle.dumps((_RunsCode(marker), None))
+    (checkpoints / "checkpoint-0002.states").write_bytes(crafted)
+    for name in ("checkpoint-0002.json", STATE_FILE):
+        description = json.loads((checkpoints / name).read_text())
+        description["files"]["checkpoint-0002.states"] = {
+            "bytes": len(crafted), "sha256": hashlib.sha256(crafted).hexdigest()}
+        (checkpoints / name).write_text(json.dumps(description))
+    (tmp_path / "output/failure").write_text("ClientError: an earlier run's failure\n")
+
+    write_hyperparameters(tmp_path, dict(BASE, epochs="3"))
+    second = run_cli(tmp_path, "train")
+    assert second.returncode == 0, second.stdout[-3000:]
+    assert not marker.exists()
+    assert (f"checkpoint checkpoint-0002 in {checkpoints} is damaged: checkpoint-0002.states was "
+            f"refused as optimizer state: it names posix.system, which an optimizer state never "
+            f"holds; only arrays, numbers, tuples, lists and dicts are read from it (nothing in "
+            f"it was run)") in second.stdout
+    assert "resumed from checkpoint checkpoint-0001" in second.stdout
+    assert "starting at epoch 1" in second.stdout
+    assert "Traceback" not in second.stdout
+    rows = [json.loads(line) for line in
+            (tmp_path / "output/data/metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 1 again, from the intact one
+    assert sorted(p.name for p in (tmp_path / "output").iterdir() if p.is_file()) == [
+        "success"]  # the earlier run's failure file went when this run started
+
+
+def test_a_failing_run_removes_the_success_file_of_an_earlier_run(tmp_path):
+    output = tmp_path / "output"
+    output.mkdir()
+    (output / "success").write_text("")
+    write_hyperparameters(tmp_path, dict(BASE, epochs="zero"))
+    done = run_cli(tmp_path, "train", timeout=300)
+    assert done.returncode == 1, done.stdout[-2000:] + done.stderr[-2000:]
+    assert sorted(p.name for p in output.iterdir()) == ["failure"]
+    assert (output / "failure").read_text().startswith("ClientError: ")
+    assert "epochs" in (output / "failure").read_text()
