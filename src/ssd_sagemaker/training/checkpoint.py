@@ -13,7 +13,6 @@ warning."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -27,7 +26,13 @@ from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
-from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
+from ssd_sagemaker.storage import (
+    TEMPORARY_SUFFIX,
+    differs_from,
+    fingerprint,
+    serialized,
+    write_files,
+)
 from ssd_sagemaker.training.optimizer_states import RefusedStates, restore_optimizer_states
 
 LOG = logging.getLogger(__name__)
@@ -53,10 +58,6 @@ class CheckpointState:
     history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics so far
     sequence: int = 0  # counts saves: the highest is the newest (0: an earlier version's)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → bytes, sha256
-
-
-def _fingerprint(data: bytes) -> dict[str, Any]:
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class DamagedCheckpoint(Exception):
@@ -89,7 +90,7 @@ class Checkpointer:
             payload[f"{stem}.states"] = serialized(trainer.save_states)
         state.params_file = f"{stem}.params"
         state.states_file = f"{stem}.states" if optimizer_state else ""
-        state.files = {name: _fingerprint(data) for name, data in payload.items()}
+        state.files = {name: fingerprint(data) for name, data in payload.items()}
         text = (json.dumps(asdict(state), indent=2) + "\n").encode()
         self._remove_all_but(self._good[max(0, len(self._good) - (KEPT_CHECKPOINTS - 1)):])
         what = f"checkpoint {stem} (to resume at epoch {state.next_epoch})"
@@ -183,15 +184,8 @@ class Checkpointer:
             if not path.is_file():
                 raise DamagedCheckpoint(f"{name} is missing")
             expected = state.files.get(name)
-            if expected is None:
-                continue
-            data = path.read_bytes()
-            if len(data) != expected["bytes"]:
-                raise DamagedCheckpoint(f"{name} has {len(data)} bytes, {expected['bytes']} "
-                                        f"were written (truncated, e.g. an interrupted copy)")
-            if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-                raise DamagedCheckpoint(f"{name} differs from what was written (its SHA-256 "
-                                        f"does not match)")
+            if expected is not None and (why := differs_from(path, expected)):
+                raise DamagedCheckpoint(why)
 
     def _restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
                  contexts: Sequence[mx.Context]) -> None:
