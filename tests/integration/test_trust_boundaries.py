@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from cli_runner import run_cli, write_demo_job, write_hyperparameters
+from resume_checks import assert_resumed_from_the_first_checkpoint
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.serving.loopback import free_port
 from ssd_sagemaker.training.checkpoint import STATE_FILE
@@ -57,12 +58,7 @@ def test_a_states_file_that_runs_code_is_refused_and_training_resumes_from_the_p
             f"refused as optimizer state: it names posix.system, which an optimizer state never "
             f"holds; only arrays, numbers, tuples, lists and dicts are read from it (nothing in "
             f"it was run)") in second.stdout
-    assert "resumed from checkpoint checkpoint-0001" in second.stdout
-    assert "starting at epoch 1" in second.stdout
-    assert "Traceback" not in second.stdout
-    rows = [json.loads(line) for line in
-            (tmp_path / "output/data/metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == [0, 1, 2]  # epoch 1 again, from the intact one
+    assert_resumed_from_the_first_checkpoint(tmp_path, second.stdout)
     assert sorted(p.name for p in (tmp_path / "output").iterdir() if p.is_file()) == [
         "success"]  # the earlier run's failure file went when this run started
 
