@@ -33,7 +33,11 @@ from ssd_sagemaker.storage import (
     serialized,
     write_files,
 )
-from ssd_sagemaker.training.optimizer_states import RefusedStates, restore_optimizer_states
+from ssd_sagemaker.training.optimizer_states import (
+    RefusedStates,
+    check_optimizer_states,
+    restore_optimizer_states,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -189,15 +193,19 @@ class Checkpointer:
 
     def _restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
                  contexts: Sequence[mx.Context]) -> None:
-        """Each load checks its whole file before changing anything; only a checkpoint of an
-        earlier version (no SHA-256 to verify first) can fail after its states loaded. The
-        optimizer state goes through the data-only reader (`optimizer_states`): a states file
-        holding anything but data is refused, never run."""
+        """The optimizer state is read through the data-only reader (`optimizer_states`) and
+        checked before anything changes: a states file holding anything but data is refused,
+        never run. The weights load before the states go in (loading weights resets a kvstore
+        that updates on several devices, and its states with it); only a checkpoint of an
+        earlier version (no SHA-256 to verify first) can fail after its weights loaded."""
+        states_path = self.directory / state.states_file
         try:
+            states = states_path.read_bytes() if state.states_file else b""
             if state.states_file:
-                path = self.directory / state.states_file
-                restore_optimizer_states(trainer, path, path.read_bytes())
+                check_optimizer_states(trainer, states_path, states)
             net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
+            if state.states_file:
+                restore_optimizer_states(trainer, states_path, states)
         except RefusedStates as refusal:
             raise DamagedCheckpoint(str(refusal)) from None
         except (mx.base.MXNetError, AssertionError, OSError, ValueError, TypeError,

@@ -205,11 +205,18 @@ def _copy_fields(record: _Record, target: Any) -> None:
             setattr(target, name, value)
 
 
+def check_optimizer_states(trainer: gluon.Trainer, path: Path, data: bytes) -> None:
+    """Refuse (`RefusedStates`) what `restore_optimizer_states` would, changing nothing: so
+    a checkpoint is refused before its weights are loaded."""
+    _check_against(read_optimizer_states(path, data), path, trainer._optimizer, trainer._params)
+
+
 def restore_optimizer_states(trainer: gluon.Trainer, path: Path, data: bytes) -> None:
     """What `Trainer.load_states(path)` does, through the data-only reader: every device's
     updater (or the kvstore's, where it updates) gets its own copy of the states, and the
     job's optimizer takes the saved counters and schedule. Everything is checked before
-    anything changes."""
+    anything changes. Call it after the weights are loaded: loading weights into a trainer
+    whose kvstore updates resets that kvstore, and its updater's states with it."""
     if not trainer._kv_initialized:
         trainer._init_kvstore()
     if trainer._params_to_init:

@@ -35,8 +35,8 @@ class _Affine(gluon.Block):
         self.bias = self.params.get("bias", shape=(3,))
 
     def forward(self, x):
-        return mx.nd.broadcast_mul(x.expand_dims(1), self.weight.data()).sum(axis=2) + \
-            self.bias.data()
+        weight, bias = self.weight.data(x.context), self.bias.data(x.context)
+        return mx.nd.broadcast_mul(x.expand_dims(1), weight).sum(axis=2) + bias
 
 
 def _net_and_trainer(seed, optimizer="sgd", dtype="float32", **settings):
@@ -163,3 +163,40 @@ def test_a_pickle_with_a_builtin_callable_is_refused_by_name(tmp_path):
                               pickle.dumps(({0: None}, getattr)))  # a global, never run
     assert str(refusal.value).startswith("x.states was refused as optimizer state: it names "
                                          "builtins.getattr")
+
+
+def _two_device_net_and_trainer(seed, update_on_kvstore):
+    mx.random.seed(seed)
+    contexts = [mx.cpu(0), mx.cpu(1)]
+    net = _Affine()
+    net.initialize(mx.init.Normal(1.0), ctx=contexts)
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 0.05},
+                            kvstore="device", update_on_kvstore=update_on_kvstore)
+    return net, trainer, contexts
+
+
+def _two_device_step(net, trainer, contexts):
+    batch = gluon.utils.split_and_load(mx.nd.arange(16).reshape((4, 4)), contexts)
+    with autograd.record():
+        losses = [(net(part) ** 2).sum() for part in batch]
+    autograd.backward(losses)
+    trainer.step(4)
+
+
+@pytest.mark.parametrize("update_on_kvstore", [True, False])
+def test_resume_on_two_devices_is_bit_exact(tmp_path, update_on_kvstore):
+    """The kvstore's updater (update_on_kvstore) or one updater per device: each gets the
+    states, as Trainer.load_states gives them."""
+    net, trainer, contexts = _two_device_net_and_trainer(0, update_on_kvstore)
+    for _ in range(2):
+        _two_device_step(net, trainer, contexts)
+    Checkpointer(tmp_path).save(net, trainer, CheckpointState(next_epoch=1,
+                                                              network=NETWORK.to_json()))
+    restored, restored_trainer, _ = _two_device_net_and_trainer(1, update_on_kvstore)
+    Checkpointer(tmp_path).resume(restored, restored_trainer, NETWORK, contexts)
+    for _ in range(2):
+        _two_device_step(net, trainer, contexts)
+        _two_device_step(restored, restored_trainer, contexts)
+    for context in contexts:
+        np.testing.assert_array_equal(restored.weight.data(context).asnumpy(),
+                                      net.weight.data(context).asnumpy())
