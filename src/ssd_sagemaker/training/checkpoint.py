@@ -9,7 +9,10 @@ before it are kept (the older ones are removed before a new one is written, so a
 never costs the last good one). Resuming takes the newest checkpoint whose files are all
 there and intact; a damaged one (an interrupted copy from S3, a truncated file) is reported
 and the previous one used, and with none usable training starts from the beginning, with a
-warning."""
+warning. The folder is restored from S3, so nothing in it is trusted to be data: the optimizer
+state is read by `optimizer_states`' data-only reader (MXNet's own runs `pickle.loads`), and a
+states file holding anything else is treated as damage (a matching SHA-256 proves nothing:
+whoever writes the file can write the description too)."""
 
 from __future__ import annotations
 
