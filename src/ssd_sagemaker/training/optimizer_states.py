@@ -98,8 +98,7 @@ class _DataOnlyUnpickler(pickle.Unpickler):
             qualified = f"{module}.{name}"
             return self._records.setdefault(
                 qualified, type(name, (_Record,), {"qualified_name": qualified}))
-        raise _NotData(f"it names {module}.{name}, which an optimizer state "
-                                     f"never holds")
+        raise _NotData(f"it names {module}.{name}, which an optimizer state never holds")
 
     def persistent_load(self, pid: Any) -> Any:
         raise _NotData("it holds a persistent reference")
@@ -130,6 +129,17 @@ def _plain(value: Any) -> bool:
     return False
 
 
+def _check_fields(record: _Record, schedule_allowed: bool = True) -> None:
+    """An optimizer's fields are plain data, but for its learning-rate scheduler, whose own
+    fields are plain data."""
+    for name, value in record.fields.items():
+        if isinstance(value, _Record) and name == "lr_scheduler" and schedule_allowed \
+                and value.qualified_name.startswith("mxnet.lr_scheduler."):
+            _check_fields(value, schedule_allowed=False)
+        elif not _plain(value):
+            raise _NotData(f"{record.qualified_name}'s {name} holds a {type(value).__name__}")
+
+
 @dataclass
 class OptimizerStates:
     """One states file, checked: each parameter's state and the optimizer's fields."""
@@ -157,6 +167,7 @@ def read_optimizer_states(path: Path, data: bytes) -> OptimizerStates:
         if not isinstance(optimizer, _Record) \
                 or not optimizer.qualified_name.startswith("mxnet.optimizer."):
             raise _NotData(f"it holds a {type(optimizer).__name__} where the optimizer goes")
+        _check_fields(optimizer)
     except (_NotData, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError,
             KeyError, IndexError, MemoryError, RecursionError, mx.base.MXNetError) as error:
         lines = [line for line in str(error).splitlines() if line.strip()]
@@ -191,8 +202,9 @@ def _check_against(saved: OptimizerStates, path: Path, optimizer: Any,
 
 
 def _copy_fields(record: _Record, target: Any) -> None:
-    """The record's plain fields onto `target` where it has them (counters, rates, the
-    schedule's progress); a scheduler of the same class gets its own fields."""
+    """The record's fields (plain data, `_check_fields`) onto `target`'s plain fields of the
+    same names (counters, rates, the schedule's progress); a scheduler of the same class gets
+    its own fields."""
     for name, value in record.fields.items():
         if name in _NOT_COPIED or not hasattr(target, name):
             continue
@@ -201,7 +213,7 @@ def _copy_fields(record: _Record, target: Any) -> None:
             if current is not None and value.qualified_name == \
                     f"{type(current).__module__}.{type(current).__name__}":
                 _copy_fields(value, current)
-        elif _plain(value):
+        elif _plain(current):  # plain onto plain: never over the job's own objects
             setattr(target, name, value)
 
 

@@ -200,3 +200,26 @@ def test_resume_on_two_devices_is_bit_exact(tmp_path, update_on_kvstore):
     for context in contexts:
         np.testing.assert_array_equal(restored.weight.data(context).asnumpy(),
                                       net.weight.data(context).asnumpy())
+
+
+def _optimizer_with(name, value):
+    optimizer = mx.optimizer.SGD(learning_rate=0.1)
+    setattr(optimizer, name, value)
+    return optimizer
+
+
+def _looped():
+    loop = []
+    loop.append(loop)
+    return loop
+
+
+@pytest.mark.parametrize("value, why", [
+    (mx.nd.ones((2,)), "mxnet.optimizer.optimizer.SGD's extra holds a _PickledArray"),
+    (_looped(), "maximum recursion depth exceeded"),
+])
+def test_an_optimizer_field_that_is_not_plain_data_is_refused(tmp_path, value, why):
+    data = pickle.dumps(({}, _optimizer_with("extra", value)))
+    with pytest.raises(RefusedStates) as refusal:
+        read_optimizer_states(tmp_path / "x.states", data)
+    assert why in str(refusal.value)
