@@ -24,6 +24,7 @@ from ssd_sagemaker.environment import Paths, paths_from_environment
 from ssd_sagemaker.errors import (
     USAGE_EXIT_CODE,
     ClientError,
+    clear_markers,
     report_job_error,
     write_success,
 )
@@ -55,7 +56,10 @@ def _configure_logging() -> None:
 def _run_job(job: Callable[[], None], output_dir: Path | None) -> int:
     """Run a job: 0 on success; stopped by SIGTERM → 143, by Ctrl-C → 130 (checkpoint saved,
     no failure file); a ClientError → its sentence (and the failure file) and 1; anything else
-    → AlgorithmError with the traceback and 2."""
+    → AlgorithmError with the traceback and 2. A job that writes the markers (`output_dir`)
+    first removes those of an earlier run."""
+    if output_dir is not None:
+        clear_markers(output_dir)
     try:
         job()
     except Exception as error:  # noqa: BLE001 - the job's last line of defence

@@ -108,6 +108,21 @@ def write_failure(output_dir: Path, exc: BaseException) -> Path:
     return path
 
 
+MARKER_FILES = ("failure", "success")
+
+
+def clear_markers(output_dir: Path) -> None:
+    """Remove an earlier run's `failure` and `success` files at the start of a run, so that
+    the folder tells this run's outcome only (a local tree, a retried job on the same
+    volume). One that cannot be removed is logged; the run goes on."""
+    for name in MARKER_FILES:
+        path = Path(output_dir) / name
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            LOG.warning("could not remove %s of an earlier run: %s", path, error)
+
+
 def write_success(output_dir: Path) -> Path:
     """Write the empty `output/success` marker."""
     path = Path(output_dir) / "success"

@@ -11,11 +11,13 @@ Python writes the bytes."""
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from ssd_sagemaker.errors import ClientError
 
@@ -122,3 +124,24 @@ def serialized_files(save: Callable[[Path], None], names: Sequence[str]) -> dict
 def serialized(save: Callable[[str], None]) -> bytes:
     """What `save(path)` writes to one file, captured in memory (see `serialized_files`)."""
     return serialized_files(lambda folder: save(str(folder / "file")), ["file"])["file"]
+
+
+def fingerprint(data: bytes) -> dict[str, Any]:
+    """What a manifest records of a file it lists: its size and SHA-256."""
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def differs_from(path: Path, expected: Mapping[str, Any]) -> str | None:
+    """Why the file at `path` is not the one `fingerprint` recorded (missing, another size,
+    another SHA-256), or None when it is."""
+    if not path.is_file():
+        return f"{path.name} is missing"
+    size = path.stat().st_size
+    if size != expected["bytes"]:
+        return (f"{path.name} has {size} bytes, {expected['bytes']} were written (truncated, "
+                f"e.g. an interrupted copy)" if size < expected["bytes"] else
+                f"{path.name} has {size} bytes, {expected['bytes']} were written")
+    with path.open("rb") as handle:
+        if hashlib.file_digest(handle, "sha256").hexdigest() != expected["sha256"]:
+            return f"{path.name} differs from what was written (its SHA-256 does not match)"
+    return None

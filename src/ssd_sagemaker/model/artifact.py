@@ -1,11 +1,18 @@
 """The model artifact in `/opt/ml/model`: the built-in algorithm's files (exported symbol and
 parameters, `hyperparams.json`) plus `model_info.json` with what serving needs; with
 `quantize=int8`, also the INT8 network (`model_algo_1-int8-*`) beside the float32 one, listed
-in `model_info.json` under `int8`."""
+in `model_info.json` under `int8`.
+
+`manifest.json` lists every file of the artifact with its size and SHA-256 and is written
+last: the files are renamed into place one by one, so a crash in between (over an older
+artifact) leaves a mixed set, which the older manifest no longer matches. Loading refuses
+files that do not match it (`verify_manifest`); a folder without one (an earlier version's
+artifact, or a user's own) is accepted with a warning."""
 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -16,7 +23,9 @@ import mxnet as mx
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.storage import serialized_files, write_files
+from ssd_sagemaker.storage import differs_from, fingerprint, serialized_files, write_files
+
+LOG = logging.getLogger(__name__)
 
 MODEL_PREFIX = "model_algo_1"
 SYMBOL_FILE = f"{MODEL_PREFIX}-symbol.json"
@@ -26,6 +35,7 @@ MODEL_INFO_FILE = "model_info.json"
 INT8_PREFIX = f"{MODEL_PREFIX}-int8"
 INT8_SYMBOL_FILE = f"{INT8_PREFIX}-symbol.json"
 INT8_PARAMS_FILE = f"{INT8_PREFIX}-0000.params"
+MANIFEST_FILE = "manifest.json"
 FORMAT_VERSION = 1
 
 
@@ -89,7 +99,8 @@ def save_artifact(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
     files = _exported_files(net, info.image_shape, MODEL_PREFIX)
     files[HYPERPARAMS_FILE] = (json.dumps(dict(hyperparameters), indent=2) + "\n").encode()
     files[MODEL_INFO_FILE] = _info_file(info)
-    return write_files(model_dir, files, "the model artifact")
+    written = write_files(model_dir, files, "the model artifact")
+    return written + _write_manifest(model_dir, files, {})
 
 
 def add_int8_network(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo) -> list[Path]:
@@ -98,7 +109,52 @@ def add_int8_network(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo) -
     assert info.int8 is not None
     files = _exported_files(net, info.image_shape, INT8_PREFIX)
     files[MODEL_INFO_FILE] = _info_file(info)
-    return write_files(model_dir, files, "the INT8 network")
+    listed = _read_manifest(model_dir) or {}  # the float32 network's entries stand
+    written = write_files(model_dir, files, "the INT8 network")
+    return written + _write_manifest(model_dir, files, listed)
+
+
+def _write_manifest(model_dir: Path, files: Mapping[str, bytes],
+                    listed: Mapping[str, Any]) -> list[Path]:
+    """`manifest.json`: the `listed` entries and those of the `files` just written."""
+    entries = dict(listed, **{name: fingerprint(data) for name, data in files.items()})
+    text = json.dumps({"format_version": FORMAT_VERSION, "files": entries}, indent=2) + "\n"
+    return write_files(model_dir, {MANIFEST_FILE: text.encode()}, "the artifact's manifest")
+
+
+def _read_manifest(model_dir: Path) -> dict[str, Any] | None:
+    """The manifest's entries (name → bytes, sha256); None without a manifest."""
+    path = model_dir / MANIFEST_FILE
+    if not path.is_file():
+        return None
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["files"]
+        for name, entry in entries.items():
+            if Path(name).name != name or not isinstance(entry["bytes"], int) \
+                    or not isinstance(entry["sha256"], str):
+                raise ValueError(f"bad entry {name!r}")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) \
+            as error:
+        raise ClientError(f"{path} is not a valid manifest ({error!r}); serve the complete "
+                          f"model.tar.gz written by this container's `train`.") from None
+    return dict(entries)
+
+
+def verify_manifest(model_dir: Path) -> None:
+    """Every file `manifest.json` lists is there, with its size and SHA-256; a ClientError
+    names the first that is not. Without a manifest: a warning, and nothing checked."""
+    entries = _read_manifest(model_dir)
+    if entries is None:
+        LOG.warning("the model artifact in %s has no %s (written by an earlier version or by "
+                    "hand): its files are not checked against one", model_dir, MANIFEST_FILE)
+        return
+    for name, entry in sorted(entries.items()):
+        why = differs_from(model_dir / name, entry)
+        if why is not None:
+            raise ClientError(
+                f"The model artifact in {model_dir} does not match its {MANIFEST_FILE}: {why}. "
+                f"It was changed after `train` wrote it, or written or copied only in part; "
+                f"serve the complete model.tar.gz written by this container's `train`.")
 
 
 def _int8_entry(raw: Any) -> Int8Network | None:
@@ -148,8 +204,10 @@ def read_model_info(model_dir: Path) -> ModelInfo:
 def load_exported_network(model_dir: Path, ctx: Sequence[mx.Context] | mx.Context,
                           int8: bool = False) -> gluon.SymbolBlock:
     """The exported inference network (outputs: class ids, scores, boxes in input pixels): the
-    float32 one, or with `int8` the quantized one (whose presence the caller checked)."""
+    float32 one, or with `int8` the quantized one (whose presence the caller checked), once
+    the files match the artifact's manifest."""
     symbol, params = (INT8_SYMBOL_FILE, INT8_PARAMS_FILE) if int8 else (SYMBOL_FILE, PARAMS_FILE)
+    verify_manifest(model_dir)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:

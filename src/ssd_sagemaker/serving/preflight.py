@@ -24,6 +24,7 @@ from ssd_sagemaker.model.artifact import (
     SYMBOL_FILE,
     ModelInfo,
     read_model_info,
+    verify_manifest,
 )
 
 NDARRAY_LIST_MAGIC = 0x112
@@ -34,11 +35,13 @@ DTYPE_SIZES = {0: 4, 1: 8, 2: 2, 3: 1, 4: 4, 5: 1, 6: 8, 7: 1, 8: 2, 9: 2, 10: 4
 
 def check_artifact(model_dir: Path, int8: bool = False) -> ModelInfo:
     """The model's description, after checking every file `serve` needs (with `int8`, the
-    INT8 network's); a ClientError names the file and what is wrong with it."""
+    INT8 network's) and that the files match the artifact's manifest; a ClientError names the
+    file and what is wrong with it."""
     info = read_model_info(model_dir)
     symbol, params = (INT8_SYMBOL_FILE, INT8_PARAMS_FILE) if int8 else (SYMBOL_FILE, PARAMS_FILE)
     check_symbol_file(model_dir / symbol)
     check_params_file(model_dir / params)
+    verify_manifest(model_dir)
     return info
 
 

@@ -9,14 +9,15 @@ before it are kept (the older ones are removed before a new one is written, so a
 never costs the last good one). Resuming takes the newest checkpoint whose files are all
 there and intact; a damaged one (an interrupted copy from S3, a truncated file) is reported
 and the previous one used, and with none usable training starts from the beginning, with a
-warning."""
+warning. The folder is restored from S3, so nothing in it is trusted to be data: the optimizer
+state is read by `optimizer_states`' data-only reader (MXNet's own runs `pickle.loads`), and a
+states file holding anything else is treated as damage (a matching SHA-256 proves nothing:
+whoever writes the file can write the description too)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import pickle
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,7 +29,18 @@ from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
-from ssd_sagemaker.storage import TEMPORARY_SUFFIX, serialized, write_files
+from ssd_sagemaker.storage import (
+    TEMPORARY_SUFFIX,
+    differs_from,
+    fingerprint,
+    serialized,
+    write_files,
+)
+from ssd_sagemaker.training.optimizer_states import (
+    RefusedStates,
+    check_optimizer_states,
+    restore_optimizer_states,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -53,10 +65,6 @@ class CheckpointState:
     history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics so far
     sequence: int = 0  # counts saves: the highest is the newest (0: an earlier version's)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name → bytes, sha256
-
-
-def _fingerprint(data: bytes) -> dict[str, Any]:
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 class DamagedCheckpoint(Exception):
@@ -89,7 +97,7 @@ class Checkpointer:
             payload[f"{stem}.states"] = serialized(trainer.save_states)
         state.params_file = f"{stem}.params"
         state.states_file = f"{stem}.states" if optimizer_state else ""
-        state.files = {name: _fingerprint(data) for name, data in payload.items()}
+        state.files = {name: fingerprint(data) for name, data in payload.items()}
         text = (json.dumps(asdict(state), indent=2) + "\n").encode()
         self._remove_all_but(self._good[max(0, len(self._good) - (KEPT_CHECKPOINTS - 1)):])
         what = f"checkpoint {stem} (to resume at epoch {state.next_epoch})"
@@ -183,26 +191,28 @@ class Checkpointer:
             if not path.is_file():
                 raise DamagedCheckpoint(f"{name} is missing")
             expected = state.files.get(name)
-            if expected is None:
-                continue
-            data = path.read_bytes()
-            if len(data) != expected["bytes"]:
-                raise DamagedCheckpoint(f"{name} has {len(data)} bytes, {expected['bytes']} "
-                                        f"were written (truncated, e.g. an interrupted copy)")
-            if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-                raise DamagedCheckpoint(f"{name} differs from what was written (its SHA-256 "
-                                        f"does not match)")
+            if expected is not None and (why := differs_from(path, expected)):
+                raise DamagedCheckpoint(why)
 
     def _restore(self, state: CheckpointState, net: gluon.Block, trainer: gluon.Trainer,
                  contexts: Sequence[mx.Context]) -> None:
-        """Each load checks its whole file before changing anything; only a checkpoint of an
-        earlier version (no SHA-256 to verify first) can fail after its states loaded."""
+        """The optimizer state is read through the data-only reader (`optimizer_states`) and
+        checked before anything changes: a states file holding anything but data is refused,
+        never run. The weights load before the states go in (loading weights resets a kvstore
+        that updates on several devices, and its states with it); only a checkpoint of an
+        earlier version (no SHA-256 to verify first) can fail after its weights loaded."""
+        states_path = self.directory / state.states_file
         try:
+            states = states_path.read_bytes() if state.states_file else b""
             if state.states_file:
-                trainer.load_states(str(self.directory / state.states_file))
+                check_optimizer_states(trainer, states_path, states)
             net.load_parameters(str(self.directory / state.params_file), ctx=list(contexts))
-        except (mx.base.MXNetError, AssertionError, OSError, pickle.UnpicklingError, EOFError,
-                ValueError, TypeError, KeyError) as error:
+            if state.states_file:
+                restore_optimizer_states(trainer, states_path, states)
+        except RefusedStates as refusal:
+            raise DamagedCheckpoint(str(refusal)) from None
+        except (mx.base.MXNetError, AssertionError, OSError, ValueError, TypeError,
+                KeyError) as error:
             lines = [line for line in str(error).splitlines() if line.strip()]
             raise DamagedCheckpoint(f"loading it failed: {lines[-1] if lines else error!r}"
                                     ) from None

@@ -19,7 +19,12 @@ import mxnet as mx
 from mxnet import gluon
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.model.artifact import MODEL_INFO_FILE, PARAMS_FILE, read_model_info
+from ssd_sagemaker.model.artifact import (
+    MODEL_INFO_FILE,
+    PARAMS_FILE,
+    read_model_info,
+    verify_manifest,
+)
 from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.storage import disk_full_error, is_disk_full
 
@@ -129,7 +134,8 @@ def located_artifact(channel_dir: Path) -> Iterator[Path]:
 
 
 def check_compatible(artifact_dir: Path, wanted: NetworkIdentity) -> None:
-    """A warm start needs the same network: name every mismatch with both values."""
+    """A warm start needs the same network (name every mismatch with both values) and files
+    that match the artifact's manifest."""
     info = read_model_info(artifact_dir)
     mismatches = NetworkIdentity(info.base_network, info.image_shape,
                                  info.num_classes).mismatches(wanted, "the model")
@@ -137,6 +143,7 @@ def check_compatible(artifact_dir: Path, wanted: NetworkIdentity) -> None:
         raise ClientError("The model channel's artifact cannot warm-start this job (" +
                           "; ".join(mismatches) + "). Use matching hyperparameters or "
                           "remove the model channel.")
+    verify_manifest(artifact_dir)
 
 
 def read_weights(artifact_dir: Path) -> dict[str, mx.nd.NDArray]:

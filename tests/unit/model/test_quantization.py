@@ -43,7 +43,7 @@ def int8_model(tmp_path_factory):
 def test_the_int8_network_is_written_beside_the_unchanged_float32_one(int8_model):
     model_dir, before, written, entry = int8_model
     assert sorted(p.name for p in written) == sorted([INT8_SYMBOL_FILE, INT8_PARAMS_FILE,
-                                                      "model_info.json"])
+                                                      "model_info.json", "manifest.json"])
     for name, data in before.items():
         assert (model_dir / name).read_bytes() == data, f"{name} changed"
     graph = json.loads((model_dir / INT8_SYMBOL_FILE).read_text())
