@@ -100,3 +100,14 @@ def test_hyperparameters_written_by_the_demo_make_a_job(tmp_path):
     assert set(job.channels) == {"train", "validation", "train_annotation",
                                  "validation_annotation"}
     assert json.loads(Paths(tmp_path).hyperparameters_file.read_text())["num_classes"] == "3"
+
+
+def test_a_missing_model_folder_is_named_with_both_ways_to_give_it(tmp_path):
+    image = tmp_path / "a.jpg"
+    image.write_bytes(b"\xff\xd8")
+    result = run_cli(tmp_path, "predict", str(image), "--model-dir", str(tmp_path / "modle"),
+                     timeout=120, separate=True)
+    assert result.returncode == 1
+    assert f"The model folder {tmp_path / 'modle'} does not exist: give the folder `train` " \
+           f"wrote with --model-dir" in result.stderr
+    assert "SAGEMAKER_BASE_DIR" in result.stderr and "incomplete" not in result.stderr

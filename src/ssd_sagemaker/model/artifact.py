@@ -173,6 +173,11 @@ def _int8_entry(raw: Any) -> Int8Network | None:
 
 def read_model_info(model_dir: Path) -> ModelInfo:
     """Check the artifact is complete and readable; a ClientError names what is missing."""
+    if not model_dir.is_dir():
+        raise ClientError(
+            f"The model folder {model_dir} does not exist: give the folder `train` wrote with "
+            f"--model-dir (predict, evaluate), or point SAGEMAKER_BASE_DIR at the tree whose "
+            f"model/ holds it (serve).")
     missing = [name for name in (SYMBOL_FILE, PARAMS_FILE, MODEL_INFO_FILE)
                if not (model_dir / name).is_file()]
     if missing:
