@@ -30,19 +30,15 @@ from ssd_sagemaker.serving.negotiation import (
     response_format,
 )
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
-from ssd_sagemaker.serving.protocol_errors import (
-    MalformedRequest,
-    Refusal,
-    error_document,
-    protocol_refusal,
-)
+from ssd_sagemaker.serving.protocol_errors import protocol_refusal
 from ssd_sagemaker.serving.request_errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 
 LOG = logging.getLogger(__name__)
 
 
-def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify(error_document(status, message)), status
+def _answer(refusal: RequestError) -> tuple[Response, int]:
+    """The refusal's JSON body (the one the worker writes too), with its status."""
+    return Response(refusal.body(), mimetype="application/json"), refusal.status
 
 
 def _too_large(config: ServingConfig, size: int | None = None) -> PayloadTooLarge:
@@ -51,9 +47,9 @@ def _too_large(config: ServingConfig, size: int | None = None) -> PayloadTooLarg
                            f"{config.max_payload_mb} MB (SAGEMAKER_MAX_PAYLOAD_IN_MB)")
 
 
-def _ended_early(detail: str) -> MalformedRequest:
-    return MalformedRequest(Refusal(400, f"the request body ended early: {detail}; send the "
-                                         f"whole body before closing the connection"))
+def _ended_early(detail: str) -> RequestError:
+    return RequestError(f"the request body ended early: {detail}; send the whole body before "
+                        f"closing the connection")
 
 
 def _read_body(config: ServingConfig) -> bytes:
@@ -74,7 +70,7 @@ def _read_body(config: ServingConfig) -> bytes:
         refusal = protocol_refusal(error)
         if refusal is None:
             raise
-        raise MalformedRequest(refusal) from None
+        raise refusal from None
     if len(body) > config.max_payload_bytes:
         raise _too_large(config)
     if declared is not None and len(body) < declared:
@@ -93,32 +89,34 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
     @app.errorhandler(RequestError)
     def refused(error: RequestError):
         LOG.info("refused %s %s with %d: %s", request.method, request.path, error.status, error)
-        return _error(error.status, f"{error}.")
+        return _answer(error)
 
     @app.errorhandler(NotFound)
     def not_found(error: NotFound):
         routes = ", ".join(
             f"{'/'.join(sorted((rule.methods or set()) - {'HEAD', 'OPTIONS'}))} {rule}"
             for rule in app.url_map.iter_rules() if rule.endpoint != "static")
-        return _error(404, f"{request.path} is not served; the routes are: {routes}.")
+        return _answer(RequestError(f"{request.path} is not served; the routes are: {routes}",
+                                    404))
 
     @app.errorhandler(MethodNotAllowed)
     def method_not_allowed(error: MethodNotAllowed):
         allowed = sorted(error.valid_methods or ())
         useful = [method for method in allowed if method not in ("HEAD", "OPTIONS")]
-        response, status = _error(405, f"{request.method} is not allowed on {request.path}; "
-                                       f"use {' or '.join(useful)}.")
+        response, status = _answer(RequestError(
+            f"{request.method} is not allowed on {request.path}; use {' or '.join(useful)}", 405))
         response.headers["Allow"] = ", ".join(allowed)
         return response, status
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
-        return _error(error.code or 500, error.description or error.name)
+        return _answer(RequestError(error.description or error.name, error.code or 500))
 
     @app.errorhandler(Exception)
     def unexpected(error: Exception):
         LOG.exception("unexpected error on %s %s", request.method, request.path)
-        return _error(500, f"internal error ({type(error).__name__}); see the server log")
+        return _answer(RequestError(f"internal error ({type(error).__name__}); see the server "
+                                    f"log", 500))
 
     @app.get("/ping")
     def ping():

@@ -8,10 +8,7 @@ a chunked body's framing is parsed only while the app reads it (`app._read_body`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 
 from gunicorn.http import errors as http_errors
@@ -25,28 +22,6 @@ MAX_HEADER_FIELD_BYTES = 8190
 
 CHUNKED_FORMAT = ("send each chunk as '<size in hex>\\r\\n<data>\\r\\n' and end the body with "
                   "'0\\r\\n\\r\\n'")
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """How a request is refused: its HTTP status and what the client did wrong."""
-
-    status: int
-    message: str
-
-    @property
-    def reason(self) -> str:
-        """The status line's reason phrase."""
-        return HTTPStatus(self.status).phrase
-
-
-class MalformedRequest(RequestError):
-    """A request whose HTTP is broken (found while the app reads the body): its refusal's
-    status, 400 for malformed framing."""
-
-    def __init__(self, refusal: Refusal):
-        super().__init__(refusal.message)
-        self.status = refusal.status
 
 
 class ClientIdle(Exception):
@@ -66,11 +41,6 @@ class ClientTooSlow(Exception):
         super().__init__(f"it had not all arrived after {seconds:g} s, the time a request may "
                          f"take")
         self.seconds = seconds
-
-
-def error_document(status: int, message: str) -> dict:
-    """The documented error body, `{"error": sentence, "status": code}`."""
-    return {"error": message, "status": status}
 
 
 def _text(value: object) -> str:
@@ -142,22 +112,21 @@ _OURS = (http_errors.InvalidResponseHeader, http_errors.InvalidResponseHeaderNam
          http_errors.ConfigurationProblem)
 
 
-def protocol_refusal(error: BaseException) -> Refusal | None:
+def protocol_refusal(error: BaseException) -> RequestError | None:
     """The refusal for a request gunicorn's parser rejected, or None when `error` is not the
     client's doing (a header our app tried to send, a configuration problem, anything else)."""
     if isinstance(error, _OURS):
         return None
     for kind, status, describe in _REFUSALS:
         if isinstance(error, kind):
-            return Refusal(status, describe(error))
+            return RequestError(describe(error), status)
     return None
 
 
-def error_response(refusal: Refusal, head: bool = False) -> bytes:
+def error_response(refusal: RequestError, head: bool = False) -> bytes:
     """A complete HTTP/1.1 response for `refusal`, closing the connection, for answers written
     straight to the socket (the app answers through Flask); without the body for a HEAD."""
-    body = json.dumps(error_document(refusal.status, f"{refusal.message}."),
-                      separators=(",", ":")).encode("utf-8")
+    body = refusal.body()
     lines = (f"HTTP/1.1 {refusal.status} {refusal.reason}\r\nConnection: close\r\n"
              f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     return lines.encode("latin-1") + (b"" if head else body)

@@ -1,13 +1,37 @@
-"""The client's mistakes, each with its HTTP status, so the app answers them with a JSON body
-instead of a 500. The message is for the caller: it says what was wrong and what to send."""
+"""The one refusal type of serving: a request the server refuses, with its HTTP status and a
+sentence for the caller (what was wrong, what to send), and the one JSON body every refusal is
+answered with — by the Flask app and by the gunicorn worker writing straight to the socket (as
+the inference toolkit's `BaseInferenceToolkitError(status, message)`). Never a 500 for the
+client's bytes."""
 
 from __future__ import annotations
 
+import json
+from http import HTTPStatus
+
 
 class RequestError(Exception):
-    """A request the server refuses; `status` is the HTTP status it is answered with."""
+    """A request the server refuses: `status` (the class's default, or given) and the message.
+    The named subclasses below say which refusal it is where code raises or catches one."""
 
     status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+    @property
+    def reason(self) -> str:
+        """The status line's reason phrase."""
+        return HTTPStatus(self.status).phrase
+
+    def body(self) -> bytes:
+        """The documented error body, `{"error": sentence, "status": code}`, as JSON bytes."""
+        sentence = self.message if self.message.endswith(".") else f"{self.message}."
+        return json.dumps({"error": sentence, "status": self.status},
+                          separators=(",", ":")).encode("utf-8")
 
 
 class UndecodableImage(RequestError, ValueError):

@@ -39,10 +39,10 @@ from ssd_sagemaker.serving.deadline import (
 from ssd_sagemaker.serving.protocol_errors import (
     ClientIdle,
     ClientTooSlow,
-    Refusal,
     error_response,
     protocol_refusal,
 )
+from ssd_sagemaker.serving.request_errors import RequestError
 
 # The longest pause allowed between two reads of one request. Below gunicorn's timeout (half of
 # it when that is shorter), so the client is told before its worker would be killed.
@@ -139,7 +139,8 @@ class ServingWorker(SyncWorker):
         if refusal is None:
             self.log.exception("error handling request %s %s", getattr(req, "method", ""),
                                getattr(req, "uri", "(no URI read)"))
-            refusal = Refusal(500, f"internal error ({type(exc).__name__}); see the server log")
+            refusal = RequestError(f"internal error ({type(exc).__name__}); see the server log",
+                                   500)
         else:
             self.log.warning("refused a request from %s with %d: %s", addr[0], refusal.status,
                              exc)

@@ -43,7 +43,7 @@ def test_a_worker_that_cannot_load_the_model_reports_why_and_exits_as_a_boot_err
     with pytest.raises(SystemExit) as stop:
         server.load()
     assert stop.value.code == Arbiter.WORKER_BOOT_ERROR
-    assert PARAMS_FILE in failure.read_text()
+    assert f"The model folder {tmp_path / 'no-model'} does not exist" in failure.read_text()
 
 
 @pytest.mark.parametrize("stop", [SystemExit(Arbiter.WORKER_BOOT_ERROR),
