@@ -241,7 +241,6 @@ assert not hasattr(tarfile, "data_filter"), "this Python has tarfile filters"
 for name in ("mxnet", "mxnet.gluon"):  # extraction needs no MXNet; this Python has none
     sys.modules[name] = types.ModuleType(name)
 sys.modules["mxnet"].gluon = sys.modules["mxnet.gluon"]
-from deadline import deadline
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.training import warm_start
 good, hostile = Path(sys.argv[1]), Path(sys.argv[2])
