@@ -385,12 +385,9 @@ def test_links_that_stay_inside_the_channels_keep_working(dirs: tuple[Path, Path
     (image_dir / "album").symlink_to("photos")
     _annotation(annotation_dir, "a")
     _annotation(annotation_dir, "b", file="album/a.jpg")
-    (annotation_dir / "kept").mkdir()
-    (annotation_dir / "kept" / "c.json").write_text(
+    (annotation_dir / "kept").mkdir()  # an annotation reached through a link to a .data file
+    (annotation_dir / "kept" / "c.data").write_text(
         (annotation_dir / "a.json").read_text().replace("a.jpg", "photos/a.jpg"))
-    (annotation_dir / "c.json").symlink_to("kept/c.json")
-    (annotation_dir / "kept" / "c.json").rename(annotation_dir / "kept" / "c.data")
-    (annotation_dir / "c.json").unlink()
     (annotation_dir / "c.json").symlink_to("kept/c.data")
     channel = read_annotated_channel(image_dir, annotation_dir, 3)
     assert channel.report.errors == {}
