@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -43,35 +44,46 @@ def _check_size(size: int, max_bytes: int | None) -> None:
         raise TooLarge(f"is {size:,} bytes, over the limit of {max_bytes:,} bytes")
 
 
-def inside(path: Path, root: Path, what: str) -> Path:
-    """`path` resolved (every link followed), refused unless it stays under `root` resolved;
-    `what` names the root in the message (e.g. "the train channel")."""
-    real_root = os.path.realpath(root)
+@dataclass(frozen=True)
+class Boundary:
+    """A folder that reads must not leave, resolved once (a channel holds thousands of
+    files); `what` names it in messages, e.g. "the train channel"."""
+
+    folder: Path
+    what: str
+    real: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "real", os.path.realpath(self.folder))
+
+
+def inside(path: Path, boundary: Boundary) -> Path:
+    """`path` resolved (every link followed), refused unless it stays in `boundary`."""
     real = os.path.realpath(path)
-    if os.path.commonpath([real_root, real]) != real_root:
+    if os.path.commonpath([boundary.real, real]) != boundary.real:
         raise RefusedFile(f"is a symbolic link, or lies under one, that leads outside "
-                          f"{what} ({root}); copy the file into the channel instead of linking "
-                          f"to it")
+                          f"{boundary.what} ({boundary.folder}); copy the file into the channel "
+                          f"instead of linking to it")
     return Path(real)
 
 
-def checked_file(path: Path, root: Path | None = None, what: str = "its folder",
+def checked_file(path: Path, boundary: Boundary | None = None,
                  max_bytes: int | None = None) -> Path:
-    """The path to read `path` through: resolved and kept under `root` (when given), a
+    """The path to read `path` through: resolved and kept in `boundary` (when given), a
     regular file of at most `max_bytes`; RefusedFile otherwise, OSError when it cannot be
     examined (absent, no permission)."""
-    real = inside(path, root, what) if root is not None else Path(path)
+    real = inside(path, boundary) if boundary is not None else Path(path)
     status = os.stat(real)
     _check_regular(status.st_mode)
     _check_size(status.st_size, max_bytes)
     return real
 
 
-def open_file(path: Path, root: Path | None = None, what: str = "its folder",
+def open_file(path: Path, boundary: Boundary | None = None,
               max_bytes: int | None = None) -> BinaryIO:
     """`path` opened for reading after `checked_file`'s checks, without blocking, and checked
     again on the open file (it may have been replaced in between)."""
-    real = checked_file(path, root, what, max_bytes)
+    real = checked_file(path, boundary, max_bytes)
     descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     stream = os.fdopen(descriptor, "rb")
     try:
@@ -83,15 +95,16 @@ def open_file(path: Path, root: Path | None = None, what: str = "its folder",
     return stream
 
 
-def read_file(path: Path, root: Path | None = None, what: str = "its folder",
+def read_file(path: Path, boundary: Boundary | None = None,
               max_bytes: int | None = None) -> bytes:
     """The bytes of `path`, opened as `open_file` does; at most `max_bytes` are read even if
     the file grew after the check."""
-    with open_file(path, root, what, max_bytes) as stream:
+    with open_file(path, boundary, max_bytes) as stream:
         data = stream.read() if max_bytes is None else stream.read(max_bytes + 1)
     if max_bytes is not None:
         _check_size(len(data), max_bytes)
     return data
 
 
-__all__ = ["RefusedFile", "TooLarge", "checked_file", "inside", "open_file", "read_file"]
+__all__ = ["Boundary", "RefusedFile", "TooLarge", "checked_file", "inside", "open_file",
+           "read_file"]

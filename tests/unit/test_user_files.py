@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from deadline import deadline
-from ssd_sagemaker.user_files import RefusedFile, TooLarge, checked_file, open_file, read_file
+from ssd_sagemaker.user_files import (
+    Boundary,
+    RefusedFile,
+    TooLarge,
+    checked_file,
+    open_file,
+    read_file,
+)
 
 
 @pytest.fixture()
@@ -22,25 +29,30 @@ def root(tmp_path: Path) -> Path:
     return channel
 
 
-def test_a_regular_file_inside_is_read(root: Path) -> None:
-    assert read_file(root / "a.json", root, "the train channel") == b'{"a": 1}'
+@pytest.fixture()
+def train(root: Path) -> Boundary:
+    return Boundary(root, "the train channel")
 
 
-def test_links_that_stay_inside_keep_working(root: Path) -> None:
+def test_a_regular_file_inside_is_read(root: Path, train: Boundary) -> None:
+    assert read_file(root / "a.json", train) == b'{"a": 1}'
+
+
+def test_links_that_stay_inside_keep_working(root: Path, train: Boundary) -> None:
     (root / "sub").mkdir()
     (root / "sub" / "b.json").write_text("[2]")
     (root / "link.json").symlink_to("a.json")
     (root / "sublink").symlink_to("sub")
     (root / "sub" / "up.json").symlink_to("../a.json")
-    assert read_file(root / "link.json", root) == b'{"a": 1}'
-    assert read_file(root / "sublink" / "b.json", root) == b"[2]"
-    assert read_file(root / "sub" / "up.json", root) == b'{"a": 1}'
-    assert checked_file(root / "link.json", root) == (root / "a.json").resolve()
+    assert read_file(root / "link.json", train) == b'{"a": 1}'
+    assert read_file(root / "sublink" / "b.json", train) == b"[2]"
+    assert read_file(root / "sub" / "up.json", train) == b'{"a": 1}'
+    assert checked_file(root / "link.json", train) == (root / "a.json").resolve()
 
 
 @pytest.mark.parametrize("make", ["file link", "folder link", "relative link"])
-def test_links_leaving_the_root_are_refused_without_reading(root: Path, tmp_path: Path,
-                                                            make: str) -> None:
+def test_links_leaving_the_root_are_refused_without_reading(root: Path, train: Boundary,
+                                                            tmp_path: Path, make: str) -> None:
     secret = tmp_path / "secret"
     secret.mkdir()
     (secret / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
@@ -50,39 +62,39 @@ def test_links_leaving_the_root_are_refused_without_reading(root: Path, tmp_path
      "folder link": lambda: path.parent.symlink_to(secret),
      "relative link": lambda: path.symlink_to("../secret/passwd")}[make]()
     with pytest.raises(RefusedFile) as refused:
-        read_file(path, root, "the train channel")
+        read_file(path, train)
     message = str(refused.value)
     assert message.startswith("is a symbolic link, or lies under one, that leads outside the "
                               f"train channel ({root}); copy the file into the channel")
     assert "root:" not in message
 
 
-def test_a_fifo_is_refused_before_it_is_opened(root: Path) -> None:
+def test_a_fifo_is_refused_before_it_is_opened(root: Path, train: Boundary) -> None:
     os.mkfifo(root / "pipe.json")
     with deadline(5), pytest.raises(RefusedFile, match=r"^is a FIFO \(named pipe\), not a "
                                                        r"regular file; put the file itself"):
-        read_file(root / "pipe.json", root)
+        read_file(root / "pipe.json", train)
 
 
-def test_a_link_to_a_fifo_is_refused_too(root: Path) -> None:
+def test_a_link_to_a_fifo_is_refused_too(root: Path, train: Boundary) -> None:
     os.mkfifo(root / "pipe")
     (root / "link.json").symlink_to("pipe")
     with deadline(5), pytest.raises(RefusedFile, match="is a FIFO"):
-        read_file(root / "link.json", root)
+        read_file(root / "link.json", train)
 
 
-def test_devices_sockets_and_folders_are_refused(root: Path) -> None:
+def test_devices_sockets_and_folders_are_refused(root: Path, train: Boundary) -> None:
     with pytest.raises(RefusedFile, match="^is a character device, not a regular file"):
         read_file(Path("/dev/null"))
     with socket.socket(socket.AF_UNIX) as server:
         server.bind(str(root / "sock.json"))
         with pytest.raises(RefusedFile, match="^is a socket, not a regular file"):
-            read_file(root / "sock.json", root)
+            read_file(root / "sock.json", train)
     with pytest.raises(RefusedFile, match="^is a directory, not a regular file"):
-        read_file(root, root)
+        read_file(root, train)
 
 
-def test_a_fifo_swapped_in_after_the_check_does_not_block(root: Path,
+def test_a_fifo_swapped_in_after_the_check_does_not_block(root: Path, train: Boundary,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The open is non-blocking and checked again with fstat: the file checked was regular,
     the one opened is a FIFO with no writer."""
@@ -91,21 +103,21 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block(root: Path,
     os.mkfifo(root / "pipe")
     monkeypatch.setattr(user_files, "checked_file", lambda *args, **kwargs: root / "pipe")
     with deadline(5), pytest.raises(RefusedFile, match="is a FIFO"):
-        open_file(root / "a.json", root)
+        open_file(root / "a.json", train)
 
 
-def test_a_file_over_the_bound_is_refused_from_its_size(root: Path) -> None:
+def test_a_file_over_the_bound_is_refused_from_its_size(root: Path, train: Boundary) -> None:
     big = root / "big.json"
     big.write_bytes(b" " * 2_000_001)
     with pytest.raises(TooLarge, match=r"^is 2,000,001 bytes, over the limit of 1,000,000 "
                                        r"bytes$"):
-        read_file(big, root, max_bytes=1_000_000)
-    assert read_file(root / "a.json", root, max_bytes=8) == b'{"a": 1}'
+        read_file(big, train, max_bytes=1_000_000)
+    assert read_file(root / "a.json", train, max_bytes=8) == b'{"a": 1}'
 
 
-def test_an_absent_file_is_an_os_error(root: Path) -> None:
+def test_an_absent_file_is_an_os_error(root: Path, train: Boundary) -> None:
     with pytest.raises(FileNotFoundError):
-        read_file(root / "gone.json", root)
+        read_file(root / "gone.json", train)
     (root / "dangling.json").symlink_to("gone.json")
     with pytest.raises(FileNotFoundError):
-        read_file(root / "dangling.json", root)
+        read_file(root / "dangling.json", train)

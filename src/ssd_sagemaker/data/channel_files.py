@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.user_files import RefusedFile, checked_file, open_file
+from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, open_file
 
 
 def channel_entries(channel_dir: Path, pattern: str = "*") -> list[Path]:
@@ -40,11 +40,11 @@ def check_channel_file(path: Path, channel_dir: Path, channel: str) -> None:
     """A ClientError naming `path` when it leaves the channel (through a symbolic link) or is
     not a regular file (a FIFO, a device, a socket), for files another module opens."""
     with _refusals(path, channel_dir, channel):
-        checked_file(path, channel_dir, f"the {channel} channel")
+        checked_file(path, Boundary(channel_dir, f"the {channel} channel"))
 
 
 def open_channel_file(path: Path, channel_dir: Path, channel: str) -> BinaryIO:
     """`path` opened for reading after `check_channel_file`'s checks (and again on the open
     file, without blocking)."""
     with _refusals(path, channel_dir, channel):
-        return open_file(path, channel_dir, f"the {channel} channel")
+        return open_file(path, Boundary(channel_dir, f"the {channel} channel"))
