@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_files import RefusedFile, TooLarge, read_file
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"
@@ -189,11 +190,24 @@ def read_training_settings(environ: Mapping[str, str] = os.environ) -> TrainingS
     return TrainingSettings(**values)
 
 
+# SageMaker allows 100 hyperparameters and writes a few kilobytes of config; a file far past
+# that is not a job's config, and parsing it (and listing its problems) would cost minutes.
+MAX_CONFIG_BYTES = 1_000_000
+
+
 def _read_json(path: Path, what: str) -> Any:
+    """A config file's JSON value; a FIFO, device or socket is refused before it is opened,
+    and a file over `MAX_CONFIG_BYTES` before it is read."""
     try:
-        data = path.read_bytes()
+        data = read_file(path, max_bytes=MAX_CONFIG_BYTES)
     except OSError as error:
         raise ClientError(f"Cannot read the {what} file {path}: {error.strerror}.") from None
+    except TooLarge as problem:
+        raise ClientError(f"The {what} file {path} {problem}: a job's config is a few "
+                          f"kilobytes (SageMaker allows 100 hyperparameters); remove what the "
+                          f"job does not use.") from None
+    except RefusedFile as problem:
+        raise ClientError(f"The {what} file {path} {problem}.") from None
     try:
         return parse_json(data)
     except BadJSON as problem:

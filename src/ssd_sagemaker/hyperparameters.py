@@ -322,6 +322,11 @@ def _is_empty(raw: Any) -> bool:
     return raw is None or (isinstance(raw, str) and _decode(raw, keep_text=False) in (None, ""))
 
 
+# Problems listed in the failure file: FailureReason shows its first 1024 characters, and a
+# file of thousands of unknown keys must not become a failure file and log of as many lines.
+MAX_LISTED_PROBLEMS = 20
+
+
 def _unknown(key: str, raw: Any) -> str:
     close = difflib.get_close_matches(key[:100], list(_BY_NAME), n=1)
     hint = f"did you mean {close[0]!r}?" if close else "see the hyperparameter table in the README"
@@ -347,12 +352,18 @@ def parse_hyperparameters(raw: Mapping[str, object]) -> Hyperparameters:
             detail = f"; {error}" if isinstance(error, _Detailed) else ""
             problems.append(f"{spec.name}: {_shown(raw[spec.name])} is invalid: "
                             f"must be {spec.valid}{detail}")
-    problems += [_unknown(key, value) for key, value in raw.items()
-                 if key not in _BY_NAME and key not in IGNORED_KEYS
-                 and not key.startswith(IGNORED_PREFIX)]
-    if problems:
-        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-        raise ClientError(f"Invalid hyperparameters ({count}):\n" + "\n".join(problems))
+    unknown = [key for key in raw if key not in _BY_NAME and key not in IGNORED_KEYS
+               and not key.startswith(IGNORED_PREFIX)]
+    total = len(problems) + len(unknown)
+    if total:
+        room = max(0, MAX_LISTED_PROBLEMS - len(problems))
+        # a suggestion ("did you mean ...?") costs a fuzzy match: made for listed keys only
+        listed = problems[:MAX_LISTED_PROBLEMS] + [_unknown(key, raw[key])
+                                                   for key in unknown[:room]]
+        if total > len(listed):
+            listed.append(f"... and {total - len(listed):,} more problems")
+        count = f"{total:,} problem{'s' if total > 1 else ''}"
+        raise ClientError(f"Invalid hyperparameters ({count}):\n" + "\n".join(listed))
     return Hyperparameters(**values)
 
 

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 GOOD = {"num_classes": "2", "num_training_samples": "4"}
+_WHAT = {"hyperparameters.json": "hyperparameters", "inputdataconfig.json": "input data config",
+         "resourceconfig.json": "resource config"}
 
 
 def _json(value: object) -> bytes:
@@ -80,3 +83,49 @@ def test_channel_folder_whose_name_is_not_utf8_still_fills_the_failure_file(run,
     _assert_client_failure(done, tmp_path, "The 'train' channel is required; the job has: "
                                            "tr\\udcffin")
     assert "tr\\udcffin" in done.stdout  # the log line, escaped
+
+
+@pytest.mark.parametrize("name", ["hyperparameters.json", "inputdataconfig.json",
+                                  "resourceconfig.json"])
+def test_a_fifo_for_a_config_file_fails_within_seconds(run, tmp_path: Path, name: str) -> None:
+    """Issue "Trust boundaries" item 5: the job blocked in open() until MaxRuntimeInSeconds."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    if name != "hyperparameters.json":
+        (config / "hyperparameters.json").write_bytes(_json(GOOD))
+    os.mkfifo(config / name)
+    started = time.monotonic()
+    done = run(tmp_path, "train", timeout=60)
+    _assert_client_failure(done, tmp_path, f"The {_WHAT[name]} file {config / name} is a FIFO "
+                                           f"(named pipe), not a regular file")
+    assert time.monotonic() - started < 30
+
+
+def test_a_2_mb_hyperparameters_file_is_refused_before_it_is_read(run, tmp_path: Path) -> None:
+    """Issue "Trust boundaries" item 6: 1 million keys took 2 minutes and 930 MB."""
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    keys = {f"k{index:07d}": "1" for index in range(120_000)}
+    (config / "hyperparameters.json").write_bytes(_json({**GOOD, **keys}))
+    size = (config / "hyperparameters.json").stat().st_size
+    assert size > 1_900_000
+    started = time.monotonic()
+    done = run(tmp_path, "train", timeout=60)
+    _assert_client_failure(done, tmp_path, f"is {size:,} bytes, over the limit of 1,000,000 "
+                                           f"bytes")
+    assert time.monotonic() - started < 30
+    assert len((tmp_path / "output" / "failure").read_bytes()) < 1024
+
+
+def test_a_thousand_unknown_hyperparameters_list_twenty_and_count_the_rest(
+        run, tmp_path: Path) -> None:
+    config = tmp_path / "input" / "config"
+    config.mkdir(parents=True)
+    keys = {f"unknown_{index}": "1" for index in range(1000)}
+    (config / "hyperparameters.json").write_bytes(_json({**GOOD, **keys}))
+    done = run(tmp_path, "train", timeout=120)
+    _assert_client_failure(done, tmp_path, "Invalid hyperparameters (1,000 problems):\n")
+    lines = (tmp_path / "output" / "failure").read_text().splitlines()
+    assert lines[1:21] == [f"unknown_{index}: unknown hyperparameter (given '1'); see the "
+                           f"hyperparameter table in the README" for index in range(20)]
+    assert lines[21:] == ["... and 980 more problems"]

@@ -1,10 +1,13 @@
 """environment.py: paths follow SAGEMAKER_BASE_DIR; config files parse; bad files say why."""
 
 import json
+import os
 
 import pytest
 
+from deadline import deadline
 from ssd_sagemaker.environment import (
+    MAX_CONFIG_BYTES,
     ChannelConfig,
     Paths,
     ResourceConfig,
@@ -161,6 +164,40 @@ def test_hostile_config_file_is_a_client_error_naming_file_and_fault(tmp_path, w
         read(paths)
     assert str(error.value).startswith(f"The {what} file {file_of(paths)} ")
     assert fragment in str(error.value)
+
+
+SPECIAL_FILES = {
+    "fifo": (lambda path: os.mkfifo(path), "is a FIFO (named pipe), not a regular file"),
+    "device": (lambda path: path.symlink_to("/dev/null"),
+               "is a character device, not a regular file"),
+    "folder": (lambda path: path.mkdir(), "is a directory, not a regular file"),
+    "2 MB": (lambda path: path.write_bytes(b'{"x": "' + b"y" * 2_000_000 + b'"}'),
+             "is 2,000,009 bytes, over the limit of 1,000,000 bytes: a job's config is a few "
+             "kilobytes (SageMaker allows 100 hyperparameters)"),
+}
+
+
+@pytest.mark.parametrize("what", sorted(CONFIG_FILES))
+@pytest.mark.parametrize("case", sorted(SPECIAL_FILES))
+def test_config_file_that_is_not_a_small_regular_file_is_refused_unopened(tmp_path, what, case):
+    """A FIFO used to block `train` in open() until MaxRuntimeInSeconds; /dev/zero or a huge
+    file to be read whole (1 million keys: 2 minutes, 930 MB)."""
+    make, fragment = SPECIAL_FILES[case]
+    file_of, read = CONFIG_FILES[what]
+    paths = Paths(tmp_path)
+    file_of(paths).parent.mkdir(parents=True)
+    make(file_of(paths))
+    with deadline(10), pytest.raises(ClientError) as error:
+        read(paths)
+    assert str(error.value).startswith(f"The {what} file {file_of(paths)} {fragment}")
+
+
+def test_a_config_file_at_the_bound_is_read(tmp_path):
+    paths = Paths(tmp_path)
+    document = b'{"epochs": "3", "x": "' + b"y" * (MAX_CONFIG_BYTES - 24) + b'"}'
+    assert len(document) == MAX_CONFIG_BYTES
+    _write(paths.hyperparameters_file, document.decode())
+    assert read_hyperparameters(paths)["epochs"] == "3"
 
 
 def test_utf8_byte_order_mark_is_accepted(tmp_path):

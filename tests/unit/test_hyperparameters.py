@@ -254,6 +254,25 @@ def test_every_violation_is_reported_at_once() -> None:
     assert "'0'" in message and "'2'" in message and "'nag'" in message
 
 
+def test_thousands_of_problems_list_twenty_and_count_the_rest() -> None:
+    """1 million unknown keys used to make a 91 MB failure file and log (FailureReason shows
+    1024 characters); the known parameters' problems come first."""
+    unknown = {f"key_{index}": "1" for index in range(1000)}
+    message = violation(epochs="0", **unknown)
+    first, *lines = message.splitlines()
+    assert first == "Invalid hyperparameters (1,001 problems):"
+    assert len(lines) == 21 and lines[0].startswith("epochs: '0' is invalid")
+    assert lines[1:20] == [f"key_{index}: unknown hyperparameter (given '1'); see the "
+                           f"hyperparameter table in the README" for index in range(19)]
+    assert lines[20] == "... and 981 more problems"
+
+
+def test_twenty_problems_are_listed_without_a_remainder_line() -> None:
+    message = violation(**{f"key_{index}": "1" for index in range(20)})
+    assert message.splitlines()[0] == "Invalid hyperparameters (20 problems):"
+    assert len(message.splitlines()) == 21 and "more problems" not in message
+
+
 def test_unknown_key_suggests_the_closest_name() -> None:
     message = violation(learning_rte="0.1")
     assert "learning_rte: unknown hyperparameter (given '0.1'); did you mean 'learning_rate'?" \

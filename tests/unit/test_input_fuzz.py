@@ -201,8 +201,12 @@ def _with_config(file: Callable[[Paths], Path], data: bytes,
 
 
 def _problem_names(message: str) -> list[str]:
-    """The name each problem line of a hyperparameter ClientError starts with."""
-    return [line.split(": ", 1)[0] for line in message.splitlines()[1:]]
+    """The name each problem line of a hyperparameter ClientError starts with (past 20
+    problems, the last line counts the rest: "... and 5 more problems")."""
+    lines = message.splitlines()[1:]
+    if re.fullmatch(r"\.\.\. and [\d,]+ more problems", lines[-1] if lines else ""):
+        lines = lines[:-1]
+    return [line.split(": ", 1)[0] for line in lines]
 
 
 def assert_names_keys(error: ClientError, raw: dict[str, Any]) -> list[str]:

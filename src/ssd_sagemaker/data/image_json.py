@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from ssd_sagemaker.data.formats import ChannelRead, FileChannel, media_type
-from ssd_sagemaker.data.images import IMAGE_SUFFIXES, BadImage, decode, inspect_file
+from ssd_sagemaker.data.images import IMAGE_SUFFIXES, BadImage, decode, inspect_bytes
 from ssd_sagemaker.data.pipe import Parser
 from ssd_sagemaker.data.report import ChannelReport
 from ssd_sagemaker.data.samples import (
@@ -32,6 +32,7 @@ from ssd_sagemaker.data.samples import (
 from ssd_sagemaker.data.sharding import FULLY_REPLICATED, SHARDED_BY_S3_KEY
 from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 LOG = logging.getLogger(__name__)
@@ -144,10 +145,12 @@ def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
     return parsed
 
 
-def _image_path(file: Any, image_dir: Path, problems: list[str],
+def _image_path(file: Any, images: Boundary, problems: list[str],
                 absent_ok: bool = False) -> Path | None:
-    """The image the annotation names, refusing paths that leave the image channel; an
-    absent image is a problem unless `absent_ok` (None then, and no problem added)."""
+    """The image the annotation names, refusing paths that leave the image channel (by
+    `..` or through a symbolic link) and files that are not regular; an absent image is a
+    problem unless `absent_ok` (None then, and no problem added)."""
+    image_dir = images.folder
     if not isinstance(file, str) or not file.strip():
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
                         f"got {shown(file)}")
@@ -163,17 +166,19 @@ def _image_path(file: Any, image_dir: Path, problems: list[str],
         return None
     path = image_dir / relative
     try:
-        found = path.is_file()
+        checked_file(path, images)
+    except (FileNotFoundError, NotADirectoryError):
+        if not absent_ok:
+            problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
+                            f"{image_dir}")
+        return None
+    except RefusedFile as refusal:
+        problems.append(f"\"file\" {shown(file)} {refusal}")
+        return None
     except (OSError, ValueError) as error:  # a name too long, a NUL byte
         reason = getattr(error, "strerror", None) or str(error)
         problems.append(f"\"file\" {shown(file)} is not a usable file name ({reason}); give "
                         f"the image's path relative to the image channel {image_dir}")
-        return None
-    if not found:
-        if absent_ok:
-            return None
-        problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
-                        f"{image_dir}")
         return None
     return path
 
@@ -195,25 +200,30 @@ def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
     return names
 
 
-def _load(path: Path) -> tuple[Any, str | None]:
-    """The file's JSON value, or what is wrong with it (unreadable, not UTF-8, not JSON, too
-    deep, numbers no float holds, lone surrogates)."""
+def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
+    """The file's JSON value, or what is wrong with it (a link leaving the channel, not a
+    regular file, unreadable, not UTF-8, not JSON, too deep, numbers no float holds, lone
+    surrogates)."""
     try:
-        return parse_json(path.read_bytes()), None
+        return parse_json(read_file(path, annotations)), None
     except OSError as error:
         return None, f"cannot be read ({error.strerror})"
-    except BadJSON as problem:
+    except (RefusedFile, BadJSON) as problem:
         return None, str(problem)
 
 
 def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
-    """Header (and optionally pixel) checks of the annotated image; its problems and
-    warnings go to the annotation file's entry."""
+    """Header (and optionally pixel) checks of the annotated image (`_image_path` checked
+    where it leads); its problems and warnings go to the annotation file's entry."""
     try:
-        header = inspect_file(path)
+        data = read_file(path)
+        header = inspect_bytes(data)
         if thorough:
-            decode(path.read_bytes())
-    except BadImage as error:
+            decode(data)
+    except OSError as error:
+        parsed.problems.append(f"image {path.name} cannot be read ({error.strerror})")
+        return
+    except (RefusedFile, BadImage) as error:
         parsed.problems.append(f"image {path.name} {error}")
         return
     if (header.width, header.height) != (parsed.width, parsed.height):
@@ -240,12 +250,14 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             f"files; it needs one <image basename>.json per image of the {image_dir.name} "
             f"channel, e.g. {EXAMPLE}"
         )
+    images = Boundary(image_dir, "the image channel")
+    annotations = Boundary(annotation_dir, f"the {annotation_dir.name} channel")
     names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file that named it first)
     claimed: dict[Path, str] = {}
     samples = []
     for path in files:
         origin = f"{annotation_dir.name}/{path.relative_to(annotation_dir).as_posix()}"
-        document, fault = _load(path)
+        document, fault = _load(path, annotations)
         if fault:
             report.error(origin, fault)
             continue
@@ -256,7 +268,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             continue
         parsed = parse_annotation(document, num_classes)
         before = len(parsed.problems)
-        image_path = _image_path(document["file"], image_dir, parsed.problems, images_elsewhere)
+        image_path = _image_path(document["file"], images, parsed.problems, images_elsewhere)
         on_other_host = image_path is None and len(parsed.problems) == before
         categories = _categories(document.get("categories"), parsed.problems)
         if image_path is not None and image_path in claimed:

@@ -163,8 +163,8 @@ def sniff_format(data: bytes) -> str:
     if other is not None:
         raise UnsupportedFormat(f"is a {other} file, not a JPEG or PNG; convert it to JPEG or "
                                 f"PNG")
-    raise BadImage(f"could not be decoded: it is neither JPEG nor PNG data (it starts with "
-                   f"{data[:8].hex(' ')}, not ff d8 ff or 89 50 4e 47)")
+    raise BadImage(f"could not be decoded: it is neither JPEG nor PNG data ({len(data):,} "
+                   f"bytes starting with neither signature, ff d8 ff or 89 50 4e 47)")
 
 
 def other_format(data: bytes) -> str | None:

@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
+from ssd_sagemaker.data.channel_files import channel_entries, open_channel_file
 from ssd_sagemaker.data.formats import ChannelRead, FileChannel
 from ssd_sagemaker.data.image_json import parse_annotation
 from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
@@ -202,8 +203,7 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
     records; samples point at their image records."""
     channel_dir = Path(channel_dir)
     report = ChannelReport(channel or channel_dir.name, KIND)
-    files = sorted(p for p in channel_dir.rglob("*") if p.is_file()) \
-        if channel_dir.is_dir() else []
+    files = channel_entries(channel_dir)
     if not files:
         raise ClientError(f"The {report.channel} channel ({channel_dir}) holds no files; an "
                           f"augmented manifest channel in File mode needs the RecordIO-wrapped "
@@ -212,7 +212,7 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
     samples: list[Sample] = []
     names: dict[int, str] = {}
     for path in files:
-        with open(path, "rb") as stream:
+        with open_channel_file(path, channel_dir, report.channel) as stream:
             samples.extend(parse_entries(
                 iter_records(stream), attributes,
                 f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", num_classes,

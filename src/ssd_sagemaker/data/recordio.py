@@ -21,6 +21,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ssd_sagemaker.data.channel_files import channel_entries, open_channel_file
 from ssd_sagemaker.data.formats import ChannelRead, FileChannel, media_type
 from ssd_sagemaker.data.images import BadImage, decode, inspect_bytes
 from ssd_sagemaker.data.pipe import Parser
@@ -331,7 +332,7 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
     `thorough` (validate-data) decodes every image and reports labels too wide."""
     channel_dir = Path(channel_dir)
     report = ChannelReport(channel or channel_dir.name, KIND)
-    files = sorted(channel_dir.rglob("*.rec")) if channel_dir.is_dir() else []
+    files = channel_entries(channel_dir, "*.rec")
     if not files:
         present = sorted(p.name for p in channel_dir.rglob("*") if p.is_file())[:5] \
             if channel_dir.is_dir() else []
@@ -344,7 +345,7 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
     samples = []
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
-        with open(path, "rb") as stream:
+        with open_channel_file(path, channel_dir, report.channel) as stream:
             for index, (offset, record) in enumerate(iter_records(stream, report=report,
                                                                   source=name)):
                 report.found += 1

@@ -43,6 +43,7 @@ from ssd_sagemaker.data.images import BadImage, decode
 from ssd_sagemaker.data.recordio import RecordIOFormatError, read_payload
 from ssd_sagemaker.data.samples import RecordRef, Sample
 from ssd_sagemaker.errors import AlgorithmError, ClientError
+from ssd_sagemaker.user_files import RefusedFile, read_file
 
 LOG = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def image_bytes(sample: Sample) -> bytes:
         return sample.image
     if isinstance(sample.image, RecordRef):
         return read_payload(sample.image)
-    return Path(sample.image).read_bytes()
+    return read_file(Path(sample.image))  # a file swapped for a FIFO since listing: no hang
 
 
 def load(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -66,7 +67,7 @@ def load(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     pixels); an image that cannot be read or decoded is a ClientError naming the sample."""
     try:
         image = decode(image_bytes(sample))
-    except (BadImage, RecordIOFormatError) as error:
+    except (BadImage, RecordIOFormatError, RefusedFile) as error:
         raise ClientError(f"{sample.origin}: image {error}") from None
     except OSError as error:
         raise ClientError(f"{sample.origin}: cannot read the image ({error.strerror})") from None

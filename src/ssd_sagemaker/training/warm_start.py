@@ -18,6 +18,7 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon
 
+from ssd_sagemaker.data.channel_files import channel_entries, check_channel_file
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (
     MODEL_INFO_FILE,
@@ -116,12 +117,16 @@ def _extracted_size(archive_path: Path) -> int:
 @contextlib.contextmanager
 def located_artifact(channel_dir: Path) -> Iterator[Path]:
     """The folder holding the artifact: the channel itself, a sub-folder, or an extracted
-    `*.tar.gz` (see `extract_archive`; removed when the block ends)."""
+    `*.tar.gz` (see `extract_archive`; removed when the block ends). The channel's files read
+    must be regular files inside it (a ClientError names a link leading out, or a FIFO)."""
     for info in sorted(channel_dir.rglob(MODEL_INFO_FILE)):
+        for entry in channel_entries(info.parent):
+            check_channel_file(entry, channel_dir, channel_dir.name)
         yield info.parent
         return
     archives = sorted(channel_dir.rglob("*.tar.gz"))
     if archives:
+        check_channel_file(archives[0], channel_dir, channel_dir.name)
         with tempfile.TemporaryDirectory(prefix="model-channel-") as target:
             extract_archive(archives[0], Path(target))
             for info in sorted(Path(target).rglob(MODEL_INFO_FILE)):

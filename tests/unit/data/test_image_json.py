@@ -4,6 +4,7 @@ naming every invalid file, skipped image, clipped box and bad image."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
+from deadline import deadline
 from planting import bomb_png, corrupt_jpeg, truncated
 from ssd_sagemaker.data.image_json import read_annotated_channel
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION
@@ -263,7 +265,8 @@ def test_boxes_overshooting_by_a_pixel_are_clipped_further_is_an_error(
     (lambda data: bomb_png(), "over the limit of 100000000 (a decompression bomb?)"),
     (lambda data: b"GIF89a" + data, "image bad.jpg is a GIF file, not a JPEG or PNG; convert"),
     (lambda data: b"hello", "image bad.jpg could not be decoded: it is neither JPEG nor PNG "
-                            "data (it starts with 68 65 6c 6c 6f, not ff d8 ff or 89 50 4e 47)"),
+                            "data (5 bytes starting with neither signature, ff d8 ff or 89 50 "
+                            "4e 47)"),
     (lambda data: cv2.imencode(".bmp", np.zeros((48, 64, 3), np.uint8))[1].tobytes(),
      "image bad.jpg is a BMP file, not a JPEG or PNG; convert it to JPEG or PNG"),
 ])
@@ -328,3 +331,86 @@ def test_a_few_invalid_files_are_left_out_many_stop_training(dirs: tuple[Path, P
     channel = read_annotated_channel(image_dir, annotation_dir, 3)
     with pytest.raises(ClientError, match="has 2 invalid example"):
         channel.report.check()
+
+
+@pytest.fixture()
+def secret(tmp_path: Path) -> Path:
+    """A file outside both channels that must never be read (it stands for /etc/passwd)."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "passwd").write_text("root:x:0:0:SECRET:/root:/bin/bash\n")
+    (folder / "passwd.json").write_text('{"file": "a.jpg", "image_size": "root:x:0"}')
+    return folder
+
+
+def _link_case(case: str, image_dir: Path, annotation_dir: Path, secret: Path) -> str:
+    """Make one link leaving a channel among valid examples; the name of the culprit."""
+    if case == "annotation link":
+        (annotation_dir / "evil.json").symlink_to(secret / "passwd.json")
+        return "train_annotation/evil.json: is a symbolic link, or lies under one, that leads " \
+               "outside the train_annotation channel"
+    if case == "image link":
+        (image_dir / "evil.jpg").symlink_to(secret / "passwd")
+        _annotation(annotation_dir, "evil")
+        return "train_annotation/evil.json: \"file\" 'evil.jpg' is a symbolic link, or lies " \
+               "under one, that leads outside the image channel"
+    (image_dir / "etc").symlink_to(secret)  # a folder link: "file" reaches through it
+    _annotation(annotation_dir, "evil", file="etc/passwd")
+    return "train_annotation/evil.json: \"file\" 'etc/passwd' is a symbolic link, or lies " \
+           "under one, that leads outside the image channel"
+
+
+@pytest.mark.parametrize("case", ["annotation link", "image link", "folder link"])
+def test_links_leaving_a_channel_are_invalid_examples_never_read(
+        dirs: tuple[Path, Path], secret: Path, case: str) -> None:
+    """Issue "Trust boundaries" item 4: the targets were read and their first bytes quoted in
+    the failure file (`root:x:0`)."""
+    image_dir, annotation_dir = dirs
+    for name in ("a", "b"):
+        _image(image_dir, f"{name}.jpg")
+        _annotation(annotation_dir, name)
+    culprit = _link_case(case, image_dir, annotation_dir, secret)
+    message = _error(image_dir, annotation_dir)
+    assert f"  {culprit} ({image_dir if 'image' in culprit else annotation_dir}); copy the " \
+           f"file into the channel instead of linking to it" in message.splitlines(), message
+    assert "root:x" not in message and "SECRET" not in message
+    assert re.fullmatch(r"train \(image \+ JSON\): [34] found, 2 used, [01] skipped, 1 with "
+                        r"errors", message.splitlines()[-1]), message
+
+
+def test_links_that_stay_inside_the_channels_keep_working(dirs: tuple[Path, Path]) -> None:
+    image_dir, annotation_dir = dirs
+    _image(image_dir, "photos/a.jpg")
+    (image_dir / "a.jpg").symlink_to("photos/a.jpg")
+    (image_dir / "album").symlink_to("photos")
+    _annotation(annotation_dir, "a")
+    _annotation(annotation_dir, "b", file="album/a.jpg")
+    (annotation_dir / "kept").mkdir()  # an annotation reached through a link to a .data file
+    (annotation_dir / "kept" / "c.data").write_text(
+        (annotation_dir / "a.json").read_text().replace("a.jpg", "photos/a.jpg"))
+    (annotation_dir / "c.json").symlink_to("kept/c.data")
+    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    assert channel.report.errors == {}
+    assert [sample.origin for sample in channel.samples] == [
+        "train/a.jpg", "train/album/a.jpg", "train/photos/a.jpg"]
+
+
+@pytest.mark.parametrize("where", ["annotation", "image"])
+def test_a_fifo_among_the_files_is_an_invalid_example_not_a_hang(dirs: tuple[Path, Path],
+                                                                 where: str) -> None:
+    """Issue "Trust boundaries" item 5: training blocked in open() until MaxRuntimeInSeconds."""
+    image_dir, annotation_dir = dirs
+    for name in ("a", "b"):
+        _image(image_dir, f"{name}.jpg")
+        _annotation(annotation_dir, name)
+    if where == "annotation":
+        os.mkfifo(annotation_dir / "pipe.json")
+        culprit = "train_annotation/pipe.json: is a FIFO (named pipe), not a regular file"
+    else:
+        os.mkfifo(image_dir / "pipe.jpg")
+        _annotation(annotation_dir, "pipe")
+        culprit = ("train_annotation/pipe.json: \"file\" 'pipe.jpg' is a FIFO (named pipe), "
+                   "not a regular file")
+    with deadline(20):
+        message = _error(image_dir, annotation_dir)
+    assert f"  {culprit}; put the file itself there" in message.splitlines(), message

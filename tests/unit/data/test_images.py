@@ -153,10 +153,11 @@ def test_other_formats_are_named_as_unsupported(body, name):
 
 
 def test_unrecognisable_bytes_are_undecodable_not_another_format():
-    with pytest.raises(BadImage, match="neither JPEG nor PNG data .it starts with 7b 22 61 22") \
-            as error:
+    with pytest.raises(BadImage, match="neither JPEG nor PNG data .8 bytes starting with "
+                                       "neither signature") as error:
         sniff_format(b'{"a": 1}')
     assert not isinstance(error.value, UnsupportedFormat)
+    assert "7b 22" not in str(error.value) and '{"a"' not in str(error.value)
     with pytest.raises(BadImage, match="is empty"):
         sniff_format(b"")
 

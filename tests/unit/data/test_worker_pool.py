@@ -9,10 +9,15 @@ import os
 import signal
 import time
 
+import cv2
+import numpy as np
 import pytest
 
+from deadline import deadline
 from ssd_sagemaker.data import workers
+from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.workers import WorkerLost, WorkerPool
+from ssd_sagemaker.errors import ClientError
 
 
 def test_a_killed_worker_is_replaced_and_its_task_redone():
@@ -91,3 +96,22 @@ def test_a_group_signal_while_workers_start_leaves_them_alone():
     finally:
         pool.close()
 
+
+
+def _sample(path):
+    return Sample(origin="train/a.jpg", image=path, boxes=np.zeros((0, 4), np.float32),
+                  class_ids=np.zeros(0, np.int32))
+
+
+def test_a_worker_reads_an_image_file_and_refuses_a_fifo_put_in_its_place(tmp_path):
+    """An image replaced by a FIFO after the channel was read: a ClientError naming the
+    sample, not a loader worker blocked in open() (issue "Trust boundaries" item 5)."""
+    path = tmp_path / "a.jpg"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 127, dtype=np.uint8))
+    image, label = workers.load(_sample(path))
+    assert image.shape == (48, 64, 3) and label.shape == (0, 6)
+    path.unlink()
+    os.mkfifo(path)
+    with deadline(10), pytest.raises(ClientError, match=r"^train/a.jpg: image is a FIFO \(named "
+                                                        r"pipe\), not a regular file"):
+        workers.load(_sample(path))

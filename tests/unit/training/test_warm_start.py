@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deadline import deadline
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (
     MODEL_INFO_FILE,
@@ -310,3 +311,46 @@ def test_no_archive_writes_outside_its_folder(members):
         for path in target.rglob("*") if extracted else ():
             resolved = os.path.realpath(path)
             assert os.path.commonpath([resolved, str(target)]) == str(target), path
+
+
+def _model_channel(tmp_path):
+    """A model channel holding an artifact's file names (the content is not read here)."""
+    channel = tmp_path / "model"
+    channel.mkdir()
+    for name in (MODEL_INFO_FILE, SYMBOL_FILE, PARAMS_FILE):
+        (channel / name).write_text("{}")
+    (tmp_path / "outside.params").write_text("root:x:0:0:SECRET")
+    return channel
+
+
+@pytest.mark.parametrize("name", [MODEL_INFO_FILE, PARAMS_FILE])
+def test_a_model_channel_file_linking_outside_is_refused_by_name(tmp_path, name):
+    """Issue "Trust boundaries" item 4: the model channel for warm start stays inside too."""
+    channel = _model_channel(tmp_path)
+    (channel / name).unlink()
+    (channel / name).symlink_to(tmp_path / "outside.params")
+    with pytest.raises(ClientError) as refused, warm_start.located_artifact(channel):
+        pass
+    assert str(refused.value) == (
+        f"The model channel's file model/{name} is a symbolic link, or lies under one, that "
+        f"leads outside the model channel ({channel}); copy the file into the channel instead "
+        f"of linking to it.")
+
+
+def test_a_fifo_for_model_tar_gz_is_refused_not_opened(tmp_path):
+    channel = tmp_path / "model"
+    channel.mkdir()
+    os.mkfifo(channel / "model.tar.gz")
+    with deadline(10), pytest.raises(ClientError, match=r"^The model channel's file "
+                                                        r"model/model.tar.gz is a FIFO"):
+        with warm_start.located_artifact(channel):
+            pass
+
+
+def test_model_channel_links_that_stay_inside_are_followed(tmp_path):
+    channel = _model_channel(tmp_path)
+    (channel / "kept").mkdir()
+    (channel / PARAMS_FILE).rename(channel / "kept" / "weights")
+    (channel / PARAMS_FILE).symlink_to("kept/weights")
+    with warm_start.located_artifact(channel) as found:
+        assert found == channel
