@@ -58,7 +58,7 @@ def measure(args) -> None:
         quantized,
         write_int8_network,
     )
-    from ssd_sagemaker.serving.handlers import bfloat16_network
+    from ssd_sagemaker.serving.predictor import bfloat16_network
 
     size, work = args.image_shape, args.model_dir.parent
 

@@ -92,8 +92,8 @@ def latency(base: Path, body: bytes, samples: int, rounds: int):
     import requests
 
     from ssd_sagemaker.serving.config import ServingConfig
-    from ssd_sagemaker.serving.handlers import Predictor
     from ssd_sagemaker.serving.pipeline import detect_in_bytes
+    from ssd_sagemaker.serving.predictor import Predictor
 
     predictor, config = Predictor(base / "model"), ServingConfig()  # the server's defaults
 
@@ -178,7 +178,8 @@ def precision_latency(base: Path, body: bytes, samples: int, rounds: int,
     import requests
 
     from ssd_sagemaker.data.transforms import network_input
-    from ssd_sagemaker.serving.handlers import Predictor, decode_image
+    from ssd_sagemaker.serving.pipeline import decode_image
+    from ssd_sagemaker.serving.predictor import Predictor
 
     times: dict[str, dict[str, list[float]]] = {p: {"forward": [], "http": []}
                                                 for p in precisions}

@@ -107,9 +107,9 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
         read_inference_precision,
         read_request_limits,
     )
-    from ssd_sagemaker.serving.handlers import Predictor
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
     from ssd_sagemaker.serving.precision import resolve_inference_precision
+    from ssd_sagemaker.serving.predictor import Predictor
 
     max_pixels, limits = read_request_limits()
     for name, raw in limit_options.items():

@@ -23,13 +23,13 @@ from werkzeug.exceptions import (
 
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.deadline import ENVIRON_KEY, run_before_deadline
-from ssd_sagemaker.serving.handlers import SUPPORTED_CONTENT_TYPES, Predictor
 from ssd_sagemaker.serving.negotiation import (
     CUSTOM_ATTRIBUTES_HEADER,
     detection_limits,
     response_format,
 )
-from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.pipeline import SUPPORTED_CONTENT_TYPES, detect_in_bytes
+from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.protocol_errors import protocol_refusal
 from ssd_sagemaker.serving.request_errors import PayloadTooLarge, RequestError, UnsupportedMediaType
 

@@ -16,9 +16,9 @@ from pathlib import Path
 from ssd_sagemaker.data.images import IMAGE_SUFFIXES
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
-from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import RequestError
 
 LOG = logging.getLogger(__name__)

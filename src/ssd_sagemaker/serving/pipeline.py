@@ -14,11 +14,44 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssd_sagemaker.serving.config import DEFAULT_DRAW_THRESHOLD, DetectionLimits
-from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
+from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
+from ssd_sagemaker.serving.config import (
+    DEFAULT_DRAW_THRESHOLD,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    DetectionLimits,
+)
 from ssd_sagemaker.serving.negotiation import ResponseFormat
+from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.rendering import class_name
+from ssd_sagemaker.serving.request_errors import (
+    PayloadTooLarge,
+    UndecodableImage,
+    UnsupportedMediaType,
+)
 from ssd_sagemaker.serving.responses import drawn_rows, response_body
+
+SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
+
+
+def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Complete JPEG/PNG bytes → HWC RGB uint8, by the same rules as training (data/images.py):
+    another format is 415, more than `max_pixels` 413 (before decoding), anything else that is
+    not a fully decoded JPEG/PNG 400."""
+    try:
+        return decode(body, max_pixels)
+    except UnsupportedFormat as error:
+        raise UnsupportedMediaType(f"the body {error}") from None
+    except TooManyPixels as error:
+        raise PayloadTooLarge(f"the image {error}, or raise SSD_MAX_IMAGE_PIXELS") from None
+    except BadImage as error:
+        raise UndecodableImage(f"the body {error}") from None
+
+
+def select_detections(rows: Sequence[Sequence[float]], limits: DetectionLimits
+                      ) -> list[list[float]]:
+    """The best `max_detections` rows scoring at least `score_threshold`, best first."""
+    ranked = sorted(rows, key=lambda row: -row[1])  # stable: equal scores keep network order
+    return [list(row) for row in ranked if row[1] >= limits.score_threshold][:limits.max_detections]
 
 
 @dataclass(frozen=True)

@@ -108,7 +108,7 @@ class ModelServer(BaseApplication):
     def load(self):
         from ssd_sagemaker.devices import available_contexts
         from ssd_sagemaker.serving.app import create_app
-        from ssd_sagemaker.serving.handlers import Predictor
+        from ssd_sagemaker.serving.predictor import Predictor
 
         contexts = available_contexts()
         context = contexts[self._device_slot % len(contexts)]

@@ -24,8 +24,8 @@ from ssd_sagemaker.model.quantization import (
     write_int8_network,
 )
 from ssd_sagemaker.serving.config import ServingConfig
-from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.predictor import Predictor
 from tiny_model import export_tiny_model
 
 

@@ -21,7 +21,8 @@ from PIL import Image
 import image_corpus
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import ServingConfig
-from ssd_sagemaker.serving.handlers import Predictor, decode_image
+from ssd_sagemaker.serving.pipeline import decode_image
+from ssd_sagemaker.serving.predictor import Predictor
 from tiny_model import export_tiny_model
 
 SIZE = 96  # every body below decodes (or would) to SIZE x SIZE: the secret's buffer size

@@ -20,8 +20,8 @@ from ssd_sagemaker.model.artifact import (
     read_model_info,
 )
 from ssd_sagemaker.serving.config import read_inference_precision, read_serving_config
-from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.precision import resolve_inference_precision
+from ssd_sagemaker.serving.predictor import Predictor
 from tiny_model import export_tiny_model
 
 ENTRY = Int8Network(INT8_SYMBOL_FILE, INT8_PARAMS_FILE, ("conv0",), 32, 0.99)

@@ -10,9 +10,9 @@ from progressive_jpeg import progressive_jpeg
 from serving_samples import encode, noise
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
-from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.local_predict import collect_images, predict_files
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.predictor import Predictor
 
 
 @pytest.fixture

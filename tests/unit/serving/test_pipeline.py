@@ -10,10 +10,10 @@ import image_corpus
 from ssd_sagemaker.cli import main
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import DetectionLimits, ServingConfig
-from ssd_sagemaker.serving.handlers import Predictor
 from ssd_sagemaker.serving.local_predict import predict_files
 from ssd_sagemaker.serving.negotiation import CUSTOM_ATTRIBUTES_HEADER, ResponseFormat
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import PayloadTooLarge
 from tiny_model import export_tiny_model
 

@@ -15,8 +15,8 @@ from ssd_sagemaker.model.artifact import (
 )
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
-from ssd_sagemaker.serving.handlers import Predictor, decode_image, select_detections
-from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.pipeline import decode_image, detect_in_bytes, select_detections
+from ssd_sagemaker.serving.predictor import Predictor
 
 
 def _jpeg(width=320, height=240):

@@ -1,52 +1,22 @@
-"""Pure request handling: check and decode image bytes, run the exported network, keep the
-detections a request asked for. Rows follow the built-in algorithm:
-`[class_id, score, xmin, ymin, xmax, ymax]`, coordinates as fractions of the image size."""
+"""The exported SSD and how it is loaded for serving: the float32 network as exported, the
+INT8 one beside it, or bfloat16 by MXNet AMP; `Predictor.detect` turns one image into the
+built-in algorithm's rows, `[class_id, score, xmin, ymin, xmax, ymax]`, coordinates as
+fractions of the image size. Shared by `serve`'s workers, `predict` and the benchmarks."""
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
 from ssd_sagemaker.data.transforms import network_input
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info
-from ssd_sagemaker.serving.config import DEFAULT_MAX_IMAGE_PIXELS, DetectionLimits
-from ssd_sagemaker.serving.request_errors import (
-    PayloadTooLarge,
-    UndecodableImage,
-    UnsupportedMediaType,
-)
-
-SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
-
-
-def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Complete JPEG/PNG bytes → HWC RGB uint8, by the same rules as training (data/images.py):
-    another format is 415, more than `max_pixels` 413 (before decoding), anything else that is
-    not a fully decoded JPEG/PNG 400."""
-    try:
-        return decode(body, max_pixels)
-    except UnsupportedFormat as error:
-        raise UnsupportedMediaType(f"the body {error}") from None
-    except TooManyPixels as error:
-        raise PayloadTooLarge(f"the image {error}, or raise SSD_MAX_IMAGE_PIXELS") from None
-    except BadImage as error:
-        raise UndecodableImage(f"the body {error}") from None
-
-
-def select_detections(rows: Sequence[Sequence[float]], limits: DetectionLimits
-                      ) -> list[list[float]]:
-    """The best `max_detections` rows scoring at least `score_threshold`, best first."""
-    ranked = sorted(rows, key=lambda row: -row[1])  # stable: equal scores keep network order
-    return [list(row) for row in ranked if row[1] >= limits.score_threshold][:limits.max_detections]
 
 
 def load_network(model_dir: Path, context: mx.Context, precision: str) -> gluon.SymbolBlock:
