@@ -98,12 +98,9 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
     """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each,
     with the endpoint's limits (its variables) overridden by the options given
     (`limit_options`: a detection limit's name → its option's text, None when not given)."""
-    from dataclasses import replace
-
     from ssd_sagemaker.model.artifact import read_model_info
     from ssd_sagemaker.serving.config import (
         gpu_count,
-        parse_limit,
         read_inference_precision,
         read_request_limits,
     )
@@ -112,11 +109,10 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
     from ssd_sagemaker.serving.predictor import Predictor
 
     max_pixels, limits = read_request_limits()
-    for name, raw in limit_options.items():
+    for name, raw in limit_options.items():  # one by one: the message names the option
         if raw is not None:
             try:
-                change: dict[str, Any] = {name: parse_limit(name, raw)}  # an int for a count
-                limits = replace(limits, **change)
+                limits = limits.overridden({name: raw})
             except ValueError as error:
                 raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
     check_gpus()

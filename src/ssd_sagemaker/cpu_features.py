@@ -7,6 +7,8 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from ssd_sagemaker.variables import OMP_NUM_THREADS
+
 CPUINFO = Path("/proc/cpuinfo")
 CPU_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 CPU_INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
@@ -42,4 +44,4 @@ def use_every_cpu_for_openmp(environ: MutableMapping[str, str] = os.environ) -> 
     x86: training would use one of two cores (measured: 1.19 → 2.22 images/s with both). The
     pool's size also fixes the order of the kernels' sums, so two processes compute bit-identical
     results only with equal pools (the benchmarks' reference loop calls this too)."""
-    environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    environ.setdefault(OMP_NUM_THREADS, str(len(os.sched_getaffinity(0))))

@@ -19,10 +19,11 @@ import json
 import logging
 
 from ssd_sagemaker.data.synthetic import write_annotated_channel
-from ssd_sagemaker.environment import BASE_DIR_VARIABLE, Paths
+from ssd_sagemaker.environment import Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.model.cache import model_cache_dir
+from ssd_sagemaker.variables import SAGEMAKER_BASE_DIR
 
 LOG = logging.getLogger(__name__)
 
@@ -65,8 +66,8 @@ def write_demo_job(paths: Paths, train_images: int, validation_images: int, seed
     except OSError as error:
         raise ClientError(
             f"cannot write the demo job under {paths.base} ({error.strerror or error}: "
-            f"{error.filename or paths.base}): set {BASE_DIR_VARIABLE} to a folder you can "
-            f"write, e.g. {BASE_DIR_VARIABLE}=$PWD/opt_ml.") from None
+            f"{error.filename or paths.base}): set {SAGEMAKER_BASE_DIR} to a folder you can "
+            f"write, e.g. {SAGEMAKER_BASE_DIR}=$PWD/opt_ml.") from None
 
 
 def _write_demo_job(paths: Paths, train_images: int, validation_images: int, seed: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,17 @@ from typing import Any
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_files import RefusedFile, TooLarge, read_file
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
+from ssd_sagemaker.variables import (
+    SAGEMAKER_BASE_DIR,
+    SSD_HOST_RESOLVE_TIMEOUT,
+    SSD_JOIN_TIMEOUT,
+    SSD_PROGRESS,
+    SSD_PROGRESS_TIMEOUT,
+    SSD_SCHEDULER_PORT,
+    TRAINING_JOB_NAME,
+    VariableReader,
+)
 
-BASE_DIR_VARIABLE = "SAGEMAKER_BASE_DIR"
 DEFAULT_BASE_DIR = "/opt/ml"
 DEFAULT_HOST = "algo-1"
 
@@ -71,7 +80,7 @@ class Paths:
 
 def paths_from_environment(environ: Mapping[str, str] = os.environ) -> Paths:
     """The contract's paths, rooted at `SAGEMAKER_BASE_DIR` when set."""
-    return Paths(Path(environ.get(BASE_DIR_VARIABLE) or DEFAULT_BASE_DIR))
+    return Paths(Path(environ.get(SAGEMAKER_BASE_DIR) or DEFAULT_BASE_DIR))
 
 
 @dataclass(frozen=True)
@@ -102,13 +111,7 @@ class ResourceConfig:
         return self.current_host == self.hosts[0]
 
 
-PROGRESS_VARIABLE = "SSD_PROGRESS"
 PROGRESS_STYLES = ("auto", "bar", "lines")
-JOB_NAME_VARIABLE = "TRAINING_JOB_NAME"
-PROGRESS_TIMEOUT_VARIABLE = "SSD_PROGRESS_TIMEOUT"
-SCHEDULER_PORT_VARIABLE = "SSD_SCHEDULER_PORT"
-RESOLVE_TIMEOUT_VARIABLE = "SSD_HOST_RESOLVE_TIMEOUT"
-JOIN_TIMEOUT_VARIABLE = "SSD_JOIN_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -130,64 +133,23 @@ class TrainingSettings:
     join_timeout: float = 600.0
 
 
-def _progress_style(raw: str) -> str:
-    style = raw.strip().lower() or "auto"
-    if style not in PROGRESS_STYLES:
-        raise ValueError(
-            f"{PROGRESS_VARIABLE}={raw!r} is not a progress style: use "
-            f"{', '.join(PROGRESS_STYLES)} (bar: a tqdm bar, lines: log lines, auto: a bar only "
-            f"on a terminal outside a training job), or leave it unset."
-        )
-    return style
-
-
-def _seconds(name: str, default: float, zero: bool = False) -> Callable[[str], float]:
-    """A parser of a number of seconds above 0 (or 0 and above, when `zero`) for `name`."""
-    def parse(raw: str) -> float:
-        text = raw.strip()
-        try:
-            seconds = float(text) if text else default
-        except ValueError:
-            seconds = -1.0
-        if not (0 <= seconds if zero else 0 < seconds) or seconds == float("inf"):
-            raise ValueError(f"{name}={text!r} is not a number of seconds "
-                             f"{'from 0' if zero else 'above 0'} (default {default:g}).")
-        return seconds
-    return parse
-
-
-def _port(raw: str) -> int:
-    text = raw or str(TrainingSettings.scheduler_port)
-    if not text.isdigit() or not 0 < int(text) < 65535:
-        raise ValueError(f"{SCHEDULER_PORT_VARIABLE}={text!r} is not a TCP port (1-65534).")
-    return int(text)
-
-
 def read_training_settings(environ: Mapping[str, str] = os.environ) -> TrainingSettings:
     """Every training variable, checked at once: a ClientError names each bad one and what
     it takes, before any config, data or network is read."""
-    defaults = TrainingSettings()
-    parsers: dict[str, tuple[str, Callable[[str], Any]]] = {
-        "progress_style": (PROGRESS_VARIABLE, _progress_style),
-        "progress_timeout": (PROGRESS_TIMEOUT_VARIABLE,
-                             _seconds(PROGRESS_TIMEOUT_VARIABLE, defaults.progress_timeout)),
-        "scheduler_port": (SCHEDULER_PORT_VARIABLE, _port),
-        "resolve_timeout": (RESOLVE_TIMEOUT_VARIABLE,
-                            _seconds(RESOLVE_TIMEOUT_VARIABLE, defaults.resolve_timeout, True)),
-        "join_timeout": (JOIN_TIMEOUT_VARIABLE,
-                         _seconds(JOIN_TIMEOUT_VARIABLE, defaults.join_timeout, True)),
-    }
-    values: dict[str, Any] = {"in_training_job": bool(environ.get(JOB_NAME_VARIABLE))}
-    problems = []
-    for name, (variable, parse) in parsers.items():
-        try:
-            values[name] = parse(environ.get(variable) or "")
-        except ValueError as problem:
-            problems.append(str(problem))
-    if problems:
-        raise ClientError(" ".join(problems) if len(problems) == 1 else
-                          "Invalid training environment: " + " ".join(problems))
-    return TrainingSettings(**values)
+    default = TrainingSettings()
+    reader = VariableReader(environ)
+    settings = TrainingSettings(
+        progress_style=reader.choice(SSD_PROGRESS, default.progress_style, PROGRESS_STYLES,
+                                     "bar: a tqdm bar, lines: log lines, auto: a bar only on a "
+                                     "terminal outside a training job"),
+        in_training_job=bool(environ.get(TRAINING_JOB_NAME)),
+        progress_timeout=reader.seconds(SSD_PROGRESS_TIMEOUT, default.progress_timeout),
+        scheduler_port=reader.port(SSD_SCHEDULER_PORT, default.scheduler_port, high=65534),
+        resolve_timeout=reader.seconds(SSD_HOST_RESOLVE_TIMEOUT, default.resolve_timeout,
+                                       zero=True),
+        join_timeout=reader.seconds(SSD_JOIN_TIMEOUT, default.join_timeout, zero=True))
+    reader.check("training")
+    return settings
 
 
 # SageMaker allows 100 hyperparameters and writes a few kilobytes of config; a file far past

@@ -21,10 +21,11 @@ from importlib import metadata
 
 from ssd_sagemaker.cuda_driver import Gpu, Nvrtc, Probe, probe_in_child
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.variables import MXNET_USE_FUSION
 
 LOG = logging.getLogger(__name__)
 
-FUSION_VARIABLE = "MXNET_USE_FUSION"
+FUSION_VARIABLE = MXNET_USE_FUSION
 CPU_ALTERNATIVE = "the CPU image (FLAVOUR=cpu) on a CPU instance such as ml.c5 or ml.m5"
 
 

@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ssd_sagemaker.environment import (
-    BASE_DIR_VARIABLE,
     ChannelConfig,
     Paths,
     ResourceConfig,
@@ -22,6 +21,7 @@ from ssd_sagemaker.environment import (
 )
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters, parse_hyperparameters
+from ssd_sagemaker.variables import SAGEMAKER_BASE_DIR
 
 FIRST_STEP = ("point SAGEMAKER_BASE_DIR at your /opt/ml tree, or run `ssd-sagemaker demo-data` "
               "to write a demo job there")
@@ -43,7 +43,7 @@ def require_job_tree(paths: Paths) -> None:
     one is named with the fix, instead of a complaint about hyperparameters that were never
     read."""
     if not paths.base.is_dir():
-        raise ClientError(f"{BASE_DIR_VARIABLE}: {paths.base} does not exist (or is not a "
+        raise ClientError(f"{SAGEMAKER_BASE_DIR}: {paths.base} does not exist (or is not a "
                           f"folder): {FIRST_STEP}.")
     if not paths.hyperparameters_file.exists():
         raise ClientError(f"no hyperparameters file at {paths.hyperparameters_file}: "
@@ -59,7 +59,7 @@ def require_writable_output(paths: Paths) -> None:
             pass
     except OSError as error:
         raise ClientError(f"cannot write {paths.output_dir} ({error.strerror or error}): "
-                          f"{BASE_DIR_VARIABLE} must be a tree this job can write "
+                          f"{SAGEMAKER_BASE_DIR} must be a tree this job can write "
                           f"(model/, output/, checkpoints/).") from None
 
 

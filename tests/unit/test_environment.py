@@ -269,11 +269,14 @@ def test_training_settings_from_the_variables():
                                          "seconds from 0 (default 300)."),
     ("SSD_JOIN_TIMEOUT", "-1", "SSD_JOIN_TIMEOUT='-1' is not a number of seconds from 0"),
     ("SSD_JOIN_TIMEOUT", "nan", "SSD_JOIN_TIMEOUT='nan'"),
+    ("SSD_PROGRESS_TIMEOUT", "inf", "SSD_PROGRESS_TIMEOUT='inf' is not a number of seconds "
+                                    "above 0 (default 1800)."),
+    ("SSD_PROGRESS", "spinner", "SSD_PROGRESS='spinner' is not one of auto, bar, lines (bar: "),
 ])
 def test_a_bad_training_variable_is_named(variable, value, fragment):
     with pytest.raises(ClientError) as error:
         read_training_settings({variable: value})
-    assert str(error.value).startswith(fragment)
+    assert str(error.value).startswith(f"Invalid training environment: {fragment}")
 
 
 def test_every_bad_training_variable_is_named_at_once():

@@ -7,8 +7,10 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from ssd_sagemaker.variables import MXNET_HOME
+
 
 def model_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:
     """GluonCV's model cache: `$MXNET_HOME/models`, default `~/.mxnet/models`."""
-    home = environ.get("MXNET_HOME") or os.path.join("~", ".mxnet")
+    home = environ.get(MXNET_HOME) or os.path.join("~", ".mxnet")
     return Path(home).expanduser() / "models"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import Backbone
+from ssd_sagemaker.variables import MXNET_GLUON_REPO
 
 LOG = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ STORE_URL_FORMAT = "{repo_url}gluon/models/{file_name}.zip"
 
 def store_repo_url(environ: Mapping[str, str] = os.environ) -> str:
     """GluonCV's model store, or the mirror in `$MXNET_GLUON_REPO` (GluonCV's own variable)."""
-    return environ.get("MXNET_GLUON_REPO") or GLUONCV_REPO_URL
+    return environ.get(MXNET_GLUON_REPO) or GLUONCV_REPO_URL
 
 
 def store_url(backbone: Backbone, repo_url: str) -> str:

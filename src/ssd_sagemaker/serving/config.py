@@ -9,10 +9,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.variables import (
+    CUDA_VISIBLE_DEVICES,
+    OMP_NUM_THREADS,
+    SAGEMAKER_BIND_TO_PORT,
+    SAGEMAKER_MAX_PAYLOAD_IN_MB,
+    SAGEMAKER_MODEL_SERVER_TIMEOUT,
+    SAGEMAKER_MODEL_SERVER_WORKERS,
+    SSD_DRAW_THRESHOLD,
+    SSD_INFERENCE_PRECISION,
+    SSD_MAX_DETECTIONS,
+    SSD_MAX_IMAGE_PIXELS,
+    SSD_SCORE_THRESHOLD,
+    VariableReader,
+    within,
+)
 
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT_SECONDS = 60
@@ -35,6 +50,12 @@ class DetectionLimits:
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     max_detections: int = DEFAULT_MAX_DETECTIONS
     draw_threshold: float = DEFAULT_DRAW_THRESHOLD
+
+    def overridden(self, texts: Mapping[str, str]) -> DetectionLimits:
+        """These limits with those `texts` names (limit → text: a request's custom attribute,
+        a command-line option) parsed and put in; a ValueError names a bad one."""
+        changes: dict[str, Any] = {name: parse_limit(name, text) for name, text in texts.items()}
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -67,7 +88,7 @@ def cpu_count() -> int:
 def gpu_count(environ: Mapping[str, str]) -> int:
     """GPUs visible to this container, counted without CUDA: initialising CUDA in the gunicorn
     master (as `mx.context.num_gpus()` does) would break CUDA in every forked worker."""
-    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    visible = environ.get(CUDA_VISIBLE_DEVICES)
     if visible is not None:
         ids = [i.strip() for i in visible.split(",") if i.strip()]
         return 0 if not ids or ids[0].startswith("-") else len(ids)
@@ -75,21 +96,13 @@ def gpu_count(environ: Mapping[str, str]) -> int:
     return sum(1 for _ in driver.iterdir()) if driver.is_dir() else 0
 
 
-def _in_range(parse: Callable[[str], float], low: float, high: float | None = None
-              ) -> Callable[[str], float]:
-    """`parse`, raising ValueError for values outside [low, high]."""
-    def parse_in_range(raw: str):
-        value = parse(raw)
-        if not (low <= value and (high is None or value <= high)):  # also refuses NaN
-            raise ValueError(raw)
-        return value
-    return parse_in_range
-
-
+# Each detection limit's environment variable: its default for the whole server.
+LIMIT_VARIABLES = {"score_threshold": SSD_SCORE_THRESHOLD, "max_detections": SSD_MAX_DETECTIONS,
+                   "draw_threshold": SSD_DRAW_THRESHOLD}
 LIMIT_PARSERS: dict[str, tuple[Callable[[str], float], str]] = {
-    "score_threshold": (_in_range(float, 0.0, 1.0), "a number from 0 to 1"),
-    "max_detections": (_in_range(int, 1), "an int > 0"),
-    "draw_threshold": (_in_range(float, 0.0, 1.0), "a number from 0 to 1"),
+    "score_threshold": (within(float, 0.0, 1.0), "a number from 0 to 1"),
+    "max_detections": (within(int, 1), "an int > 0"),
+    "draw_threshold": (within(float, 0.0, 1.0), "a number from 0 to 1"),
 }
 
 
@@ -105,33 +118,14 @@ def parse_limit(name: str, raw: str) -> float:
         raise ValueError(f"{name}={raw.strip()!r} is invalid: expected {expected}") from None
 
 
-class _Reader:
-    """Parses variables one by one, collecting every problem instead of stopping at the first."""
-
-    def __init__(self, environ: Mapping[str, str]):
-        self.environ = environ
-        self.problems: list[str] = []
-
-    def get(self, name: str, default, parse: Callable[[str], object], expected: str):
-        """`parse(value)` of variable `name` (ValueError: invalid), or `default` when unset."""
-        raw = (self.environ.get(name) or "").strip()
-        if not raw:
-            return default
-        try:
-            return parse(raw)
-        except ValueError:
-            self.problems.append(f"{name}={raw!r} (expected {expected})")
-            return default
-
-
 def read_request_limits(environ: Mapping[str, str] = os.environ
                         ) -> tuple[int, DetectionLimits]:
     """What `predict` shares with the endpoint, from the same variables: the pixel limit
     (`SSD_MAX_IMAGE_PIXELS`) and the default detection limits (`SSD_SCORE_THRESHOLD`,
-    `SSD_MAX_DETECTIONS`); a ClientError names every bad one."""
-    reader = _Reader(environ)
+    `SSD_MAX_DETECTIONS`, `SSD_DRAW_THRESHOLD`); a ClientError names every bad one."""
+    reader = VariableReader(environ)
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
-    _raise_problems(reader)
+    reader.check("serving")
     return pixels, limits
 
 
@@ -143,21 +137,17 @@ def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | Non
     threads (unless `OMP_NUM_THREADS` is set) so that workers do not fight over cores."""
     cpus = cpu_count() if cpus is None else cpus
     gpus = gpu_count(environ) if gpus is None else gpus
-    reader = _Reader(environ)
-    positive = _in_range(int, 1)
-    port = reader.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT, _in_range(int, 1, 65535),
-                      "a TCP port, 1-65535")
-    workers = reader.get("SAGEMAKER_MODEL_SERVER_WORKERS", gpus or cpus, positive, "an int > 0")
-    timeout = reader.get("SAGEMAKER_MODEL_SERVER_TIMEOUT", DEFAULT_TIMEOUT_SECONDS, positive,
-                         "seconds, an int > 0")
+    reader = VariableReader(environ)
+    port = reader.port(SAGEMAKER_BIND_TO_PORT, DEFAULT_PORT)
+    workers = reader.integer(SAGEMAKER_MODEL_SERVER_WORKERS, gpus or cpus, 1)
+    timeout = reader.integer(SAGEMAKER_MODEL_SERVER_TIMEOUT, DEFAULT_TIMEOUT_SECONDS, 1)
     # 0 is SageMaker's "no limit" (streamed payloads); images still need a bound: the maximum.
-    payload = reader.get("SAGEMAKER_MAX_PAYLOAD_IN_MB", DEFAULT_MAX_PAYLOAD_MB,
-                         _in_range(int, 0, MAX_PAYLOAD_MB_LIMIT),
-                         f"an int from 0 to {MAX_PAYLOAD_MB_LIMIT}")
+    payload = reader.integer(SAGEMAKER_MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB, 0,
+                             MAX_PAYLOAD_MB_LIMIT)
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
-    threads = reader.get("OMP_NUM_THREADS", max(1, cpus // workers), positive, "an int > 0")
+    threads = reader.integer(OMP_NUM_THREADS, max(1, cpus // workers), 1)
     precision = _inference_precision(reader)
-    _raise_problems(reader)
+    reader.check("serving")
     return ServingConfig(port=port, workers=workers, timeout=timeout,
                          max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
                          limits=limits, omp_threads=threads, precision=precision)
@@ -166,33 +156,23 @@ def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | Non
 def read_inference_precision(environ: Mapping[str, str] = os.environ) -> str:
     """`SSD_INFERENCE_PRECISION` as requested (what `predict` shares with the endpoint); a
     ClientError for a value that is none of INFERENCE_PRECISIONS."""
-    reader = _Reader(environ)
+    reader = VariableReader(environ)
     precision = _inference_precision(reader)
-    _raise_problems(reader)
+    reader.check("serving")
     return precision
 
 
-def _inference_precision(reader: _Reader) -> str:
-    def parse(raw: str) -> str:
-        if raw.lower() not in INFERENCE_PRECISIONS:
-            raise ValueError(raw)
-        return raw.lower()
-    return reader.get("SSD_INFERENCE_PRECISION", "float32", parse,
-                      "one of " + ", ".join(INFERENCE_PRECISIONS))
+def _inference_precision(reader: VariableReader) -> str:
+    return reader.choice(SSD_INFERENCE_PRECISION, "float32", INFERENCE_PRECISIONS)
 
 
-def _max_image_pixels(reader: _Reader) -> int:
-    return reader.get("SSD_MAX_IMAGE_PIXELS", DEFAULT_MAX_IMAGE_PIXELS, _in_range(int, 1),
-                      "an int > 0")
+def _max_image_pixels(reader: VariableReader) -> int:
+    return reader.integer(SSD_MAX_IMAGE_PIXELS, DEFAULT_MAX_IMAGE_PIXELS, 1)
 
 
-def _detection_limits(reader: _Reader) -> DetectionLimits:
-    values = {name: reader.get(f"SSD_{name.upper()}", getattr(DetectionLimits, name), parse,
-                               expected)
-              for name, (parse, expected) in LIMIT_PARSERS.items()}
+def _detection_limits(reader: VariableReader) -> DetectionLimits:
+    """The default limits, each overridden by its variable (`LIMIT_VARIABLES`)."""
+    values = {name: reader.value(variable, getattr(DetectionLimits, name),
+                                 LIMIT_PARSERS[name][0], LIMIT_PARSERS[name][1])
+              for name, variable in LIMIT_VARIABLES.items()}
     return DetectionLimits(**values)
-
-
-def _raise_problems(reader: _Reader) -> None:
-    if reader.problems:
-        raise ClientError("Invalid serving environment: " + "; ".join(reader.problems) + ".")

@@ -8,10 +8,8 @@ built-in algorithm's JSON, unchanged. Everything else is opt-in.
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
-from typing import Any
 
-from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits, parse_limit
+from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
@@ -91,15 +89,14 @@ def detection_limits(custom_attributes: str | None, defaults: DetectionLimits) -
     """`defaults` overridden by `score_threshold=..,max_detections=..` (comma or semicolon
     separated). Unknown attributes are someone else's and are ignored; a known one with a bad
     value is the client's mistake (400 naming it)."""
-    changes: dict[str, Any] = {}  # max_detections parses to an int
+    texts = {}
     for item in (custom_attributes or "").replace(";", ",").split(","):
         key, sep, raw = item.partition("=")
         key = key.strip().lower()
-        if not sep or key not in LIMIT_PARSERS:
-            continue
-        try:
-            changes[key] = parse_limit(key, raw)
-        except ValueError as error:
-            raise InvalidAttribute(f"custom attribute {error} "
-                                   f"({CUSTOM_ATTRIBUTES_HEADER} header)") from None
-    return replace(defaults, **changes)
+        if sep and key in LIMIT_PARSERS:
+            texts[key] = raw
+    try:
+        return defaults.overridden(texts)
+    except ValueError as error:
+        raise InvalidAttribute(f"custom attribute {error} "
+                               f"({CUSTOM_ATTRIBUTES_HEADER} header)") from None

@@ -26,10 +26,11 @@ from ssd_sagemaker.cpu_features import cpu_has_bfloat16
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import INT8_PARAMS_FILE, INT8_SYMBOL_FILE, ModelInfo
 from ssd_sagemaker.model.quantization import meets_fidelity_goals
+from ssd_sagemaker.variables import SSD_INFERENCE_PRECISION
 
 LOG = logging.getLogger(__name__)
 
-VARIABLE = "SSD_INFERENCE_PRECISION"
+VARIABLE = SSD_INFERENCE_PRECISION
 
 
 def has_int8_network(info: ModelInfo, model_dir: Path) -> bool:

@@ -40,6 +40,7 @@ from ssd_sagemaker.serving.protocol_errors import (
     MAX_REQUEST_LINE_BYTES,
 )
 from ssd_sagemaker.serving.worker import ServingWorker
+from ssd_sagemaker.variables import MXNET_CUDNN_AUTOTUNE_DEFAULT, OMP_NUM_THREADS
 
 LOG = logging.getLogger(__name__)
 
@@ -131,8 +132,8 @@ def _apply_thread_budget(config: ServingConfig) -> None:
     if "mxnet" in sys.modules:
         LOG.warning("MXNet was imported before the server set OMP_NUM_THREADS=%d; workers keep "
                     "MXNet's own thread count", config.omp_threads)
-    os.environ["OMP_NUM_THREADS"] = str(config.omp_threads)
-    os.environ.setdefault("MXNET_CUDNN_AUTOTUNE_DEFAULT", SERVING_CUDNN_AUTOTUNE)
+    os.environ[OMP_NUM_THREADS] = str(config.omp_threads)
+    os.environ.setdefault(MXNET_CUDNN_AUTOTUNE_DEFAULT, SERVING_CUDNN_AUTOTUNE)
 
 
 def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:

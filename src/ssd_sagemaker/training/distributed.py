@@ -17,9 +17,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd_sagemaker.environment import RESOLVE_TIMEOUT_VARIABLE, ResourceConfig, TrainingSettings
+from ssd_sagemaker.environment import ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
 from ssd_sagemaker.training.coordination import Coordinator, Peer
+from ssd_sagemaker.variables import SSD_HOST_RESOLVE_TIMEOUT
 
 LOG = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def resolve_addresses(hosts: tuple[str, ...], timeout: float,
             raise ClientError(
                 f"Cannot resolve the address of host(s) {', '.join(missing)} after "
                 f"{timeout:.0f} s; check the cluster's DNS / hosts file (or raise "
-                f"{RESOLVE_TIMEOUT_VARIABLE})."
+                f"{SSD_HOST_RESOLVE_TIMEOUT})."
             )
         LOG.info("waiting for host name(s) %s to resolve", ", ".join(missing))
         sleep(2.0)

@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 
-from ssd_sagemaker.environment import PROGRESS_TIMEOUT_VARIABLE, TrainingSettings
+from ssd_sagemaker.environment import TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError
+from ssd_sagemaker.variables import SSD_PROGRESS_TIMEOUT
 
 LOG = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class Watchdog:
 
     def __init__(self, seconds: float, pipe_mode: bool = False):
         self.seconds = seconds
-        self._limit = (f"{PROGRESS_TIMEOUT_VARIABLE} allows {seconds:g} s"
+        self._limit = (f"{SSD_PROGRESS_TIMEOUT} allows {seconds:g} s"
                        + (" (doubled in Pipe mode)" if pipe_mode else ""))
         self._what = ""
         self._batches = 0
