@@ -27,6 +27,7 @@ import numpy as np
 from ssd_sagemaker.data.images import BadImage, inspect_file
 from ssd_sagemaker.data.recordio import pack, write_record
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.progress import Progress
 
 LOG = logging.getLogger(__name__)
 
@@ -235,22 +236,30 @@ def write_json_channels(dataset: Dataset, output: Path, channel: str) -> tuple[P
                    "difficult flag; --to recordio keeps it)",
                    sum(int(image.difficult.sum()) for image in dataset.images))
     categories = [{"class_id": i, "name": name} for i, name in enumerate(dataset.class_names)]
-    for image in dataset.images:
-        target = image_root / image.relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(image.path, target)
-        annotation = {
-            "file": image.relative,
-            "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
-            "annotations": [{"class_id": int(c), "left": float(b[0]), "top": float(b[1]),
-                             "width": float(b[2] - b[0]), "height": float(b[3] - b[1])}
-                            for c, b in zip(image.class_ids, image.boxes)],
-            "categories": categories,
-        }
-        path = (annotation_root / image.relative).with_suffix(".json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(annotation) + "\n", encoding="utf-8")
+    with Progress(f"convert: writing {channel}", len(dataset.images), "image", LOG) as progress:
+        for image in dataset.images:
+            _write_json_example(image, image_root, annotation_root, categories)
+            progress.advance()
     return image_root, annotation_root
+
+
+def _write_json_example(image: ConvertedImage, image_root: Path, annotation_root: Path,
+                        categories: list[dict]) -> None:
+    """One image copied into the channel and its JSON annotation written."""
+    target = image_root / image.relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(image.path, target)
+    annotation = {
+        "file": image.relative,
+        "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
+        "annotations": [{"class_id": int(c), "left": float(b[0]), "top": float(b[1]),
+                         "width": float(b[2] - b[0]), "height": float(b[3] - b[1])}
+                        for c, b in zip(image.class_ids, image.boxes)],
+        "categories": categories,
+    }
+    path = (annotation_root / image.relative).with_suffix(".json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(annotation) + "\n", encoding="utf-8")
 
 
 def write_recordio(dataset: Dataset, output: Path, channel: str) -> Path:
@@ -269,11 +278,14 @@ def write_recordio(dataset: Dataset, output: Path, channel: str) -> Path:
     rec_path = directory / f"{channel}.rec"
     with open(rec_path, "wb") as rec, open(rec_path.with_suffix(".idx"), "w") as idx:
         offset = 0
-        for index, image in enumerate(dataset.images):
-            scale = np.array([image.width, image.height] * 2, dtype=np.float32)
-            objects = np.hstack([image.class_ids[:, None], image.boxes / scale,
-                                 image.difficult[:, None]]).astype(np.float32)
-            label = np.concatenate([[2, 6], objects.ravel()])
-            idx.write(f"{index}\t{offset}\n")
-            offset += write_record(rec, pack(label, image.path.read_bytes(), index))
+        with Progress(f"convert: writing {rec_path.name}", len(dataset.images), "image",
+                      LOG) as progress:
+            for index, image in enumerate(dataset.images):
+                scale = np.array([image.width, image.height] * 2, dtype=np.float32)
+                objects = np.hstack([image.class_ids[:, None], image.boxes / scale,
+                                     image.difficult[:, None]]).astype(np.float32)
+                label = np.concatenate([[2, 6], objects.ravel()])
+                idx.write(f"{index}\t{offset}\n")
+                offset += write_record(rec, pack(label, image.path.read_bytes(), index))
+                progress.advance()
     return rec_path

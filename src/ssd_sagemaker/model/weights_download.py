@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import urllib.request
 import zipfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import Backbone
+from ssd_sagemaker.progress import Progress
 from ssd_sagemaker.variables import MXNET_GLUON_REPO
 
 LOG = logging.getLogger(__name__)
@@ -67,8 +67,12 @@ def _download_one(backbone: Backbone, cache_dir: Path, repo_url: str, timeout: f
     with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".download-") as scratch:
         archive = Path(scratch) / "weights.zip"
         with urllib.request.urlopen(url, timeout=timeout) as response, \
-                open(archive, "wb") as out:
-            shutil.copyfileobj(response, out, CHUNK_BYTES)
+                open(archive, "wb") as out, \
+                Progress(f"fetch-weights: {backbone.weights_file}", response.length, "B",
+                         LOG) as progress:
+            for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+                out.write(chunk)
+                progress.advance(len(chunk))
         try:
             with zipfile.ZipFile(archive) as bundle:
                 extracted = Path(bundle.extract(backbone.weights_file, scratch))

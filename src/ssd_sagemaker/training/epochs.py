@@ -17,10 +17,10 @@ from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
 from ssd_sagemaker.hyperparameters import Hyperparameters
 from ssd_sagemaker.metrics import MetricReporter
+from ssd_sagemaker.progress import draws_bar
 from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.loop import EpochResult, Learner, train_one_epoch, validate
-from ssd_sagemaker.training.progress import draws_bar
 from ssd_sagemaker.training.state import TrainingState
 from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 

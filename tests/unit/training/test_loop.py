@@ -14,10 +14,10 @@ from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
+from ssd_sagemaker.progress import draws_bar
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
-from ssd_sagemaker.training.progress import draws_bar
 
 pytestmark = pytest.mark.slow  # every test trains a VGG-16 SSD300 for a step or more
 

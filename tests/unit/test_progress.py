@@ -2,6 +2,7 @@
 stops `train` at once with a ClientError in the failure file."""
 
 import io
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 
 from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.training.progress import draws_bar
+from ssd_sagemaker.progress import draws_bar
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -79,3 +80,34 @@ def test_train_fails_at_start_on_a_bad_value(tmp_path, variables, named):
     assert failure.startswith("ClientError"), failure
     assert all(text in failure for text in named), failure
     assert "Traceback" not in failure
+
+
+def test_a_tool_step_logs_its_progress_when_nobody_watches(caplog):
+    from ssd_sagemaker.progress import Progress
+
+    log = logging.getLogger("ssd_sagemaker.test")
+    with caplog.at_level(logging.INFO, logger="ssd_sagemaker.test"):
+        with Progress("convert: writing train", 1200, "image", log, interval=0,
+                      bar=False) as progress:
+            for _ in range(3):
+                progress.advance(400)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0].startswith("convert: writing train: 400 of 1,200 image(s), ")
+    assert lines[-1].startswith("convert: writing train: 1,200 of 1,200 image(s), ")
+
+
+def test_a_tool_step_draws_a_bar_on_a_terminal(monkeypatch, caplog):
+    from ssd_sagemaker.progress import Progress
+
+    terminal = _Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    for name in ("TRAINING_JOB_NAME", "SSD_PROGRESS", "SSD_JOIN_TIMEOUT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSD_JOIN_TIMEOUT", "never")  # training's own variables do not matter
+    with caplog.at_level(logging.INFO):
+        with Progress("fetch-weights: x.params", 2048, "B", logging.getLogger("t")) as progress:
+            progress.advance(1024)
+            progress.advance(1024)
+    drawn = terminal.getvalue()
+    assert "fetch-weights: x.params:   0%|" in drawn and "/2.05k" in drawn
+    assert caplog.records == []
