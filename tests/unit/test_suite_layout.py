@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
 
@@ -32,6 +34,7 @@ def test_no_test_imports_a_conftest_or_another_test_module() -> None:
     assert {path: names for path, names in offenders.items() if names} == {}
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_integration_unit_and_container_tests_collect_together() -> None:
     """Integration first: before the helpers moved, its modules then imported the unit or
     container `conftest` and collection stopped on an ImportError."""

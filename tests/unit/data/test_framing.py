@@ -177,6 +177,7 @@ def test_any_damage_is_counted_to_the_byte_and_never_raises(data) -> None:
     assert bool(report.losses) == (report.lost_bytes > 0)
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_training_on_a_channel_with_a_foreign_object_fails_naming_it(tmp_path: Path) -> None:
     """Before: 'trained on 120 of 150 images' and exit 0. Now: exit 1 before the network is
     built, the failure file naming the object and byte offset."""

@@ -87,6 +87,7 @@ def _im2rec(tmp_path: Path) -> tuple[Path, list[list[float]]]:
     return lst.with_suffix(".rec"), labels
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 @pytest.mark.parametrize("keep_idx", [True, False])
 def test_im2rec_files_read_correctly(tmp_path: Path, keep_idx: bool) -> None:
     rec, labels = _im2rec(tmp_path)
@@ -110,6 +111,7 @@ def test_im2rec_files_read_correctly(tmp_path: Path, keep_idx: bool) -> None:
     np.testing.assert_allclose(second.label(40, 50)[1], [8, 10, 16, 20, 2, 1], rtol=1e-5)
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_label_wider_than_label_width_names_record_and_width(tmp_path: Path) -> None:
     rec, _ = _im2rec(tmp_path)
     with pytest.raises(LabelTooWide) as caught:

@@ -20,6 +20,7 @@ from ssd_sagemaker.data.workers import WorkerLost, WorkerPool
 from ssd_sagemaker.errors import ClientError
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_a_killed_worker_is_replaced_and_its_task_redone():
     pool = WorkerPool(1)
     try:

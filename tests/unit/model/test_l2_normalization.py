@@ -4,6 +4,7 @@ artifacts of either kind load into the other."""
 
 import mxnet as mx
 import numpy as np
+import pytest
 from gluoncv.model_zoo.ssd.vgg_atrous import Normalize, vgg16_atrous_300
 from mxnet import autograd
 
@@ -41,6 +42,7 @@ def test_the_convolution_computes_what_broadcast_mul_computes_forward_and_backwa
     assert '"op": "broadcast_mul"' not in graph
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_vgg_ssd_uses_it_and_loads_weights_saved_with_gluoncvs_normalize(tmp_path):
     net = build_network("vgg-16", 300, ["a", "b"])
     assert isinstance(net.features.norm4, ConvolutionScaledNormalize)

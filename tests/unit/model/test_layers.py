@@ -46,6 +46,7 @@ def test_documented_example_freezes_exactly_the_first_two_vgg_blocks():
     assert suffixes == sorted(f"conv{i}_{k}" for i in range(4) for k in ("weight", "bias"))
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_resnet_documented_names(resnet):
     layers = {layer.native.split("_", 1)[1]: layer.documented
               for layer in base_layers(resnet, "resnet-50")}
@@ -58,6 +59,7 @@ def test_resnet_documented_names(resnet):
     assert len(set(layers.values())) == 102  # conv0, bn0, 16 units x 6, 4 shortcuts
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_resnet_pattern_on_documented_and_native_names():
     net = build_network("resnet-50", 300, ["a"])
     assert freeze_layers(net, "resnet-50", r"^stage1_unit1_conv") == [
@@ -95,6 +97,7 @@ print(freeze_layers(net, sys.argv[1], r"(\w+)+!"), round(time.perf_counter() - s
 """
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 @pytest.mark.parametrize("base", ["vgg-16", "resnet-50"])
 def test_backtracking_pattern_cannot_hang_the_job(base):
     """`(\\w+)+!` takes Python's re about an hour on `vggatrousextractor0_dilated_conv0` (time

@@ -25,6 +25,7 @@ def _train_forward(net, shape):
     ("resnet-50", 384, [24, 12, 6, 3, 2, 1]),
     ("resnet-50", 512, [32, 16, 8, 4, 2, 1]),
 ])
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_feature_maps_and_anchors_tile_the_image(base, shape, maps):
     net = build_network(base, shape, ["a", "b"])
     with mx.autograd.predict_mode():
@@ -49,6 +50,7 @@ def test_feature_maps_and_anchors_tile_the_image(base, shape, maps):
         offset += size * size * k
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_gluoncv_preset_anchor_counts():
     assert _train_forward(build_network("vgg-16", 300, ["a"]), 300)[2].shape[1] == 8732
     assert _train_forward(build_network("vgg-16", 512, ["a"]), 512)[2].shape[1] == 24564
@@ -72,6 +74,7 @@ def _params(block):
     return {k: v.data().asnumpy() for k, v in block._collect_params_with_prefix().items()}
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_vgg_pretrained_base_weights_are_loaded(tmp_path):
     source = vgg16_atrous_300(pretrained=False)
     source.initialize(mx.init.Normal(0.5))
@@ -87,6 +90,7 @@ def test_vgg_pretrained_base_weights_are_loaded(tmp_path):
         np.testing.assert_array_equal(loaded[name], value, err_msg=name)
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_resnet_pretrained_base_weights_are_loaded(tmp_path):
     classifier = get_model("resnet50_v1", pretrained=False)
     classifier.initialize(mx.init.Normal(0.5))
@@ -106,6 +110,7 @@ def test_resnet_pretrained_base_weights_are_loaded(tmp_path):
     assert checked >= 260  # every conv / batch-norm parameter of the ResNet-50 base
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_a_wrong_weights_file_is_a_client_error(tmp_path):
     path = tmp_path / BACKBONES["resnet-50"].weights_file
     path.write_bytes(b"not a params file")

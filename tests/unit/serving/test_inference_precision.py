@@ -101,6 +101,7 @@ def _serve(base, timeout=120, prefix=(), **env):
                           capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_serve_refuses_int8_without_the_int8_network(tmp_path):
     export_tiny_model(tmp_path / "model")
     result = _serve(tmp_path, SSD_INFERENCE_PRECISION="int8")

@@ -64,6 +64,7 @@ def test_routes(model_dir):
     assert empty.status_code == 400 and "empty" in empty.get_json()["error"]
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_default_limits_leave_the_builtin_output_unchanged(model_dir):
     """select_detections with the defaults (threshold 0, 100 detections) is the identity on what
     the network returns (sorted by score, at most 100 after NMS), so existing clients see the

@@ -37,6 +37,7 @@ def artifact(tmp_path_factory):
     return directory, net
 
 
+@pytest.mark.slow  # builds a full network, starts a process or collects the suite
 def test_folder_and_tarball_are_found_and_the_extraction_removed(artifact, tmp_path):
     directory, _ = artifact
     with warm_start.located_artifact(directory) as found:
