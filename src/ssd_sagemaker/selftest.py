@@ -36,6 +36,7 @@ from ssd_sagemaker.gpu_support import (
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.model.network import build_network, model_cache_dir
+from ssd_sagemaker.support_window import support_window_lines
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16, resolve_precision
 
@@ -176,6 +177,11 @@ class Selftest:
                   f"cuDNN {runtime.get('cudnn', 'none')}, NVRTC "
                   f"{f'{nvrtc.version[0]}.{nvrtc.version[1]}' if nvrtc else 'none'}")
 
+    def report_support_window(self) -> None:
+        self.emit("support window:")
+        for line in support_window_lines():
+            self.emit(line)
+
     def report_devices(self, check: GpuCheck) -> list[mx.Context]:
         """One verdict line per device; the GPUs to exercise."""
         self.emit("devices:")
@@ -267,6 +273,7 @@ class Selftest:
         """The whole report; True when ready. `devices` None: every usable GPU."""
         check = inspect_gpus(installed_cuda_build())
         self.report_versions(check)
+        self.report_support_window()
         usable = self.report_devices(check)
         if check.build is not None and not self.reasons:
             apply_gpu_check(check)  # MXNET_USE_FUSION as train would set it

@@ -100,3 +100,21 @@ def test_devices_are_parsed_and_checked():
     assert parse_devices("cpu:1") == [mx.cpu(1)]
     with pytest.raises(ValueError, match="'tpu:0' is not cpu:N or gpu:N"):
         parse_devices("tpu:0")
+
+
+def test_selftest_prints_the_support_window_and_the_page_explains_each_part():
+    from pathlib import Path
+
+    from ssd_sagemaker.selftest import Selftest
+    from ssd_sagemaker.support_window import PAGE, SUPPORT_WINDOW
+
+    lines: list[str] = []
+    Selftest(emit=lines.append).report_support_window()
+    assert lines[0] == "support window:"
+    assert any("Python" in line and "security fixes until 2027-10" in line for line in lines)
+    assert any("MXNet" in line and "no upstream fixes" in line for line in lines)
+    assert lines[-1].endswith(f"{PAGE})")
+    page = (Path(__file__).resolve().parents[2] / PAGE).read_text()
+    for part, _, _ in SUPPORT_WINDOW:
+        assert part in page, part
+    assert "2027-10" in page
