@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ssd_sagemaker.environment import RESOLVE_TIMEOUT_VARIABLE, ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
@@ -136,6 +137,33 @@ class ParameterServerRoles:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+def initialise_kvstore(trainer: Any) -> None:
+    """Give every worker rank 0's weights before any gradient is pushed: call it after the
+    network is built and resumed, before the first batch, on every worker (a `gluon.Trainer`
+    on a `dist_*` kvstore).
+
+    MXNet's own `init` is safe (rank 0's push is acknowledged by the servers, then a worker
+    barrier), but its `pull` of those weights is asynchronous. Left to the first `step()`,
+    the pulls run beside that step's backward pass and its gradient pushes (on a CPU worker
+    the kvstore's buffer for a key becomes the gradient array, so no engine dependency orders
+    them), and with `update_on_kvstore=False` the servers keep the summed gradient as the
+    key's value: a pull served after the merge returns that sum as the weight. That is the
+    signature seen (one bias ~-199x the single-process update at lr 0.01 over 2 workers, i.e.
+    weight = G - 0.005 G). Here the pulls complete (`waitall`) and a barrier holds every
+    worker until all have them; the first gradients are then also computed on the shared
+    weights. MXNet 1.x has no public call for this."""
+    import mxnet as mx
+
+    mx.nd.waitall()
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    mx.nd.waitall()
+    if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
+        trainer._kvstore._barrier()
 
 
 def become_worker(cluster: Cluster) -> None:

@@ -32,7 +32,7 @@ LOG = logging.getLogger(__name__)
 # (`Backbone.bfloat16_pays_on_cpu`), and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
-# `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
+# `distributed.initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
 
 
 def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.Context],
