@@ -27,10 +27,11 @@ BASE = {"num_classes": "3", "num_training_samples": "8", "epochs": "1", "mini_ba
         "use_pretrained_model": "0", "image_shape": "300"}
 
 
-def _host_tree(base, host, **hyperparameters):
+def _host_tree(base, host, interface, **hyperparameters):
+    """The host's /opt/ml tree; `interface`: its network's (the parameter server binds it)."""
     write_demo_job(base, dict(BASE, **hyperparameters), 8, 2)
     (base / "input/config/resourceconfig.json").write_text(json.dumps(
-        {"current_host": host, "hosts": list(HOSTS), "network_interface_name": "eth0"}))
+        {"current_host": host, "hosts": list(HOSTS), "network_interface_name": interface}))
 
 
 def _start_hosts(tmp_path, network, **hyperparameters):
@@ -38,7 +39,7 @@ def _start_hosts(tmp_path, network, **hyperparameters):
     processes = {}
     for host in HOSTS:
         base = tmp_path / host
-        _host_tree(base, host, **hyperparameters)
+        _host_tree(base, host, network.interface(host), **hyperparameters)
         env = cli_env(base, SSD_SCHEDULER_PORT=str(port), SSD_HOST_RESOLVE_TIMEOUT="60")
         processes[host] = subprocess.Popen(
             network.command(host, [sys.executable, "-m", "ssd_sagemaker", "train"]), env=env,
@@ -82,6 +83,9 @@ class Loopback:
             self.close()
             raise OSError(f"unshare -m with a private /etc/hosts failed: {probe.stderr.strip()}")
 
+    def interface(self, host):
+        return "lo"
+
     def command(self, host, argv):
         return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
                 str(self.hosts_file), *argv]
@@ -102,6 +106,7 @@ class Namespaces:
         self.addresses = {host: f"10.213.{os.getpid() % 200 + 20}.{i}"
                           for i, host in enumerate(HOSTS, 1)}
         links = {host: f"{tag}v{i}" for i, host in enumerate(HOSTS, 1)}
+        self.links = links
         hosts_file = "127.0.0.1 localhost\n" + "".join(
             f"{address} {host}\n" for host, address in self.addresses.items())
         try:
@@ -125,6 +130,9 @@ class Namespaces:
     @staticmethod
     def _run(*argv):
         subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def interface(self, host):
+        return self.links[host]
 
     def command(self, host, argv):
         return ["ip", "netns", "exec", self.namespaces[host], *argv]
@@ -238,7 +246,7 @@ def test_a_failing_worker_fails_the_job_on_every_host(tmp_path, network):
     port = free_port()
     for host in HOSTS:  # algo-2 asks for a batch larger than its shard: fails after joining
         base = tmp_path / host
-        _host_tree(base, host, kv_store="dist_sync",
+        _host_tree(base, host, network.interface(host), kv_store="dist_sync",
                    mini_batch_size="16" if host == "algo-2" else "2")
         env = cli_env(base, SSD_SCHEDULER_PORT=str(port))
         processes[host] = subprocess.Popen(
@@ -306,7 +314,7 @@ def test_a_lost_host_ends_the_other_within_a_second(tmp_path, network, lost, sur
 
 def test_a_host_that_never_joins_is_named(tmp_path, network):
     base = tmp_path / "algo-1"
-    _host_tree(base, "algo-1")
+    _host_tree(base, "algo-1", network.interface("algo-1"))
     env = cli_env(base, SSD_SCHEDULER_PORT=str(free_port()), SSD_JOIN_TIMEOUT="5")
     result = subprocess.run(network.command("algo-1", [sys.executable, "-m", "ssd_sagemaker",
                                                        "train"]),
@@ -356,8 +364,8 @@ def _run_workers(tmp_path, commands, timeout=300):
 
     port = free_port()
     addresses = {host: "127.0.0.1" for host in HOSTS}
-    clusters = [Cluster(ResourceConfig(host, HOSTS), addresses, port, "dist_sync")
-                for host in HOSTS]
+    clusters = [Cluster(ResourceConfig(host, HOSTS, network_interface_name="lo"), addresses,
+                        port, "dist_sync") for host in HOSTS]
     roles = [ParameterServerRoles(cluster).start() for cluster in clusters]
     workers = [subprocess.Popen(command, env=dict(cli_env(tmp_path),
                                                   **cluster.role_environment("worker")),

@@ -5,11 +5,13 @@ variables tell each role where the scheduler is and how many of each role to exp
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -67,6 +69,33 @@ def resolve_addresses(hosts: tuple[str, ...], timeout: float,
         sleep(2.0)
 
 
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
+
+
+def interface_address(name: str) -> str | None:
+    """The IPv4 address of this host's network interface `name`; None when it has none (or
+    there is no such interface)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR,
+                                 struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def check_interface(name: str,
+                    address_of: Callable[[str], str | None] = interface_address) -> None:
+    """ps-lite aborts (no failure file) when `DMLC_INTERFACE` names an interface without an
+    IPv4 address: refuse such a resource config here, naming the interfaces there are."""
+    if address_of(name) is None:
+        present = ", ".join(interface for _, interface in socket.if_nameindex())
+        raise ClientError(
+            f"resourceconfig.json names network_interface_name={name!r}, which has no IPv4 "
+            f"address on this host (its interfaces: {present}); the parameter server listens "
+            f"only on that interface: name the interface of the cluster's network.")
+
+
 @dataclass(frozen=True)
 class Cluster:
     """The hosts of a multi-host job and where its scheduler listens."""
@@ -81,18 +110,28 @@ class Cluster:
         return self.addresses[self.resources.hosts[0]]
 
     def role_environment(self, role: str) -> dict[str, str]:
-        """The `DMLC_*` variables of one role on this host."""
-        return {
+        """The `DMLC_*` variables of one role on this host. The parameter server has no
+        authentication and unpickles what it is sent, so each node listens on one address:
+        the cluster interface's (ps-lite's van reads `DMLC_INTERFACE` only when
+        `DMLC_NODE_HOST` is unset, and binds that interface's IPv4 address), else this
+        host's resolved address. The scheduler listens on `DMLC_PS_ROOT_URI`."""
+        environment = {
             "DMLC_ROLE": role,
             "DMLC_PS_ROOT_URI": self.scheduler_address,
             "DMLC_PS_ROOT_PORT": str(self.scheduler_port),
             "DMLC_NUM_SERVER": str(len(self.resources.hosts)),
             "DMLC_NUM_WORKER": str(len(self.resources.hosts)),
-            "DMLC_NODE_HOST": self.addresses[self.resources.current_host],
         }
+        if self.resources.network_interface_name:
+            environment["DMLC_INTERFACE"] = self.resources.network_interface_name
+        else:
+            environment["DMLC_NODE_HOST"] = self.addresses[self.resources.current_host]
+        return environment
 
 
 def make_cluster(resources: ResourceConfig, kv_store: str, settings: TrainingSettings) -> Cluster:
+    if resources.network_interface_name:
+        check_interface(resources.network_interface_name)
     return Cluster(resources, resolve_addresses(resources.hosts, settings.resolve_timeout),
                    settings.scheduler_port, kv_store)
 
@@ -191,7 +230,8 @@ class DistributedJob:
         control_port = self.cluster.scheduler_port + 1
         hosts, current_host = self.cluster.resources.hosts, self.cluster.resources.current_host
         if self.cluster.resources.is_master:
-            self._coordinator = Coordinator(control_port, len(hosts))
+            self._coordinator = Coordinator(self.cluster.scheduler_address, control_port,
+                                            len(hosts))
         self._roles.start()
         try:
             self._peer = Peer(current_host, self.cluster.scheduler_address,
