@@ -4,6 +4,7 @@ targets from the loader, `SSDMultiBoxLoss` normalised by positives, batch split 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import time
@@ -68,7 +69,10 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy = mx.metric.Loss("CrossEntropy")
     smooth_l1 = mx.metric.Loss("SmoothL1")
-    net.hybridize(static_alloc=True, static_shape=True)
+    stream = iter(loader)
+    first = next(stream, None)
+    if precision is not None and first is not None:  # proves auto's float16 on this batch
+        precision.settle(net, first, contexts, loss_fn)
     started = time.time()
     images = 0
     batches = len(loader) if isinstance(loader, Sized) else 0
@@ -76,10 +80,12 @@ def train_one_epoch(learner: Learner, loader: Iterable, epoch: int, reporter: Me
     on_terminal = draw_bar
     bar = tqdm(total=batches or None, desc=f"epoch {epoch}", unit="batch", leave=False,
                disable=not on_terminal)
+    net.hybridize(static_alloc=True, static_shape=True)  # traced anew in this pass's arithmetic
     arithmetic = precision.training(net) if precision else contextlib.nullcontext(
         autograd.backward)
     with arithmetic as backward:
-        for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
+        for batch_index, (data, cls_targets, box_targets) in enumerate(
+                itertools.chain([first] if first is not None else [], stream)):
             batch_size = data.shape[0]
             data = split_batch(data, contexts)
             cls_targets = split_batch(cls_targets, contexts)

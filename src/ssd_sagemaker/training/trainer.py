@@ -46,7 +46,7 @@ from ssd_sagemaker.training.distributed import (
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.epochs import EpochLoop, RunPlan
 from ssd_sagemaker.training.loop import Learner
-from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
+from ssd_sagemaker.training.precision import mixed_precision, resolve_precision
 from ssd_sagemaker.training.schedule import (
     learning_rate_schedule,
     optimizer_settings,
@@ -244,7 +244,8 @@ def run_training(env: TrainingEnvironment, hp: Hyperparameters, contexts: Sequen
                  hp.base_network, hp.image_shape, list(classes), contexts, hp.augmentation)
         net, anchors = _prepare_network(hp, classes, weights, contexts)
         trainer = _make_trainer(net, hp, kv_store, sync_workers, dist_store)
-        learner = Learner(net, trainer, contexts, MixedPrecision(precision, trainer), sync_workers)
+        learner = Learner(net, trainer, contexts, mixed_precision(hp.precision, precision, trainer),
+                          sync_workers)
         state = _training_state(env, hp, classes, kv_store)
         start_epoch = _resume(state, learner, job)
         if job is not None:
