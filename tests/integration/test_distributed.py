@@ -476,3 +476,47 @@ def test_a_weight_pulled_after_the_gradient_merge_is_the_gradient_sum(tmp_path):
     late = reports[0]
     np.testing.assert_allclose(late["pulled_weight"], late["summed_gradient"], rtol=1e-6)
     assert not np.allclose(reports[1]["pulled_weight"], late["summed_gradient"])
+
+
+def _listening_addresses(pid):
+    """The IPv4 addresses process `pid`'s listening TCP sockets are bound to."""
+    import socket
+    import struct
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    addresses = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+            address = fields[1].split(":")[0]
+            addresses.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return addresses
+
+
+def test_the_parameter_server_listens_only_on_the_cluster_interface(tmp_path):
+    """With `network_interface_name` (DMLC_INTERFACE), ps-lite's server binds that interface's
+    address, not every interface and not the host name's: algo-2 resolves to 127.0.0.2 here,
+    its interface `lo` has 127.0.0.1, and 127.0.0.1 alone is what its server listens on."""
+    from ssd_sagemaker.environment import ResourceConfig
+    from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
+
+    addresses = {"algo-1": "127.0.0.1", "algo-2": "127.0.0.2"}
+    cluster = Cluster(ResourceConfig("algo-2", HOSTS, network_interface_name="lo"),
+                      addresses, free_port(), "dist_sync")
+    roles = ParameterServerRoles(cluster).start()  # algo-2: a server, no scheduler
+    try:
+        server, listening = roles.processes[0], set()
+        deadline = time.time() + 60
+        while time.time() < deadline and not listening:
+            listening = _listening_addresses(server.pid)
+            time.sleep(0.5)
+    finally:
+        roles.stop(grace=0.0)
+    assert len(roles.processes) == 1 and listening == {"127.0.0.1"}
