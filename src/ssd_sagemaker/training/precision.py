@@ -211,10 +211,7 @@ class MixedPrecision:
     def training(self, net: gluon.Block | None = None
                  ) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
         """`net`: the network trained in the pass; its SymbolBlocks are converted too."""
-        if self.precision == "float32":
-            yield autograd.backward
-            return
-        with _amp_installed(self.precision), _symbol_blocks_converted(net, self.precision):
+        with self.pass_arithmetic(net, self.precision):
             if self.precision != "float16":
                 yield autograd.backward
                 return
