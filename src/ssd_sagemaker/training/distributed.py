@@ -183,16 +183,17 @@ def initialise_kvstore(trainer: Any) -> None:
     network is built and resumed, before the first batch, on every worker (a `gluon.Trainer`
     on a `dist_*` kvstore).
 
-    MXNet's own `init` is safe (rank 0's push is acknowledged by the servers, then a worker
-    barrier), but its `pull` of those weights is asynchronous. Left to the first `step()`,
-    the pulls run beside that step's backward pass and its gradient pushes (on a CPU worker
-    the kvstore's buffer for a key becomes the gradient array, so no engine dependency orders
-    them), and with `update_on_kvstore=False` the servers keep the summed gradient as the
-    key's value: a pull served after the merge returns that sum as the weight. That is the
-    signature seen (one bias ~-199x the single-process update at lr 0.01 over 2 workers, i.e.
-    weight = G - 0.005 G). Here the pulls complete (`waitall`) and a barrier holds every
-    worker until all have them; the first gradients are then also computed on the shared
-    weights. MXNet 1.x has no public call for this."""
+    MXNet's own `init` is safe: rank 0's push is acknowledged by the servers before a worker
+    barrier (`InitImpl` in kvstore_dist.h), so no worker pushes before the servers hold a key.
+    The pull of the weights is asynchronous, though, and with `update_on_kvstore=False` each
+    merge replaces a key's value on the servers with the summed gradient (`ApplyUpdates` in
+    kvstore_dist_server.h): a pull served after the first merge returns that sum as the
+    weight. Left to the first `step()`, the pulls are in flight beside that step's backward
+    pass and gradient pushes; the one-step test, which did that, once ended with a zero-
+    initialised bias at ~-199x the single-process update (weight = G - 0.005 G at lr 0.01 over
+    2 workers): that signature. Here the pulls complete (`waitall`) and a kvstore barrier
+    holds every worker until all have them, before any gradient exists. (MXNet 1.x has no
+    public call for this.)"""
     import mxnet as mx
 
     mx.nd.waitall()
