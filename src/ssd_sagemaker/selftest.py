@@ -22,6 +22,7 @@ from pathlib import Path
 
 import mxnet as mx
 import numpy as np
+from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.cuda_driver import read_runtime_versions
@@ -37,8 +38,9 @@ from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.backbones import BACKBONES
 from ssd_sagemaker.model.network import build_network, model_cache_dir
 from ssd_sagemaker.support_window import support_window_lines
+from ssd_sagemaker.training.agreement import Agreement
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
-from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16, resolve_precision
+from ssd_sagemaker.training.precision import cpu_has_bfloat16, mixed_precision, resolve_precision
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class DeviceRun:
     mixed_losses: list[tuple[float, float]] = field(default_factory=list)
     train_images_per_second: float = 0.0
     inference_images_per_second: float = 0.0
+    agreement: Agreement | None = None  # auto's float16 on the first batch, as train judges it
 
 
 def relative_difference(values: Sequence[np.ndarray], reference: Sequence[np.ndarray]) -> float:
@@ -110,11 +113,12 @@ def _train_steps(learner: Learner, batch, steps: int) -> tuple[list[tuple[float,
 
 def _learner(net: gluon.HybridBlock, weights: Path, context: mx.Context,
              precision: str) -> Learner:
-    """The network back at `weights`, with a fresh SGD optimizer."""
+    """The network back at `weights`, with a fresh SGD optimizer; float16 from `auto` proves
+    itself first, as in `train` (`MixedPrecision.settle`)."""
     net.load_parameters(str(weights), ctx=context)
     trainer = gluon.Trainer(net.collect_params(), "sgd",
                             {"learning_rate": LEARNING_RATE, "momentum": 0.9})
-    return Learner(net, trainer, [context], MixedPrecision(precision, trainer))
+    return Learner(net, trainer, [context], mixed_precision("auto", precision, trainer))
 
 
 def _infer(net: gluon.HybridBlock, data: mx.nd.NDArray, repeats: int = 3
@@ -142,10 +146,12 @@ def run_device(base: str, image_shape: int, weights: Path, batch, context: mx.Co
     losses, train_speed = _train_steps(_learner(net, weights, context, "float32"), batch, steps)
     run = DeviceRun(outputs, losses, train_images_per_second=train_speed,
                     inference_images_per_second=inference_speed)
-    run.precision = resolve_precision("auto", base, [context], None)
+    learner = _learner(net, weights, context, resolve_precision("auto", base, [context], None))
+    assert learner.precision is not None
+    learner.precision.settle(net, batch, [context], SSDMultiBoxLoss())  # as train would
+    run.precision, run.agreement = learner.precision.precision, learner.precision.agreement
     if run.precision != "float32":
-        run.mixed_losses, run.train_images_per_second = _train_steps(
-            _learner(net, weights, context, run.precision), batch, steps)
+        run.mixed_losses, run.train_images_per_second = _train_steps(learner, batch, steps)
     return run
 
 
@@ -248,6 +254,11 @@ class Selftest:
         self.emit(f"  {base} on {context}: losses (cross-entropy/smooth-L1) {losses}; "
                   f"training {run.train_images_per_second:.2f} images/s ({run.precision}), "
                   f"inference {run.inference_images_per_second:.2f} images/s")
+        if run.agreement is not None:
+            after = ("train uses it" if run.agreement.agrees
+                     else "train falls back to float32 with a warning")
+            self.emit(f"  {base} on {context}: precision=auto: {run.agreement.describe()}; "
+                      f"{after}")
         if not all(math.isfinite(value) for pair in run.losses + run.mixed_losses
                    for value in pair):
             self.fail(f"{base} on {context}: a training loss is not finite")

@@ -9,6 +9,7 @@ from mxnet import gluon
 
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
+from ssd_sagemaker.training.distributed import initialise_kvstore
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.trainer import UPDATE_ON_KVSTORE
 
@@ -27,6 +28,8 @@ def main(weights: str, batch_file: str, output: str) -> None:
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01, "momentum": 0.9},
                             kvstore=kvstore, update_on_kvstore=UPDATE_ON_KVSTORE.get("dist_sync")
                             if kvstore else None)
+    if kvstore is not None:
+        initialise_kvstore(trainer)  # as train does: the weights land before any push
     train_one_epoch(Learner(net, trainer, [mx.cpu()], gradient_divisor=divisor),
                     [(images, cls_targets, box_targets)], 0, MetricReporter("test", io.StringIO()))
     net.save_parameters(output)

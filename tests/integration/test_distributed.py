@@ -27,10 +27,11 @@ BASE = {"num_classes": "3", "num_training_samples": "8", "epochs": "1", "mini_ba
         "use_pretrained_model": "0", "image_shape": "300"}
 
 
-def _host_tree(base, host, **hyperparameters):
+def _host_tree(base, host, interface, **hyperparameters):
+    """The host's /opt/ml tree; `interface`: its network's (the parameter server binds it)."""
     write_demo_job(base, dict(BASE, **hyperparameters), 8, 2)
     (base / "input/config/resourceconfig.json").write_text(json.dumps(
-        {"current_host": host, "hosts": list(HOSTS), "network_interface_name": "eth0"}))
+        {"current_host": host, "hosts": list(HOSTS), "network_interface_name": interface}))
 
 
 def _start_hosts(tmp_path, network, **hyperparameters):
@@ -38,7 +39,7 @@ def _start_hosts(tmp_path, network, **hyperparameters):
     processes = {}
     for host in HOSTS:
         base = tmp_path / host
-        _host_tree(base, host, **hyperparameters)
+        _host_tree(base, host, network.interface(host), **hyperparameters)
         env = cli_env(base, SSD_SCHEDULER_PORT=str(port), SSD_HOST_RESOLVE_TIMEOUT="60")
         processes[host] = subprocess.Popen(
             network.command(host, [sys.executable, "-m", "ssd_sagemaker", "train"]), env=env,
@@ -82,6 +83,9 @@ class Loopback:
             self.close()
             raise OSError(f"unshare -m with a private /etc/hosts failed: {probe.stderr.strip()}")
 
+    def interface(self, host):
+        return "lo"
+
     def command(self, host, argv):
         return ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$@"',
                 str(self.hosts_file), *argv]
@@ -102,6 +106,7 @@ class Namespaces:
         self.addresses = {host: f"10.213.{os.getpid() % 200 + 20}.{i}"
                           for i, host in enumerate(HOSTS, 1)}
         links = {host: f"{tag}v{i}" for i, host in enumerate(HOSTS, 1)}
+        self.links = links
         hosts_file = "127.0.0.1 localhost\n" + "".join(
             f"{address} {host}\n" for host, address in self.addresses.items())
         try:
@@ -125,6 +130,9 @@ class Namespaces:
     @staticmethod
     def _run(*argv):
         subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+    def interface(self, host):
+        return self.links[host]
 
     def command(self, host, argv):
         return ["ip", "netns", "exec", self.namespaces[host], *argv]
@@ -238,7 +246,7 @@ def test_a_failing_worker_fails_the_job_on_every_host(tmp_path, network):
     port = free_port()
     for host in HOSTS:  # algo-2 asks for a batch larger than its shard: fails after joining
         base = tmp_path / host
-        _host_tree(base, host, kv_store="dist_sync",
+        _host_tree(base, host, network.interface(host), kv_store="dist_sync",
                    mini_batch_size="16" if host == "algo-2" else "2")
         env = cli_env(base, SSD_SCHEDULER_PORT=str(port))
         processes[host] = subprocess.Popen(
@@ -306,7 +314,7 @@ def test_a_lost_host_ends_the_other_within_a_second(tmp_path, network, lost, sur
 
 def test_a_host_that_never_joins_is_named(tmp_path, network):
     base = tmp_path / "algo-1"
-    _host_tree(base, "algo-1")
+    _host_tree(base, "algo-1", network.interface("algo-1"))
     env = cli_env(base, SSD_SCHEDULER_PORT=str(free_port()), SSD_JOIN_TIMEOUT="5")
     result = subprocess.run(network.command("algo-1", [sys.executable, "-m", "ssd_sagemaker",
                                                        "train"]),
@@ -348,12 +356,40 @@ def _equal_positive_batch(path):
                                         mx.nd.stack(*box_targets)])
 
 
+def _run_workers(tmp_path, commands, timeout=300):
+    """A scheduler, a server per host and one worker per command, on 127.0.0.1, as the
+    product starts them; each worker's output (the roles are stopped, none left behind)."""
+    from ssd_sagemaker.environment import ResourceConfig
+    from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
+
+    port = free_port()
+    addresses = {host: "127.0.0.1" for host in HOSTS}
+    clusters = [Cluster(ResourceConfig(host, HOSTS, network_interface_name="lo"), addresses,
+                        port, "dist_sync") for host in HOSTS]
+    roles = [ParameterServerRoles(cluster).start() for cluster in clusters]
+    workers = [subprocess.Popen(command, env=dict(cli_env(tmp_path),
+                                                  **cluster.role_environment("worker")),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+               for command, cluster in zip(commands, clusters)]
+    outputs = []
+    try:
+        for worker in workers:
+            output, _ = worker.communicate(timeout=timeout)
+            assert worker.returncode == 0, output
+            outputs.append(output)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+        for role in roles:
+            role.stop(grace=20)
+    assert all(p.poll() is not None for role in roles for p in role.processes)
+    return outputs
+
+
 def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batch(tmp_path):
     import mxnet as mx
     import numpy as np
-
-    from ssd_sagemaker.environment import ResourceConfig
-    from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
 
     _equal_positive_batch(tmp_path)
     script = [sys.executable, str(Path(__file__).with_name("dist_step_worker.py")),
@@ -362,25 +398,9 @@ def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batc
                             capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
 
-    port = free_port()
-    addresses = {host: "127.0.0.1" for host in HOSTS}
-    roles = [ParameterServerRoles(Cluster(ResourceConfig(host, HOSTS), addresses, port,
-                                             "dist_sync")).start()
-             for host in HOSTS]
-    workers = [subprocess.Popen(script + [str(tmp_path / f"worker{i}.params"), "dist_sync"],
-                                env=dict(cli_env(tmp_path),
-                                         **Cluster(ResourceConfig(host, HOSTS), addresses, port,
-                                                   "dist_sync").role_environment("worker")),
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-               for i, host in enumerate(HOSTS)]
-    try:
-        for worker in workers:
-            output, _ = worker.communicate(timeout=300)
-            assert worker.returncode == 0, output
-    finally:
-        for role in roles:
-            role.stop(grace=20)
-    assert all(p.poll() is not None for role in roles for p in role.processes)
+    outputs = _run_workers(tmp_path, [script + [str(tmp_path / f"worker{i}.params"), "dist_sync"]
+                                      for i in range(len(HOSTS))])
+    assert all(output is not None for output in outputs)
 
     def load(name):
         return {k: v.asnumpy() for k, v in mx.nd.load(str(tmp_path / name)).items()}
@@ -392,3 +412,111 @@ def test_one_dist_sync_step_of_two_workers_equals_one_worker_with_twice_the_batc
             np.testing.assert_allclose(weights[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
     moved = [k for k, v in single_weights.items() if not np.allclose(v, initial[k])]
     assert len(moved) > 30  # the step changed the weights: the comparison is meaningful
+
+
+def _reports(outputs):
+    """The JSON lines each dist_init_worker printed, by rank."""
+    reports = {}
+    for output in outputs:
+        for line in output.splitlines():
+            if line.startswith("{"):
+                report = json.loads(line)
+                reports[report["rank"]] = report
+    return reports
+
+
+def test_no_worker_pushes_before_rank_0_has_initialised_the_servers(tmp_path):
+    """Rank 0 reaches the kvstore 4 s late; rank 1, from its own weights, is held until rank
+    0's weights are on the servers and in its own parameters, and the one step both take
+    equals the step computed here from rank 0's weights and both batches."""
+    import mxnet as mx
+    import numpy as np
+    from mxnet import autograd, gluon
+
+    worker = str(Path(__file__).with_name("dist_init_worker.py"))
+    delay = 4.0
+    reports = _reports(_run_workers(tmp_path, [
+        [sys.executable, worker, str(tmp_path / f"worker{i}.params"), str(delay), "shared"]
+        for i in range(len(HOSTS))]))
+    assert reports[1]["initialised_after"] > delay - 0.5, reports[1]
+    assert reports[1]["initial"] == reports[0]["initial"]
+    net = gluon.nn.Dense(4, in_units=3)
+    net.initialize()
+    for name, value in reports[0]["initial"].items():
+        net.collect_params()[name].set_data(mx.nd.array(value))
+    gradients = {name: np.zeros_like(np.array(value)) for name, value in
+                 reports[0]["initial"].items()}
+    for rank in (0, 1):
+        data = mx.nd.arange(6 * (rank + 1), 6 * (rank + 2)).reshape((2, 3)) / 10
+        with autograd.record():
+            loss = (net(data) ** 2).sum()
+        loss.backward()
+        for name, param in net.collect_params().items():
+            gradients[name] += param.grad().asnumpy()
+    expected = {name: np.array(value) - 0.1 * gradients[name] / 2
+                for name, value in reports[0]["initial"].items()}
+    for rank in (0, 1):
+        weights = mx.nd.load(str(tmp_path / f"worker{rank}.params"))
+        for name, value in expected.items():
+            short = name.split("_", 1)[1]  # dense0_weight -> weight (save_parameters' names)
+            np.testing.assert_allclose(weights[short].asnumpy(), value, rtol=1e-5,
+                                       err_msg=f"rank {rank} {name}")
+
+
+def test_a_weight_pulled_after_the_gradient_merge_is_the_gradient_sum(tmp_path):
+    """What `initialise_kvstore` rules out, forced: with the update on the workers, the
+    servers keep the summed gradient as a key's value, so a weight pull served after the
+    first merge hands a worker the gradient sum as its weight."""
+    import numpy as np
+
+    worker = str(Path(__file__).with_name("dist_init_worker.py"))
+    reports = _reports(_run_workers(tmp_path, [
+        [sys.executable, worker, str(tmp_path / f"worker{i}.params"), "0", "late-pull"]
+        for i in range(len(HOSTS))]))
+    late = reports[0]
+    np.testing.assert_allclose(late["pulled_weight"], late["summed_gradient"], rtol=1e-6)
+    assert not np.allclose(reports[1]["pulled_weight"], late["summed_gradient"])
+
+
+def _listening_addresses(pid):
+    """The IPv4 addresses process `pid`'s listening TCP sockets are bound to."""
+    import socket
+    import struct
+
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    addresses = set()
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+            address = fields[1].split(":")[0]
+            addresses.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return addresses
+
+
+def test_the_parameter_server_listens_only_on_the_cluster_interface(tmp_path):
+    """With `network_interface_name` (DMLC_INTERFACE), ps-lite's server binds that interface's
+    address, not every interface and not the host name's: algo-2 resolves to 127.0.0.2 here,
+    its interface `lo` has 127.0.0.1, and 127.0.0.1 alone is what its server listens on."""
+    from ssd_sagemaker.environment import ResourceConfig
+    from ssd_sagemaker.training.distributed import Cluster, ParameterServerRoles
+
+    addresses = {"algo-1": "127.0.0.1", "algo-2": "127.0.0.2"}
+    cluster = Cluster(ResourceConfig("algo-2", HOSTS, network_interface_name="lo"),
+                      addresses, free_port(), "dist_sync")
+    roles = ParameterServerRoles(cluster).start()  # algo-2: a server, no scheduler
+    try:
+        server, listening = roles.processes[0], set()
+        deadline = time.time() + 60
+        while time.time() < deadline and not listening:
+            listening = _listening_addresses(server.pid)
+            time.sleep(0.5)
+    finally:
+        roles.stop(grace=0.0)
+    assert len(roles.processes) == 1 and listening == {"127.0.0.1"}

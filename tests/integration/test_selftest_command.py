@@ -28,7 +28,7 @@ def test_selftest_on_cpus_trains_compares_and_says_ready(tmp_path):
             speeds = re.search(rf"{base} on {re.escape(device)}: losses "
                                rf"\(cross-entropy/smooth-L1\) [\d.]+/[\d.]+, [\d.]+/[\d.]+; "
                                rf"training ([\d.]+) images/s "
-                               rf"\(float32\), inference ([\d.]+) images/s", out)
+                               rf"\((?:float32|bfloat16)\), inference ([\d.]+) images/s", out)
             assert speeds and float(speeds[1]) > 0 and float(speeds[2]) > 0, out
         for what in ("network outputs", "float32 losses"):
             assert re.search(rf"{base} on cpu\(1\): {what} against the CPU: differ by "

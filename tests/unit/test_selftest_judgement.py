@@ -21,6 +21,7 @@ from ssd_sagemaker.selftest import (
     parse_devices,
     relative_difference,
 )
+from ssd_sagemaker.training.agreement import PassResult, compare
 
 
 def _run(scale=1.0, losses=((2.0, 1.0), (1.5, 0.9)), mixed=()):
@@ -118,3 +119,25 @@ def test_selftest_prints_the_support_window_and_the_page_explains_each_part():
     for part, _, _ in SUPPORT_WINDOW:
         assert part in page, part
     assert "2027-10" in page
+
+
+def test_autos_float16_verdict_is_reported_as_train_would_act_on_it():
+    reference = PassResult((2.0, 1.0), {"w": np.array([1.0, 2.0])})
+    agreeing = compare("float16", PassResult((2.001, 1.0), {"w": np.array([1.0, 2.001])}),
+                       reference)
+    test, text = _judged(_run(mixed=((2.0, 1.0), (1.5, 0.9))), None)
+    assert "precision=auto" not in text  # no verdict where no check ran (CPU, float32)
+    run = _run(mixed=((2.0, 1.0), (1.5, 0.9)))
+    run.agreement = agreeing
+    test, text = _judged(run, None)
+    assert test.reasons == []
+    assert ("vgg-16 on cpu(1): precision=auto: float16 agrees with float32 on the first batch: "
+            "losses differ by 5.00e-04") in text and "train uses it" in text
+    run = _run()
+    run.agreement = compare("float16", PassResult((math.inf, 1.0), {"w": np.array([1.0, 2.0])}),
+                            reference)
+    test, text = _judged(run, None)
+    assert test.reasons == []  # train still runs, in float32: a finding, not a failure
+    assert ("float16 disagrees with float32 on the first batch: its losses are not finite "
+            "(inf, 1: the forward pass overflows); train falls back to float32 with a "
+            "warning") in text

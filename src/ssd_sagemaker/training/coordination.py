@@ -24,10 +24,11 @@ def _send(stream, message: dict) -> None:
 
 
 class Coordinator:
-    """Runs on the master host: relays decisions and aborts between connected hosts."""
+    """Runs on the master host: relays decisions and aborts between connected hosts. Listens
+    on the scheduler's address only (the one the hosts connect to), not on every interface."""
 
-    def __init__(self, port: int, expected_hosts: int):
-        self._server = socket.create_server(("0.0.0.0", port), reuse_port=False)
+    def __init__(self, address: str, port: int, expected_hosts: int):
+        self._server = socket.create_server((address, port), reuse_port=False)
         self._expected = expected_hosts
         self._streams: list = []
         self._lock = threading.Lock()

@@ -5,17 +5,20 @@ variables tell each role where the scheduler is and how many of each role to exp
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ssd_sagemaker.environment import ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import AlgorithmError, ClientError, end_job_at_once
@@ -67,6 +70,33 @@ def resolve_addresses(hosts: tuple[str, ...], timeout: float,
         sleep(2.0)
 
 
+SIOCGIFADDR = 0x8915  # Linux ioctl: an interface's IPv4 address
+
+
+def interface_address(name: str) -> str | None:
+    """The IPv4 address of this host's network interface `name`; None when it has none (or
+    there is no such interface)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR,
+                                 struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(answer[20:24])
+
+
+def check_interface(name: str,
+                    address_of: Callable[[str], str | None] = interface_address) -> None:
+    """ps-lite aborts (no failure file) when `DMLC_INTERFACE` names an interface without an
+    IPv4 address: refuse such a resource config here, naming the interfaces there are."""
+    if address_of(name) is None:
+        present = ", ".join(interface for _, interface in socket.if_nameindex())
+        raise ClientError(
+            f"resourceconfig.json names network_interface_name={name!r}, which has no IPv4 "
+            f"address on this host (its interfaces: {present}); the parameter server listens "
+            f"only on that interface: name the interface of the cluster's network.")
+
+
 @dataclass(frozen=True)
 class Cluster:
     """The hosts of a multi-host job and where its scheduler listens."""
@@ -81,18 +111,28 @@ class Cluster:
         return self.addresses[self.resources.hosts[0]]
 
     def role_environment(self, role: str) -> dict[str, str]:
-        """The `DMLC_*` variables of one role on this host."""
-        return {
+        """The `DMLC_*` variables of one role on this host. The parameter server has no
+        authentication and unpickles what it is sent, so each node listens on one address:
+        the cluster interface's (ps-lite's van reads `DMLC_INTERFACE` only when
+        `DMLC_NODE_HOST` is unset, and binds that interface's IPv4 address), else this
+        host's resolved address. The scheduler listens on `DMLC_PS_ROOT_URI`."""
+        environment = {
             "DMLC_ROLE": role,
             "DMLC_PS_ROOT_URI": self.scheduler_address,
             "DMLC_PS_ROOT_PORT": str(self.scheduler_port),
             "DMLC_NUM_SERVER": str(len(self.resources.hosts)),
             "DMLC_NUM_WORKER": str(len(self.resources.hosts)),
-            "DMLC_NODE_HOST": self.addresses[self.resources.current_host],
         }
+        if self.resources.network_interface_name:
+            environment["DMLC_INTERFACE"] = self.resources.network_interface_name
+        else:
+            environment["DMLC_NODE_HOST"] = self.addresses[self.resources.current_host]
+        return environment
 
 
 def make_cluster(resources: ResourceConfig, kv_store: str, settings: TrainingSettings) -> Cluster:
+    if resources.network_interface_name:
+        check_interface(resources.network_interface_name)
     return Cluster(resources, resolve_addresses(resources.hosts, settings.resolve_timeout),
                    settings.scheduler_port, kv_store)
 
@@ -139,6 +179,34 @@ class ParameterServerRoles:
                 process.wait()
 
 
+def initialise_kvstore(trainer: Any) -> None:
+    """Give every worker rank 0's weights before any gradient is pushed: call it after the
+    network is built and resumed, before the first batch, on every worker (a `gluon.Trainer`
+    on a `dist_*` kvstore).
+
+    MXNet's own `init` is safe: rank 0's push is acknowledged by the servers before a worker
+    barrier (`InitImpl` in kvstore_dist.h), so no worker pushes before the servers hold a key.
+    The pull of the weights is asynchronous, though, and with `update_on_kvstore=False` each
+    merge replaces a key's value on the servers with the summed gradient (`ApplyUpdates` in
+    kvstore_dist_server.h): a pull served after the first merge returns that sum as the
+    weight. Left to the first `step()`, the pulls are in flight beside that step's backward
+    pass and gradient pushes; the one-step test, which did that, once ended with a zero-
+    initialised bias at ~-199x the single-process update (weight = G - 0.005 G at lr 0.01 over
+    2 workers): that signature. Here the pulls complete (`waitall`) and a kvstore barrier
+    holds every worker until all have them, before any gradient exists. (MXNet 1.x has no
+    public call for this.)"""
+    import mxnet as mx
+
+    mx.nd.waitall()
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    mx.nd.waitall()
+    if trainer._kvstore is not None and "dist" in trainer._kvstore.type:
+        trainer._kvstore._barrier()
+
+
 def become_worker(cluster: Cluster) -> None:
     """Make this process the worker: ps-lite reads the `DMLC_*` variables when the kvstore is
     created, so they must be in this process's environment."""
@@ -164,7 +232,8 @@ class DistributedJob:
         control_port = self.cluster.scheduler_port + 1
         hosts, current_host = self.cluster.resources.hosts, self.cluster.resources.current_host
         if self.cluster.resources.is_master:
-            self._coordinator = Coordinator(control_port, len(hosts))
+            self._coordinator = Coordinator(self.cluster.scheduler_address, control_port,
+                                            len(hosts))
         self._roles.start()
         try:
             self._peer = Peer(current_host, self.cluster.scheduler_address,

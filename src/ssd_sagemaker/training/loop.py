@@ -4,6 +4,7 @@ targets from the loader, `SSDMultiBoxLoss` normalised by positives, batch split 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence, Sized
 from dataclasses import dataclass
@@ -74,14 +75,19 @@ def run_epoch(learner: Learner, loader: Iterable, epoch: int,
     only), each finished batch shown to the `observers`, which may end the pass by raising."""
     loss_fn = loss_fn or SSDMultiBoxLoss()
     cross_entropy, smooth_l1 = mx.metric.Loss("CrossEntropy"), mx.metric.Loss("SmoothL1")
-    learner.net.hybridize(static_alloc=True, static_shape=True)
+    stream = iter(loader)
+    first = next(stream, None)
+    if learner.precision is not None and first is not None:  # proves auto's float16 on it
+        learner.precision.settle(learner.net, first, learner.contexts, loss_fn)
+    learner.net.hybridize(static_alloc=True, static_shape=True)  # traced in this arithmetic
     started, images = time.time(), 0
     batches = len(loader) if isinstance(loader, Sized) else 0
     arithmetic = (learner.precision.training(learner.net) if learner.precision
                   else contextlib.nullcontext(autograd.backward))
     try:
         with arithmetic as backward:
-            for batch_index, (data, cls_targets, box_targets) in enumerate(loader):
+            for batch_index, (data, cls_targets, box_targets) in enumerate(
+                    itertools.chain([first] if first is not None else [], stream)):
                 batch_size = data.shape[0]
                 cls_loss, box_loss = train_step(learner, loss_fn, backward, data, cls_targets,
                                                 box_targets)

@@ -1,6 +1,7 @@
 """Mixed-precision training with MXNet AMP: convolutions in bfloat16 on CPUs with native
 bfloat16 instructions, float16 with dynamic loss scaling on GPUs, float32 otherwise. Weights,
-optimizer state, checkpoints and the exported artifact stay float32.
+optimizer state, checkpoints and the exported artifact stay float32. `precision=auto`'s float16
+is used only once it has agreed with float32 on the first batch (`agreement.py`).
 
 `amp.init` swaps MXNet's operator functions module-wide, for good. `MixedPrecision.training`
 installs AMP only around a training pass and then puts the original functions back, so
@@ -14,6 +15,7 @@ converted with `amp.convert_symbol`, which casts by the same operator lists."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 
@@ -25,6 +27,13 @@ from mxnet.contrib.amp import amp as amp_state
 from ssd_sagemaker.cpu_features import cpu_has_bfloat16
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.backbones import BACKBONES
+from ssd_sagemaker.training.agreement import (
+    Agreement,
+    Arithmetic,
+    LossFunction,
+    check_agreement,
+    training_pass,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -32,7 +41,7 @@ LOG = logging.getLogger(__name__)
 # (`Backbone.bfloat16_pays_on_cpu`), and only on one host:
 # bfloat16 across hosts has had only a few test runs (the one blow-up seen there, a loss of
 # 6.7e14 at step 2, then recurred in float32: the kvstore initialisation race fixed in
-# `trainer._initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
+# `distributed.initialise_kvstore`); distributed CPU jobs use it when `precision=bfloat16` asks.
 
 
 def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.Context],
@@ -62,6 +71,13 @@ def resolve_precision(requested: str, base_network: str, contexts: Sequence[mx.C
                               "servers apply the updates, so overflowing float16 gradients "
                               "cannot be skipped; use kv_store=dist_sync or precision=float32.")
     return requested
+
+
+def mixed_precision(requested: str, resolved: str, trainer: gluon.Trainer) -> MixedPrecision:
+    """The run's MixedPrecision: float16 that `auto` chose (on a GPU) must first prove itself
+    on the first batch; one the user asked for is taken as asked."""
+    return MixedPrecision(resolved, trainer,
+                          unproven=requested == "auto" and resolved == "float16")
 
 
 def _operator_namespaces() -> list:
@@ -145,24 +161,57 @@ class MixedPrecision:
     and the yielded function does the backward pass. Validation and export run outside, in
     float32 (MXNet AMP also cannot trace GluonCV's inference graph: its `arange` breaks), so
     the reported mAP is the exported model's. float16 keeps one dynamic loss scale for the
-    whole run and lets the Trainer skip the steps whose gradients overflow."""
+    whole run and lets the Trainer skip the steps whose gradients overflow.
 
-    def __init__(self, precision: str, trainer: gluon.Trainer):
+    `unproven`: the precision is `auto`'s float16, taken only once `settle` has seen it agree
+    with float32 on the first batch (else the run trains in float32, with a warning)."""
+
+    def __init__(self, precision: str, trainer: gluon.Trainer, unproven: bool = False):
         self.precision = precision
         self._trainer = trainer
         self._loss_scaler = None
-        if precision != "float32":
+        self._unproven = unproven
+        self.agreement: Agreement | None = None
+        if precision != "float32" and not unproven:
             LOG.info("mixed precision: convolutions in %s while training; weights, updates, "
                      "validation and the artifact in float32", precision)
+
+    def settle(self, net: gluon.HybridBlock, batch: Sequence[mx.nd.NDArray],
+               contexts: Sequence[mx.Context], loss_fn: LossFunction,
+               arithmetic: Arithmetic | None = None) -> None:
+        """Before the first training pass: prove an unproven precision on `batch` (one
+        forward/backward in it and in float32) and keep it only if they agree. `arithmetic`:
+        how a pass is traced in a precision (default: as `training` does, with AMP)."""
+        if not self._unproven:
+            return
+        self._unproven = False
+        self.agreement = check_agreement(self.precision, training_pass(
+            net, batch, contexts, loss_fn,
+            arithmetic or functools.partial(self.pass_arithmetic, net)))
+        if self.agreement.agrees:
+            LOG.info("precision=auto: %s; mixed precision: convolutions in %s while training; "
+                     "weights, updates, validation and the artifact in float32",
+                     self.agreement.describe(), self.precision)
+        else:
+            LOG.warning("precision=auto: %s; training in float32 instead",
+                        self.agreement.describe())
+            self.precision = "float32"
+
+    @contextlib.contextmanager
+    def pass_arithmetic(self, net: gluon.Block | None, precision: str
+                        ) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
+        """`precision`'s graph for one pass of `net`, with a plain backward (no loss scale)."""
+        if precision == "float32":
+            yield autograd.backward
+            return
+        with _amp_installed(precision), _symbol_blocks_converted(net, precision):
+            yield autograd.backward
 
     @contextlib.contextmanager
     def training(self, net: gluon.Block | None = None
                  ) -> Iterator[Callable[[Sequence[mx.nd.NDArray]], None]]:
         """`net`: the network trained in the pass; its SymbolBlocks are converted too."""
-        if self.precision == "float32":
-            yield autograd.backward
-            return
-        with _amp_installed(self.precision), _symbol_blocks_converted(net, self.precision):
+        with self.pass_arithmetic(net, self.precision):
             if self.precision != "float16":
                 yield autograd.backward
                 return

@@ -37,11 +37,16 @@ from ssd_sagemaker.model.quantization import (
 from ssd_sagemaker.seeding import seed_everything
 from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import Checkpointer
-from ssd_sagemaker.training.distributed import DistributedJob, choose_kv_store, make_cluster
+from ssd_sagemaker.training.distributed import (
+    DistributedJob,
+    choose_kv_store,
+    initialise_kvstore,
+    make_cluster,
+)
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.epochs import EpochLoop, RunPlan
 from ssd_sagemaker.training.loop import Learner
-from ssd_sagemaker.training.precision import MixedPrecision, resolve_precision
+from ssd_sagemaker.training.precision import mixed_precision, resolve_precision
 from ssd_sagemaker.training.schedule import (
     learning_rate_schedule,
     optimizer_settings,
@@ -239,11 +244,12 @@ def run_training(env: TrainingJob, hp: Hyperparameters, contexts: Sequence[mx.Co
                  hp.base_network, hp.image_shape, list(classes), contexts, hp.augmentation)
         net, anchors = _prepare_network(hp, classes, weights, contexts)
         trainer = _make_trainer(net, hp, kv_store, sync_workers, dist_store)
-        learner = Learner(net, trainer, contexts, MixedPrecision(precision, trainer), sync_workers)
+        learner = Learner(net, trainer, contexts, mixed_precision(hp.precision, precision, trainer),
+                          sync_workers)
         state = _training_state(env, hp, classes, kv_store)
         start_epoch = _resume(state, learner, job)
         if job is not None:
-            _initialise_kvstore(trainer)
+            initialise_kvstore(trainer)
         transforms = (training_transform(hp.image_shape, anchors, hp.augmentation),
                       validation_transform(hp.image_shape))
         loop = EpochLoop(hp, learner, data, transforms,
@@ -299,20 +305,6 @@ def _make_trainer(net: gluon.HybridBlock, hp: Hyperparameters, kv_store: str | N
                                             hp.weight_decay, schedule),
                          kvstore=kv_store if dist_store is None else dist_store,
                          update_on_kvstore=UPDATE_ON_KVSTORE.get(kv_store))
-
-
-def _initialise_kvstore(trainer: gluon.Trainer) -> None:
-    """Set up the parameter servers (rank 0's weights, pulled by every worker) now, with no
-    other operation in flight. Left to the first `step()`, this overlaps that batch's
-    asynchronous backward pass; in 2 of ~30 two-host test runs under load the second batch
-    then saw garbage weights on one worker (losses ~1e14-1e26 at a learning rate of 1e-6).
-    MXNet 1.x has no public call for it."""
-    mx.nd.waitall()
-    if not trainer._kv_initialized:
-        trainer._init_kvstore()
-    if trainer._params_to_init:
-        trainer._init_params()
-    mx.nd.waitall()
 
 
 def _resume(state: TrainingState, learner: Learner, job: DistributedJob | None) -> int:

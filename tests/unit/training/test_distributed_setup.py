@@ -9,7 +9,9 @@ from ssd_sagemaker.environment import ResourceConfig, TrainingSettings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.training.distributed import (
     Cluster,
+    check_interface,
     choose_kv_store,
+    interface_address,
     make_cluster,
     resolve_addresses,
 )
@@ -60,6 +62,28 @@ def test_role_environment_follows_the_contract():
     assert cluster.role_environment("server") == {
         "DMLC_ROLE": "server", "DMLC_PS_ROOT_URI": "10.0.0.1", "DMLC_PS_ROOT_PORT": "8000",
         "DMLC_NUM_SERVER": "2", "DMLC_NUM_WORKER": "2", "DMLC_NODE_HOST": "10.0.0.2"}
+
+
+def test_the_cluster_interface_from_the_resource_config_is_the_one_listened_on():
+    on_eth1 = ResourceConfig("algo-2", ("algo-1", "algo-2"), network_interface_name="eth1")
+    environment = Cluster(on_eth1, {"algo-1": "10.0.0.1", "algo-2": "10.0.0.2"}, 8000,
+                          "dist_sync").role_environment("worker")
+    # ps-lite reads DMLC_INTERFACE only without DMLC_NODE_HOST
+    assert environment["DMLC_INTERFACE"] == "eth1" and "DMLC_NODE_HOST" not in environment
+
+
+def test_an_interface_without_an_address_is_refused_by_name():
+    assert interface_address("lo") == "127.0.0.1"
+    check_interface("lo")
+    with pytest.raises(ClientError) as error:
+        check_interface("nosuch9")
+    assert "network_interface_name='nosuch9'" in str(error.value)
+    assert "its interfaces: " in str(error.value) and "lo" in str(error.value)
+    with pytest.raises(ClientError):  # present, but without an IPv4 address
+        check_interface("eth7", address_of=lambda name: None)
+    elsewhere = ResourceConfig("localhost", ("localhost",), network_interface_name="nosuch9")
+    with pytest.raises(ClientError, match="nosuch9"):  # train refuses before starting roles
+        make_cluster(elsewhere, "dist_sync", TrainingSettings())
 
 
 def test_the_cluster_takes_its_port_from_the_settings():
