@@ -140,6 +140,9 @@ def results_plot(rows: list[dict]) -> bytes:
     if total:
         losses.plot(*zip(*total), "k--", label="total")
     losses.set(title="training loss", ylabel="loss")
+    values = [v for _, v in total if v > 0]
+    if values and max(values) > 20 * min(values):  # the first epochs' losses dwarf the rest
+        losses.set_yscale("log")
     series(scores, "validation_map", "mAP (VOC07 11-point)")
     series(scores, "validation_map_area", "mAP (area)", "s--")
     scores.set(title="validation mAP", ylim=(0, 1))
