@@ -137,10 +137,10 @@ def _evaluate(paths: Paths, model_dir: Path, channel: str, output: Path,
         from ssd_sagemaker.evaluate.predicting import predict_images
         from ssd_sagemaker.serving.config import DetectionLimits, read_request_limits
 
-        predictor = _serving_predictor(model_dir)
         max_pixels = read_request_limits()[0]
+        # the model is loaded once the channel was read and found usable
         source = Detections(model_dir, predict=lambda samples, keep: predict_images(
-            predictor, samples, max_pixels, DetectionLimits(), keep))
+            _serving_predictor(model_dir), samples, max_pixels, DetectionLimits(), keep))
     from ssd_sagemaker.evaluate.report import table
 
     print(table(run_evaluate(paths, channel, output, source)), flush=True)

@@ -81,7 +81,7 @@ def _pixels(samples: list[Sample]) -> list:
 def run_evaluate(paths: Paths, channel: str, output: Path, source: Detections) -> Evaluation:
     """Score the model's (or the answers') detections on `channel` and write the report."""
     samples, channel_names, num_classes, iou = channel_samples(paths, channel)
-    info = None
+    info = None  # scoring answers needs no model: its class names and input size if it is there
     if source.predict is not None or (source.model_dir / MODEL_INFO_FILE).is_file():
         info = read_model_info(source.model_dir)
     classes = _class_names(info, channel_names, num_classes)
