@@ -90,6 +90,9 @@ def answer_rows(path: Path) -> list[list[float]]:
                 for v in row)):
             raise ClientError(f"{path}: prediction {index} is {json.dumps(row)[:80]}, not six "
                               f"numbers [class_id, score, xmin, ymin, xmax, ymax]")
+        if row[0] < 0 or row[0] != int(row[0]):
+            raise ClientError(f"{path}: prediction {index} has class_id {row[0]}; class ids "
+                              f"are whole numbers from 0, as the endpoint answers them")
     return [[float(v) for v in row] for row in rows]
 
 

@@ -25,6 +25,9 @@ def _sample(folder: Path, name: str) -> Sample:
     (b'{"predictions": []}', 'has no "prediction" list'),
     (b'{"prediction": [[0, 0.5, 0.1, 0.1, 0.2]]}', "prediction 0 is [0, 0.5, 0.1, 0.1, 0.2]"),
     (b'{"prediction": [[0, 0.5, 0.1, 0.1, 0.2, NaN]]}', "prediction 0 is"),
+    (b'{"prediction": [[0, 0.5, 0, 0, 1, 1], [-1, 0.5, 0, 0, 1, 1]]}',
+     "prediction 1 has class_id -1"),
+    (b'{"prediction": [[1.5, 0.5, 0, 0, 1, 1]]}', "prediction 0 has class_id 1.5"),
 ])
 def test_a_bad_answer_is_named_with_its_file(tmp_path, content, named):
     path = tmp_path / "a.jpg.out"

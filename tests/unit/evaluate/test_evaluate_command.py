@@ -81,3 +81,20 @@ def test_a_missing_model_is_named(demo, tmp_path):
                      str(tmp_path / "report"))
     assert result.returncode == 1
     assert f"The model artifact in {tmp_path / 'none'} is incomplete" in result.stdout
+
+
+def test_a_model_of_other_classes_is_refused(demo, tmp_path):
+    base, samples = demo
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model_algo_1-symbol.json", "model_algo_1-0000.params"):
+        (model / name).write_text("{}")
+    (model / "model_info.json").write_text(json.dumps({
+        "classes": ["cat", "dog"], "image_shape": 300, "base_network": "resnet-50",
+        "nms_threshold": 0.45}))
+    _answers(tmp_path / "answers", samples, lambda s: [])
+    result = run_cli(base, "evaluate", "--predictions", str(tmp_path / "answers"),
+                     "--model-dir", str(model), "--output", str(tmp_path / "report"))
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "the model has 2 classes (cat, dog) but hyperparameters.json says num_classes=3" \
+        in result.stdout
