@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ssd_sagemaker.cpu_features import use_every_cpu_for_openmp
 from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
@@ -29,6 +29,9 @@ from ssd_sagemaker.errors import (
 )
 from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
+
+if TYPE_CHECKING:  # imported where used: MXNet is loaded only by the commands that run it
+    from ssd_sagemaker.serving.handlers import Predictor
 
 LOG = logging.getLogger("ssd_sagemaker")
 
@@ -89,7 +92,7 @@ def _serve(paths: Paths) -> None:
     serve(paths.model_dir)
 
 
-def _serving_predictor(model_dir: Path) -> Any:
+def _serving_predictor(model_dir: Path) -> Predictor:
     """The predictor `serve` would load for `model_dir`, in the precision it would choose."""
     from ssd_sagemaker.model.artifact import read_model_info
     from ssd_sagemaker.serving.config import gpu_count, read_inference_precision
@@ -240,7 +243,8 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               ".json,\n  input/data/<channel>/, checkpoints/ (to resume), "
               "$MXNET_HOME/models (ImageNet weights)",
               "model/ (the artifact), checkpoints/, output/data/ (metrics.jsonl, metrics.csv, "
-              "training_curve.png),\n  output/success or output/failure; metric lines on stdout",
+              "training_curve.png),\n  output/tensorboard/ (TensorBoard events), output/success "
+              "or output/failure; metric lines on stdout",
               f"{_BASE}\n  SSD_PROGRESS        bar | lines | auto (default: a bar on a terminal "
               "outside a training job)\n  SSD_PROGRESS_TIMEOUT  seconds without a finished batch "
               "before the job stops (1800)\n  MXNET_HOME          the ImageNet weights' cache "
