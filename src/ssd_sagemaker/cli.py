@@ -1,5 +1,5 @@
-"""Command line: `ssd-sagemaker train | serve | predict | demo-data | validate-data | convert |
-fetch-weights | selftest` (the container's entry points, and the data tools). Each
+"""Command line: `ssd-sagemaker train | serve | predict | evaluate | demo-data | validate-data |
+convert | fetch-weights | selftest` (the container's entry points, and the data tools). Each
 subcommand's `--help` says what it reads and writes, its variables and the exit codes.
 
 Library code raises; this module turns errors into exit codes and the failure file, through
@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ssd_sagemaker.cpu_features import use_every_cpu_for_openmp
 from ssd_sagemaker.demo import DEMO_TRAIN_IMAGES, DEMO_VALIDATION_IMAGES, write_demo_job
@@ -30,6 +30,9 @@ from ssd_sagemaker.errors import (
 )
 from ssd_sagemaker.gpu_support import check_gpus, require_driver
 from ssd_sagemaker.training.interruption import StopRequest
+
+if TYPE_CHECKING:  # imported where used: MXNet is loaded only by the commands that run it
+    from ssd_sagemaker.serving.predictor import Predictor
 
 LOG = logging.getLogger("ssd_sagemaker")
 
@@ -93,20 +96,27 @@ def _serve(paths: Paths) -> None:
     serve(paths.model_dir)
 
 
+def _serving_predictor(model_dir: Path) -> Predictor:
+    """The predictor `serve` would load for `model_dir`, in the precision it would choose."""
+    from ssd_sagemaker.model.artifact import read_model_info
+    from ssd_sagemaker.serving.config import gpu_count, read_inference_precision
+    from ssd_sagemaker.serving.precision import resolve_inference_precision
+    from ssd_sagemaker.serving.predictor import Predictor
+
+    check_gpus()
+    precision = resolve_inference_precision(read_inference_precision(),
+                                            read_model_info(model_dir), model_dir,
+                                            gpus=gpu_count(os.environ))
+    return Predictor(model_dir, precision=precision)
+
+
 def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
              limit_options: dict[str, str | None]) -> None:
     """The serving predictor on local files: `<name>.json` and `<name>.annotated.jpg` each,
     with the endpoint's limits (its variables) overridden by the options given
     (`limit_options`: a detection limit's name → its option's text, None when not given)."""
-    from ssd_sagemaker.model.artifact import read_model_info
-    from ssd_sagemaker.serving.config import (
-        gpu_count,
-        read_inference_precision,
-        read_request_limits,
-    )
+    from ssd_sagemaker.serving.config import read_request_limits
     from ssd_sagemaker.serving.local_predict import collect_images, predict_files
-    from ssd_sagemaker.serving.precision import resolve_inference_precision
-    from ssd_sagemaker.serving.predictor import Predictor
 
     max_pixels, limits = read_request_limits()
     for name, raw in limit_options.items():  # one by one: the message names the option
@@ -115,14 +125,31 @@ def _predict(model_dir: Path, output: Path, inputs: Sequence[Path],
                 limits = limits.overridden({name: raw})
             except ValueError as error:
                 raise ClientError(f"--{name.replace('_', '-')}: {error}.") from None
-    check_gpus()
-    precision = resolve_inference_precision(read_inference_precision(),
-                                            read_model_info(model_dir), model_dir,
-                                            gpus=gpu_count(os.environ))
+    predictor = _serving_predictor(model_dir)
     images = collect_images(inputs)
-    written = predict_files(Predictor(model_dir, precision=precision), images, output,
-                            max_pixels, limits)
+    written = predict_files(predictor, images, output, max_pixels, limits)
     LOG.info("predicted %d images: %d files in %s", len(images), len(written), output)
+
+
+def _evaluate(paths: Paths, model_dir: Path, channel: str, output: Path,
+              predictions: Path | None) -> None:
+    """Score the model (or batch-transform answers) on a labelled channel; print the table."""
+    from ssd_sagemaker.evaluate.command import Detections, run_evaluate
+
+    if predictions is not None:
+        source = Detections(model_dir, answers=predictions)
+    else:
+        use_every_cpu_for_openmp()
+        from ssd_sagemaker.evaluate.predicting import predict_images
+        from ssd_sagemaker.serving.config import DetectionLimits, read_request_limits
+
+        max_pixels = read_request_limits()[0]
+        # the model is loaded once the channel was read and found usable
+        source = Detections(model_dir, predict=lambda samples, keep: predict_images(
+            _serving_predictor(model_dir), samples, max_pixels, DetectionLimits(), keep))
+    from ssd_sagemaker.evaluate.report import table
+
+    print(table(run_evaluate(paths, channel, output, source)), flush=True)
 
 
 def _selftest(args: argparse.Namespace) -> None:
@@ -219,7 +246,8 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               ".json,\n  input/data/<channel>/, checkpoints/ (to resume), "
               "$MXNET_HOME/models (ImageNet weights)",
               "model/ (the artifact), checkpoints/, output/data/ (metrics.jsonl, metrics.csv, "
-              "training_curve.png),\n  output/success or output/failure; metric lines on stdout",
+              "training_curve.png),\n  output/tensorboard/ (TensorBoard events), output/success "
+              "or output/failure; metric lines on stdout",
               f"{_BASE}\n  SSD_PROGRESS        bar | lines | auto (default: a bar on a terminal "
               "outside a training job)\n  SSD_PROGRESS_TIMEOUT  seconds without a finished batch "
               "before the job stops (1800)\n  MXNET_HOME          the ImageNet weights' cache "
@@ -244,6 +272,17 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_DRAW_THRESHOLD, "
               "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION  as for serve",
               "ssd-sagemaker predict photo.jpg --model-dir model --output predictions")),
+    "evaluate": (
+        "score the model on a labelled channel (VOC07, area and COCO mAP, per class), or an "
+        "endpoint's batch-transform answers with --predictions",
+        _help("$SAGEMAKER_BASE_DIR/input/config/{hyperparameters,inputdataconfig}.json, "
+              "input/data/<channel>/,\n  the model folder (--model-dir), or --predictions/"
+              "<image>.out",
+              "--output/evaluation.json, per_class.csv, pr_curves.png, confusion_matrix.png,\n  "
+              "detections.json and ground_truth.json (COCO formats), examples/<image>.jpg; the "
+              "per-class table on stdout",
+              f"{_BASE}\n  SSD_MAX_IMAGE_PIXELS, SSD_INFERENCE_PRECISION  as for serve",
+              "ssd-sagemaker evaluate --model-dir model --channel validation")),
     "validate-data": (
         "check the data channels as train would, decoding every image; report, no training",
         _help("$SAGEMAKER_BASE_DIR/input/config/*.json and input/data/<channel>/",
@@ -337,6 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--draw-threshold", help="draw the detections scoring at least this in "
                                                   "<name>.annotated.jpg; the JSON keeps all "
                                                   "(default: $SSD_DRAW_THRESHOLD or 0.5)")
+    evaluate = _command(commands, "evaluate")
+    evaluate.add_argument("--model-dir", type=Path, help="default: $SAGEMAKER_BASE_DIR/model")
+    evaluate.add_argument("--channel", default="validation",
+                          help="the labelled channel to score on (default: validation)")
+    evaluate.add_argument("--output", type=Path, default=Path("evaluation"),
+                          help="folder for the report (default: ./evaluation)")
+    evaluate.add_argument("--predictions", type=Path, metavar="DIR",
+                          help="score these batch-transform outputs (<image>.out) instead of "
+                               "running the model")
     selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)
@@ -387,6 +435,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = {name: getattr(args, name) for name in LIMIT_PARSERS}
         return _run_job(lambda: _predict(args.model_dir or paths.model_dir, args.output,
                                          args.inputs, options), None)
+    if args.command == "evaluate":
+        return _run_job(lambda: _evaluate(paths, args.model_dir or paths.model_dir,
+                                          args.channel, args.output, args.predictions), None)
     if args.command == "validate-data":
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "selftest":

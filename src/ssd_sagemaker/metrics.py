@@ -9,10 +9,11 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from ssd_sagemaker.plotting import png_bytes, pyplot
 from ssd_sagemaker.storage import write_files
 
 METRIC_DEFINITIONS: tuple[dict[str, str], ...] = (
@@ -62,7 +63,10 @@ class MetricReporter:
 
 
 EPOCH_FIELDS = ("epoch", "cross_entropy", "smooth_l1", "validation_map", "validation_map_area",
-                "learning_rate", "images_per_second", "seconds")
+                "validation_ap_per_class", "learning_rate", "images_per_second", "seconds")
+# The per-class mapping is a JSON object in metrics.jsonl and one `ap_<class>` column per class
+# in metrics.csv.
+PER_CLASS_FIELD = "validation_ap_per_class"
 
 
 METRICS_FILES = ("metrics.jsonl", "metrics.csv", "training_curve.png")
@@ -93,34 +97,66 @@ class EpochLog:
     def write(self) -> None:
         if self.directory is None:
             return
-        table = io.StringIO(newline="")
-        writer = csv.DictWriter(table, fieldnames=EPOCH_FIELDS)
-        writer.writeheader()
-        writer.writerows(self.rows)
         contents = ("".join(json.dumps(r) + "\n" for r in self.rows).encode(),
-                    table.getvalue().encode(), self._plot())
+                    csv_table(self.rows).encode(), results_plot(self.rows))
         write_files(self.directory, dict(zip(METRICS_FILES, contents)),
                     f"the per-epoch metrics ({', '.join(METRICS_FILES)})")
 
-    def _plot(self) -> bytes:
-        import matplotlib
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot
+def csv_table(rows: list[dict]) -> str:
+    """metrics.csv: the scalar fields, then `ap_<class>` for every class any epoch scored."""
+    classes = list(dict.fromkeys(name for row in rows for name in row.get(PER_CLASS_FIELD) or {}))
+    fields = [f for f in EPOCH_FIELDS if f != PER_CLASS_FIELD] + [f"ap_{c}" for c in classes]
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=fields)
+    writer.writeheader()
+    for row in rows:
+        per_class = row.get(PER_CLASS_FIELD) or {}
+        writer.writerow({**{f: row.get(f) for f in fields if not f.startswith("ap_")},
+                         **{f"ap_{c}": per_class.get(c) for c in classes}})
+    return table.getvalue()
 
-        epochs = [r["epoch"] for r in self.rows]
-        figure, (losses, scores) = pyplot.subplots(1, 2, figsize=(10, 4))
-        losses.plot(epochs, [r["cross_entropy"] for r in self.rows], "o-", label="cross_entropy")
-        losses.plot(epochs, [r["smooth_l1"] for r in self.rows], "o-", label="smooth_l1")
-        losses.set(title="training loss", xlabel="epoch")
-        losses.legend()
-        maps = [(r["epoch"], r["validation_map"]) for r in self.rows
-                if r["validation_map"] is not None]
-        if maps:
-            scores.plot(*zip(*maps), "o-", color="tab:green")
-        scores.set(title="validation mAP", xlabel="epoch", ylim=(0, 1))
-        figure.tight_layout()
-        image = io.BytesIO()
-        figure.savefig(image, format="png", dpi=80)
-        pyplot.close(figure)
-        return image.getvalue()
+
+def results_plot(rows: list[dict]) -> bytes:
+    """training_curve.png, 1200 x 700: the loss parts and their sum, the validation mAPs, the
+    learning rate and the throughput per epoch; whole epochs on every x axis (one epoch gets
+    an axis around it, not a degenerate one)."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = pyplot()
+    epochs = [r["epoch"] for r in rows]
+    figure, axes = plt.subplots(2, 2, figsize=(12, 7))
+    losses, scores, rates, speed = axes.flat
+
+    def series(axis: Any, field: str, label: str, style: str = "o-") -> None:
+        points = [(r["epoch"], r[field]) for r in rows if r.get(field) is not None]
+        if points:
+            axis.plot(*zip(*points), style, label=label)
+
+    series(losses, "cross_entropy", "cross_entropy (classes)")
+    series(losses, "smooth_l1", "smooth_l1 (boxes)")
+    total = [(r["epoch"], r["cross_entropy"] + r["smooth_l1"]) for r in rows
+             if r.get("cross_entropy") is not None and r.get("smooth_l1") is not None]
+    if total:
+        losses.plot(*zip(*total), "k--", label="total")
+    losses.set(title="training loss", ylabel="loss")
+    values = [v for _, v in total if v > 0]
+    if values and max(values) > 20 * min(values):  # the first epochs' losses dwarf the rest
+        losses.set_yscale("log")
+    series(scores, "validation_map", "mAP (VOC07 11-point)")
+    series(scores, "validation_map_area", "mAP (area)", "s--")
+    scores.set(title="validation mAP", ylim=(0, 1))
+    series(rates, "learning_rate", "learning rate")
+    rates.set(title="learning rate")
+    series(speed, "images_per_second", "images/s")
+    speed.set(title="training throughput", ylabel="images/s")
+    low, high = (min(epochs), max(epochs)) if epochs else (0, 0)
+    for axis in axes.flat:
+        axis.set_xlim(low - 0.5, high + 0.5)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    return png_bytes(figure)

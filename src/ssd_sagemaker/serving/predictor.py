@@ -62,14 +62,22 @@ class Predictor:
     def detect(self, image: np.ndarray) -> list[list[float]]:
         """Detections sorted by score: [class_id, score, xmin, ymin, xmax, ymax] (fractions,
         every box with an area), for an HWC RGB uint8 image."""
-        pixels = mx.nd.array(image, dtype=np.uint8)
-        tensor = network_input(pixels, self.info.image_shape).as_in_context(self._context)
         with self._lock:
-            ids, scores, boxes = self._net(tensor)
-            ids, scores, boxes = ids[0].asnumpy(), scores[0].asnumpy(), boxes[0].asnumpy()
-        boxes = np.clip(boxes / float(self.info.image_shape), 0.0, 1.0)
-        # Padding rows (id -1) and boxes with no area (seen: 9 of 100 rows scoring 0.91-1.0 on
-        # an untrained model, a point or a line after clipping) are no detections.
-        keep = (ids[:, 0] >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
-        return [[float(c), float(s), *map(float, b)]
-                for c, s, b in zip(ids[keep, 0], scores[keep, 0], boxes[keep])]
+            return network_detections(self._net, image, self.info.image_shape, self._context)
+
+
+def network_detections(net: gluon.Block, image: np.ndarray, image_shape: int,
+                       context: mx.Context) -> list[list[float]]:
+    """An inference-mode SSD's detections in an HWC RGB uint8 image, as the network orders
+    them (by score): [class_id, score, xmin, ymin, xmax, ymax] (fractions); also training's
+    pictures of its validation images."""
+    pixels = mx.nd.array(image, dtype=np.uint8)
+    tensor = network_input(pixels, image_shape).as_in_context(context)
+    ids, scores, boxes = net(tensor)
+    ids, scores, boxes = ids[0].asnumpy(), scores[0].asnumpy(), boxes[0].asnumpy()
+    boxes = np.clip(boxes / float(image_shape), 0.0, 1.0)
+    # Padding rows (id -1) and boxes with no area (seen: 9 of 100 rows scoring 0.91-1.0 on an
+    # untrained model, a point or a line after clipping) are no detections.
+    keep = (ids[:, 0] >= 0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return [[float(c), float(s), *map(float, b)]
+            for c, s, b in zip(ids[keep, 0], scores[keep, 0], boxes[keep])]

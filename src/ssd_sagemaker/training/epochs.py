@@ -22,6 +22,7 @@ from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
 from ssd_sagemaker.training.loop import EpochResult, Learner, train_one_epoch, validate
 from ssd_sagemaker.training.state import TrainingState
+from ssd_sagemaker.training.tensorboard import TensorBoardLog
 from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
 LOG = logging.getLogger(__name__)
@@ -59,10 +60,12 @@ class EpochLoop:
     def __init__(self, hp: Hyperparameters, learner: Learner, data: TrainingData,
                  transforms: tuple[Callable, Callable], plan: RunPlan, state: TrainingState,
                  reporter: MetricReporter, job: DistributedJob | None = None,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None,
+                 tensorboard: TensorBoardLog | None = None):
         self.hp, self.learner, self.data, self.plan, self.state = hp, learner, data, plan, state
         self.train_transform, self.val_transform = transforms
         self.reporter, self.job, self.should_stop = reporter, job, should_stop
+        self.tensorboard = tensorboard
         self.metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
         pipe_mode = data.train.local_count is None  # a stream of unknown length
         self.watchdog = Watchdog(progress_timeout(pipe_mode, plan.settings), pipe_mode)
@@ -86,7 +89,10 @@ class EpochLoop:
                 stop = self.job.agree(f"stop_after_epoch_{epoch}", stop)
             if self.state.stopping.best_epoch == epoch:
                 self.state.checkpointer.save_best(self.learner.net)
-            epoch_log.record(self._row(epoch, result, maps))
+            row = self._row(epoch, result, maps)
+            epoch_log.record(row)
+            if self.tensorboard is not None:
+                self._tensorboard(row, maps is not None)
             self.reporter.progress(100.0 if stop else 100.0 * (epoch + 1) / end)
             self.state.save(self.learner, end if stop else epoch + 1)
             epoch_log.write()
@@ -127,8 +133,27 @@ class EpochLoop:
             maps = MeanAveragePrecision(0.0, 0.0, maps.per_class_voc07, maps.per_class_area)
         LOG.info("epoch %d: validation mAP %.4f (VOC07 11-point), %.4f (area)", epoch,
                  maps.voc07, maps.area)
+        LOG.info("epoch %d: AP per class: %s", epoch, ", ".join(
+            f"{name} {ap:.4f}" for name, ap in self._per_class(maps).items()) or "none")
         self.reporter.validation_map(epoch, maps.voc07)
         return maps
+
+    def _class_names(self) -> list[str]:
+        names = self.data.class_names
+        return [names.get(class_id, str(class_id)) for class_id in range(self.hp.num_classes)]
+
+    def _per_class(self, maps: MeanAveragePrecision) -> dict[str, float]:
+        """Each class's VOC07 AP by name (classes without ground truth have none)."""
+        names = self.data.class_names
+        return {names.get(class_id, str(class_id)): ap
+                for class_id, ap in sorted(maps.per_class_voc07.items())}
+
+    def _tensorboard(self, row: dict, validated: bool) -> None:
+        assert self.tensorboard is not None
+        self.tensorboard.epoch(row)
+        if validated:  # the network is in inference mode (validate hybridized it so)
+            self.tensorboard.detections(row["epoch"], self.learner.net, self.hp.image_shape,
+                                        self.learner.contexts[0], self._class_names())
 
     def _row(self, epoch: int, result: EpochResult,
              maps: MeanAveragePrecision | None) -> dict:
@@ -137,5 +162,6 @@ class EpochLoop:
             "smooth_l1": result.smooth_l1,
             "validation_map": maps.voc07 if maps is not None else None,
             "validation_map_area": maps.area if maps is not None else None,
+            "validation_ap_per_class": self._per_class(maps) if maps is not None else None,
             "learning_rate": self.learner.trainer.learning_rate,
             "images_per_second": result.images_per_second, "seconds": result.seconds}

@@ -53,6 +53,7 @@ from ssd_sagemaker.training.schedule import (
     updates_per_epoch,
 )
 from ssd_sagemaker.training.state import TrainingState
+from ssd_sagemaker.training.tensorboard import open_tensorboard
 from ssd_sagemaker.training.watchdog import Watchdog, progress_timeout
 
 LOG = logging.getLogger(__name__)
@@ -237,7 +238,9 @@ def run_training(env: TrainingJob, hp: Hyperparameters, contexts: Sequence[mx.Co
     weights = _starting_weights(env, hp)
     data = _read_channels(env, hp, Shard(rank, workers))
     data.watch_stream_count(functools.partial(warn_stream_count, hp))
+    tensorboard = None
     try:
+        tensorboard = open_tensorboard(env, data)
         _check_batch_size(hp, data.num_train_images)
         classes = class_names(hp.num_classes, data.class_names)
         LOG.info("training %s SSD at %d px for classes %s on %s, augmentation %s",
@@ -255,7 +258,7 @@ def run_training(env: TrainingJob, hp: Hyperparameters, contexts: Sequence[mx.Co
         loop = EpochLoop(hp, learner, data, transforms,
                          RunPlan(start_epoch, hp.epochs, validates=env.resources.is_master,
                                  settings=env.settings),
-                         state, reporter, job, should_stop)
+                         state, reporter, job, should_stop, tensorboard)
         epochs_run = loop.run()
 
         stopping = state.stopping
@@ -275,6 +278,8 @@ def run_training(env: TrainingJob, hp: Hyperparameters, contexts: Sequence[mx.Co
                                time.time() - started)
     finally:
         data.close()  # stop the loader's worker processes
+        if tensorboard is not None:
+            tensorboard.close()
 
 
 def _training_state(env: TrainingJob, hp: Hyperparameters, classes: tuple[str, ...],

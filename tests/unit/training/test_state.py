@@ -18,11 +18,11 @@ from ssd_sagemaker.training.state import TrainingState
 
 NETWORK = NetworkIdentity.of_classes("vgg-16", 300, ("a",))
 ROWS = [{"epoch": 0, "cross_entropy": 2.5, "smooth_l1": 1.25, "validation_map": 0.125,
-         "validation_map_area": 0.1, "learning_rate": 0.01, "images_per_second": 3.0,
-         "seconds": 4.0},
+         "validation_map_area": 0.1, "validation_ap_per_class": None, "learning_rate": 0.01,
+         "images_per_second": 3.0, "seconds": 4.0},
         {"epoch": 1, "cross_entropy": 2.0, "smooth_l1": 1.0, "validation_map": 0.25,
-         "validation_map_area": 0.2, "learning_rate": 0.01, "images_per_second": 3.5,
-         "seconds": 3.5}]
+         "validation_map_area": 0.2, "validation_ap_per_class": {"circle": 0.2},
+         "learning_rate": 0.01, "images_per_second": 3.5, "seconds": 3.5}]
 
 
 def _learner(seed):

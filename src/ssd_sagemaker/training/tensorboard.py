@@ -1,0 +1,118 @@
+"""TensorBoard events of a training run in `$SAGEMAKER_BASE_DIR/output/tensorboard` (the folder
+SageMaker syncs with `TensorBoardOutputConfig`), written by tensorboardX (no TensorFlow): per
+epoch the loss parts, learning rate, mAPs, per-class AP and images/s, and a few validation
+images with the epoch's detections drawn. Master host only; a folder that cannot be written
+turns the events off with one warning, never the job."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mxnet as mx
+import numpy as np
+
+from ssd_sagemaker.data.channels import TrainingData
+from ssd_sagemaker.data.workers import load
+from ssd_sagemaker.job import TrainingJob
+from ssd_sagemaker.serving.predictor import network_detections
+from ssd_sagemaker.serving.rendering import draw_detections
+
+LOG = logging.getLogger(__name__)
+
+TENSORBOARD_FOLDER = "tensorboard"
+PICTURED_IMAGES = 2  # validation images drawn with their detections each epoch
+PICTURED_SCORE = 0.5  # detections drawn score at least this
+
+# metrics-row field → TensorBoard tag
+SCALARS = {"cross_entropy": "loss/cross_entropy", "smooth_l1": "loss/smooth_l1",
+           "learning_rate": "learning_rate", "validation_map": "validation/mAP",
+           "validation_map_area": "validation/mAP_area",
+           "images_per_second": "throughput/images_per_second"}
+
+
+class TensorBoardLog:
+    """The run's event file; `pictured` are (name, HWC RGB uint8 image) validation images."""
+
+    def __init__(self, writer: Any, pictured: Sequence[tuple[str, np.ndarray]] = ()):
+        self._writer = writer
+        self.pictured = list(pictured)
+
+    def epoch(self, row: dict) -> None:
+        """One epoch's row of the metrics files, as scalars at step `epoch`."""
+        step = row["epoch"]
+        try:
+            for field, tag in SCALARS.items():
+                if row.get(field) is not None:
+                    self._writer.add_scalar(tag, row[field], step)
+            for name, ap in (row.get("validation_ap_per_class") or {}).items():
+                self._writer.add_scalar(f"validation_AP/{name}", ap, step)
+            self._writer.flush()
+        except OSError as error:
+            self._off(error)
+
+    def detections(self, epoch: int, net: Any, image_shape: int, context: mx.Context,
+                   classes: Sequence[str]) -> None:
+        """The pictured images with `net`'s detections (inference mode) drawn."""
+        try:
+            for name, image in self.pictured:
+                rows = [row for row in network_detections(net, image, image_shape, context)
+                        if row[1] >= PICTURED_SCORE]
+                self._writer.add_image(f"validation/{name}",
+                                       draw_detections(image, rows, classes), epoch,
+                                       dataformats="HWC")
+            self._writer.flush()
+        except OSError as error:
+            self._off(error)
+
+    def _off(self, error: OSError) -> None:
+        LOG.warning("TensorBoard events stop: cannot write them (%s)", error.strerror or error)
+        self._writer = _NoWriter()
+        self.pictured = []
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        except OSError:
+            pass
+
+
+class _NoWriter:
+    """Stands in for the writer once writing failed."""
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def _pictured(env: TrainingJob, data: TrainingData) -> list[tuple[str, np.ndarray]]:
+    """The first validation images of a File-mode channel (a Pipe-mode stream is read once per
+    epoch by validation alone: none)."""
+    config = env.channels.get("validation")
+    if data.validation is None or config is None or config.input_mode != "File":
+        return []
+    samples = itertools.islice(data.validation.validation_pass(), PICTURED_IMAGES)
+    return [(Path(sample.origin).stem, load(sample)[0]) for sample in samples]
+
+
+def open_tensorboard(env: TrainingJob, data: TrainingData) -> TensorBoardLog | None:
+    """The run's TensorBoard log on the master host, or None (another host, or the folder
+    cannot be written: one warning)."""
+    if not env.resources.is_master:
+        return None
+    folder = env.paths.output_dir / TENSORBOARD_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        LOG.warning("no TensorBoard events: cannot write %s (%s)", folder,
+                    error.strerror or error)
+        return None
+    from tensorboardX import SummaryWriter
+
+    LOG.info("TensorBoard events in %s", folder)
+    return TensorBoardLog(SummaryWriter(logdir=str(folder), flush_secs=30), _pictured(env, data))
