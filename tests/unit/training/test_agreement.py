@@ -153,6 +153,16 @@ def test_gradients_beyond_the_tolerance_disagree():
     assert "its gradients differ by 5.00e-01, more than 10%" == verdict.reason
 
 
+def test_autos_bfloat16_on_a_cpu_must_prove_itself_too():
+    net = _net()
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.1})
+    resolved = resolve_precision("auto", "resnet-50", [mx.cpu()], None, bfloat16_cpu=True)
+    assert resolved == "bfloat16"
+    assert mixed_precision("auto", resolved, trainer)._unproven is True
+    assert mixed_precision("bfloat16", resolved, trainer)._unproven is False
+    assert mixed_precision("auto", "float32", trainer)._unproven is False
+
+
 @pytest.mark.parametrize("requested, unproven", [("auto", True), ("float16", False)])
 def test_only_autos_float16_on_a_gpu_must_prove_itself(requested, unproven):
     net = _net()
