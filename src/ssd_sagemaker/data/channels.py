@@ -108,15 +108,17 @@ def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int,
 
 def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                       num_classes: int, label_width: int, thorough: bool = False,
-                      hosts: int = 1) -> FileChannel:
+                      hosts: int = 1,
+                      on_example: Callable[[], None] | None = None) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
     `thorough` (validate-data) also decodes every image and reports every fault. With
     several `hosts`, images sharded by S3 key beside replicated annotations leave this host
-    the annotations of other hosts' images: skipped and counted."""
+    the annotations of other hosts' images: skipped and counted. `on_example` is called after
+    each example is checked (validate-data's progress)."""
     fmt = channel_format(channels, name)
     return fmt.read_files(ChannelRead(paths, channels, name, num_classes, label_width,
-                                      thorough, hosts))
+                                      thorough, hosts, on_example))
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,

@@ -5,7 +5,7 @@ with one such object and one entry in `channels.FORMATS`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -43,6 +43,11 @@ class ChannelRead:
     label_width: int
     thorough: bool = False
     hosts: int = 1
+    on_example: Callable[[], None] | None = None  # after each example checked (progress)
+
+    def report(self, kind: str) -> ChannelReport:
+        """The report of this read, counting into `on_example`."""
+        return ChannelReport(self.name, kind, on_example=self.on_example)
 
     @property
     def config(self) -> ChannelConfig:

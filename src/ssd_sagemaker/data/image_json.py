@@ -234,7 +234,8 @@ def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
 
 def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: int,
                            thorough: bool = False, channel: str | None = None,
-                           images_elsewhere: bool = False) -> AnnotatedChannel:
+                           images_elsewhere: bool = False,
+                           report: ChannelReport | None = None) -> AnnotatedChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`. Invalid files are reported, not raised: the caller decides
     with `report.check()`. `thorough` also decodes every image (validate-data).
@@ -242,7 +243,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
     annotations are not, so an annotation whose image is absent is another host's: skipped
     and counted, not an error (its host checks it)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
-    report = ChannelReport(channel or image_dir.name, KIND)
+    report = report or ChannelReport(channel or image_dir.name, KIND)
     files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
     if not files:
         raise ClientError(
@@ -276,6 +277,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
                                    f"{claimed[image_path]}; keep one annotation per image")
         if image_path is not None and not parsed.problems:
             _check_image(image_path, parsed, thorough)
+        report.examined()
         for class_id, class_name in sorted(categories.items()):
             first = names.setdefault(class_id, (class_name, origin))
             if first[0] != class_name:
@@ -341,7 +343,7 @@ class ImageFormat:
         annotation = f"{request.name}_annotation"
         channel = read_annotated_channel(
             request.directory, request.paths.channel_dir(annotation), request.num_classes,
-            thorough=request.thorough, channel=request.name,
+            thorough=request.thorough, report=request.report(KIND),
             images_elsewhere=request.hosts > 1
             and request.config.distribution == SHARDED_BY_S3_KEY
             and request.channels[annotation].distribution == FULLY_REPLICATED)

@@ -134,6 +134,7 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
             return
         sample = _sample(entry, attributes, origin, num_classes, report, class_names,
                          image_ref, thorough)
+        report.examined()
         if sample is not None:
             report.used += 1
             yield sample
@@ -197,12 +198,13 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
 
 
 def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes: int,
-                          thorough: bool = False, channel: str | None = None
+                          thorough: bool = False, channel: str | None = None,
+                          report: ChannelReport | None = None
                           ) -> tuple[list[Sample], dict[int, str], ChannelReport]:
     """File mode: every file under `channel_dir` (name order) holds RecordIO-wrapped manifest
     records; samples point at their image records."""
     channel_dir = Path(channel_dir)
-    report = ChannelReport(channel or channel_dir.name, KIND)
+    report = report or ChannelReport(channel or channel_dir.name, KIND)
     files = channel_entries(channel_dir)
     if not files:
         raise ClientError(f"The {report.channel} channel ({channel_dir}) holds no files; an "
@@ -251,7 +253,7 @@ class ManifestFormat:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)
         samples, names, report = read_manifest_channel(
             request.directory, attributes, request.num_classes, thorough=request.thorough,
-            channel=request.name)
+            report=request.report(KIND))
         return FileChannel(samples, names, report)
 
     def stream_parser(self, request: ChannelRead) -> Parser:

@@ -325,13 +325,14 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
 
 
 def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
-                          thorough: bool = False,
-                          channel: str | None = None) -> tuple[list[Sample], ChannelReport]:
+                          thorough: bool = False, channel: str | None = None,
+                          report: ChannelReport | None = None
+                          ) -> tuple[list[Sample], ChannelReport]:
     """Every record of every `.rec` file under `channel_dir` (sorted), checked; an `.idx`
     next to it is not needed (the file is scanned once: labels and image headers checked).
     `thorough` (validate-data) decodes every image and reports labels too wide."""
     channel_dir = Path(channel_dir)
-    report = ChannelReport(channel or channel_dir.name, KIND)
+    report = report or ChannelReport(channel or channel_dir.name, KIND)
     files = channel_entries(channel_dir, "*.rec")
     if not files:
         present = sorted(p.name for p in channel_dir.rglob("*") if p.is_file())[:5] \
@@ -352,6 +353,7 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
                 sample = sample_from_record(record, f"{name} record {index}",
                                             RecordRef(path, offset), num_classes, label_width,
                                             report, thorough)
+                report.examined()
                 if sample is not None:
                     samples.append(sample)
                     report.used += 1
@@ -410,7 +412,7 @@ class RecordIOFormat:
     def read_files(self, request: ChannelRead) -> FileChannel:
         samples, report = read_recordio_channel(request.directory, request.num_classes,
                                                 request.label_width, thorough=request.thorough,
-                                                channel=request.name)
+                                                report=request.report(KIND))
         return FileChannel(samples, {}, report)
 
     def stream_parser(self, request: ChannelRead) -> Parser:

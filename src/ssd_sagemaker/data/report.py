@@ -13,6 +13,7 @@ bytes, under the same tolerance.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ssd_sagemaker.errors import ClientError
@@ -40,6 +41,12 @@ class ChannelReport:
     lost_bytes: int = 0  # skipped to resynchronise after a break in the framing
     losses: list[str] = field(default_factory=list)  # one line per break
     elsewhere: int = 0  # of `skipped`: annotations of images sharded to other hosts
+    on_example: Callable[[], None] | None = None  # after each example checked (progress)
+
+    def examined(self) -> None:
+        """One example has been checked (validate-data shows its progress from this)."""
+        if self.on_example is not None:
+            self.on_example()
 
     def warn(self, origin: str, message: str) -> None:
         self.warnings.append(f"{origin}: {message}")

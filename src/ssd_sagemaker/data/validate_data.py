@@ -8,6 +8,7 @@ stream (`.rec` files, or RecordIO-wrapped manifest records).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -16,6 +17,9 @@ from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
 from ssd_sagemaker.data.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.progress import Progress
+
+LOG = logging.getLogger(__name__)
 
 DATA_CHANNELS = ("train", "validation")
 
@@ -52,8 +56,10 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         files = {key: replace(config, input_mode="File") for key, config in channels.items()}
         try:
             channel_format(channels, name)  # refuses what training would refuse
-            channel = read_file_channel(paths, files, name, num_classes, label_width,
-                                        thorough=True, hosts=hosts if name == "train" else 1)
+            with Progress(f"validate-data: {name}", None, "example", LOG) as progress:
+                channel = read_file_channel(paths, files, name, num_classes, label_width,
+                                            thorough=True, hosts=hosts if name == "train" else 1,
+                                            on_example=progress.advance)
         except ClientError as error:
             results.append(ChannelResult(name, fatal=str(error)))
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cli_runner import run_cli
 from planting import (
     annotation,
     bomb_png,
@@ -117,6 +118,17 @@ def test_clean_dataset_passes(tmp_path: Path, monkeypatch, capsys) -> None:
     assert "Channel train (image + JSON): 3 found, 3 used, 0 skipped, 0 with errors" in report
     assert "classes {0: 'circle', 1: 'square', 2: 'triangle'}" in report
     assert report.splitlines()[-1] == "Result: all channels valid"
+
+
+def test_validate_data_shows_its_progress_per_channel(tmp_path: Path) -> None:
+    """A progress line per channel when nobody watches a terminal (a bar when one does)."""
+    made = run_cli(tmp_path, "demo-data", "--train-images", "3", "--validation-images", "2",
+                   timeout=120)
+    assert made.returncode == 0
+    checked = run_cli(tmp_path, "validate-data", timeout=300)
+    assert checked.returncode == 0, checked.stdout[-2000:]
+    assert "validate-data: train: 3 example(s), " in checked.stdout
+    assert "validate-data: validation: 2 example(s), " in checked.stdout
 
 
 def test_num_classes_is_needed(tmp_path: Path, monkeypatch) -> None:
