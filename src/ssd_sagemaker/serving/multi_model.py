@@ -123,12 +123,8 @@ def create_multi_model_app(config: ServingConfig, registry: ModelRegistry, conte
             precision = resolve_inference_precision(config.precision, info, folder, gpus)
             if precision == "int8":
                 check_artifact(folder, int8=True)
-        except ClientError as error:
-            raise ArtifactRefused(f"model '{name}' cannot be loaded from {folder}: {error}") \
-                from None
-        check_fits(name, folder / PARAMS_FILE, config.workers, config.memory_limit_mb)
-        try:
-            predictor = Predictor(folder, context, precision)
+            check_fits(name, folder / PARAMS_FILE, config.workers, config.memory_limit_mb)
+            predictor = Predictor(folder, context, precision)  # what only MXNet can tell
         except ClientError as error:
             raise ArtifactRefused(f"model '{name}' cannot be loaded from {folder}: {error}") \
                 from None
