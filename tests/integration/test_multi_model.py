@@ -154,7 +154,7 @@ def test_the_multi_model_contract_across_workers(tmp_path, artifacts):
     finally:
         statuses = pings.stop()
         assert server.stop() == 0, server.output()[-3000:]
-    assert len(statuses) > 10 and set(statuses) == {200}, statuses
+    assert len(statuses) >= 3 and set(statuses) == {200}, statuses
     loads = re.findall(r"worker (\d+) loaded model '(\w+)' from (\S+)", server.output())
     assert len(loads) == len(set(loads)), loads  # at most once per worker and load
     assert {pid for pid, _, _ in loads}.__len__() == WORKERS, loads  # both workers loaded some

@@ -122,11 +122,12 @@ def model_bytes(params_file: Path) -> int:
 
 
 def check_fits(name: str, params_file: Path, copies: int, server_limit_mb: int | None,
-               master: int | None = None) -> None:
+               promised: int = 0, master: int | None = None) -> None:
     """InsufficientMemory unless `copies` copies of the model fit both in the container's
     memory and under `server_limit_mb` (`SSD_MME_MEMORY_LIMIT_MB`) for this server's processes
-    (the master is this process's parent, a worker's, unless given)."""
-    need = model_bytes(params_file) * copies
+    (the master is this process's parent, a worker's, unless given), besides the `promised`
+    bytes of copies of loaded models that workers have not loaded yet."""
+    need = model_bytes(params_file) * copies + promised
     states = [container_memory()]
     if server_limit_mb is not None:
         used = server_resident_bytes(os.getppid() if master is None else master)
@@ -137,7 +138,8 @@ def check_fits(name: str, params_file: Path, copies: int, server_limit_mb: int |
         if state.used + need > state.limit:
             raise InsufficientMemory(
                 f"model '{name}' does not fit in memory: it needs about {need // MEGABYTE} MB "
-                f"({copies} worker copies of {model_bytes(params_file) // MEGABYTE} MB), and "
+                f"({copies} worker copies of {model_bytes(params_file) // MEGABYTE} MB, and "
+                f"{promised // MEGABYTE} MB promised to other models' copies), and "
                 f"{state.used // MEGABYTE} MB of {state.limit // MEGABYTE} MB are in use "
                 f"({state.source}); unload a model (DELETE /models/NAME) and retry")
     LOG.info("model '%s' fits: about %d MB for %d copies", name, need // MEGABYTE, copies)

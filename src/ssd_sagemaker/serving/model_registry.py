@@ -56,6 +56,8 @@ class ModelEntry:
     state: str = LOADING
     loader_pid: int = 0
     description: dict[str, Any] = field(default_factory=dict)
+    copy_bytes: int = 0  # the estimated memory of one worker's copy (memory_budget.py)
+    holders: list[int] = field(default_factory=list)  # the workers holding a copy
 
     def listed(self) -> dict[str, str]:
         """The entry of `GET /models` (the contract's keys)."""
@@ -70,6 +72,10 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _living(pids: list[int]) -> list[int]:
+    return sorted({pid for pid in pids if _alive(pid)})
 
 
 class ModelRegistry:
@@ -121,9 +127,11 @@ class ModelRegistry:
             entries[name] = entry
             return entry
 
-    def publish(self, entry: ModelEntry, description: dict[str, Any]) -> ModelEntry:
-        """Make a reserved model listed and invocable."""
-        ready = replace(entry, state=READY, description=description)
+    def publish(self, entry: ModelEntry, description: dict[str, Any], copy_bytes: int = 0
+                ) -> ModelEntry:
+        """Make a reserved model listed and invocable; this process holds a copy."""
+        ready = replace(entry, state=READY, description=description, copy_bytes=copy_bytes,
+                        holders=[os.getpid()])
         with self._locked(exclusive=True) as entries:
             entries[entry.name] = ready
         return ready
@@ -134,6 +142,21 @@ class ModelRegistry:
             if entries.get(entry.name, None) is not None \
                     and entries[entry.name].token == entry.token:
                 del entries[entry.name]
+
+    def add_holder(self, entry: ModelEntry) -> None:
+        """Record that this process now holds a copy of `entry`'s load."""
+        with self._locked(exclusive=True) as entries:
+            held = entries.get(entry.name)
+            if held is not None and held.token == entry.token:
+                entries[entry.name] = replace(held, holders=[*_living(held.holders),
+                                                             os.getpid()])
+
+    def unloaded_bytes(self, workers: int) -> int:
+        """The memory the copies not yet loaded will take: every worker of `workers` may load
+        each model (a worker that died took its copy with it)."""
+        with self._locked(exclusive=False) as entries:
+            return sum(e.copy_bytes * max(0, workers - len(_living(e.holders)))
+                       for e in entries.values())
 
     def remove(self, name: str) -> ModelEntry:
         """Unload `name` for every worker; ModelNotLoaded when it is not loaded."""

@@ -31,7 +31,7 @@ from ssd_sagemaker.serving.app import invocation_response, refusing_app
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.deadline import ENVIRON_KEY, run_before_deadline
 from ssd_sagemaker.serving.loaded_models import LoadedModels, prune_continually
-from ssd_sagemaker.serving.memory_budget import check_fits
+from ssd_sagemaker.serving.memory_budget import check_fits, model_bytes
 from ssd_sagemaker.serving.model_registry import ModelEntry, ModelRegistry
 from ssd_sagemaker.serving.precision import resolve_inference_precision
 from ssd_sagemaker.serving.predictor import Predictor
@@ -108,29 +108,32 @@ def create_multi_model_app(config: ServingConfig, registry: ModelRegistry, conte
 
     def load_copy(entry: ModelEntry) -> Predictor:
         try:
-            return Predictor(Path(entry.url), context, entry.description["precision"])
+            predictor = Predictor(Path(entry.url), context, entry.description["precision"])
         except ClientError as error:
             raise ModelUnavailable(f"model '{entry.name}' cannot be loaded by this worker: "
                                    f"{error}") from None
+        registry.add_holder(entry)
+        return predictor
 
     models = LoadedModels(load_copy)
     prune_continually(models, registry)
 
-    def load(name: str, folder: Path) -> tuple[Predictor, dict[str, Any]]:
+    def load(name: str, folder: Path) -> tuple[Predictor, dict[str, Any], int]:
         """Check, budget, load and run the model once; a RequestError says why not."""
         try:
             info = check_artifact(folder)
             precision = resolve_inference_precision(config.precision, info, folder, gpus)
             if precision == "int8":
                 check_artifact(folder, int8=True)
-            check_fits(name, folder / PARAMS_FILE, config.workers, config.memory_limit_mb)
+            check_fits(name, folder / PARAMS_FILE, config.workers, config.memory_limit_mb,
+                       registry.unloaded_bytes(config.workers))
             predictor = Predictor(folder, context, precision)  # what only MXNet can tell
         except ClientError as error:
             raise ArtifactRefused(f"model '{name}' cannot be loaded from {folder}: {error}") \
                 from None
         size = info.image_shape
         predictor.detect(np.zeros((size, size, 3), dtype=np.uint8))  # it answers
-        return predictor, describe(info, precision)
+        return predictor, describe(info, precision), model_bytes(folder / PARAMS_FILE)
 
     @app.get("/ping")
     def ping():
@@ -142,12 +145,12 @@ def create_multi_model_app(config: ServingConfig, registry: ModelRegistry, conte
         name, url = _load_request()
         entry = registry.reserve(name, url)
         try:
-            predictor, description = run_before_deadline(
+            predictor, description, copy_bytes = run_before_deadline(
                 request.environ.get(ENVIRON_KEY), lambda: load(name, Path(url)))
         except BaseException:
             registry.release(entry)
             raise
-        models.keep(registry.publish(entry, description), predictor)
+        models.keep(registry.publish(entry, description, copy_bytes), predictor)
         LOG.info("worker %d loaded model '%s' from %s (%s)", os.getpid(), name, url, description)
         return jsonify({"status": f"model '{name}' loaded"})
 

@@ -67,6 +67,9 @@ def test_the_server_cap_refuses_with_507_naming_the_numbers(tmp_path):
                    master=os.getpid())
     assert refused.value.status == 507
     assert "model 'site-a' does not fit in memory: it needs about 92 MB (2 worker copies of " \
-           "46 MB)" in str(refused.value)
+           "46 MB, and 0 MB promised to other models' copies)" in str(refused.value)
     assert "SSD_MME_MEMORY_LIMIT_MB" in str(refused.value)
     check_fits("site-a", params, 1, server_limit_mb=used // MEGABYTE + 100, master=os.getpid())
+    with pytest.raises(InsufficientMemory, match="and 60 MB promised"):
+        check_fits("site-a", params, 1, server_limit_mb=used // MEGABYTE + 100,
+                   promised=60 * MEGABYTE, master=os.getpid())

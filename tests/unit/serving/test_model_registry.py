@@ -88,3 +88,29 @@ def test_a_reservation_whose_loader_died_does_not_block_the_name(tmp_path):
     assert "/killed" in (tmp_path / "models.json").read_text()
     entry = ModelRegistry(tmp_path).reserve("m", "/again")  # no 409: its loader is gone
     assert entry.url == "/again"
+
+
+def _hold_in_child(folder, entry, held, done) -> None:
+    ModelRegistry(folder).add_holder(entry)
+    held.set()
+    done.wait(30)
+
+
+def test_copies_not_yet_loaded_by_other_workers_stay_promised(tmp_path):
+    """A model loaded by one of 3 workers promises 2 more copies; one held by a living worker
+    is no longer promised; a copy whose worker died is promised again (its replacement may
+    load it)."""
+    registry = ModelRegistry(tmp_path)
+    entry = registry.publish(registry.reserve("m", "/m"), {}, copy_bytes=100)
+    assert registry.unloaded_bytes(workers=3) == 200
+    context = multiprocessing.get_context("fork")
+    held, done = context.Event(), context.Event()
+    child = context.Process(target=_hold_in_child, args=(tmp_path, entry, held, done))
+    child.start()
+    assert held.wait(30)
+    assert registry.unloaded_bytes(workers=3) == 100
+    done.set()
+    child.join(30)
+    assert registry.unloaded_bytes(workers=3) == 200
+    registry.remove("m")
+    assert registry.unloaded_bytes(workers=3) == 0
