@@ -157,7 +157,7 @@ def test_the_multi_model_contract_across_workers(tmp_path, artifacts):
     assert len(statuses) >= 3 and set(statuses) == {200}, statuses
     loads = re.findall(r"worker (\d+) loaded model '(\w+)' from (\S+)", server.output())
     assert len(loads) == len(set(loads)), loads  # at most once per worker and load
-    assert {pid for pid, _, _ in loads}.__len__() == WORKERS, loads  # both workers loaded some
+    assert len({pid for pid, _, _ in loads}) == WORKERS, loads  # both workers loaded some
 
 
 def test_a_model_that_does_not_fit_is_507_and_the_server_stays_up(tmp_path, artifacts):
