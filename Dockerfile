@@ -93,6 +93,7 @@ FROM system
 ARG FLAVOUR
 ARG PRETRAINED_WEIGHTS=1
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true \
+      com.amazonaws.sagemaker.capabilities.multi-models=true \
       org.opencontainers.image.title="ssd-sagemaker" \
       org.opencontainers.image.description="SageMaker-compatible SSD object detection (MXNet 1.9.1 + GluonCV)" \
       org.opencontainers.image.licenses="Apache-2.0" \

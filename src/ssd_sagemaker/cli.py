@@ -263,7 +263,9 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60)\n  "
               "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
               "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
-              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)",
+              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)\n  "
+              "SAGEMAKER_MULTI_MODEL=true  many models through /models, not /opt/ml/model;\n  "
+              "SSD_MME_MEMORY_LIMIT_MB  their memory cap (docs/multi-model.md)",
               "SAGEMAKER_BASE_DIR=$PWD/demo/opt_ml ssd-sagemaker serve")),
     "predict": (
         "run the served model on local images, without a server",

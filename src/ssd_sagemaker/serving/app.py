@@ -79,8 +79,44 @@ def _read_body(config: ServingConfig) -> bytes:
     return body
 
 
+def invocation_response(predictor: Predictor, config: ServingConfig) -> Response:
+    """The answer to an invocation of `predictor` with this request (`POST /invocations`, and
+    `POST /models/NAME/invoke` of a multi-model server): the same checks, refusals and bodies."""
+    if (request.mimetype or "").lower() not in SUPPORTED_CONTENT_TYPES:
+        declared = request.content_type or "no Content-Type"
+        raise UnsupportedMediaType(f"Content-Type '{declared}' is not supported; send one "
+                                   f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
+    chosen = response_format(request.headers.get("Accept"))
+    limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
+    body = _read_body(config)
+    rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
+        predictor, body, config.max_image_pixels, limits).render(chosen))
+    return Response(rendered, mimetype=chosen.content_type)
+
+
 def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) -> Flask:
     """The app for an already-loaded predictor (so /ping is true as soon as it answers)."""
+    app = refusing_app(config)
+
+    @app.get("/ping")
+    def ping():
+        return Response(status=200)
+
+    @app.get("/execution-parameters")
+    def execution_parameters():
+        return jsonify({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "SingleRecord",
+                        "MaxPayloadInMB": config.max_payload_mb})
+
+    @app.post("/invocations")
+    def invocations():
+        return invocation_response(predictor, config)
+
+    return app
+
+
+def refusing_app(config: ServingConfig) -> Flask:
+    """A Flask app without routes that answers every refusal, unknown route and failure of its
+    routes with the one JSON error body (shared by the single- and multi-model apps)."""
     app = Flask("ssd_sagemaker")
     # One byte over the limit: werkzeug stops a chunked body at MAX_CONTENT_LENGTH without
     # always raising, so reading at most limit + 1 bytes lets `_read_body` see it is too long.
@@ -117,27 +153,5 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
         LOG.exception("unexpected error on %s %s", request.method, request.path)
         return _answer(RequestError(f"internal error ({type(error).__name__}); see the server "
                                     f"log", 500))
-
-    @app.get("/ping")
-    def ping():
-        return Response(status=200)
-
-    @app.get("/execution-parameters")
-    def execution_parameters():
-        return jsonify({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "SingleRecord",
-                        "MaxPayloadInMB": config.max_payload_mb})
-
-    @app.post("/invocations")
-    def invocations():
-        if (request.mimetype or "").lower() not in SUPPORTED_CONTENT_TYPES:
-            declared = request.content_type or "no Content-Type"
-            raise UnsupportedMediaType(f"Content-Type '{declared}' is not supported; send one "
-                                       f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
-        chosen = response_format(request.headers.get("Accept"))
-        limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
-        body = _read_body(config)
-        rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
-            predictor, body, config.max_image_pixels, limits).render(chosen))
-        return Response(rendered, mimetype=chosen.content_type)
 
     return app

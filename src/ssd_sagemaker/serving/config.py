@@ -20,10 +20,12 @@ from ssd_sagemaker.variables import (
     SAGEMAKER_MAX_PAYLOAD_IN_MB,
     SAGEMAKER_MODEL_SERVER_TIMEOUT,
     SAGEMAKER_MODEL_SERVER_WORKERS,
+    SAGEMAKER_MULTI_MODEL,
     SSD_DRAW_THRESHOLD,
     SSD_INFERENCE_PRECISION,
     SSD_MAX_DETECTIONS,
     SSD_MAX_IMAGE_PIXELS,
+    SSD_MME_MEMORY_LIMIT_MB,
     SSD_SCORE_THRESHOLD,
     VariableReader,
     within,
@@ -70,6 +72,8 @@ class ServingConfig:
     limits: DetectionLimits = DetectionLimits()
     omp_threads: int = 1
     precision: str = "float32"  # as requested (SSD_INFERENCE_PRECISION); serve checks it
+    multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: the /models contract (multi_model.py)
+    memory_limit_mb: int | None = None  # SSD_MME_MEMORY_LIMIT_MB: a cap below the cgroup's
 
     @property
     def bind(self) -> str:
@@ -147,10 +151,14 @@ def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | Non
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     threads = reader.integer(OMP_NUM_THREADS, max(1, cpus // workers), 1)
     precision = _inference_precision(reader)
+    multi_model = reader.choice(SAGEMAKER_MULTI_MODEL, "false", ("true", "false")) == "true"
+    memory_limit: int | None = reader.value(SSD_MME_MEMORY_LIMIT_MB, None, within(int, 1),
+                                            "a number of megabytes above 0 (default: none)")
     reader.check("serving")
     return ServingConfig(port=port, workers=workers, timeout=timeout,
                          max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
-                         limits=limits, omp_threads=threads, precision=precision)
+                         limits=limits, omp_threads=threads, precision=precision,
+                         multi_model=multi_model, memory_limit_mb=memory_limit)
 
 
 def read_inference_precision(environ: Mapping[str, str] = os.environ) -> str:

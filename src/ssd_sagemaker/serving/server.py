@@ -106,13 +106,18 @@ class ModelServer(BaseApplication):
         """In the worker, before `load()`."""
         self._device_slot = worker.device_slot
 
-    def load(self):
+    def context(self):
+        """This worker's device (its slot's GPU, or the CPU)."""
         from ssd_sagemaker.devices import available_contexts
+
+        contexts = available_contexts()
+        return contexts[self._device_slot % len(contexts)]
+
+    def load(self):
         from ssd_sagemaker.serving.app import create_app
         from ssd_sagemaker.serving.predictor import Predictor
 
-        contexts = available_contexts()
-        context = contexts[self._device_slot % len(contexts)]
+        context = self.context()
         try:
             predictor = Predictor(self._model_dir, context, self._precision)
         except ClientError as error:
@@ -141,6 +146,11 @@ def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
     config = read_serving_config(environ)
     _apply_thread_budget(config)
+    if config.multi_model:
+        from ssd_sagemaker.serving.multi_model_server import serve_multi_model
+
+        serve_multi_model(config)
+        return
     from ssd_sagemaker.serving.precision import resolve_inference_precision
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
 

@@ -76,3 +76,15 @@ def test_request_limits_alone():
 @pytest.mark.parametrize("visible,expected", [("0,1", 2), ("3", 1), ("", 0), ("-1", 0)])
 def test_gpus_are_counted_from_cuda_visible_devices(visible, expected):
     assert gpu_count({"CUDA_VISIBLE_DEVICES": visible}) == expected
+
+
+def test_multi_model_mode_and_its_memory_cap():
+    assert not read_serving_config({}, cpus=2, gpus=0).multi_model
+    config = read_serving_config({"SAGEMAKER_MULTI_MODEL": "TRUE",
+                                  "SSD_MME_MEMORY_LIMIT_MB": "2048"}, cpus=2, gpus=0)
+    assert (config.multi_model, config.memory_limit_mb) == (True, 2048)
+    with pytest.raises(ClientError) as error:
+        read_serving_config({"SAGEMAKER_MULTI_MODEL": "yes", "SSD_MME_MEMORY_LIMIT_MB": "0"},
+                            cpus=2, gpus=0)
+    assert "SAGEMAKER_MULTI_MODEL='yes' is not one of true, false" in str(error.value)
+    assert "SSD_MME_MEMORY_LIMIT_MB='0' is not a number of megabytes above 0" in str(error.value)
