@@ -32,7 +32,12 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
-from ssd_sagemaker.serving.config import ServingConfig, gpu_count, read_serving_config
+from ssd_sagemaker.serving.config import (
+    LOG_LEVELS,
+    ServingConfig,
+    gpu_count,
+    read_serving_config,
+)
 from ssd_sagemaker.serving.deadline import request_seconds
 from ssd_sagemaker.serving.protocol_errors import (
     MAX_HEADER_FIELD_BYTES,
@@ -63,7 +68,9 @@ def gunicorn_options(config: ServingConfig) -> dict:
         "timeout": config.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "preload_app": False,
-        "accesslog": "-",
+        "accesslog": "-" if config.log_level <= logging.INFO else None,  # access lines: INFO
+        "loglevel": logging.getLevelName(config.log_level).lower()
+        if config.log_level in LOG_LEVELS.values() else "debug",
         "limit_request_line": MAX_REQUEST_LINE_BYTES,
         "limit_request_fields": MAX_HEADER_FIELDS,
         "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
@@ -140,6 +147,7 @@ def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Check the configuration and the artifact (refuse to start on a bad one), then run
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
     config = read_serving_config(environ)
+    logging.getLogger().setLevel(config.log_level)  # SAGEMAKER_CONTAINER_LOG_LEVEL
     _apply_thread_budget(config)
     from ssd_sagemaker.serving.precision import resolve_inference_precision
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet

@@ -76,3 +76,49 @@ def test_request_limits_alone():
 @pytest.mark.parametrize("visible,expected", [("0,1", 2), ("3", 1), ("", 0), ("-1", 0)])
 def test_gpus_are_counted_from_cuda_visible_devices(visible, expected):
     assert gpu_count({"CUDA_VISIBLE_DEVICES": visible}) == expected
+
+
+def test_inference_toolkit_variables():
+    """SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, ..._TIMEOUT_SECONDS and ..._LOG_LEVEL are read."""
+    import logging
+
+    environ = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json;verbose",
+               "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "90",
+               "SAGEMAKER_CONTAINER_LOG_LEVEL": "debug"}
+    config = read_serving_config(environ, cpus=2, gpus=0)
+    assert (config.default_accept, config.timeout, config.log_level) == (
+        "application/json;verbose", 90, logging.DEBUG)
+    assert read_serving_config({"SAGEMAKER_CONTAINER_LOG_LEVEL": "40",
+                                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30",
+                                "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "30"},
+                               cpus=1, gpus=0).log_level == logging.ERROR
+    defaults = read_serving_config({}, cpus=1, gpus=0)
+    assert (defaults.default_accept, defaults.timeout, defaults.log_level) == ("", 60,
+                                                                               logging.INFO)
+
+
+def test_bad_inference_toolkit_variables_are_named_together():
+    with pytest.raises(ClientError) as error:
+        read_serving_config({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                             "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "0",
+                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "99"}, cpus=1, gpus=0)
+    message = str(error.value)
+    assert "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='text/csv' is not a response type" in message
+    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS='0' is not an integer from 1" in message
+    assert "SAGEMAKER_CONTAINER_LOG_LEVEL='99' is not a log level" in message
+
+
+def test_the_default_accept_answers_requests_without_accept_or_with_any():
+    from ssd_sagemaker.serving.negotiation import (
+        ResponseFormat,
+        batch_line_format,
+        response_format,
+    )
+
+    for accept in (None, "", "*/*"):
+        assert response_format(accept, "image/png") is ResponseFormat.PNG
+        assert batch_line_format(accept, "application/json;verbose") is \
+            ResponseFormat.VERBOSE_JSON
+    assert response_format("application/json", "image/png") is ResponseFormat.JSON
+    assert batch_line_format("application/jsonlines;annotation=1") is \
+        ResponseFormat.ANNOTATION_JSON
