@@ -32,10 +32,12 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
+from ssd_sagemaker.serving.capacity import serving_capacity
 from ssd_sagemaker.serving.config import (
     LOG_LEVELS,
     ServingConfig,
     gpu_count,
+    read_request_limits,
     read_serving_config,
 )
 from ssd_sagemaker.serving.deadline import request_seconds
@@ -146,15 +148,22 @@ def _apply_thread_budget(config: ServingConfig) -> None:
 def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Check the configuration and the artifact (refuse to start on a bad one), then run
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
-    config = read_serving_config(environ)
+    gpus = gpu_count(environ)
+    capacity = serving_capacity(model_dir, read_request_limits(environ)[0], gpus)
+    config = read_serving_config(environ, cpus=capacity.cpus, gpus=gpus,
+                                 default_workers=capacity.workers)
     logging.getLogger().setLevel(config.log_level)  # SAGEMAKER_CONTAINER_LOG_LEVEL
+    LOG.info("%s", capacity.describe())
+    if config.workers > max(1, capacity.by_memory):
+        LOG.warning("SAGEMAKER_MODEL_SERVER_WORKERS=%d: more workers than the %d that fit in "
+                    "%.0f MB; a burst of requests may get one killed for memory",
+                    config.workers, capacity.by_memory, capacity.memory_mb)
     _apply_thread_budget(config)
     from ssd_sagemaker.serving.precision import resolve_inference_precision
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
 
     info = check_artifact(model_dir)
-    precision = resolve_inference_precision(
-        config.precision, info, model_dir, gpus=gpu_count(environ))
+    precision = resolve_inference_precision(config.precision, info, model_dir, gpus=gpus)
     if precision == "int8":
         check_artifact(model_dir, int8=True)
     LOG.info("serving %s SSD (%d classes, %d px, %s) from %s on %s: %d workers x %d OpenMP "
