@@ -14,7 +14,6 @@ from cli_runner import cli_env
 from serve_process import BOOT_SECONDS
 from ssd_sagemaker.serving.capacity import MASTER_MB, worker_megabytes
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
-from tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
                                 reason="a mount namespace needs root and unshare")
@@ -45,13 +44,6 @@ def _serve_under(base, cgroup_root):
     return log.read_text(), len(children)
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    base = tmp_path_factory.mktemp("opt_ml")
-    export_tiny_model(base / "model")
-    return base
-
-
 def _tree(root, files):
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -59,24 +51,24 @@ def _tree(root, files):
     return root
 
 
-def test_memory_limit_caps_the_workers(base, tmp_path):
+def test_memory_limit_caps_the_workers(tiny_opt_ml, tmp_path):
     """2 CPUs here, memory for 1 worker (cgroup v2): 1 worker, where 2 used to start."""
     per_worker = worker_megabytes("vgg-16", 64, PIXELS)
     limit = int((MASTER_MB + 1.5 * per_worker) * MB)
     root = _tree(tmp_path / "cgroup", {"cgroup.controllers": "cpu memory",
                                        "memory.max": str(limit), "cpu.max": "max 100000"})
-    output, workers = _serve_under(base, root)
+    output, workers = _serve_under(tiny_opt_ml, root)
     assert workers == 1, output[-3000:]
     assert (f"1 workers by default = the fewest of 2 for the 2 CPUs (no cgroup CPU quota) and 1 "
             f"that fit in {limit / MB:.0f} MB (cgroup v2 /sys/fs/cgroup/memory.max)") in output
 
 
-def test_cpu_quota_caps_the_workers(base, tmp_path):
+def test_cpu_quota_caps_the_workers(tiny_opt_ml, tmp_path):
     """cgroup v1 as podman's `--cpus 1` writes it, memory unlimited: 1 worker."""
     root = _tree(tmp_path / "cgroup", {"memory/memory.limit_in_bytes": "9223372036854771712",
                                        "cpu/cpu.cfs_quota_us": "100000",
                                        "cpu/cpu.cfs_period_us": "100000"})
-    output, workers = _serve_under(base, root)
+    output, workers = _serve_under(tiny_opt_ml, root)
     assert workers == 1, output[-3000:]
     assert ("1 workers by default = the fewest of 1 for the 1 CPUs (cgroup v1 "
             "/sys/fs/cgroup/cpu/cpu.cfs_quota_us 100000 / cpu.cfs_period_us 100000)") in output
