@@ -21,7 +21,7 @@ MB = 1024 * 1024
 PIXELS = 1_000_000
 
 
-def _serve_under(base, cgroup_root):
+def _serve_under(base, cgroup_root, **env):
     """`serve` in its own mount namespace seeing `cgroup_root` as /sys/fs/cgroup; its output
     once /ping answers, and its worker count."""
     port = free_port()
@@ -32,7 +32,7 @@ def _serve_under(base, cgroup_root):
         process = subprocess.Popen(["unshare", "-m", "sh", "-c", command], stdout=out,
                                    stderr=subprocess.STDOUT,
                                    env=cli_env(base, SAGEMAKER_BIND_TO_PORT=str(port),
-                                               SSD_MAX_IMAGE_PIXELS=str(PIXELS)))
+                                               SSD_MAX_IMAGE_PIXELS=str(PIXELS), **env))
     try:
         wait_until_healthy(f"http://127.0.0.1:{port}", BOOT_SECONDS, process)
         children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
@@ -51,12 +51,18 @@ def _tree(root, files):
     return root
 
 
+def _memory_for_one_worker(root):
+    """A cgroup v2 tree with no CPU quota and memory for 1.5 workers; the limit in bytes."""
+    limit = int((MASTER_MB + 1.5 * worker_megabytes("vgg-16", 64, PIXELS)) * MB)
+    _tree(root, {"cgroup.controllers": "cpu memory", "memory.max": str(limit),
+                 "cpu.max": "max 100000"})
+    return limit
+
+
 def test_memory_limit_caps_the_workers(tiny_opt_ml, tmp_path):
     """2 CPUs here, memory for 1 worker (cgroup v2): 1 worker, where 2 used to start."""
-    per_worker = worker_megabytes("vgg-16", 64, PIXELS)
-    limit = int((MASTER_MB + 1.5 * per_worker) * MB)
-    root = _tree(tmp_path / "cgroup", {"cgroup.controllers": "cpu memory",
-                                       "memory.max": str(limit), "cpu.max": "max 100000"})
+    root = tmp_path / "cgroup"
+    limit = _memory_for_one_worker(root)
     output, workers = _serve_under(tiny_opt_ml, root)
     assert workers == 1, output[-3000:]
     assert (f"1 workers by default = the fewest of 2 for the 2 CPUs (no cgroup CPU quota) and 1 "
@@ -72,3 +78,12 @@ def test_cpu_quota_caps_the_workers(tiny_opt_ml, tmp_path):
     assert workers == 1, output[-3000:]
     assert ("1 workers by default = the fewest of 1 for the 1 CPUs (cgroup v1 "
             "/sys/fs/cgroup/cpu/cpu.cfs_quota_us 100000 / cpu.cfs_period_us 100000)") in output
+
+
+def test_more_workers_than_fit_are_obeyed_with_a_warning(tiny_opt_ml, tmp_path):
+    root = tmp_path / "cgroup"
+    _memory_for_one_worker(root)
+    output, workers = _serve_under(tiny_opt_ml, root, SAGEMAKER_MODEL_SERVER_WORKERS="2")
+    assert workers == 2, output[-3000:]
+    assert ("SAGEMAKER_MODEL_SERVER_WORKERS=2: more workers than the 1 that fit in" in output
+            and "a burst of requests may get one killed for memory" in output), output[-3000:]
