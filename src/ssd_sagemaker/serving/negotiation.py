@@ -59,7 +59,7 @@ def _media_ranges(header: str) -> list[tuple[float, str, dict[str, str]]]:
 
 
 def _format_for(media: str, options: dict[str, str]) -> ResponseFormat | None:
-    if media == "application/json":
+    if media in ("application/json", JSON_LINES):  # one image's JSON is one JSON line
         if options.get("annotation") in TRUE_VALUES - {""}:
             return ResponseFormat.ANNOTATION_JSON
         if options.get("verbose") in TRUE_VALUES:  # a bare `;verbose` parses as ""
@@ -102,7 +102,7 @@ def batch_line_format(accept: str | None, default: str = "") -> ResponseFormat:
     JSON (`;verbose`, `;annotation=1`); no Accept, `*/*`: `default`, else the default JSON."""
     accept = _with_default(accept, default) or JSON_LINES
     for _, media, options in _media_ranges(accept):
-        chosen = _format_for("application/json" if media == JSON_LINES else media, options)
+        chosen = _format_for(media, options)
         if chosen is not None and not chosen.is_image:
             return chosen
     raise NotAcceptable(f"cannot answer a batch with Accept '{accept}'; a batch is answered "

@@ -120,5 +120,7 @@ def test_the_default_accept_answers_requests_without_accept_or_with_any():
         assert batch_line_format(accept, "application/json;verbose") is \
             ResponseFormat.VERBOSE_JSON
     assert response_format("application/json", "image/png") is ResponseFormat.JSON
+    # a batch transform's default: a single image is still answered (one JSON line)
+    assert response_format(None, "application/jsonlines;verbose") is ResponseFormat.VERBOSE_JSON
     assert batch_line_format("application/jsonlines;annotation=1") is \
         ResponseFormat.ANNOTATION_JSON
