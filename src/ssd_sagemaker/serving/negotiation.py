@@ -11,6 +11,7 @@ import enum
 
 from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
+from ssd_sagemaker.variables import SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 JSON_LINES = "application/jsonlines"  # batch requests and their answers (serving/batches.py)
@@ -100,13 +101,16 @@ def batch_line_format(accept: str | None, default: str = "") -> ResponseFormat:
     """The format of each line of a batch's `application/jsonlines` answer: Accept
     `application/jsonlines` (or `application/json`) with the same parameters as a single image's
     JSON (`;verbose`, `;annotation=1`); no Accept, `*/*`: `default`, else the default JSON."""
-    accept = _with_default(accept, default) or JSON_LINES
-    for _, media, options in _media_ranges(accept):
+    chosen_accept = _with_default(accept, default) or JSON_LINES
+    for _, media, options in _media_ranges(chosen_accept):
         chosen = _format_for(media, options)
         if chosen is not None and not chosen.is_image:
             return chosen
-    raise NotAcceptable(f"cannot answer a batch with Accept '{accept}'; a batch is answered "
-                        f"with {JSON_LINES}, one JSON answer per image: accept {JSON_LINES} "
+    source = (f" ({SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT}: the request sent none or */*)"
+              if default and chosen_accept == default != accept else "")
+    raise NotAcceptable(f"cannot answer a batch with Accept '{chosen_accept}'{source}; a batch "
+                        f"is answered with {JSON_LINES}, one JSON answer per image: accept "
+                        f"{JSON_LINES} "
                         f"(;verbose or ;annotation=1 as for one image) or */*")
 
 

@@ -124,3 +124,17 @@ def test_the_default_accept_answers_requests_without_accept_or_with_any():
     assert response_format(None, "application/jsonlines;verbose") is ResponseFormat.VERBOSE_JSON
     assert batch_line_format("application/jsonlines;annotation=1") is \
         ResponseFormat.ANNOTATION_JSON
+
+
+def test_a_batch_under_an_image_default_accept_is_406_naming_the_variable():
+    from ssd_sagemaker.serving.negotiation import batch_line_format
+    from ssd_sagemaker.serving.request_errors import NotAcceptable
+
+    with pytest.raises(NotAcceptable) as error:
+        batch_line_format(None, "image/jpeg")
+    assert "Accept 'image/jpeg' (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: the request sent none or */*)" \
+        in error.value.message
+    with pytest.raises(NotAcceptable) as error:
+        batch_line_format("image/png", "image/jpeg")
+    assert "Accept 'image/png'; a batch is answered with application/jsonlines" in \
+        error.value.message
