@@ -132,8 +132,8 @@ def test_a_batch_under_an_image_default_accept_is_406_naming_the_variable():
 
     with pytest.raises(NotAcceptable) as error:
         batch_line_format(None, "image/jpeg")
-    assert "Accept 'image/jpeg' (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: the request sent none or */*)" \
-        in error.value.message
+    assert ("Accept 'image/jpeg' (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: the request sent none "
+            "or */*)") in error.value.message
     with pytest.raises(NotAcceptable) as error:
         batch_line_format("image/png", "image/jpeg")
     assert "Accept 'image/png'; a batch is answered with application/jsonlines" in \
