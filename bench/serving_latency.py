@@ -8,6 +8,9 @@ precisions (`SSD_INFERENCE_PRECISION`) per model: bare forward and `/invocations
 precision's blocks alternating with the others' (one server per precision, 1 worker), then
 throughput and peak RSS per worker with the default workers. Goal: INT8 p50 <= 0.5 x float32.
 
+`--batch 16` instead compares, on one server with 1 worker, images/s of one request carrying 16
+images (`application/jsonlines`) with 16 single-image requests sent one after the other.
+
 Goals: HTTP p50 <= 1.10 x bare p50; 2 workers >= 1.8 x the throughput of 1 worker when two
 cores are free. Both sides use the same OpenMP thread count as the server gives one worker
 (cpus // workers), so the latency comparison is like for like. The model is an untrained
@@ -137,6 +140,37 @@ def throughput(base: Path, body: bytes, workers: int, requests_count: int, concu
     return requests_count / seconds
 
 
+def batch_against_singles(base: Path, body: bytes, images: int) -> tuple[float, float]:
+    """Images/s of `images` single-image requests in a row, then of one batch request holding
+    them (1 worker, after a warm-up of each)."""
+    import base64
+    import json
+
+    import requests
+
+    line = json.dumps({"image": base64.b64encode(body).decode("ascii")}).encode()
+    # A long timeout: on shared cores 16 VGG-16 images can outlast the default 48 s deadline.
+    with Server(base, workers=1, SAGEMAKER_MODEL_SERVER_TIMEOUT="900") as server, \
+            requests.Session() as session:
+        def send_batch(count: int) -> None:
+            response = session.post(f"{server.url}/invocations", timeout=900,
+                                    data=b"\n".join([line] * count),
+                                    headers={"Content-Type": "application/jsonlines"})
+            response.raise_for_status()
+            assert len(response.content.split(b"\n")) == count
+
+        post(session, server.url, body)
+        send_batch(2)  # warm-up: the forward of two
+        started = time.perf_counter()
+        for _ in range(images):
+            post(session, server.url, body)
+        singles = images / (time.perf_counter() - started)
+        started = time.perf_counter()
+        send_batch(images)
+        batched = images / (time.perf_counter() - started)
+    return singles, batched
+
+
 def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: int = 300,
                            int8: bool = False) -> None:
     """An untrained SSD exported as `train` does (same compute as a trained one); with `int8`
@@ -258,6 +292,8 @@ def main() -> None:
                                                 "(e.g. float32,int8,bfloat16) instead")
     parser.add_argument("--models", default="vgg-16:300,resnet-50:300,vgg-16:512,resnet-50:512",
                         help="with --precisions: base_network:image_shape,...")
+    parser.add_argument("--batch", type=int, help="compare one request of this many images "
+                                                  "with as many single requests instead")
     parser.add_argument("--export-to", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--export-model", default="vgg-16:300", help=argparse.SUPPRESS)
     parser.add_argument("--export-int8", action="store_true", help=argparse.SUPPRESS)
@@ -291,6 +327,12 @@ def main() -> None:
             print("warning: other processes are using the CPUs; OpenMP threads slow down badly "
                   "when cores are shared, so these numbers say little about the server")
 
+        if args.batch:
+            singles, batched = batch_against_singles(base, body, args.batch)
+            print(f"{args.batch} images, 1 worker x {cpus} OpenMP threads: {singles:.3f} images/s "
+                  f"as single requests, {batched:.3f} images/s in one application/jsonlines "
+                  f"request ({batched / singles:.2f} x)")
+            return
         if args.precisions:
             compare_precisions(args, body, cpus)
             return

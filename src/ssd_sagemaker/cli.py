@@ -259,8 +259,10 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
         _help("$SAGEMAKER_BASE_DIR/model/ (the folder train wrote, or model.tar.gz extracted)",
               "HTTP answers on port 8080; log lines on stdout and stderr",
               f"{_BASE}\n  SAGEMAKER_BIND_TO_PORT  port (8080)\n  "
-              "SAGEMAKER_MODEL_SERVER_WORKERS  workers (one per CPU, per GPU)\n  "
-              "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60)\n  "
+              "SAGEMAKER_MODEL_SERVER_WORKERS  workers (one per CPU, per GPU, as memory allows)\n  "
+              "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60; or ..._TIMEOUT_SECONDS)\n  "
+              "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT  answer type without Accept\n  "
+              "SAGEMAKER_CONTAINER_LOG_LEVEL  log level (INFO)\n  "
               "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
               "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
               "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)\n  "

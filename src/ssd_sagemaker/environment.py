@@ -275,6 +275,24 @@ def read_resource_config(paths: Paths) -> ResourceConfig:
     if interface is not None and not isinstance(interface, str):
         raise ClientError(f"{paths.resource_config_file}: network_interface_name must be a "
                           f"string such as 'eth0', not {shown(interface)}.")
+    _refuse_heterogeneous(paths, raw.get("instance_groups"))
     assert isinstance(current, str)  # it is one of `hosts`, each checked to be a host name
     return ResourceConfig(current_host=current, hosts=tuple(sorted(hosts)),
                           network_interface_name=interface)
+
+
+def _refuse_heterogeneous(paths: Paths, groups: Any) -> None:
+    """A heterogeneous cluster (several `instance_groups`, each its own instance type) is
+    refused: training runs one parameter-server job over identical hosts and would split the
+    work evenly between, say, a GPU and a CPU group. One group (SageMaker writes
+    `homogeneousCluster` for every job now) or none is the ordinary case."""
+    if not isinstance(groups, list) or len(groups) <= 1:
+        return
+    named = [f"{shown(group.get('instance_group_name'), 60)} "
+             f"({shown(group.get('instance_type'), 40)}: {shown(group.get('hosts'), 60)})"
+             if isinstance(group, dict) else shown(group, 60) for group in groups[:10]]
+    more = f" and {len(groups) - 10} more" if len(groups) > 10 else ""
+    raise ClientError(
+        f"{paths.resource_config_file}: a heterogeneous cluster of {len(groups)} instance "
+        f"groups ({', '.join(named)}{more}) is not supported; train on one instance group "
+        f"(one instance type and count, `instance_type`/`instance_count` of the estimator).")

@@ -14,6 +14,7 @@ or when SSD_SAGEMAKER_SKIP_CONTAINER=1.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import re
@@ -314,6 +315,37 @@ def test_sagemaker_sdk_local_predictor(server, trained, sdk_python):
                             capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == direct_prediction(url, tree)
+
+
+def test_serve_is_right_sized_under_700m_and_2_cpus(image, trained, tmp_path):
+    """The issue's measurement: under `--memory 700m --cpus 2` (VGG-16, 300 px) `serve` started
+    2 workers and a burst of 16 requests got one OOM-killed and a client a closed connection.
+    Now the cgroup limits give 1 worker, logged with its numbers, and all 16 are answered."""
+    tree = trained[0]
+    port = free_port()
+    name = f"ssd-sagemaker-sized-{uuid.uuid4().hex[:8]}"
+    started = podman("run", "-d", "--name", name, *RUN_FLAGS, "--memory", "700m", "--cpus", "2",
+                     "-e", f"SAGEMAKER_BIND_TO_PORT={port}", "-v", f"{tree}:/opt/ml", image,
+                     "serve")
+    assert started.returncode == 0, started.stderr
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_until_healthy(url, 180, interval=0.5)
+        except NotHealthy as error:
+            raise AssertionError(f"{error}:\n{tail(podman('logs', name).stdout)}") from None
+        body = first_validation_image(tree).read_bytes()
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: http(f"{url}/invocations", body, "image/jpeg",
+                                                    timeout=170)[0], range(16)))
+        assert statuses == [200] * 16
+        logs = podman("logs", name)
+        text = logs.stdout + logs.stderr
+        assert "1 workers by default = the fewest of 2 for the 2 CPUs (cgroup v" in text, tail(text)
+        assert "memory.limit_in_bytes" in text or "memory.max" in text
+        assert "was sent SIGKILL" not in text and "Perhaps out of memory" not in text, tail(text)
+    finally:
+        podman("rm", "-f", "-t", "0", name, timeout=60)
 
 
 def test_sigterm_stops_the_server_promptly(server):

@@ -3,9 +3,29 @@
 import pytest
 
 from cli_runner import run_cli
+from serve_process import Server
+from tiny_model import export_tiny_model
 
 
 @pytest.fixture
 def run():
     """The CLI runner, for tests that take it as a parameter."""
     return run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_opt_ml(tmp_path_factory):
+    """An /opt/ml tree whose model/ is the tiny detector (forwards in milliseconds)."""
+    base = tmp_path_factory.mktemp("opt_ml")
+    export_tiny_model(base / "model")
+    return base
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_opt_ml):
+    """`serve` with one worker on the tiny detector, stopped (exit 0 asserted) after the module."""
+    server = Server(tiny_opt_ml, SAGEMAKER_MODEL_SERVER_WORKERS="1")
+    try:
+        yield server.wait_ready()
+    finally:
+        assert server.stop() == 0, server.output()[-3000:]

@@ -48,6 +48,16 @@ CASES = {
     "surrogate-channel": ("inputdataconfig.json", _json({"train\udead": {}}),
                           "inputdataconfig.json holds the string 'train\\udead' with a lone "
                           "surrogate"),
+    "heterogeneous-cluster": (
+        "resourceconfig.json",
+        _json({"current_host": "algo-1", "hosts": ["algo-1", "algo-2"],
+               "instance_groups": [
+                   {"instance_group_name": "gpus", "instance_type": "ml.p3.2xlarge",
+                    "hosts": ["algo-2"]},
+                   {"instance_group_name": "cpus", "instance_type": "ml.c5.xlarge",
+                    "hosts": ["algo-1"]}]}),
+        "a heterogeneous cluster of 2 instance groups ('gpus' ('ml.p3.2xlarge': [\"algo-2\"]), "
+        "'cpus' ('ml.c5.xlarge': [\"algo-1\"])) is not supported"),
 }
 
 

@@ -16,12 +16,10 @@ from PIL import Image
 
 import image_corpus
 from cli_runner import run_cli, write_hyperparameters
-from serve_process import Server
 from ssd_sagemaker.data.image_json import read_annotated_channel
 from ssd_sagemaker.data.images import decode
 from ssd_sagemaker.data.workers import load
 from ssd_sagemaker.errors import ClientError
-from tiny_model import export_tiny_model
 
 pytestmark = pytest.mark.slow
 
@@ -102,40 +100,25 @@ def _train_verdicts(images: Path, notes: Path) -> dict[str, bool]:
     return verdicts
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    base = tmp_path_factory.mktemp("opt_ml")
-    export_tiny_model(base / "model")
-    return base
-
-
-@pytest.fixture(scope="module")
-def server(base):
-    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS="1")
-    try:
-        yield server.wait_ready()
-    finally:
-        assert server.stop() == 0, server.output()[-3000:]
-
-
-def test_no_response_carries_the_previous_requests_pixels(server):
+def test_no_response_carries_the_previous_requests_pixels(tiny_server):
     """Issue 12 item 1, as reported: 300 x 300, one worker, `Accept: image/png`; formerly 200
     with up to 22 % of the secret's pixels (corrupt headers) or 500 (corrupt data)."""
     size = 300
     secret_body = image_corpus.jpeg(size, size, seed=4242)
     secret = decode(secret_body)  # its pixels; responses add drawn boxes
     for fault, body in image_corpus.broken_images(size, size).items():
-        assert server.post(secret_body, Accept="image/png").status_code == 200
-        response = server.post(body, Accept="image/png")
+        assert tiny_server.post(secret_body, Accept="image/png").status_code == 200
+        response = tiny_server.post(body, Accept="image/png")
         assert response.status_code == 400, (fault, response.status_code)
         assert response.headers["Content-Type"].startswith("application/json"), fault
         assert response.json()["status"] == 400 and "corrupt" in response.json()["error"]
-    other = server.post(image_corpus.jpeg(size, size, seed=1), Accept="image/png")
+    other = tiny_server.post(image_corpus.jpeg(size, size, seed=1), Accept="image/png")
     pixels = np.asarray(Image.open(io.BytesIO(other.content)).convert("RGB"))
     assert np.all(pixels == secret, axis=2).sum() <= 4  # noise: by chance 90000 / 2**24
 
 
-def test_train_validate_data_serve_and_predict_agree_on_every_image(base, server, tmp_path):
+def test_train_validate_data_serve_and_predict_agree_on_every_image(tiny_opt_ml, tiny_server,
+                                                                   tmp_path):
     """Issue 12 item 6: the same corpus through all four entry points."""
     corpus, usable = _corpus()
     job = tmp_path / "job"
@@ -149,11 +132,12 @@ def test_train_validate_data_serve_and_predict_agree_on_every_image(base, server
     refused = set(re.findall(r"error\s+train_annotation/(\w+)\.json: image", validated.stdout))
     checked = {name: name not in refused for name in corpus}
 
-    statuses = {name: server.post(body, "image/png").status_code for name, body in corpus.items()}
+    statuses = {name: tiny_server.post(body, "image/png").status_code
+                for name, body in corpus.items()}
     served = {name: status == 200 for name, status in statuses.items()}
 
     output = tmp_path / "predictions"
-    predicted_run = run_cli(job, "predict", "--model-dir", str(base / "model"), "--output",
+    predicted_run = run_cli(job, "predict", "--model-dir", str(tiny_opt_ml / "model"), "--output",
                             str(output), str(images), timeout=300)
     assert predicted_run.returncode == 1, predicted_run.stderr[-3000:]
     predicted = {name: (output / f"{name}.json").is_file() for name in corpus}

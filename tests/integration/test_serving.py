@@ -75,7 +75,7 @@ def test_ping_and_execution_parameters(server):
     ping = requests.get(f"{server.url}/ping", timeout=2)
     assert ping.status_code == 200 and ping.content == b""
     assert requests.get(f"{server.url}/execution-parameters", timeout=5).json() == {
-        "MaxConcurrentTransforms": WORKERS, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 1}
+        "MaxConcurrentTransforms": WORKERS, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1}
 
 
 def test_images_of_every_supported_type_are_answered(server):

@@ -289,3 +289,46 @@ def test_every_bad_training_variable_is_named_at_once():
     for named in ("SSD_PROGRESS_TIMEOUT='soon'", "SSD_SCHEDULER_PORT='http'",
                   "SSD_HOST_RESOLVE_TIMEOUT='-1'", "SSD_JOIN_TIMEOUT='later'"):
         assert named in message
+
+
+def _instance_group(name, instance_type, hosts):
+    return {"instance_group_name": name, "instance_type": instance_type, "hosts": hosts}
+
+
+def test_heterogeneous_cluster_is_refused_naming_its_groups(tmp_path):
+    """SageMaker's heterogeneous-cluster resourceconfig.json (two instance groups)."""
+    paths = Paths(tmp_path)
+    _write(paths.resource_config_file, {
+        "current_host": "algo-1", "current_instance_type": "ml.c5.xlarge",
+        "current_group_name": "cpus", "hosts": ["algo-1", "algo-2", "algo-3"],
+        "instance_groups": [_instance_group("gpus", "ml.p3.2xlarge", ["algo-2", "algo-3"]),
+                            _instance_group("cpus", "ml.c5.xlarge", ["algo-1"])]})
+    with pytest.raises(ClientError) as error:
+        read_resource_config(paths)
+    message = str(error.value)
+    assert message.startswith(f"{paths.resource_config_file}: a heterogeneous cluster of 2 "
+                              f"instance groups")
+    assert "'gpus' ('ml.p3.2xlarge': [\"algo-2\", \"algo-3\"])" in message
+    assert "'cpus' ('ml.c5.xlarge': [\"algo-1\"])" in message
+    assert "train on one instance group" in message
+
+
+def test_heterogeneous_cluster_of_many_odd_groups_gets_a_bounded_message(tmp_path):
+    paths = Paths(tmp_path)
+    groups = [_instance_group(f"g{i}", "ml.m5.large", [f"algo-{i}"]) for i in range(30)]
+    _write(paths.resource_config_file, {"current_host": "algo-1", "hosts": ["algo-1"],
+                                        "instance_groups": groups + [7, {"hosts": 3}]})
+    with pytest.raises(ClientError) as error:
+        read_resource_config(paths)
+    assert "of 32 instance groups" in str(error.value) and "and 22 more" in str(error.value)
+    assert len(str(error.value)) < 1000
+
+
+def test_one_instance_group_is_an_ordinary_cluster(tmp_path):
+    """Every job's resourceconfig.json now names one group, `homogeneousCluster`."""
+    paths = Paths(tmp_path)
+    _write(paths.resource_config_file, {
+        "current_host": "algo-2", "hosts": ["algo-2", "algo-1"],
+        "instance_groups": [_instance_group("homogeneousCluster", "ml.c5.xlarge",
+                                            ["algo-1", "algo-2"])]})
+    assert read_resource_config(paths) == ResourceConfig("algo-2", ("algo-1", "algo-2"))

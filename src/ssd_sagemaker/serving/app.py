@@ -21,10 +21,13 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 
+from ssd_sagemaker.serving.batches import BATCH_CONTENT_TYPES, answer_batch
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.deadline import ENVIRON_KEY, run_before_deadline
 from ssd_sagemaker.serving.negotiation import (
     CUSTOM_ATTRIBUTES_HEADER,
+    JSON_LINES,
+    batch_line_format,
     detection_limits,
     response_format,
 )
@@ -81,13 +84,22 @@ def _read_body(config: ServingConfig) -> bytes:
 
 def invocation_response(predictor: Predictor, config: ServingConfig) -> Response:
     """The answer to an invocation of `predictor` with this request (`POST /invocations`, and
-    `POST /models/NAME/invoke` of a multi-model server): the same checks, refusals and bodies."""
-    if (request.mimetype or "").lower() not in SUPPORTED_CONTENT_TYPES:
+    `POST /models/NAME/invoke` of a multi-model server): the same checks, refusals and bodies,
+    for one image or a batch (`batches.py`, answered in JSON Lines)."""
+    mimetype = (request.mimetype or "").lower()
+    limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
+    if mimetype in BATCH_CONTENT_TYPES:
+        line_format = batch_line_format(request.headers.get("Accept"), config.default_accept)
+        body = _read_body(config)
+        rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: answer_batch(
+            predictor, mimetype, body, config.max_image_pixels, limits, line_format))
+        return Response(rendered, mimetype=JSON_LINES)
+    if mimetype not in SUPPORTED_CONTENT_TYPES:
         declared = request.content_type or "no Content-Type"
         raise UnsupportedMediaType(f"Content-Type '{declared}' is not supported; send one "
-                                   f"of: {', '.join(SUPPORTED_CONTENT_TYPES)}")
-    chosen = response_format(request.headers.get("Accept"))
-    limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
+                                   f"of: {', '.join(SUPPORTED_CONTENT_TYPES)} (one image), "
+                                   f"{', '.join(BATCH_CONTENT_TYPES)} (a batch)")
+    chosen = response_format(request.headers.get("Accept"), config.default_accept)
     body = _read_body(config)
     rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
         predictor, body, config.max_image_pixels, limits).render(chosen))
@@ -104,7 +116,7 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
 
     @app.get("/execution-parameters")
     def execution_parameters():
-        return jsonify({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "SingleRecord",
+        return jsonify({"MaxConcurrentTransforms": config.workers, "BatchStrategy": "MultiRecord",
                         "MaxPayloadInMB": config.max_payload_mb})
 
     @app.post("/invocations")

@@ -7,6 +7,7 @@ imports MXNet: the master must set the OpenMP thread count before MXNet is first
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -17,8 +18,11 @@ from ssd_sagemaker.variables import (
     CUDA_VISIBLE_DEVICES,
     OMP_NUM_THREADS,
     SAGEMAKER_BIND_TO_PORT,
+    SAGEMAKER_CONTAINER_LOG_LEVEL,
+    SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT,
     SAGEMAKER_MAX_PAYLOAD_IN_MB,
     SAGEMAKER_MODEL_SERVER_TIMEOUT,
+    SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS,
     SAGEMAKER_MODEL_SERVER_WORKERS,
     SAGEMAKER_MULTI_MODEL,
     SSD_DRAW_THRESHOLD,
@@ -74,6 +78,8 @@ class ServingConfig:
     precision: str = "float32"  # as requested (SSD_INFERENCE_PRECISION); serve checks it
     multi_model: bool = False  # SAGEMAKER_MULTI_MODEL: the /models contract (multi_model.py)
     memory_limit_mb: int | None = None  # SSD_MME_MEMORY_LIMIT_MB: a cap below the cgroup's
+    default_accept: str = ""  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: for requests without Accept
+    log_level: int = logging.INFO  # SAGEMAKER_CONTAINER_LOG_LEVEL
 
     @property
     def bind(self) -> str:
@@ -134,17 +140,19 @@ def read_request_limits(environ: Mapping[str, str] = os.environ
 
 
 def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | None = None,
-                        gpus: int | None = None) -> ServingConfig:
+                        gpus: int | None = None, default_workers: int | None = None
+                        ) -> ServingConfig:
     """The whole serving configuration; a ClientError names every bad variable.
 
-    Workers default to one per GPU, else one per CPU. Each worker gets cpus // workers OpenMP
+    Workers default to `default_workers` (`serve` sizes it to the container's CPUs and memory:
+    `capacity.py`), else one per GPU, else one per CPU. Each worker gets cpus // workers OpenMP
     threads (unless `OMP_NUM_THREADS` is set) so that workers do not fight over cores."""
     cpus = cpu_count() if cpus is None else cpus
     gpus = gpu_count(environ) if gpus is None else gpus
     reader = VariableReader(environ)
     port = reader.port(SAGEMAKER_BIND_TO_PORT, DEFAULT_PORT)
-    workers = reader.integer(SAGEMAKER_MODEL_SERVER_WORKERS, gpus or cpus, 1)
-    timeout = reader.integer(SAGEMAKER_MODEL_SERVER_TIMEOUT, DEFAULT_TIMEOUT_SECONDS, 1)
+    workers = reader.integer(SAGEMAKER_MODEL_SERVER_WORKERS, default_workers or gpus or cpus, 1)
+    timeout = _timeout(reader)
     # 0 is SageMaker's "no limit" (streamed payloads); images still need a bound: the maximum.
     payload = reader.integer(SAGEMAKER_MAX_PAYLOAD_IN_MB, DEFAULT_MAX_PAYLOAD_MB, 0,
                              MAX_PAYLOAD_MB_LIMIT)
@@ -154,11 +162,58 @@ def read_serving_config(environ: Mapping[str, str] = os.environ, cpus: int | Non
     multi_model = reader.choice(SAGEMAKER_MULTI_MODEL, "false", ("true", "false")) == "true"
     memory_limit: int | None = reader.value(SSD_MME_MEMORY_LIMIT_MB, None, within(int, 1),
                                             "a number of megabytes above 0 (default: none)")
+    default_accept = reader.value(SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, "", _default_accept,
+                                  "a response type this server answers (application/json, "
+                                  "application/json;verbose, application/json;annotation=1, "
+                                  "image/jpeg, image/png, application/jsonlines)")
+    log_level = reader.value(SAGEMAKER_CONTAINER_LOG_LEVEL, logging.INFO, parse_log_level,
+                             "a log level: a name (DEBUG, INFO, WARNING, ERROR, CRITICAL) or "
+                             "its number (10, 20, 30, 40, 50)")
     reader.check("serving")
     return ServingConfig(port=port, workers=workers, timeout=timeout,
                          max_payload_mb=payload or MAX_PAYLOAD_MB_LIMIT, max_image_pixels=pixels,
                          limits=limits, omp_threads=threads, precision=precision,
-                         multi_model=multi_model, memory_limit_mb=memory_limit)
+                         multi_model=multi_model, memory_limit_mb=memory_limit,
+                         default_accept=default_accept, log_level=log_level)
+
+
+def _timeout(reader: VariableReader) -> int:
+    """`SAGEMAKER_MODEL_SERVER_TIMEOUT`, or its alias `SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS`
+    (the inference toolkit's name); both set to different values is refused."""
+    timeout = reader.integer(SAGEMAKER_MODEL_SERVER_TIMEOUT, DEFAULT_TIMEOUT_SECONDS, 1)
+    alias = reader.integer(SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS, timeout, 1)
+    if (reader.environ.get(SAGEMAKER_MODEL_SERVER_TIMEOUT) or "").strip() and alias != timeout:
+        reader.problems.append(f"{SAGEMAKER_MODEL_SERVER_TIMEOUT}={timeout} and "
+                               f"{SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS}={alias} disagree; set "
+                               f"one of them.")
+    return alias
+
+
+def _default_accept(text: str) -> str:
+    """A response type some request can be answered with (checked as a request's Accept)."""
+    # Imported here: negotiation imports this module (its limits), not the other way round.
+    from ssd_sagemaker.serving.negotiation import JSON_LINES, response_format
+    from ssd_sagemaker.serving.request_errors import NotAcceptable
+
+    if text.split(";")[0].strip().lower() == JSON_LINES:
+        return text
+    try:
+        response_format(text)
+    except NotAcceptable:
+        raise ValueError(text) from None
+    return text
+
+
+LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+              "WARN": logging.WARNING, "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+def parse_log_level(text: str) -> int:
+    """A level name (any case) or a number from 0 to 50 (the SDK's `container_log_level` sends
+    `logging.INFO` as "20")."""
+    if text.upper() in LOG_LEVELS:
+        return LOG_LEVELS[text.upper()]
+    return within(int, 0, logging.CRITICAL)(text)
 
 
 def read_inference_precision(environ: Mapping[str, str] = os.environ) -> str:

@@ -11,8 +11,10 @@ import enum
 
 from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
+from ssd_sagemaker.variables import SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
 
 CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
+JSON_LINES = "application/jsonlines"  # batch requests and their answers (serving/batches.py)
 TRUE_VALUES = frozenset({"", "1", "true", "yes"})
 
 
@@ -58,7 +60,7 @@ def _media_ranges(header: str) -> list[tuple[float, str, dict[str, str]]]:
 
 
 def _format_for(media: str, options: dict[str, str]) -> ResponseFormat | None:
-    if media == "application/json":
+    if media in ("application/json", JSON_LINES):  # one image's JSON is one JSON line
         if options.get("annotation") in TRUE_VALUES - {""}:
             return ResponseFormat.ANNOTATION_JSON
         if options.get("verbose") in TRUE_VALUES:  # a bare `;verbose` parses as ""
@@ -73,9 +75,19 @@ def _format_for(media: str, options: dict[str, str]) -> ResponseFormat | None:
     return None
 
 
-def response_format(accept: str | None) -> ResponseFormat:
-    """The best format the client accepts; no Accept at all means the default JSON."""
-    if not accept or not accept.strip():
+def _with_default(accept: str | None, default: str) -> str:
+    """`accept`, or `default` (`SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`) when the request sends
+    none or `*/*`, as the inference toolkit does."""
+    if not accept or not accept.strip() or accept.strip() == "*/*":
+        return default
+    return accept
+
+
+def response_format(accept: str | None, default: str = "") -> ResponseFormat:
+    """The best format the client accepts; no Accept at all (or `*/*`) means `default`, else
+    the default JSON."""
+    accept = _with_default(accept, default)
+    if not accept.strip():
         return ResponseFormat.JSON
     for _, media, options in _media_ranges(accept):
         chosen = _format_for(media, options)
@@ -83,6 +95,23 @@ def response_format(accept: str | None) -> ResponseFormat:
             return chosen
     raise NotAcceptable(f"cannot answer with Accept '{accept}'; accepted response types: "
                         f"{', '.join(SUPPORTED_ACCEPT)} (or */*)")
+
+
+def batch_line_format(accept: str | None, default: str = "") -> ResponseFormat:
+    """The format of each line of a batch's `application/jsonlines` answer: Accept
+    `application/jsonlines` (or `application/json`) with the same parameters as a single image's
+    JSON (`;verbose`, `;annotation=1`); no Accept, `*/*`: `default`, else the default JSON."""
+    chosen_accept = _with_default(accept, default) or JSON_LINES
+    for _, media, options in _media_ranges(chosen_accept):
+        chosen = _format_for(media, options)
+        if chosen is not None and not chosen.is_image:
+            return chosen
+    source = (f" ({SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT}: the request sent none or */*)"
+              if default and chosen_accept == default != accept else "")
+    raise NotAcceptable(f"cannot answer a batch with Accept '{chosen_accept}'{source}; a batch "
+                        f"is answered with {JSON_LINES}, one JSON answer per image: accept "
+                        f"{JSON_LINES} "
+                        f"(;verbose or ;annotation=1 as for one image) or */*")
 
 
 def detection_limits(custom_attributes: str | None, defaults: DetectionLimits) -> DetectionLimits:

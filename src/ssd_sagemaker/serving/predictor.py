@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import mxnet as mx
@@ -62,19 +63,34 @@ class Predictor:
     def detect(self, image: np.ndarray) -> list[list[float]]:
         """Detections sorted by score: [class_id, score, xmin, ymin, xmax, ymax] (fractions,
         every box with an area), for an HWC RGB uint8 image."""
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[list[float]]]:
+        """`detect` of each image, the images through the network together (one forward of
+        `len(images)`): each image's rows are those `detect` gives it alone."""
         with self._lock:
-            return network_detections(self._net, image, self.info.image_shape, self._context)
+            return batch_detections(self._net, images, self.info.image_shape, self._context)
+
+
+def batch_detections(net: gluon.Block, images: Sequence[np.ndarray], image_shape: int,
+                     context: mx.Context) -> list[list[list[float]]]:
+    """An inference-mode SSD's detections in each HWC RGB uint8 image (one forward), as the
+    network orders them (by score): [class_id, score, xmin, ymin, xmax, ymax] (fractions)."""
+    tensors = [network_input(mx.nd.array(image, dtype=np.uint8), image_shape) for image in images]
+    ids, scores, boxes = net(mx.nd.concat(*tensors, dim=0).as_in_context(context))
+    ids, scores, boxes = ids.asnumpy(), scores.asnumpy(), boxes.asnumpy()
+    return [_rows(ids[i], scores[i], boxes[i], image_shape) for i in range(len(images))]
 
 
 def network_detections(net: gluon.Block, image: np.ndarray, image_shape: int,
                        context: mx.Context) -> list[list[float]]:
-    """An inference-mode SSD's detections in an HWC RGB uint8 image, as the network orders
-    them (by score): [class_id, score, xmin, ymin, xmax, ymax] (fractions); also training's
-    pictures of its validation images."""
-    pixels = mx.nd.array(image, dtype=np.uint8)
-    tensor = network_input(pixels, image_shape).as_in_context(context)
-    ids, scores, boxes = net(tensor)
-    ids, scores, boxes = ids[0].asnumpy(), scores[0].asnumpy(), boxes[0].asnumpy()
+    """`batch_detections` of one image (training's pictures of its validation images)."""
+    return batch_detections(net, [image], image_shape, context)[0]
+
+
+def _rows(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray, image_shape: int
+          ) -> list[list[float]]:
+    """One image's network output as rows (fractions, padding and empty boxes dropped)."""
     boxes = np.clip(boxes / float(image_shape), 0.0, 1.0)
     # Padding rows (id -1) and boxes with no area (seen: 9 of 100 rows scoring 0.91-1.0 on an
     # untrained model, a point or a line after clipping) are no detections.

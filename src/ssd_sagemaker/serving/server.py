@@ -32,7 +32,14 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from ssd_sagemaker.errors import AlgorithmError, ClientError
-from ssd_sagemaker.serving.config import ServingConfig, gpu_count, read_serving_config
+from ssd_sagemaker.serving.capacity import serving_capacity
+from ssd_sagemaker.serving.config import (
+    LOG_LEVELS,
+    ServingConfig,
+    gpu_count,
+    read_request_limits,
+    read_serving_config,
+)
 from ssd_sagemaker.serving.deadline import request_seconds
 from ssd_sagemaker.serving.protocol_errors import (
     MAX_HEADER_FIELD_BYTES,
@@ -63,7 +70,9 @@ def gunicorn_options(config: ServingConfig) -> dict:
         "timeout": config.timeout,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "preload_app": False,
-        "accesslog": "-",
+        "accesslog": "-" if config.log_level <= logging.INFO else None,  # access lines: INFO
+        "loglevel": logging.getLevelName(config.log_level).lower()
+        if config.log_level in LOG_LEVELS.values() else "debug",
         "limit_request_line": MAX_REQUEST_LINE_BYTES,
         "limit_request_fields": MAX_HEADER_FIELDS,
         "limit_request_field_size": MAX_HEADER_FIELD_BYTES,
@@ -144,7 +153,16 @@ def _apply_thread_budget(config: ServingConfig) -> None:
 def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Check the configuration and the artifact (refuse to start on a bad one), then run
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
-    config = read_serving_config(environ)
+    gpus = gpu_count(environ)
+    capacity = serving_capacity(model_dir, read_request_limits(environ)[0], gpus)
+    config = read_serving_config(environ, cpus=capacity.cpus, gpus=gpus,
+                                 default_workers=capacity.workers)
+    logging.getLogger().setLevel(config.log_level)  # SAGEMAKER_CONTAINER_LOG_LEVEL
+    LOG.info("%s", capacity.describe())
+    if config.workers > max(1, capacity.by_memory):
+        LOG.warning("SAGEMAKER_MODEL_SERVER_WORKERS=%d: more workers than the %d that fit in "
+                    "%.0f MB; a burst of requests may get one killed for memory",
+                    config.workers, capacity.by_memory, capacity.memory_mb)
     _apply_thread_budget(config)
     if config.multi_model:
         from ssd_sagemaker.serving.multi_model_server import serve_multi_model
@@ -155,8 +173,7 @@ def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     from ssd_sagemaker.serving.preflight import check_artifact  # imports MXNet
 
     info = check_artifact(model_dir)
-    precision = resolve_inference_precision(
-        config.precision, info, model_dir, gpus=gpu_count(environ))
+    precision = resolve_inference_precision(config.precision, info, model_dir, gpus=gpus)
     if precision == "int8":
         check_artifact(model_dir, int8=True)
     LOG.info("serving %s SSD (%d classes, %d px, %s) from %s on %s: %d workers x %d OpenMP "

@@ -24,12 +24,14 @@ F = ResponseFormat
     ("image/png;q=0.5, application/json;verbose", F.VERBOSE_JSON),
     ("image/png, image/jpeg", F.PNG),
     ("image/png;q=0, */*;q=0.1", F.JSON),
+    # a batch client's type: one image's answer is one JSON line (serving-api.md#batches)
+    ("application/jsonlines", F.JSON), ("application/jsonlines;verbose", F.VERBOSE_JSON),
 ])
 def test_accept_selects_the_response_format(accept, expected):
     assert response_format(accept) is expected
 
 
-@pytest.mark.parametrize("accept", ["text/csv", "application/jsonlines", "image/png;q=0",
+@pytest.mark.parametrize("accept", ["text/csv", "application/x-jsonlines", "image/png;q=0",
                                     "application/x-protobuf, text/html"])
 def test_unsupported_accept_is_406_listing_the_supported_types(accept):
     with pytest.raises(NotAcceptable) as error:

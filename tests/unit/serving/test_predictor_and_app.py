@@ -77,3 +77,21 @@ def test_default_limits_leave_the_builtin_output_unchanged(model_dir):
                              (DetectionLimits(max_detections=3), raw[:3])):
         assert detect_in_bytes(predictor, _jpeg(), DEFAULT_MAX_IMAGE_PIXELS, limits).rows == \
             expected
+
+
+def test_detect_batch_gives_each_image_its_own_detections(model_dir):
+    """One forward of three images: each image's rows are those `detect` gives it alone."""
+    import numpy as np
+
+    from serving_samples import noise
+    from ssd_sagemaker.serving.predictor import Predictor
+
+    predictor = Predictor(model_dir)
+    images = [noise(200, 150, seed=1), noise(320, 240, seed=2), noise(90, 300, seed=3)]
+    together = predictor.detect_batch(images)
+    assert len(together) == 3
+    for image, rows in zip(images, together):
+        alone = predictor.detect(image)
+        assert len(rows) == len(alone) > 0
+        np.testing.assert_allclose(np.array(rows), np.array(alone), atol=1e-5)
+    assert not np.allclose(np.array(together[0][:5]), np.array(together[1][:5]))

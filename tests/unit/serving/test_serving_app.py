@@ -40,7 +40,7 @@ def test_ping_and_execution_parameters(client):
     ping = client.get("/ping")
     assert ping.status_code == 200 and ping.data == b""
     assert client.get("/execution-parameters").get_json() == {
-        "MaxConcurrentTransforms": 3, "BatchStrategy": "SingleRecord", "MaxPayloadInMB": 1}
+        "MaxConcurrentTransforms": 3, "BatchStrategy": "MultiRecord", "MaxPayloadInMB": 1}
 
 
 @pytest.mark.parametrize("content_type,body", [

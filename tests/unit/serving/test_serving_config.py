@@ -88,3 +88,65 @@ def test_multi_model_mode_and_its_memory_cap():
                             cpus=2, gpus=0)
     assert "SAGEMAKER_MULTI_MODEL='yes' is not one of true, false" in str(error.value)
     assert "SSD_MME_MEMORY_LIMIT_MB='0' is not a number of megabytes above 0" in str(error.value)
+
+
+def test_inference_toolkit_variables():
+    """SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, ..._TIMEOUT_SECONDS and ..._LOG_LEVEL are read."""
+    import logging
+
+    environ = {"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "application/json;verbose",
+               "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "90",
+               "SAGEMAKER_CONTAINER_LOG_LEVEL": "debug"}
+    config = read_serving_config(environ, cpus=2, gpus=0)
+    assert (config.default_accept, config.timeout, config.log_level) == (
+        "application/json;verbose", 90, logging.DEBUG)
+    assert read_serving_config({"SAGEMAKER_CONTAINER_LOG_LEVEL": "40",
+                                "SAGEMAKER_MODEL_SERVER_TIMEOUT": "30",
+                                "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "30"},
+                               cpus=1, gpus=0).log_level == logging.ERROR
+    defaults = read_serving_config({}, cpus=1, gpus=0)
+    assert (defaults.default_accept, defaults.timeout, defaults.log_level) == ("", 60,
+                                                                               logging.INFO)
+
+
+def test_bad_inference_toolkit_variables_are_named_together():
+    with pytest.raises(ClientError) as error:
+        read_serving_config({"SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT": "text/csv",
+                             "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS": "0",
+                             "SAGEMAKER_CONTAINER_LOG_LEVEL": "99"}, cpus=1, gpus=0)
+    message = str(error.value)
+    assert "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT='text/csv' is not a response type" in message
+    assert "SAGEMAKER_MODEL_SERVER_TIMEOUT_SECONDS='0' is not an integer from 1" in message
+    assert "SAGEMAKER_CONTAINER_LOG_LEVEL='99' is not a log level" in message
+
+
+def test_the_default_accept_answers_requests_without_accept_or_with_any():
+    from ssd_sagemaker.serving.negotiation import (
+        ResponseFormat,
+        batch_line_format,
+        response_format,
+    )
+
+    for accept in (None, "", "*/*"):
+        assert response_format(accept, "image/png") is ResponseFormat.PNG
+        assert batch_line_format(accept, "application/json;verbose") is \
+            ResponseFormat.VERBOSE_JSON
+    assert response_format("application/json", "image/png") is ResponseFormat.JSON
+    # a batch transform's default: a single image is still answered (one JSON line)
+    assert response_format(None, "application/jsonlines;verbose") is ResponseFormat.VERBOSE_JSON
+    assert batch_line_format("application/jsonlines;annotation=1") is \
+        ResponseFormat.ANNOTATION_JSON
+
+
+def test_a_batch_under_an_image_default_accept_is_406_naming_the_variable():
+    from ssd_sagemaker.serving.negotiation import batch_line_format
+    from ssd_sagemaker.serving.request_errors import NotAcceptable
+
+    with pytest.raises(NotAcceptable) as error:
+        batch_line_format(None, "image/jpeg")
+    assert ("Accept 'image/jpeg' (SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT: the request sent none "
+            "or */*)") in error.value.message
+    with pytest.raises(NotAcceptable) as error:
+        batch_line_format("image/png", "image/jpeg")
+    assert "Accept 'image/png'; a batch is answered with application/jsonlines" in \
+        error.value.message
