@@ -108,6 +108,21 @@ def box_nms(ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray, nms: dict[st
     return order[kept]
 
 
+def after_nms(scores: np.ndarray, boxes: np.ndarray, nms: dict[str, Any]) -> np.ndarray:
+    """What the model's NMS gives for one image's `scores` (anchors x classes) and `boxes`
+    (anchors x 4): rows [class_id, score, xmin, ymin, xmax, ymax] in input pixels, best first,
+    without the graph's padding rows."""
+    classes = scores.shape[1]
+    row_scores = scores.T.reshape(-1)  # class-major: row = class * anchors + anchor
+    row_ids = np.repeat(np.arange(classes, dtype=np.float32), scores.shape[0])
+    row_boxes = np.tile(boxes, (classes, 1))
+    valid = np.flatnonzero(row_scores > np.float32(nms["valid_threshold"]))
+    kept = valid[box_nms(row_ids[valid], row_scores[valid], row_boxes[valid], nms)]
+    if nms["max_detections"] is not None:
+        kept = kept[:nms["max_detections"]]
+    return np.column_stack([row_ids[kept], row_scores[kept], row_boxes[kept]])
+
+
 def detections(session: onnxruntime.InferenceSession, info: dict[str, Any],
                image: np.ndarray, score_threshold: float = 0.0, max_detections: int = 100
                ) -> list[list[float]]:
@@ -115,22 +130,13 @@ def detections(session: onnxruntime.InferenceSession, info: dict[str, Any],
     uint8 image, as the endpoint returns them with its default limits."""
     scores, boxes = session.run(["scores", "boxes"],
                                 {info["input"]["name"]: network_input(image, info)})
-    classes = scores.shape[2]
-    row_scores = scores[0].T.reshape(-1)  # class-major: row = class * anchors + anchor
-    row_ids = np.repeat(np.arange(classes, dtype=np.float32), scores.shape[1])
-    row_boxes = np.tile(boxes[0], (classes, 1))
-    nms = info["nms"]
-    valid = np.flatnonzero(row_scores > np.float32(nms["valid_threshold"]))
-    kept = valid[box_nms(row_ids[valid], row_scores[valid], row_boxes[valid], nms)]
-    if nms["max_detections"] is not None:
-        kept = kept[:nms["max_detections"]]
-    size = float(info["input"]["shape"][2])
-    fractions = np.clip(row_boxes[kept] / size, 0.0, 1.0)
+    rows = after_nms(scores[0], boxes[0], info["nms"])
+    fractions = np.clip(rows[:, 2:] / float(info["input"]["shape"][2]), 0.0, 1.0)
     has_area = (fractions[:, 2] > fractions[:, 0]) & (fractions[:, 3] > fractions[:, 1])
-    rows = [[float(c), float(s), *map(float, b)] for c, s, b in
-            zip(row_ids[kept][has_area], row_scores[kept][has_area], fractions[has_area])]
-    rows.sort(key=lambda row: -row[1])  # stable: equal scores keep NMS order
-    return [row for row in rows if row[1] >= score_threshold][:max_detections]
+    found = [[float(c), float(s), *map(float, b)] for c, s, b in
+             zip(rows[has_area, 0], rows[has_area, 1], fractions[has_area])]
+    found.sort(key=lambda row: -row[1])  # stable: equal scores keep NMS order
+    return [row for row in found if row[1] >= score_threshold][:max_detections]
 
 
 def session_for(model: Path, threads: int = 0) -> onnxruntime.InferenceSession:
