@@ -17,7 +17,7 @@ import pytest
 
 from cli_runner import cli_env, run_cli
 from fitted_model import fit_detector, read_images, tensors
-from ssd_sagemaker.evaluation import DetectionMAP, box_iou
+from ssd_sagemaker.evaluation import DetectionMAP
 
 pytestmark = pytest.mark.slow
 SIZE = 128
@@ -147,3 +147,16 @@ def test_the_runner_returns_the_endpoints_detections(exported, folder):
         assert endpoint > 0.1, endpoint  # a detector, not noise
         assert abs(endpoint - runner) <= 0.005, (endpoint, runner)
 
+
+
+def test_the_runner_names_an_image_it_cannot_read_and_predicts_the_others(exported):
+    root, _ = exported
+    good = sorted((root / "held_out" / "images").iterdir())[0]
+    broken = root / "broken.jpg"
+    broken.write_bytes(b"not an image")
+    result = subprocess.run([sys.executable, "-c", ISOLATED, str(RUNNER),
+                             str(root / "onnx" / "model.onnx"), str(broken), str(good)],
+                            env=cli_env(root), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1
+    assert f"{broken}: not a readable JPEG or PNG image; skipped" in result.stderr
+    assert [json.loads(line)["image"] for line in result.stdout.splitlines()] == [str(good)]

@@ -137,3 +137,10 @@ def test_an_incomplete_artifact_is_refused_before_conversion(tmp_path):
                      str(tmp_path / "onnx"))
     assert result.returncode == 1, result.stdout[-3000:]
     assert "is incomplete: missing model_algo_1-symbol.json" in result.stdout
+
+
+def test_the_runner_refuses_a_model_without_its_description(tmp_path, capsys):
+    (tmp_path / "model.onnx").write_bytes(b"not read")
+    with pytest.raises(SystemExit, match=r"model_info.json cannot be read .* written beside "
+                                         r"model.onnx by `ssd-sagemaker export --format onnx`"):
+        RUNNER.main([str(tmp_path / "model.onnx"), str(tmp_path / "photo.jpg")])
