@@ -96,8 +96,9 @@ def find_pre_nms_outputs(graph: Mapping[str, Any], symbol_file: Path) -> PreNmsG
     nms = None
     if rows["op"] == "_contrib_box_nms":
         nms = rows.get("attrs", {})
-        if nms.get("force_suppress", "False") != "False" or nms.get("id_index") != "0":
-            raise _not_an_ssd(symbol_file, "its NMS is not per class")
+        if (nms.get("force_suppress", "False") != "False" or nms.get("id_index") != "0"
+                or nms.get("in_format", "corner") != "corner"):
+            raise _not_an_ssd(symbol_file, "its NMS is not per class on corner boxes")
         rows = node(rows["inputs"][0])
     per_class = [node(entry) for entry in rows.get("inputs", [])]
     if rows["op"] != "Concat" or not per_class or any(
@@ -181,6 +182,8 @@ def onnx_model(symbol: mx.sym.Symbol, params: dict[str, mx.nd.NDArray], image_sh
 
     _refuse_unconvertible(symbol, symbol_file)
     shape = (1, 3, image_shape, image_shape)
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)  # the exporter's INFO lines name its temporary file
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -190,6 +193,8 @@ def onnx_model(symbol: mx.sym.Symbol, params: dict[str, mx.nd.NDArray], image_sh
         lines = [line for line in str(error).splitlines() if line.strip()]
         raise ClientError(f"{symbol_file} cannot be converted to ONNX: "
                           f"{lines[-1] if lines else type(error).__name__}") from None
+    finally:
+        logging.disable(previous)
     tidy = _tidy(onnx.load_from_string(data))
     return tidy.SerializeToString()
 

@@ -144,3 +144,22 @@ def test_the_runner_refuses_a_model_without_its_description(tmp_path, capsys):
     with pytest.raises(SystemExit, match=r"model_info.json cannot be read .* written beside "
                                          r"model.onnx by `ssd-sagemaker export --format onnx`"):
         RUNNER.main([str(tmp_path / "model.onnx"), str(tmp_path / "photo.jpg")])
+
+
+def test_the_nms_settings_are_read_from_the_graph(untrained):
+    from ssd_sagemaker.model.onnx_export import NmsSettings, find_pre_nms_outputs
+
+    symbol = untrained / "model_algo_1-symbol.json"
+    graph = json.loads(symbol.read_text())
+    found = find_pre_nms_outputs(graph, symbol)
+    assert found.nms == NmsSettings(overlap_threshold=0.45, valid_threshold=0.01, top_k=400,
+                                    max_detections=100)
+    nodes = graph["nodes"]
+    assert nodes[next(i for i, n in enumerate(nodes) if n["name"] == found.scores)]["op"] == "where"
+    # nms_threshold=1 (GluonCV then leaves box_nms and the post-NMS slice out): the outputs are
+    # sliced from the per-class rows themselves.
+    nms = next(index for index, node in enumerate(nodes) if node["op"] == "_contrib_box_nms")
+    for head in graph["heads"]:
+        nodes[head[0]]["inputs"] = [nodes[nms]["inputs"][0]]
+    assert find_pre_nms_outputs(graph, symbol).nms == NmsSettings(
+        overlap_threshold=None, valid_threshold=0.01, top_k=None, max_detections=None)
