@@ -8,9 +8,9 @@ decoded corners in input pixels); `model_info.json` beside it holds what a runne
 what the endpoint does with them: the preprocessing, and box_nms's settings read from the graph
 itself (examples/onnx_predict.py is such a runner, held to the endpoint's detections by a test).
 
-Two things MXNet's exporter leaves that onnxruntime 1.19.2 stumbles on are fixed here: nodes
-without a name (its GatherSliceToSplitFusion then names two fused nodes alike and refuses the
-model) and weights listed as graph inputs (they cannot be constant-folded then).
+MXNet's exporter leaves nodes without a name and weights listed as graph inputs (which cannot
+be constant-folded then); together they make onnxruntime 1.19.2's GatherSliceToSplitFusion name
+two fused nodes alike and refuse the model. Both are fixed here (either alone lets it load).
 """
 
 from __future__ import annotations
