@@ -15,7 +15,7 @@ NMS and the endpoint do after the network, with the settings in `model_info.json
 model: keep (anchor, class) rows scoring above the valid threshold, take the `top_k` best
 (stable sort, class-major row order), suppress within each class at IoU above the threshold in
 float32 as MXNet's `box_nms` does, keep the first `max_detections`, clip to the image and drop
-boxes without an area. tests/integration/test_onnx_export.py holds it to the endpoint's output.
+boxes without an area. tests/integration/test_onnx_parity.py holds it to the endpoint's output.
 """
 
 from __future__ import annotations

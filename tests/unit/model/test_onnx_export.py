@@ -1,6 +1,6 @@
 """model/onnx_export.py's refusals, and examples/onnx_predict.py's NMS held to MXNet's own
 `box_nms` as GluonCV's SSD calls it (per class, top-k, valid threshold, stable order). The
-export's parity with the endpoint on a fitted detector is tests/integration/test_onnx_export.py.
+export's parity with the endpoint on a fitted detector is tests/integration/test_onnx_parity.py.
 """
 
 from __future__ import annotations
