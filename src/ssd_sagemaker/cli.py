@@ -1,5 +1,6 @@
-"""Command line: `ssd-sagemaker train | serve | predict | evaluate | demo-data | validate-data |
-convert | fetch-weights | selftest` (the container's entry points, and the data tools). Each
+"""Command line: `ssd-sagemaker train | serve | predict | evaluate | export | demo-data |
+validate-data | convert | fetch-weights | selftest` (the container's entry points, and the data
+tools). Each
 subcommand's `--help` says what it reads and writes, its variables and the exit codes.
 
 Library code raises; this module turns errors into exit codes and the failure file, through
@@ -152,6 +153,14 @@ def _evaluate(paths: Paths, model_dir: Path, channel: str, output: Path,
     print(table(run_evaluate(paths, channel, output, source)), flush=True)
 
 
+def _export(model_dir: Path, output: Path) -> None:
+    """The model as ONNX (`--format onnx`, the only format): model.onnx and model_info.json."""
+    from ssd_sagemaker.model.onnx_export import export_onnx
+
+    written = export_onnx(model_dir, output)
+    LOG.info("wrote %s; run it with examples/onnx_predict.py", ", ".join(map(str, written)))
+
+
 def _selftest(args: argparse.Namespace) -> None:
     """Print the readiness report; a ClientError (exit 1) when the machine is not ready."""
     use_every_cpu_for_openmp()
@@ -287,6 +296,13 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               "per-class table on stdout",
               f"{_BASE}\n  SSD_MAX_IMAGE_PIXELS, SSD_INFERENCE_PRECISION  as for serve",
               "ssd-sagemaker evaluate --model-dir model --channel validation")),
+    "export": (
+        "export the model to ONNX, to run it without MXNet (examples/onnx_predict.py)",
+        _help("the model folder (--model-dir): the float32 network and model_info.json",
+              "--output/model.onnx (the network up to NMS) and --output/model_info.json (what "
+              "a runner needs:\n  classes, input size, normalisation, NMS settings)",
+              _BASE,
+              "ssd-sagemaker export --format onnx --model-dir model --output exported")),
     "validate-data": (
         "check the data channels as train would, decoding every image; report, no training",
         _help("$SAGEMAKER_BASE_DIR/input/config/*.json and input/data/<channel>/",
@@ -389,6 +405,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--predictions", type=Path, metavar="DIR",
                           help="score these batch-transform outputs (<image>.out) instead of "
                                "running the model")
+    export = _command(commands, "export")
+    export.add_argument("--format", choices=("onnx",), default="onnx",
+                        help="the exchange format (default: onnx)")
+    export.add_argument("--model-dir", type=Path, help="default: $SAGEMAKER_BASE_DIR/model")
+    export.add_argument("--output", type=Path, required=True,
+                        help="folder for model.onnx and model_info.json")
     selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)
@@ -442,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "evaluate":
         return _run_job(lambda: _evaluate(paths, args.model_dir or paths.model_dir,
                                           args.channel, args.output, args.predictions), None)
+    if args.command == "export":
+        return _run_job(lambda: _export(args.model_dir or paths.model_dir, args.output), None)
     if args.command == "validate-data":
         return _run_job(lambda: _validate_data(paths, args.num_classes, args.label_width), None)
     if args.command == "selftest":
