@@ -235,14 +235,16 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               "SAGEMAKER_MODEL_SERVER_TIMEOUT  seconds per request (60)\n  "
               "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
               "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
-              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)",
+              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION, SSD_TILE, SSD_TILE_OVERLAP  "
+              "(docs/serving-api.md)",
               "SAGEMAKER_BASE_DIR=$PWD/demo/opt_ml ssd-sagemaker serve")),
     "predict": (
         "run the served model on local images, without a server",
         _help("the model folder (--model-dir), the JPEG/PNG files and folders given",
               "--output/<name>.json (the endpoint's JSON) and <name>.annotated.jpg per image",
               f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_DRAW_THRESHOLD, "
-              "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION  as for serve",
+              "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION, SSD_TILE, SSD_TILE_OVERLAP  "
+              "as for serve",
               "ssd-sagemaker predict photo.jpg --model-dir model --output predictions")),
     "validate-data": (
         "check the data channels as train would, decoding every image; report, no training",
@@ -337,6 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--draw-threshold", help="draw the detections scoring at least this in "
                                                   "<name>.annotated.jpg; the JSON keeps all "
                                                   "(default: $SSD_DRAW_THRESHOLD or 0.5)")
+    predict.add_argument("--tile", metavar="SIZE", help="find small objects in tiles of SIZE "
+                                                        "pixels, 0 for the whole image "
+                                                        "(default: $SSD_TILE or 0; docs/tiling.md)")
+    predict.add_argument("--tile-overlap", metavar="F", help="overlap of neighbouring tiles, a "
+                                                             "fraction of a tile (default: "
+                                                             "$SSD_TILE_OVERLAP or 0.25)")
     selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)

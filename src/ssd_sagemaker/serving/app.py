@@ -136,8 +136,9 @@ def create_app(predictor: Predictor, config: ServingConfig = ServingConfig()) ->
         chosen = response_format(request.headers.get("Accept"))
         limits = detection_limits(request.headers.get(CUSTOM_ATTRIBUTES_HEADER), config.limits)
         body = _read_body(config)
-        rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
-            predictor, body, config.max_image_pixels, limits).render(chosen))
+        clock = request.environ.get(ENVIRON_KEY)
+        rendered = run_before_deadline(clock, lambda: detect_in_bytes(
+            predictor, body, config.max_image_pixels, limits, clock).render(chosen))
         return Response(rendered, mimetype=chosen.content_type)
 
     return app

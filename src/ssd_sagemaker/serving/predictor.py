@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import mxnet as mx
@@ -62,11 +63,19 @@ class Predictor:
     def detect(self, image: np.ndarray) -> list[list[float]]:
         """Detections sorted by score: [class_id, score, xmin, ymin, xmax, ymax] (fractions,
         every box with an area), for an HWC RGB uint8 image."""
-        pixels = mx.nd.array(image, dtype=np.uint8)
-        tensor = network_input(pixels, self.info.image_shape).as_in_context(self._context)
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[list[float]]]:
+        """`detect` of each image, in one forward (tiled inference's batches)."""
+        tensor = mx.nd.concat(*(network_input(mx.nd.array(image, dtype=np.uint8),
+                                              self.info.image_shape) for image in images),
+                              dim=0).as_in_context(self._context)
         with self._lock:
-            ids, scores, boxes = self._net(tensor)
-            ids, scores, boxes = ids[0].asnumpy(), scores[0].asnumpy(), boxes[0].asnumpy()
+            ids, scores, boxes = (output.asnumpy() for output in self._net(tensor))
+        return [self._rows(ids[i], scores[i], boxes[i]) for i in range(len(images))]
+
+    def _rows(self, ids: np.ndarray, scores: np.ndarray, boxes: np.ndarray
+              ) -> list[list[float]]:
         boxes = np.clip(boxes / float(self.info.image_shape), 0.0, 1.0)
         # Padding rows (id -1) and boxes with no area (seen: 9 of 100 rows scoring 0.91-1.0 on
         # an untrained model, a point or a line after clipping) are no detections.
