@@ -174,7 +174,8 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
                "batch_size": hp.mini_batch_size, "declared": hp.num_training_samples}
               if hp is not None else {})
     results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350,
-                                **shards)
+                                **shards, image_shape=hp.image_shape if hp else None,
+                                base_network=hp.base_network if hp else None)
     print(format_report(results), flush=True)
     if not all(result.ok for result in results):
         raise ClientError("the data has problems; see the report above")
