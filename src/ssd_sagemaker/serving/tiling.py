@@ -31,9 +31,13 @@ TILE_BATCH = 4  # tiles per forward: the same batch shape every time (the last o
 # be where the tile cut the object.
 SEAM_MARGIN = 0.02
 SEAM_MARGIN_PIXELS = 2
-# A box of a cluster whose area lies this much inside the cluster's best box is a fragment of
+# A box touching a seam whose area lies this much inside another of its class is a fragment of
 # it (intersection over the smaller box), even when their IoU is low.
-FRAGMENT_OVERLAP = 0.8
+FRAGMENT_OVERLAP = 0.6
+# Two tiles' boxes of one object disagree more than one forward's duplicates: merged from this
+# IoU (or the model's NMS threshold, when lower). On the demo model's 5x5 mosaic (docs/tiling.md)
+# 0.45 left 8 objects boxed twice, 0.35 none beyond the one the images alone box twice.
+MERGE_IOU = 0.35
 
 
 class TooManyTiles(RequestError):
@@ -174,4 +178,5 @@ def detect_tiled(predictor: Predictor, image: np.ndarray, size: int, overlap: fl
             image_rows, cut = to_image_rows(kept, tile, width, height)
             found.append(image_rows)
             seams.append(cut)
-    return merge(np.concatenate(found), np.concatenate(seams), predictor.info.nms_threshold)
+    return merge(np.concatenate(found), np.concatenate(seams),
+                 min(predictor.info.nms_threshold, MERGE_IOU))
