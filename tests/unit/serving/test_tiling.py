@@ -178,3 +178,28 @@ def test_two_tiles_boxes_of_one_object_that_disagree_are_merged_into_one():
     image = _canvas(600, 300, [(0, 200, 100, 40)])
     rows = detect_tiled(BiasedFinder(), image, 300, 0.5, 0.0)
     assert len(rows) == 1, rows  # their IoU is 0.43: below the model's NMS threshold of 0.45
+
+
+def test_tiling_is_asked_for_by_attribute_variable_or_option(tmp_path, caplog):
+    from ssd_sagemaker.cli import main
+    from ssd_sagemaker.errors import ClientError
+    from ssd_sagemaker.serving.config import read_serving_config
+    from ssd_sagemaker.serving.negotiation import detection_limits
+    from ssd_sagemaker.serving.request_errors import InvalidAttribute
+
+    served = read_serving_config({"SSD_TILE": "400", "SSD_TILE_OVERLAP": "0.5"}, cpus=1, gpus=0)
+    assert (served.limits.tile, served.limits.tile_overlap) == (400, 0.5)
+    asked = detection_limits("tile=512, overlap=0.3;score_threshold=0.2", served.limits)
+    assert (asked.tile, asked.tile_overlap, asked.score_threshold) == (512, 0.3, 0.2)
+    assert detection_limits("tile=0", served.limits).tile == 0  # off for this request
+    with pytest.raises(InvalidAttribute) as error:
+        detection_limits("tile=16", served.limits)
+    assert "tile='16' is invalid: expected 0 (the whole image) or a tile size from 32" in \
+        error.value.message
+    with pytest.raises(ClientError) as refused:
+        read_serving_config({"SSD_TILE_OVERLAP": "1"}, cpus=1, gpus=0)
+    assert "SSD_TILE_OVERLAP='1' is not a fraction of a tile from 0 to 0.9" in str(refused.value)
+    image = tmp_path / "a.png"
+    image.write_bytes(encode(_canvas(64, 64, [])))
+    assert main(["predict", str(image), "--model-dir", str(tmp_path), "--tile", "9000"]) == 1
+    assert "--tile: tile='9000' is invalid" in caplog.text
