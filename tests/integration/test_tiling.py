@@ -1,6 +1,6 @@
-"""Tiled inference on a detector that detects: a ResNet-50 SSD fitted at 128 px to 9 plain
-demo-style images (tests/support/fitted_model.py: minutes on a CPU), asked about a 3x3 mosaic
-of the same 9 images. Whole, the mosaic shrinks each object about 3x and recall falls; tiled,
+"""Tiled inference on a detector that detects: a ResNet-50 SSD fitted at 128 px to 8 synthetic
+images (tests/support/fitted_model.py, as the INT8 fidelity test fits it: minutes on a CPU),
+asked about a mosaic of the same 8 images, 3 a row. Whole, the mosaic shrinks each object about 3x and recall falls; tiled,
 recall is at least 0.85 of the one-by-one recall, no object is boxed twice across a seam,
 boxes are fractions of the whole mosaic, and `/invocations` with `tile=,overlap=` answers what
 `predict --tile --tile-overlap` writes. (The demo's model on unseen images: bench/tiling.py,
@@ -21,19 +21,19 @@ from ssd_sagemaker.serving.tiling import detect_tiled
 
 pytestmark = pytest.mark.slow
 SIZE = 128
-GRID, SEED = 3, 3
+GRID, COUNT, SEED = 3, 8, 0
 TILE, OVERLAP = 320, 0.5
 SCORE = 0.5
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """The opt_ml tree with the fitted model, and the mosaic of its 9 images."""
+    """The opt_ml tree with the fitted model, and the mosaic of its 8 images."""
     base = tmp_path_factory.mktemp("opt_ml")
-    images, labels = tensors(read_images(base / "fit", GRID * GRID, SEED, plain=True), SIZE)
-    reached = fit_detector(base / "model", images, labels, SIZE, target_map=0.9, max_steps=150)
+    images, labels = tensors(read_images(base / "fit", COUNT, SEED), SIZE)
+    reached = fit_detector(base / "model", images, labels, SIZE, target_map=0.9, max_steps=120)
     assert reached >= 0.9, f"the detector did not fit (mAP {reached:.3f}): nothing to tile"
-    return base, make_mosaic(base / "mosaic", GRID, SEED)
+    return base, make_mosaic(base / "mosaic", GRID, SEED, COUNT, plain=False)
 
 
 def test_tiles_find_what_the_images_alone_show_once_each(fitted):

@@ -33,10 +33,12 @@ class Mosaic:
                  (offset[1] + row[5] * part_height) / height] for row in rows]
 
 
-def make_mosaic(folder: Path, grid: int, seed: int) -> Mosaic:
-    """`grid` x `grid` plain synthetic images (seed `seed`) in cells of the largest one's size."""
-    paths = write_annotated_channel(folder / "images", folder / "annotations", grid * grid,
-                                    seed, plain=True)
+def make_mosaic(folder: Path, grid: int, seed: int, count: int | None = None,
+                plain: bool = True) -> Mosaic:
+    """`count` (default grid x grid) synthetic images (seed `seed`, the demo's plain style or
+    the varied one) in rows of `grid` cells of the largest one's size, on the plain ground."""
+    paths = write_annotated_channel(folder / "images", folder / "annotations",
+                                    grid * grid if count is None else count, seed, plain=plain)
     parts, boxes = [], []
     for path in paths:
         parts.append(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
@@ -45,7 +47,8 @@ def make_mosaic(folder: Path, grid: int, seed: int) -> Mosaic:
                        a["top"] + a["height"]) for a in doc["annotations"]])
     cell_width = max(part.shape[1] for part in parts)
     cell_height = max(part.shape[0] for part in parts)
-    image = np.full((grid * cell_height, grid * cell_width, 3), PLAIN_GROUND, np.uint8)
+    rows = -(-len(parts) // grid)
+    image = np.full((rows * cell_height, grid * cell_width, 3), PLAIN_GROUND, np.uint8)
     offsets, labels = [], []
     for index, (part, objects) in enumerate(zip(parts, boxes)):
         left, top = (index % grid) * cell_width, (index // grid) * cell_height
