@@ -1,10 +1,10 @@
 """Tiled inference on a detector that detects: a ResNet-50 SSD fitted at 128 px to 8 synthetic
 images (tests/support/fitted_model.py, as the INT8 fidelity test fits it: minutes on a CPU),
-asked about a mosaic of the same 8 images, 3 a row. Whole, the mosaic shrinks each object about
-3x and recall falls; tiled, recall is at least 0.85 of the one-by-one recall, no object is
-boxed twice across a seam, boxes are fractions of the whole mosaic, and `/invocations` with `tile=,overlap=` answers what
-`predict --tile --tile-overlap` writes. (The demo's model on unseen images: bench/tiling.py,
-measured in docs/tiling.md.)"""
+asked about a mosaic of the same 8 images, 3 a row. Whole, the mosaic shrinks each object
+about 3x and recall falls; tiled, recall is at least 0.85 of the one-by-one recall, no object
+is boxed twice across a seam, boxes are fractions of the whole mosaic, and `/invocations` with
+`tile=,overlap=` answers what `predict --tile --tile-overlap` writes. (The demo's model on
+unseen images: bench/tiling.py, measured in docs/tiling.md.)"""
 
 import json
 
