@@ -1,6 +1,7 @@
 """A mosaic of demo-style images (grey ground, so the seams between them are invisible) with its
 labels, and the measures of the tiling acceptance: recall at IoU 0.5 above a score, and the
-objects boxed more than once. Shared by tests/integration/test_tiled_inference.py and bench/tiling.py."""
+objects boxed more than once. Shared by tests/integration/test_tiled_inference.py and
+bench/tiling.py."""
 
 from __future__ import annotations
 
