@@ -1,14 +1,16 @@
 """Tiled inference on a detector that detects: a ResNet-50 SSD fitted at 128 px to 8 synthetic
 images (tests/support/fitted_model.py, as the INT8 fidelity test fits it: minutes on a CPU),
 asked about a mosaic of the same 8 images, 3 a row: whole, the mosaic shrinks each object
-about 3x and the detector finds none of what it finds in the images one by one; tiled, no object
-is boxed twice across a seam, boxes are fractions of the whole mosaic, and `/invocations` with
-`tile=,overlap=` answers what `predict --tile --tile-overlap` writes.
+about 3x and the detector finds less than half of what it finds in the images one by one; tiled,
+boxes are fractions of the whole mosaic, and `/invocations` with `tile=,overlap=` answers what
+`predict --tile --tile-overlap` writes.
 
 Recall against one-by-one is measured on the demo's model and unseen images by bench/tiling.py
 (docs/tiling.md: 1.00 of one-by-one): a detector fitted in minutes knows its 8 whole images
-only, and finds 1 of 17 objects in tiles that cut across them (measured), so recall is not
-asserted here; the mechanics (grid, mapping, merge, seams) are in tests/unit/serving."""
+only, and finds 1 of 17 objects in tiles that cut across them (measured), and boxes one object
+twice with junk from such tiles, so neither recall nor duplicates are asserted here: the
+mechanics (grid, mapping, merge, seams, duplicates) are in tests/unit/serving/test_tiling.py,
+and the demo model's duplicates in docs/tiling.md."""
 
 import json
 
@@ -18,7 +20,7 @@ import requests
 
 from cli_runner import run_cli
 from fitted_model import fit_detector, read_images, tensors
-from mosaic import boxed_twice, make_mosaic, recall
+from mosaic import make_mosaic, recall
 from serve_process import Server
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.tiling import detect_tiled
@@ -40,7 +42,7 @@ def fitted(tmp_path_factory):
     return base, make_mosaic(base / "mosaic", GRID, SEED, COUNT, plain=False)
 
 
-def test_tiles_find_what_the_images_alone_show_once_each(fitted):
+def test_the_whole_mosaic_loses_objects_and_tiles_answer_for_the_whole_mosaic(fitted):
     base, mosaic = fitted
     predictor = Predictor(base / "model")
     height, width = mosaic.image.shape[:2]
@@ -54,7 +56,6 @@ def test_tiles_find_what_the_images_alone_show_once_each(fitted):
     found = recall(tiled, mosaic.labels, SCORE, size)
     assert whole < one_by_one / 2, (whole, one_by_one)
     assert found >= whole, (found, whole)
-    assert boxed_twice(tiled, mosaic.labels, SCORE, size) == 0
     assert all(0 <= value <= 1 for row in tiled for value in row[2:])
 
 
