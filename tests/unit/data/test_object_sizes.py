@@ -75,3 +75,20 @@ def test_the_anchor_floor_is_the_network_s_and_training_logs_the_same_lines(capl
         ("WARNING", f"train: {warnings[0]}")
     assert ("INFO", "train objects: per class: dog 1") in \
         [(r.levelname, r.getMessage()) for r in caplog.records]
+
+
+def test_training_logs_the_train_channel_s_objects_at_start(tmp_path, caplog):
+    from ssd_sagemaker.data.channels import read_training_data
+    from ssd_sagemaker.environment import ChannelConfig, Paths
+    from ssd_sagemaker.hyperparameters import parse_hyperparameters
+
+    _job(tmp_path, "300", [[(0, 100, 100, 25, 25), (1, 0, 0, 2000, 2000)]])
+    caplog.set_level("INFO")
+    channels = {name: ChannelConfig(name, "image/jpeg") for name in ("train", "train_annotation")}
+    hp = parse_hyperparameters({"num_classes": "2", "num_training_samples": "1"})
+    read_training_data(Paths(tmp_path), channels, hp)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records]
+    assert ("INFO", "train objects: per class: 0 1, 1 1") in messages
+    assert any(level == "WARNING" and text.startswith("train: 50% of boxes are smaller than "
+                                                      "15 px after resizing to 300")
+               for level, text in messages), messages
