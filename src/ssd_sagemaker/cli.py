@@ -210,7 +210,8 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
                "batch_size": hp.mini_batch_size, "declared": hp.num_training_samples}
               if hp is not None else {})
     results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350,
-                                **shards)
+                                **shards, image_shape=hp.image_shape if hp else None,
+                                base_network=hp.base_network if hp else None)
     print(format_report(results), flush=True)
     if not all(result.ok for result in results):
         raise ClientError("the data has problems; see the report above")
@@ -274,7 +275,8 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
               "SAGEMAKER_CONTAINER_LOG_LEVEL  log level (INFO)\n  "
               "SAGEMAKER_MAX_PAYLOAD_IN_MB  largest request body (6)\n  "
               "SSD_MAX_IMAGE_PIXELS, SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, "
-              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION  (docs/serving-api.md)\n  "
+              "SSD_DRAW_THRESHOLD,\n  SSD_INFERENCE_PRECISION, SSD_TILE, SSD_TILE_OVERLAP  "
+              "(docs/serving-api.md)\n  "
               "SAGEMAKER_MULTI_MODEL=true  many models through /models, not /opt/ml/model;\n  "
               "SSD_MME_MEMORY_LIMIT_MB  their memory cap (docs/multi-model.md)",
               "SAGEMAKER_BASE_DIR=$PWD/demo/opt_ml ssd-sagemaker serve")),
@@ -283,7 +285,8 @@ COMMAND_HELP: dict[str, tuple[str, str]] = {
         _help("the model folder (--model-dir), the JPEG/PNG files and folders given",
               "--output/<name>.json (the endpoint's JSON) and <name>.annotated.jpg per image",
               f"{_BASE}\n  SSD_SCORE_THRESHOLD, SSD_MAX_DETECTIONS, SSD_DRAW_THRESHOLD, "
-              "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION  as for serve",
+              "SSD_MAX_IMAGE_PIXELS,\n  SSD_INFERENCE_PRECISION, SSD_TILE, SSD_TILE_OVERLAP  "
+              "as for serve",
               "ssd-sagemaker predict photo.jpg --model-dir model --output predictions")),
     "evaluate": (
         "score the model on a labelled channel (VOC07, area and COCO mAP, per class), or an "
@@ -411,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--model-dir", type=Path, help="default: $SAGEMAKER_BASE_DIR/model")
     export.add_argument("--output", type=Path, required=True,
                         help="folder for model.onnx and model_info.json")
+    predict.add_argument("--tile", metavar="SIZE", help="find small objects in tiles of SIZE "
+                                                        "pixels, 0 for the whole image "
+                                                        "(default: $SSD_TILE or 0; docs/tiling.md)")
+    predict.add_argument("--tile-overlap", metavar="F", help="overlap of neighbouring tiles, a "
+                                                             "fraction of a tile (default: "
+                                                             "$SSD_TILE_OVERLAP or 0.25)")
     selftest = _command(commands, "selftest")
     selftest.add_argument("--image-shape", type=int, default=300)
     selftest.add_argument("--batch-size", type=int, default=2)

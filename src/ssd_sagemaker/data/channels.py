@@ -23,6 +23,7 @@ import numpy as np
 from ssd_sagemaker.data import image_json, manifest, recordio
 from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
 from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
+from ssd_sagemaker.data.object_sizes import log_objects
 from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.samples import Sample
 from ssd_sagemaker.data.sharding import (
@@ -142,6 +143,8 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                                 hosts=shard.count if sharded else 1)
     channel.report.log()
     channel.report.check()
+    if name == "train":
+        log_objects(channel.samples, channel.class_names, hp.image_shape, hp.base_network, name)
     samples = channel.samples
     if sharded:
         samples = split(samples, shard, config.distribution)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
+from ssd_sagemaker.data.object_sizes import object_lines
 from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
 from ssd_sagemaker.data.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
@@ -34,6 +35,8 @@ class ChannelResult:
     class_names: dict[int, str] | None = None
     heading: str = "cannot be read"  # what a fatal message is about
     shards: tuple[str, ...] = ()  # what each host reads, in a job of several hosts
+    objects: tuple[str, ...] = ()  # counts per class, sizes after resizing (object_sizes.py)
+    object_warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -42,9 +45,12 @@ class ChannelResult:
 
 def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
                       label_width: int, hosts: int = 1, batch_size: int = 32,
-                      declared: int = 0) -> list[ChannelResult]:
+                      declared: int = 0, image_shape: int | None = None,
+                      base_network: str | None = None) -> list[ChannelResult]:
     """Read `train` and `validation` (those declared) with full image decoding; with several
-    `hosts`, also what each host reads of `train` (this host's local copy of the channel)."""
+    `hosts`, also what each host reads of `train` (this host's local copy of the channel); the
+    objects per class and, with `image_shape` and `base_network`, their sizes as the network
+    will see them."""
     results = []
     if "train" not in channels:
         results.append(ChannelResult("train", fatal="the 'train' channel is required but not "
@@ -66,8 +72,11 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         shards = (shard_lines([s.origin for s in channel.samples], hosts,
                               channels[name].distribution, batch_size, declared)
                   if name == "train" and hosts > 1 else [])
+        lines, warnings = object_lines(channel.samples, channel.class_names, image_shape,
+                                       base_network)
         results.append(ChannelResult(name, channel.report, class_names=channel.class_names,
-                                     shards=tuple(shards)))
+                                     shards=tuple(shards), objects=tuple(lines),
+                                     object_warnings=tuple(warnings)))
     try:
         agreed_class_names({result.channel: result.class_names or {} for result in results})
     except ClientError as error:
@@ -93,6 +102,8 @@ def format_report(results: list[ChannelResult]) -> str:
         if result.class_names:
             lines.append(f"  classes {result.class_names}")
         lines += [f"  hosts   {line}" for line in result.shards]
+        lines += [f"  objects {line}" for line in result.objects]
+        lines += [f"  warning {line}" for line in result.object_warnings]
         if report.too_many_errors():
             lines.append(f"  training would refuse this channel: more than "
                          f"{100 * MAX_ERROR_FRACTION:g}% of its examples are invalid or of its "

@@ -101,8 +101,9 @@ def invocation_response(predictor: Predictor, config: ServingConfig) -> Response
                                    f"{', '.join(BATCH_CONTENT_TYPES)} (a batch)")
     chosen = response_format(request.headers.get("Accept"), config.default_accept)
     body = _read_body(config)
-    rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: detect_in_bytes(
-        predictor, body, config.max_image_pixels, limits).render(chosen))
+    clock = request.environ.get(ENVIRON_KEY)
+    rendered = run_before_deadline(clock, lambda: detect_in_bytes(
+        predictor, body, config.max_image_pixels, limits, clock).render(chosen))
     return Response(rendered, mimetype=chosen.content_type)
 
 

@@ -31,6 +31,8 @@ from ssd_sagemaker.variables import (
     SSD_MAX_IMAGE_PIXELS,
     SSD_MME_MEMORY_LIMIT_MB,
     SSD_SCORE_THRESHOLD,
+    SSD_TILE,
+    SSD_TILE_OVERLAP,
     VariableReader,
     within,
 )
@@ -43,6 +45,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 40_000_000
 DEFAULT_SCORE_THRESHOLD = 0.0
 DEFAULT_MAX_DETECTIONS = 100
 DEFAULT_DRAW_THRESHOLD = 0.5  # a drawn image shows what a person should look at, not all 100
+DEFAULT_TILE_OVERLAP = 0.25  # of a tile: objects up to a quarter tile are whole in some tile
 MEGABYTE = 1024 * 1024
 INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precision.py
 
@@ -51,11 +54,15 @@ INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precis
 class DetectionLimits:
     """Which detections a response keeps: score at least `score_threshold`, at most
     `max_detections` of the best (the defaults keep everything the network returns, as the
-    built-in algorithm does); a drawn image shows those scoring at least `draw_threshold`."""
+    built-in algorithm does); a drawn image shows those scoring at least `draw_threshold`.
+    `tile` > 0 finds them in tiles of that many pixels overlapping by `tile_overlap`
+    (serving/tiling.py); 0 looks at the whole image at once, as the built-in does."""
 
     score_threshold: float = DEFAULT_SCORE_THRESHOLD
     max_detections: int = DEFAULT_MAX_DETECTIONS
     draw_threshold: float = DEFAULT_DRAW_THRESHOLD
+    tile: int = 0
+    tile_overlap: float = DEFAULT_TILE_OVERLAP
 
     def overridden(self, texts: Mapping[str, str]) -> DetectionLimits:
         """These limits with those `texts` names (limit → text: a request's custom attribute,
@@ -108,12 +115,27 @@ def gpu_count(environ: Mapping[str, str]) -> int:
 
 # Each detection limit's environment variable: its default for the whole server.
 LIMIT_VARIABLES = {"score_threshold": SSD_SCORE_THRESHOLD, "max_detections": SSD_MAX_DETECTIONS,
-                   "draw_threshold": SSD_DRAW_THRESHOLD}
+                   "draw_threshold": SSD_DRAW_THRESHOLD, "tile": SSD_TILE,
+                   "tile_overlap": SSD_TILE_OVERLAP}
+MIN_TILE, MAX_TILE = 32, 8192
+
+
+def _tile_size(text: str) -> int:
+    """0 (no tiling) or a tile side in [MIN_TILE, MAX_TILE]; a ValueError otherwise."""
+    size = int(text)
+    return size if size == 0 else within(int, MIN_TILE, MAX_TILE)(text)
+
+
 LIMIT_PARSERS: dict[str, tuple[Callable[[str], float], str]] = {
     "score_threshold": (within(float, 0.0, 1.0), "a number from 0 to 1"),
     "max_detections": (within(int, 1), "an int > 0"),
     "draw_threshold": (within(float, 0.0, 1.0), "a number from 0 to 1"),
+    "tile": (_tile_size,
+             f"0 (the whole image) or a tile size from {MIN_TILE} to {MAX_TILE} pixels"),
+    "tile_overlap": (within(float, 0.0, 0.9), "a fraction of a tile from 0 to 0.9"),
 }
+# A custom attribute's short name for a limit (`tile=512,overlap=0.25`).
+LIMIT_ATTRIBUTES = {"overlap": "tile_overlap"}
 
 
 def parse_limit(name: str, raw: str) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from ssd_sagemaker.serving.config import LIMIT_PARSERS, DetectionLimits
+from ssd_sagemaker.serving.config import LIMIT_ATTRIBUTES, LIMIT_PARSERS, DetectionLimits
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
 from ssd_sagemaker.variables import SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
 
@@ -115,13 +115,14 @@ def batch_line_format(accept: str | None, default: str = "") -> ResponseFormat:
 
 
 def detection_limits(custom_attributes: str | None, defaults: DetectionLimits) -> DetectionLimits:
-    """`defaults` overridden by `score_threshold=..,max_detections=..` (comma or semicolon
-    separated). Unknown attributes are someone else's and are ignored; a known one with a bad
-    value is the client's mistake (400 naming it)."""
+    """`defaults` overridden by `score_threshold=..,max_detections=..,tile=..,overlap=..`
+    (comma or semicolon separated; `overlap` is short for `tile_overlap`). Unknown attributes
+    are someone else's and are ignored; a known one with a bad value is the client's mistake
+    (400 naming it)."""
     texts = {}
     for item in (custom_attributes or "").replace(";", ",").split(","):
         key, sep, raw = item.partition("=")
-        key = key.strip().lower()
+        key = LIMIT_ATTRIBUTES.get(key.strip().lower(), key.strip().lower())
         if sep and key in LIMIT_PARSERS:
             texts[key] = raw
     try:

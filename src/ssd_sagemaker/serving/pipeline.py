@@ -20,6 +20,7 @@ from ssd_sagemaker.serving.config import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DetectionLimits,
 )
+from ssd_sagemaker.serving.deadline import RequestClock
 from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.rendering import class_name
@@ -29,6 +30,7 @@ from ssd_sagemaker.serving.request_errors import (
     UnsupportedMediaType,
 )
 from ssd_sagemaker.serving.responses import drawn_rows, response_body
+from ssd_sagemaker.serving.tiling import detect_tiled
 
 SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 
@@ -77,9 +79,13 @@ class Detections:
 
 
 def detect_in_bytes(predictor: Predictor, body: bytes, max_pixels: int,
-                    limits: DetectionLimits) -> Detections:
-    """The detections `limits` keeps in an encoded image of at most `max_pixels`. A body that is
-    not a usable image raises the `RequestError` the endpoint answers with (400, 413 or 415)."""
+                    limits: DetectionLimits, clock: RequestClock | None = None) -> Detections:
+    """The detections `limits` keeps in an encoded image of at most `max_pixels`, found in the
+    whole image or in its tiles (`limits.tile`; within `clock`'s deadline). A body that is not a
+    usable image raises the `RequestError` the endpoint answers with (400, 413 or 415)."""
     image = decode_image(body, max_pixels)
-    return Detections(image, select_detections(predictor.detect(image), limits),
-                      predictor.info.classes, limits.draw_threshold)
+    rows = (detect_tiled(predictor, image, limits.tile, limits.tile_overlap,
+                         limits.score_threshold, clock)
+            if limits.tile else predictor.detect(image))
+    return Detections(image, select_detections(rows, limits), predictor.info.classes,
+                      limits.draw_threshold)

@@ -1,0 +1,182 @@
+"""Tiled inference for small objects in large images (SAHI-style): the image is cut into
+overlapping square tiles, each tile goes through the network at the network's input size
+(so a 25-px object in a 4000-px photo stays 25 px instead of shrinking to 2), the boxes are
+mapped back to the whole image, and the duplicates the overlaps create are merged by a
+class-aware NMS over the whole image. A box that touches a seam (a tile edge inside the
+image) is likely a fragment of an object the neighbouring tile holds whole: its cluster takes
+the coordinates of a box that touches no seam when there is one.
+
+Opt-in per request (`tile=SIZE,overlap=F`), per server (`SSD_TILE`, `SSD_TILE_OVERLAP`) or
+per `predict` run (`--tile`, `--tile-overlap`); rows keep the built-in format, coordinates
+as fractions of the whole image. Bounded: at most `MAX_TILES` tiles (400 beyond), and the
+request's deadline is checked between batches of tiles (503 as soon as it cannot be met).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ssd_sagemaker.serving.deadline import RequestClock, WorkTimedOut
+from ssd_sagemaker.serving.predictor import Predictor
+from ssd_sagemaker.serving.request_errors import RequestError
+
+MAX_TILES = 100
+TILE_BATCH = 4  # tiles per forward: the same batch shape every time (the last one is padded)
+# A box edge this close to a seam (fraction of the tile side, at least SEAM_MARGIN_PIXELS) may
+# be where the tile cut the object.
+SEAM_MARGIN = 0.02
+SEAM_MARGIN_PIXELS = 2
+# A box touching a seam whose area lies this much inside another of its class is a fragment of
+# it (intersection over the smaller box), even when their IoU is low.
+FRAGMENT_OVERLAP = 0.6
+# Two tiles' boxes of one object disagree more than one forward's duplicates: merged from this
+# IoU (or the model's NMS threshold, when lower). On the demo model's 5x5 mosaic (docs/tiling.md)
+# 0.45 left 8 objects boxed twice, 0.35 none beyond the one the images alone box twice.
+MERGE_IOU = 0.35
+
+
+class TooManyTiles(RequestError):
+    """The tile size and overlap cut the image into more than MAX_TILES tiles (400)."""
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A window of the image, in pixels."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def _starts(length: int, size: int, stride: int) -> list[int]:
+    """Window starts along one axis: every `stride` pixels, the last aligned to the end."""
+    if length <= size:
+        return [0]
+    count = math.ceil((length - size) / stride) + 1
+    return sorted({min(index * stride, length - size) for index in range(count)})
+
+
+def tile_grid(width: int, height: int, size: int, overlap: float) -> list[Tile]:
+    """Tiles of `size` pixels (the image's side when it is smaller) overlapping by `overlap`
+    of a tile, row by row; the last row and column end at the image's edges."""
+    tile_width, tile_height = min(size, width), min(size, height)
+    stride = max(1, round(size * (1.0 - overlap)))
+    return [Tile(left, top, tile_width, tile_height)
+            for top in _starts(height, tile_height, stride)
+            for left in _starts(width, tile_width, stride)]
+
+
+def checked_grid(width: int, height: int, size: int, overlap: float) -> list[Tile]:
+    """`tile_grid`, or TooManyTiles naming the count and the way out."""
+    tiles = tile_grid(width, height, size, overlap)
+    if len(tiles) > MAX_TILES:
+        raise TooManyTiles(f"tile={size},overlap={overlap:g} cuts this {width}x{height} image "
+                           f"into {len(tiles)} tiles, above the limit of {MAX_TILES}; use "
+                           f"larger tiles or less overlap, or send a smaller image")
+    return tiles
+
+
+def to_image_rows(rows: Sequence[Sequence[float]], tile: Tile, width: int, height: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """A tile's rows ([class, score, xmin, ymin, xmax, ymax], fractions of the tile) as
+    fractions of the whole image, and for each whether it touches a seam."""
+    found = np.asarray(rows, dtype=np.float64).reshape(-1, 6).copy()
+    scale = np.array([tile.width, tile.height, tile.width, tile.height], dtype=np.float64)
+    pixels = found[:, 2:] * scale + np.array([tile.left, tile.top, tile.left, tile.top])
+    margin = max(SEAM_MARGIN * max(tile.width, tile.height), SEAM_MARGIN_PIXELS)
+    cut = np.zeros(len(found), dtype=bool)
+    if tile.left > 0:
+        cut |= pixels[:, 0] <= tile.left + margin
+    if tile.top > 0:
+        cut |= pixels[:, 1] <= tile.top + margin
+    if tile.left + tile.width < width:
+        cut |= pixels[:, 2] >= tile.left + tile.width - margin
+    if tile.top + tile.height < height:
+        cut |= pixels[:, 3] >= tile.top + tile.height - margin
+    found[:, 2:] = pixels / np.array([width, height, width, height], dtype=np.float64)
+    return found, cut
+
+
+def _overlaps(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and intersection over the smaller box, of `box` with each of `others`."""
+    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
+    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0,
+                     None)
+    inter = width * height
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    union = np.maximum(area + areas - inter, 1e-12)
+    return inter / union, inter / np.maximum(np.minimum(area, areas), 1e-12)
+
+
+def _cluster(rows: np.ndarray, cut: np.ndarray, index: int, candidates: np.ndarray,
+             nms_threshold: float) -> np.ndarray:
+    """`index` and the `candidates` overlapping it by `nms_threshold` IoU, or lying within it
+    (or it within them) by FRAGMENT_OVERLAP when one of the two touches a seam."""
+    iou, within = _overlaps(rows[index, 2:], rows[candidates, 2:])
+    fragment = (cut[candidates] | cut[index]) & (within >= FRAGMENT_OVERLAP)
+    return np.union1d(candidates[(iou >= nms_threshold) | fragment], [index])
+
+
+def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float) -> list[list[float]]:
+    """Class-aware greedy NMS over the whole image, best score first; each cluster keeps its
+    best score. When the best box touches a seam and its cluster holds a box that does not
+    (from the tile that held the object whole), the cluster takes that box's coordinates and
+    its duplicates too (the fragments on its other sides)."""
+    order = np.argsort(-rows[:, 1], kind="stable")
+    rows, cut = rows[order], cut[order]
+    free = np.ones(len(rows), dtype=bool)
+    merged = []
+    for index in range(len(rows)):
+        if not free[index]:
+            continue
+        same = np.flatnonzero(free & (rows[:, 0] == rows[index, 0]))
+        members = _cluster(rows, cut, index, same, nms_threshold)
+        whole = members[~cut[members]]  # in score order
+        anchor = int(whole[0]) if cut[index] and len(whole) else index
+        if anchor != index:
+            members = np.union1d(members, _cluster(rows, cut, anchor, same, nms_threshold))
+        free[members] = False
+        merged.append([float(rows[index, 0]), float(rows[index, 1]),
+                       *map(float, rows[anchor, 2:])])
+    return merged
+
+
+def _check_time(clock: RequestClock | None, done: int, total: int, started: float) -> None:
+    """WorkTimedOut when the tiles left cannot be done in the time left, at the pace so far."""
+    if clock is None or done == total:
+        return
+    pace = (time.monotonic() - started) / max(done, 1)
+    if clock.abandoned or clock.remaining() < pace * (total - done):
+        raise WorkTimedOut(f"the image was not processed in time: {done} of its {total} tiles "
+                           f"took {time.monotonic() - started:.1f} s, and the rest would not "
+                           f"finish within the request's {clock.seconds:g} s; use larger tiles "
+                           f"or less overlap, or raise SAGEMAKER_MODEL_SERVER_TIMEOUT")
+
+
+def detect_tiled(predictor: Predictor, image: np.ndarray, size: int, overlap: float,
+                 min_score: float, clock: RequestClock | None = None) -> list[list[float]]:
+    """Rows for the whole HWC RGB image from its tiles, merged (see the module docstring);
+    rows scoring below `min_score` are left out before merging."""
+    height, width = image.shape[:2]
+    tiles = checked_grid(width, height, size, overlap)
+    found, seams = [np.zeros((0, 6))], [np.zeros(0, dtype=bool)]
+    started = time.monotonic()
+    for first in range(0, len(tiles), TILE_BATCH):
+        _check_time(clock, first, len(tiles), started)
+        batch = tiles[first:first + TILE_BATCH]
+        crops = [image[t.top:t.top + t.height, t.left:t.left + t.width] for t in batch]
+        crops += [crops[-1]] * (TILE_BATCH - len(crops))  # padding: its rows are dropped
+        for tile, rows in zip(batch, predictor.detect_batch(crops)):
+            kept = [row for row in rows if row[1] >= min_score]
+            image_rows, cut = to_image_rows(kept, tile, width, height)
+            found.append(image_rows)
+            seams.append(cut)
+    return merge(np.concatenate(found), np.concatenate(seams),
+                 min(predictor.info.nms_threshold, MERGE_IOU))
