@@ -14,6 +14,8 @@ from serve_process import Server
 from serving_samples import encode, noise
 from ssd_sagemaker.data.recordio import pack, write_record
 
+pytestmark = pytest.mark.slow  # starts a real serve
+
 JSONL = "application/jsonlines"
 IMAGES = [encode(noise(160 + 16 * i, 120 + 8 * i, seed=i)) for i in range(5)]
 

@@ -15,8 +15,9 @@ from serve_process import BOOT_SECONDS
 from ssd_sagemaker.serving.capacity import MASTER_MB, worker_megabytes
 from ssd_sagemaker.serving.loopback import NotHealthy, free_port, wait_until_healthy
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
-                                reason="a mount namespace needs root and unshare")
+pytestmark = [pytest.mark.slow,  # starts a real serve
+              pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                                 reason="a mount namespace needs root and unshare")]
 MB = 1024 * 1024
 PIXELS = 1_000_000
 
