@@ -152,7 +152,7 @@ def test_full_checkpoint_folder_fails_clearly_and_keeps_the_previous_checkpoint(
 @pytest.mark.slow
 def test_full_output_data_fails_clearly_and_keeps_the_previous_metrics(tmp_path, tmpfs):
     _demo(tmp_path)
-    data = tmpfs(tmp_path / "output/data", 64 * 1024)
+    data = tmpfs(tmp_path / "output/data", 256 * 1024)  # the results plot is ~45 KB
     (data / "metrics.jsonl").write_text('{"epoch": 0, "note": "an earlier run"}\n')
     fill(data, leave=8 * 1024)  # room for the .jsonl and .csv, not the curve's PNG
     result = run_cli(tmp_path, "train")
