@@ -46,6 +46,7 @@ class CgroupLimits:
     cpus: float | None = None
     memory_source: str = "no cgroup memory limit"
     cpu_source: str = "no cgroup CPU quota"
+    memory_file: Path | None = None  # where the memory limit was read (v2 or v1)
 
 
 def _read(path: Path) -> str | None:
@@ -81,7 +82,8 @@ def read_cgroup_limits(root: Path = CGROUP_ROOT) -> CgroupLimits:
                             f"cgroup v2 {root / 'memory.max'}" if memory else
                             "no cgroup memory limit",
                             f"cgroup v2 {root / 'cpu.max'} {quota} {period}"
-                            if _cpus(quota, period) else "no cgroup CPU quota")
+                            if _cpus(quota, period) else "no cgroup CPU quota",
+                            root / "memory.max" if memory else None)
     memory_file = root / "memory" / "memory.limit_in_bytes"
     memory = _memory(_read(memory_file))
     cpu_dir = next((d for d in (root / "cpu", root / "cpu,cpuacct") if d.is_dir()), root / "cpu")
@@ -91,7 +93,8 @@ def read_cgroup_limits(root: Path = CGROUP_ROOT) -> CgroupLimits:
     return CgroupLimits(memory, cpus,
                         f"cgroup v1 {memory_file}" if memory else "no cgroup memory limit",
                         f"cgroup v1 {cpu_dir}/cpu.cfs_quota_us {quota_us} / cpu.cfs_period_us "
-                        f"{period_us}" if cpus else "no cgroup CPU quota")
+                        f"{period_us}" if cpus else "no cgroup CPU quota",
+                        memory_file if memory else None)
 
 
 def physical_memory() -> int:

@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ssd_sagemaker.serving.capacity import read_cgroup_limits
 from ssd_sagemaker.serving.request_errors import RequestError
 from ssd_sagemaker.variables import SSD_MME_MEMORY_LIMIT_MB
 
@@ -25,10 +26,10 @@ LOG = logging.getLogger(__name__)
 
 MEGABYTE = 1024 * 1024
 CGROUP = Path("/sys/fs/cgroup")
-# v2: limit, usage, and the memory.stat key of reclaimable page cache; then v1's.
-CGROUP_FILES = (("memory.max", "memory.current", "inactive_file"),
-                ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
-                 "total_inactive_file"))
+# The usage file beside each version's limit file, and the memory.stat key of reclaimable
+# page cache (v2, v1).
+USAGE_FILES = {"memory.max": ("memory.current", "inactive_file"),
+               "memory.limit_in_bytes": ("memory.usage_in_bytes", "total_inactive_file")}
 # Resident memory of one worker's copy of a model, per byte of its parameters file: measured
 # with the exported VGG-16 SSD300 (params 93 MB: +220 MB RSS after loading and one forward,
 # 2.4x; 92 MB of it returned when the copy is dropped), with room to spare.
@@ -83,17 +84,20 @@ def machine_memory(meminfo: Path = Path("/proc/meminfo")) -> MemoryState:
 
 
 def container_memory(root: Path = CGROUP, meminfo: Path = Path("/proc/meminfo")) -> MemoryState:
-    """The cgroup's limit and usage (v2, else v1), or the machine's when neither sets a limit
-    below the machine's memory."""
+    """The cgroup's limit (read as the worker count reads it, `capacity.read_cgroup_limits`)
+    and usage less reclaimable page cache, or the machine's memory when no limit is set below
+    it."""
     machine = machine_memory(meminfo)
-    for limit_file, usage_file, cache_key in CGROUP_FILES:
-        limit, used = _read_int(root / limit_file), _read_int(root / usage_file)
-        if limit is None or used is None or limit >= machine.limit:
-            continue
-        stat = (root / limit_file).with_name("memory.stat")
-        used = max(0, used - _stat_value(stat, cache_key))
-        return MemoryState(limit, used, f"the container's limit ({root / limit_file})")
-    return machine
+    limits = read_cgroup_limits(root)
+    limit_file = limits.memory_file
+    if limits.memory_bytes is None or limit_file is None or limits.memory_bytes >= machine.limit:
+        return machine
+    usage_file, cache_key = USAGE_FILES[limit_file.name]
+    used = _read_int(limit_file.with_name(usage_file))
+    if used is None:
+        return machine
+    used = max(0, used - _stat_value(limit_file.with_name("memory.stat"), cache_key))
+    return MemoryState(limits.memory_bytes, used, f"the container's limit ({limit_file})")
 
 
 def _resident_bytes(pid: int) -> int:
