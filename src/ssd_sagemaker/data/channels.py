@@ -17,6 +17,7 @@ import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,10 +38,25 @@ from ssd_sagemaker.data.sources import SampleList, Source
 from ssd_sagemaker.data.workers import WorkerPool
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.hyperparameters import Hyperparameters
 from ssd_sagemaker.seeding import SEED
 
 LOG = logging.getLogger(__name__)
+
+
+class JobSettings(Protocol):
+    """What reading the data takes from the job (the typed hyperparameters have it): the data
+    code sees these fields, not the hyperparameter table above it."""
+
+    @property
+    def num_classes(self) -> int: ...
+    @property
+    def label_width(self) -> int: ...
+    @property
+    def num_training_samples(self) -> int: ...
+    @property
+    def base_network(self) -> str: ...
+    @property
+    def image_shape(self) -> int: ...
 
 # Every format the container reads; a new format is a module with a `ChannelFormat` and an entry
 # here (the order is the one the "cannot read" message lists them in).
@@ -123,7 +139,7 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
-                 hp: Hyperparameters, keep: Callable[[int], bool]) -> PipeSource:
+                 hp: JobSettings, keep: Callable[[int], bool]) -> PipeSource:
     fmt = channel_format(channels, name)
     parse = fmt.stream_parser(ChannelRead(paths, channels, name, hp.num_classes,
                                           hp.label_width))
@@ -132,7 +148,7 @@ def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
 
 
 def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
-            hp: Hyperparameters, shard: Shard) -> Source:
+            hp: JobSettings, shard: Shard) -> Source:
     config = channels[name]
     sharded = name == "train" and shard.count > 1
     if config.input_mode == "Pipe":
@@ -240,7 +256,7 @@ class TrainingData:
 
 
 def read_training_data(paths: Paths, channels: Mapping[str, ChannelConfig],
-                       hp: Hyperparameters, shard: Shard = Shard()) -> TrainingData:
+                       hp: JobSettings, shard: Shard = Shard()) -> TrainingData:
     """Read `train` (required) and `validation` (optional: without it there is no mAP)."""
     if "train" not in channels:
         raise ClientError(

@@ -21,14 +21,13 @@ from werkzeug.exceptions import (
     RequestEntityTooLarge,
 )
 
+from ssd_sagemaker.serving.attributes import CUSTOM_ATTRIBUTES_HEADER, detection_limits
 from ssd_sagemaker.serving.batches import BATCH_CONTENT_TYPES, answer_batch
 from ssd_sagemaker.serving.config import ServingConfig
 from ssd_sagemaker.serving.deadline import ENVIRON_KEY, run_before_deadline
 from ssd_sagemaker.serving.negotiation import (
-    CUSTOM_ATTRIBUTES_HEADER,
     JSON_LINES,
     batch_line_format,
-    detection_limits,
     response_format,
 )
 from ssd_sagemaker.serving.pipeline import SUPPORTED_CONTENT_TYPES, detect_in_bytes

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ssd_sagemaker.serving.negotiation import JSON_LINES, response_format
+from ssd_sagemaker.serving.request_errors import NotAcceptable
 from ssd_sagemaker.variables import (
     CUDA_VISIBLE_DEVICES,
     OMP_NUM_THREADS,
@@ -213,10 +215,6 @@ def _timeout(reader: VariableReader) -> int:
 
 def _default_accept(text: str) -> str:
     """A response type some request can be answered with (checked as a request's Accept)."""
-    # Imported here: negotiation imports this module (its limits), not the other way round.
-    from ssd_sagemaker.serving.negotiation import JSON_LINES, response_format
-    from ssd_sagemaker.serving.request_errors import NotAcceptable
-
     if text.split(";")[0].strip().lower() == JSON_LINES:
         return text
     try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ssd_sagemaker.serving.config import ServingConfig, gpu_count
 from ssd_sagemaker.serving.deadline import request_seconds
-from ssd_sagemaker.serving.server import ModelServer
+from ssd_sagemaker.serving.model_server import ModelServer
 
 LOG = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
-"""What a request asks for beyond the image: the response format (from `Accept`) and the
-detection limits (from `X-Amzn-SageMaker-Custom-Attributes`).
+"""The response format a request asks for (`Accept`, else `SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT`);
+its detection limits are read by `attributes.py`.
 
 Existing clients send no Accept (or `*/*`, or `application/json`) and no attributes: they get the
 built-in algorithm's JSON, unchanged. Everything else is opt-in.
@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import enum
 
-from ssd_sagemaker.serving.config import LIMIT_ATTRIBUTES, LIMIT_PARSERS, DetectionLimits
-from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
+from ssd_sagemaker.serving.request_errors import NotAcceptable
 from ssd_sagemaker.variables import SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT
 
-CUSTOM_ATTRIBUTES_HEADER = "X-Amzn-SageMaker-Custom-Attributes"
 JSON_LINES = "application/jsonlines"  # batch requests and their answers (serving/batches.py)
 TRUE_VALUES = frozenset({"", "1", "true", "yes"})
 
@@ -112,21 +110,3 @@ def batch_line_format(accept: str | None, default: str = "") -> ResponseFormat:
                         f"is answered with {JSON_LINES}, one JSON answer per image: accept "
                         f"{JSON_LINES} "
                         f"(;verbose or ;annotation=1 as for one image) or */*")
-
-
-def detection_limits(custom_attributes: str | None, defaults: DetectionLimits) -> DetectionLimits:
-    """`defaults` overridden by `score_threshold=..,max_detections=..,tile=..,overlap=..`
-    (comma or semicolon separated; `overlap` is short for `tile_overlap`). Unknown attributes
-    are someone else's and are ignored; a known one with a bad value is the client's mistake
-    (400 naming it)."""
-    texts = {}
-    for item in (custom_attributes or "").replace(";", ",").split(","):
-        key, sep, raw = item.partition("=")
-        key = LIMIT_ATTRIBUTES.get(key.strip().lower(), key.strip().lower())
-        if sep and key in LIMIT_PARSERS:
-            texts[key] = raw
-    try:
-        return defaults.overridden(texts)
-    except ValueError as error:
-        raise InvalidAttribute(f"custom attribute {error} "
-                               f"({CUSTOM_ATTRIBUTES_HEADER} header)") from None

@@ -3,8 +3,9 @@ nothing acceptable), custom attributes → detection limits (400 naming a bad on
 
 import pytest
 
+from ssd_sagemaker.serving.attributes import detection_limits
 from ssd_sagemaker.serving.config import DetectionLimits
-from ssd_sagemaker.serving.negotiation import ResponseFormat, detection_limits, response_format
+from ssd_sagemaker.serving.negotiation import ResponseFormat, response_format
 from ssd_sagemaker.serving.request_errors import InvalidAttribute, NotAcceptable
 
 F = ResponseFormat

@@ -15,9 +15,9 @@ import pytest
 from cli_runner import run_cli
 from serving_samples import CLASSES, StubPredictor, encode, noise
 from ssd_sagemaker.model.artifact import ModelInfo
+from ssd_sagemaker.serving.attributes import detection_limits
 from ssd_sagemaker.serving.config import DetectionLimits, read_request_limits
 from ssd_sagemaker.serving.local_predict import predict_files
-from ssd_sagemaker.serving.negotiation import detection_limits
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import InvalidAttribute
 

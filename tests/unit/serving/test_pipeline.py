@@ -9,9 +9,10 @@ import pytest
 import image_corpus
 from ssd_sagemaker.cli import main
 from ssd_sagemaker.serving.app import create_app
+from ssd_sagemaker.serving.attributes import CUSTOM_ATTRIBUTES_HEADER
 from ssd_sagemaker.serving.config import DetectionLimits, ServingConfig
 from ssd_sagemaker.serving.local_predict import predict_files
-from ssd_sagemaker.serving.negotiation import CUSTOM_ATTRIBUTES_HEADER, ResponseFormat
+from ssd_sagemaker.serving.negotiation import ResponseFormat
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import PayloadTooLarge

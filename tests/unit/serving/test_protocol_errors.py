@@ -13,8 +13,8 @@ from gunicorn.http import errors as http_errors
 from serving_samples import encode, noise
 from ssd_sagemaker.serving.app import create_app
 from ssd_sagemaker.serving.config import ServingConfig
+from ssd_sagemaker.serving.model_server import ModelServer
 from ssd_sagemaker.serving.protocol_errors import protocol_refusal
-from ssd_sagemaker.serving.server import ModelServer
 from ssd_sagemaker.serving.worker import ServingWorker
 
 POST = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"

@@ -11,7 +11,8 @@ from gunicorn.errors import HaltServer
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.serving.config import ServingConfig
-from ssd_sagemaker.serving.server import ModelServer, free_device_slot, gunicorn_options, serve
+from ssd_sagemaker.serving.model_server import ModelServer, free_device_slot, gunicorn_options
+from ssd_sagemaker.serving.server import serve
 from ssd_sagemaker.serving.worker import ServingWorker
 
 

@@ -183,8 +183,8 @@ def test_two_tiles_boxes_of_one_object_that_disagree_are_merged_into_one():
 def test_tiling_is_asked_for_by_attribute_variable_or_option(tmp_path, caplog):
     from ssd_sagemaker.cli import main
     from ssd_sagemaker.errors import ClientError
+    from ssd_sagemaker.serving.attributes import detection_limits
     from ssd_sagemaker.serving.config import read_serving_config
-    from ssd_sagemaker.serving.negotiation import detection_limits
     from ssd_sagemaker.serving.request_errors import InvalidAttribute
 
     served = read_serving_config({"SSD_TILE": "400", "SSD_TILE_OVERLAP": "0.5"}, cpus=1, gpus=0)
