@@ -34,7 +34,6 @@ from ssd_sagemaker.serving.capacity import serving_capacity
 from ssd_sagemaker.serving.config import (
     ServingConfig,
     gpu_count,
-    read_request_limits,
     read_serving_config,
 )
 from ssd_sagemaker.serving.deadline import request_seconds
@@ -67,7 +66,10 @@ def serve(model_dir: Path, environ: Mapping[str, str] = os.environ) -> None:
     """Check the configuration and the artifact (refuse to start on a bad one), then run
     gunicorn until stopped. Raises ClientError when a worker cannot load the model."""
     gpus = gpu_count(environ)
-    capacity = serving_capacity(model_dir, read_request_limits(environ)[0], gpus)
+    # Every bad variable is named at once before the capacity (which needs the pixel limit)
+    # sizes the workers; the second read only fills in the sized defaults.
+    checked = read_serving_config(environ, gpus=gpus)
+    capacity = serving_capacity(model_dir, checked.max_image_pixels, gpus)
     config = read_serving_config(environ, cpus=capacity.cpus, gpus=gpus,
                                  default_workers=capacity.workers)
     logging.getLogger().setLevel(config.log_level)  # SAGEMAKER_CONTAINER_LOG_LEVEL
