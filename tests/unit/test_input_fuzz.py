@@ -27,9 +27,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ssd_sagemaker.data.image_json import parse_annotation, read_annotated_channel
-from ssd_sagemaker.data.manifest import Attributes, parse_entries
-from ssd_sagemaker.data.report import ChannelReport
+from ssd_sagemaker.data.checks.report import ChannelReport
+from ssd_sagemaker.data.formats.image_json import parse_annotation, read_annotated_channel
+from ssd_sagemaker.data.formats.manifest import Attributes, parse_entries
 from ssd_sagemaker.environment import (
     Paths,
     read_channels,

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
-from ssd_sagemaker.data.object_sizes import object_lines
-from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
-from ssd_sagemaker.data.sharding import shard_lines
+from ssd_sagemaker.data.checks.object_sizes import object_lines
+from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION, ChannelReport
+from ssd_sagemaker.data.loading.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.progress import Progress

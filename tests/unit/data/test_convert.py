@@ -14,8 +14,8 @@ import pytest
 
 from planting import jpeg
 from ssd_sagemaker.cli import main
-from ssd_sagemaker.data.image_json import read_annotated_channel
-from ssd_sagemaker.data.recordio import read_recordio_channel
+from ssd_sagemaker.data.formats.image_json import read_annotated_channel
+from ssd_sagemaker.data.formats.recordio import read_recordio_channel
 
 
 def _coco(tmp_path: Path) -> tuple[Path, Path]:

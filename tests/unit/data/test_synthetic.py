@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssd_sagemaker.data.image_json import read_annotated_channel
+from ssd_sagemaker.data.formats.image_json import read_annotated_channel
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, draw_shape, write_annotated_channel
 
 
