@@ -1,6 +1,7 @@
 """What the network will see of the objects, before paying for training: the sizes of the boxes
 after the whole image is resized to `image_shape` (as training and serving resize it), against
-the smallest anchor of the chosen network, and the object count per class.
+the smallest anchor of the chosen network (given by the caller: the network's anchors live
+above the data code), and the object count per class.
 
 A box far below the smallest anchor overlaps no anchor by the matching IoU, so the network
 hardly learns it and never finds it; resized from a large photo, a 25-px object becomes 2 px.
@@ -14,11 +15,11 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ssd_sagemaker.data.checks.samples import Sample
-from ssd_sagemaker.model.backbones import BACKBONES
 
 LOG = logging.getLogger(__name__)
 
@@ -26,13 +27,17 @@ LOG = logging.getLogger(__name__)
 SIZE_BINS = (8, 16, 32, 64, 128)
 # Anchors are matched at IoU 0.5: a square box below anchor / sqrt(2) cannot reach it.
 MATCH_IOU = 0.5
-LARGEST_IMAGE_SHAPE = 512  # the largest anchor preset (backbones.py)
+LARGEST_IMAGE_SHAPE = 512  # the largest anchor preset (model/backbones.py)
 
 
-def smallest_anchor(base_network: str, image_shape: int) -> float:
-    """The side of the network's smallest anchor, in network pixels."""
-    layout = BACKBONES[base_network].layout_for(image_shape)
-    return layout.sizes[0] * image_shape / layout.reference_size
+@dataclass(frozen=True)
+class NetworkInput:
+    """What the network sees of an image: `image_shape` pixels square, and `smallest_anchor`
+    (network pixels) the side of `base_network`'s smallest anchor at that size."""
+
+    base_network: str
+    image_shape: int
+    smallest_anchor: float
 
 
 def box_sides(samples: Sequence[Sample], image_shape: int) -> np.ndarray:
@@ -54,10 +59,9 @@ def _bin_name(low: float, high: float) -> str:
 
 
 def object_lines(samples: Sequence[Sample], class_names: Mapping[int, str],
-                 image_shape: int | None = None, base_network: str | None = None
-                 ) -> tuple[list[str], list[str]]:
-    """(lines, warnings): the count per class, and with `image_shape` and `base_network` the
-    size distribution after resizing and a warning when boxes are below what anchors match."""
+                 network: NetworkInput | None = None) -> tuple[list[str], list[str]]:
+    """(lines, warnings): the count per class, and with `network` the size distribution
+    after resizing and a warning when boxes are below what anchors match."""
     counts = Counter(int(c) for sample in samples for c in sample.class_ids)
     if not counts:
         return [], []
@@ -65,17 +69,17 @@ def object_lines(samples: Sequence[Sample], class_names: Mapping[int, str],
     ratio = max(counts.values()) / min(counts.values())
     lines = [f"per class: {named}" + (f" (the most common {ratio:.0f}x the least)"
                                                if ratio >= 2 else "")]
-    if image_shape is None or base_network is None:
+    if network is None:
         return lines, []
+    image_shape, anchor = network.image_shape, network.smallest_anchor
     sides = box_sides(samples, image_shape)
     edges = (0, *SIZE_BINS, math.inf)
     shares = [f"{_bin_name(low, high)} {_percent((sides >= low) & (sides < high)):.0f}%"
               for low, high in zip(edges, edges[1:])]
-    anchor = smallest_anchor(base_network, image_shape)
     floor = anchor * math.sqrt(MATCH_IOU)
     lines.append(f"sizes after resizing to {image_shape} px (sqrt(w*h), px): "
                  f"{', '.join(shares)}; median {float(np.median(sides)):.0f} px; the smallest "
-                 f"anchor of {base_network} at {image_shape} is {anchor:.0f} px")
+                 f"anchor of {network.base_network} at {image_shape} is {anchor:.0f} px")
     small = _percent(sides < floor)
     if not small:
         return lines, []
@@ -87,10 +91,10 @@ def object_lines(samples: Sequence[Sample], class_names: Mapping[int, str],
                    f"(train on crops, serve with tile=SIZE; docs/tiling.md)"]
 
 
-def log_objects(samples: Sequence[Sample], class_names: Mapping[int, str], image_shape: int,
-                base_network: str, channel: str) -> None:
+def log_objects(samples: Sequence[Sample], class_names: Mapping[int, str],
+                network: NetworkInput, channel: str) -> None:
     """Training's start-up lines of `object_lines`, the warning as a warning."""
-    lines, warnings = object_lines(samples, class_names, image_shape, base_network)
+    lines, warnings = object_lines(samples, class_names, network)
     for line in lines:
         LOG.info("%s objects: %s", channel, line)
     for line in warnings:

@@ -1,5 +1,5 @@
-"""The size report before training (data/checks/object_sizes.py): `validate-data` prints the object
-count per class and the box sizes after resizing to `image_shape` against the network's
+"""The size report before training (data/checks/object_sizes.py): `validate-data` prints the
+object count per class and the box sizes after resizing to `image_shape` against the network's
 smallest anchor, and warns when boxes are below what an anchor matches, with the way out."""
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import pytest
 
 from planting import annotation, jpeg, write_json_pair
 from ssd_sagemaker.cli import main
-from ssd_sagemaker.data.checks.object_sizes import log_objects, object_lines, smallest_anchor
+from ssd_sagemaker.data.checks.object_sizes import NetworkInput, log_objects, object_lines
 from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.model.backbones import BACKBONES
 
 
 def _job(base: Path, image_shape: str, objects_per_image) -> None:
@@ -60,17 +61,18 @@ def test_no_warning_when_the_boxes_are_large_enough(tmp_path, monkeypatch, capsy
 
 
 def test_the_anchor_floor_is_the_network_s_and_training_logs_the_same_lines(caplog):
-    assert smallest_anchor("vgg-16", 300) == 21
-    assert smallest_anchor("resnet-50", 300) == pytest.approx(30)  # the 512 preset, scaled
+    assert BACKBONES["vgg-16"].smallest_anchor(300) == 21
+    assert BACKBONES["resnet-50"].smallest_anchor(300) == pytest.approx(30)  # 512 preset, scaled
+    network = NetworkInput("resnet-50", 512, BACKBONES["resnet-50"].smallest_anchor(512))
     samples = [Sample("a", b"", np.array([[0.1, 0.1, 0.12, 0.12]], np.float32),
                       np.array([1], np.int32))]
-    lines, warnings = object_lines(samples, {1: "dog"}, 512, "resnet-50")
+    lines, warnings = object_lines(samples, {1: "dog"}, network)
     assert lines[0] == "per class: dog 1"
     assert warnings and warnings[0].startswith("100% of boxes are smaller than 36 px after "
                                                "resizing to 512")
     assert "train at 512" not in warnings[0]  # already there: tiling is the way out
     with caplog.at_level(logging.INFO):
-        log_objects(samples, {1: "dog"}, 512, "resnet-50", "train")
+        log_objects(samples, {1: "dog"}, network, "train")
     assert [(r.levelname, r.getMessage()) for r in caplog.records][-1] == \
         ("WARNING", f"train: {warnings[0]}")
     assert ("INFO", "train objects: per class: dog 1") in \
