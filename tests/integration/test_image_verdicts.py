@@ -18,7 +18,7 @@ import image_corpus
 from cli_runner import run_cli, write_hyperparameters
 from ssd_sagemaker.data.checks.images import decode
 from ssd_sagemaker.data.formats.image_json import read_annotated_channel
-from ssd_sagemaker.data.loading.workers import load
+from ssd_sagemaker.data.loading.batch_work import load
 from ssd_sagemaker.errors import ClientError
 
 pytestmark = pytest.mark.slow

@@ -33,7 +33,7 @@ from ssd_sagemaker.data.loading.sharding import (
     split,
 )
 from ssd_sagemaker.data.loading.sources import SampleList, Source
-from ssd_sagemaker.data.loading.workers import WorkerPool
+from ssd_sagemaker.data.loading.worker_pool import WorkerPool
 from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.seeding import SEED

@@ -1,6 +1,7 @@
 """Batches for the trainer: samples are grouped into batches, each batch decoded, augmented and
-encoded in a worker process (`workers.py`), a bounded number of batches prefetched ahead of
-the training step, and the finished arrays handed over as NDArrays."""
+encoded in a worker process (`batch_work.py` run by `worker_pool.py`), a bounded number of
+batches prefetched ahead of the training step, and the finished arrays handed over as
+NDArrays."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import mxnet as mx
 import numpy as np
 
 from ssd_sagemaker.data.checks.samples import Sample
-from ssd_sagemaker.data.loading.workers import SharedBatch, WorkerPool, release, transform_batch
+from ssd_sagemaker.data.loading.batch_work import SharedBatch, release, transform_batch
+from ssd_sagemaker.data.loading.worker_pool import WorkerPool
 
 MAX_WORKERS = 16
 BATCHES_AHEAD_PER_WORKER = 2

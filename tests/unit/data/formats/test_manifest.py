@@ -15,7 +15,7 @@ from planting import jpeg, manifest_records, write_records
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.formats.manifest import Attributes, parse_entries, read_manifest_channel
 from ssd_sagemaker.data.formats.recordio import iter_records, write_record
-from ssd_sagemaker.data.loading.workers import image_bytes
+from ssd_sagemaker.data.loading.batch_work import image_bytes
 from ssd_sagemaker.errors import ClientError
 
 NAMES = ("source-ref", "bounding-box", "bounding-box-metadata")

@@ -15,9 +15,9 @@ import pytest
 from anchor_grid import anchors
 from planting import corrupt_jpeg, jpeg
 from ssd_sagemaker.data.checks.samples import Sample
-from ssd_sagemaker.data.loading import loader, workers
+from ssd_sagemaker.data.loading import batch_work, loader
 from ssd_sagemaker.data.loading.loader import Batches, CountedBatches, loader_workers
-from ssd_sagemaker.data.loading.workers import WorkerPool, collate
+from ssd_sagemaker.data.loading.worker_pool import WorkerPool
 from ssd_sagemaker.data.transforms.presets import TrainTransform, ValTransform
 from ssd_sagemaker.errors import ClientError
 
@@ -88,20 +88,13 @@ def test_undecodable_image_names_the_sample(tmp_path: Path, pool: WorkerPool) ->
                                  "level of JPEG image)")
 
 
-def test_collate_pads_only_ragged_fields() -> None:
-    images, labels = collate([(np.zeros((3, 2)), np.zeros((0, 6))),
-                              (np.ones((3, 2)), np.ones((2, 6)))])
-    assert images.shape == (2, 3, 2) and labels.shape == (2, 2, 6)
-    assert (labels[0] == -1).all() and (labels[1] == 1).all()
-
-
 def test_stopping_early_leaves_no_shared_memory(tmp_path: Path, pool: WorkerPool,
                                                 monkeypatch) -> None:
     released = []
 
     def recording_release(memory):
         released.append(memory.name)
-        workers.release(memory)
+        batch_work.release(memory)
     monkeypatch.setattr(loader, "release", recording_release)
     batches = iter(Batches(_samples(tmp_path, 8), ValTransform(300), 1, pool))
     next(batches)

@@ -9,15 +9,10 @@ import os
 import signal
 import time
 
-import cv2
-import numpy as np
 import pytest
 
-from deadline import deadline
-from ssd_sagemaker.data.checks.samples import Sample
-from ssd_sagemaker.data.loading import workers
-from ssd_sagemaker.data.loading.workers import WorkerLost, WorkerPool
-from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.data.loading import worker_pool
+from ssd_sagemaker.data.loading.worker_pool import WorkerLost, WorkerPool
 
 
 @pytest.mark.slow  # builds a full network, starts a process or collects the suite
@@ -43,7 +38,7 @@ def test_a_killed_worker_is_replaced_and_its_task_redone():
 
 
 def test_one_death_too_many_names_pid_signal_and_cause(monkeypatch):
-    monkeypatch.setattr(workers, "MAX_WORKER_RESTARTS", 0)
+    monkeypatch.setattr(worker_pool, "MAX_WORKER_RESTARTS", 0)
     pool = WorkerPool(1)
     task = pool.submit(time.sleep, 30)
     victim = pool.pids[0]
@@ -96,23 +91,3 @@ def test_a_group_signal_while_workers_start_leaves_them_alone():
         assert pool.restarts == 0
     finally:
         pool.close()
-
-
-
-def _sample(path):
-    return Sample(origin="train/a.jpg", image=path, boxes=np.zeros((0, 4), np.float32),
-                  class_ids=np.zeros(0, np.int32))
-
-
-def test_a_worker_reads_an_image_file_and_refuses_a_fifo_put_in_its_place(tmp_path):
-    """An image replaced by a FIFO after the channel was read: a ClientError naming the
-    sample, not a loader worker blocked in open() (issue "Trust boundaries" item 5)."""
-    path = tmp_path / "a.jpg"
-    cv2.imwrite(str(path), np.full((48, 64, 3), 127, dtype=np.uint8))
-    image, label = workers.load(_sample(path))
-    assert image.shape == (48, 64, 3) and label.shape == (0, 6)
-    path.unlink()
-    os.mkfifo(path)
-    with deadline(10), pytest.raises(ClientError, match=r"^train/a.jpg: image is a FIFO \(named "
-                                                        r"pipe\), not a regular file"):
-        workers.load(_sample(path))
