@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from ssd_sagemaker.data.checks.images import IMAGE_SUFFIXES, BadImage, decode, inspect_bytes
-from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import (
     Sample,
     class_id_problem,
@@ -27,7 +26,13 @@ from ssd_sagemaker.data.checks.samples import (
     is_number,
     normalised,
 )
-from ssd_sagemaker.data.formats.protocol import ChannelRead, FileChannel, Parser, media_type
+from ssd_sagemaker.data.formats.protocol import (
+    ChannelRead,
+    FileChannel,
+    Parser,
+    ReadContext,
+    media_type,
+)
 from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
@@ -43,16 +48,6 @@ EXAMPLE = ('{"file": "img_0001.jpg", "image_size": [{"width": 500, "height": 400
 KIND = "image + JSON"
 # The largest side a JPEG can have; beyond it boxes divided by the size would round to nothing.
 MAX_IMAGE_SIDE = 65_535
-
-
-@dataclass(frozen=True)
-class AnnotatedChannel:
-    """The usable samples of a channel pair, class names from the files' `categories`, and
-    what was found on the way."""
-
-    samples: tuple[Sample, ...]
-    class_names: dict[int, str]
-    report: ChannelReport
 
 
 @dataclass
@@ -230,18 +225,17 @@ def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
                                f"scaled to the image")
 
 
-def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: int,
-                           thorough: bool = False, channel: str | None = None,
-                           images_elsewhere: bool = False,
-                           report: ChannelReport | None = None) -> AnnotatedChannel:
+def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadContext,
+                           images_elsewhere: bool = False) -> FileChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
-    of the images in `image_dir`. Invalid files are reported, not raised: the caller decides
-    with `report.check()`. `thorough` also decodes every image (validate-data).
+    of the images in `image_dir`, class names from the files' `categories`. Invalid files are
+    reported, not raised: the caller decides with `report.check()`. `thorough` also decodes
+    every image (validate-data).
     `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
     annotations are not, so an annotation whose image is absent is another host's: skipped
     and counted, not an error (its host checks it)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
-    report = report or ChannelReport(channel or image_dir.name, KIND)
+    report = context.report
     files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
     if not files:
         raise ClientError(
@@ -265,7 +259,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             report.error(origin, f"is missing the key(s) {missing}; every file needs "
                                  f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
             continue
-        parsed = parse_annotation(document, num_classes)
+        parsed = parse_annotation(document, context.num_classes)
         before = len(parsed.problems)
         image_path = _image_path(document["file"], images, parsed.problems, images_elsewhere)
         on_other_host = image_path is None and len(parsed.problems) == before
@@ -274,7 +268,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
             parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
                                    f"{claimed[image_path]}; keep one annotation per image")
         if image_path is not None and not parsed.problems:
-            _check_image(image_path, parsed, thorough)
+            _check_image(image_path, parsed, context.thorough)
         report.examined()
         for class_id, class_name in sorted(categories.items()):
             first = names.setdefault(class_id, (class_name, origin))
@@ -309,9 +303,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, num_classes: i
     report.found = len(files) + len(unannotated)
     report.used = len(samples)
     report.skipped = len(unannotated) + report.elsewhere
-    return AnnotatedChannel(samples=tuple(samples),
-                            class_names={k: v[0] for k, v in sorted(names.items())},
-                            report=report)
+    return FileChannel(samples, {k: v[0] for k, v in sorted(names.items())}, report)
 
 
 class ImageFormat:
@@ -339,13 +331,11 @@ class ImageFormat:
 
     def read_files(self, request: ChannelRead) -> FileChannel:
         annotation = f"{request.name}_annotation"
-        channel = read_annotated_channel(
-            request.directory, request.paths.channel_dir(annotation), request.num_classes,
-            thorough=request.thorough, report=request.report(KIND),
+        return read_annotated_channel(
+            request.directory, request.paths.channel_dir(annotation), request.context(KIND),
             images_elsewhere=request.hosts > 1
             and request.config.distribution == SHARDED_BY_S3_KEY
             and request.channels[annotation].distribution == FULLY_REPLICATED)
-        return FileChannel(list(channel.samples), channel.class_names, channel.report)
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         raise NotImplementedError("image + JSON channels need File mode (streams is False)")

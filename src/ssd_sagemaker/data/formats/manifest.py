@@ -21,7 +21,7 @@ from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import RecordRef, Sample, normalised
 from ssd_sagemaker.data.formats.channel_files import channel_entries, open_channel_file
 from ssd_sagemaker.data.formats.image_json import parse_annotation
-from ssd_sagemaker.data.formats.protocol import ChannelRead, FileChannel, Parser
+from ssd_sagemaker.data.formats.protocol import ChannelRead, FileChannel, Parser, ReadContext
 from ssd_sagemaker.data.formats.recordio import RecordIOFormatError, iter_records
 from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
@@ -85,14 +85,14 @@ def _class_map(metadata: object, origin: str, names: dict[int, str],
 
 
 def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, source: str,
-                  num_classes: int, report: ChannelReport, class_names: dict[int, str],
+                  context: ReadContext, class_names: dict[int, str],
                   keep: Callable[[int], bool] = lambda index: True,
-                  image_ref: Callable[[int], RecordRef] | None = None,
-                  thorough: bool = False) -> Iterator[Sample]:
+                  image_ref: Callable[[int], RecordRef] | None = None) -> Iterator[Sample]:
     """Samples of the manifest lines in a record stream (offset, payload). Lines for which
-    `keep(index)` is false are another worker's and are not checked. Problems go to `report`;
-    class names found in metadata to `class_names`. `image_ref(offset)` lets File-mode samples
-    point at their image record instead of holding its bytes."""
+    `keep(index)` is false are another worker's and are not checked. Problems go to the
+    context's report; class names found in metadata to `class_names`. `image_ref(offset)` lets
+    File-mode samples point at their image record instead of holding its bytes."""
+    report = context.report
     width = len(attributes.names)
     index = 0
     while True:
@@ -131,8 +131,7 @@ def parse_entries(records: Iterator[tuple[int, bytes]], attributes: Attributes, 
             report.error(origin, f"has {len(entry)} record(s), but AttributeNames "
                                  f"{list(attributes.names)} needs {width} per manifest line")
             return
-        sample = _sample(entry, attributes, origin, num_classes, report, class_names,
-                         image_ref, thorough)
+        sample = _sample(entry, attributes, origin, context, class_names, image_ref)
         report.examined()
         if sample is not None:
             report.used += 1
@@ -152,13 +151,14 @@ def _other_workers_names(entry: list[tuple[int, bytes]], attributes: Attributes,
 
 
 def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
-            num_classes: int, report: ChannelReport, class_names: dict[int, str],
-            image_ref: Callable[[int], RecordRef] | None, thorough: bool) -> Sample | None:
+            context: ReadContext, class_names: dict[int, str],
+            image_ref: Callable[[int], RecordRef] | None) -> Sample | None:
+    report = context.report
     image_offset, image = entry[attributes.image]
     box_name = attributes.names[attributes.boxes]
     try:
         header = inspect_bytes(image)
-        if thorough:
+        if context.thorough:
             decode(image)
     except BadImage as error:
         looks_json = image.lstrip()[:1] in (b"{", b"[", b'"')
@@ -174,7 +174,7 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
                 f"; the records may be out of step with AttributeNames {list(attributes.names)}")
         report.error(origin, f"{box_name} {problem}{hint}")
         return None
-    parsed = parse_annotation(document, num_classes)
+    parsed = parse_annotation(document, context.num_classes)
     for warning in parsed.warnings:
         report.warn(origin, f"{box_name} {warning}")
     for fault in parsed.problems:
@@ -196,14 +196,11 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
                   class_ids=parsed.class_ids)
 
 
-def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes: int,
-                          thorough: bool = False, channel: str | None = None,
-                          report: ChannelReport | None = None
-                          ) -> tuple[list[Sample], dict[int, str], ChannelReport]:
+def read_manifest_channel(channel_dir: Path, attributes: Attributes,
+                          context: ReadContext) -> FileChannel:
     """File mode: every file under `channel_dir` (name order) holds RecordIO-wrapped manifest
     records; samples point at their image records."""
-    channel_dir = Path(channel_dir)
-    report = report or ChannelReport(channel or channel_dir.name, KIND)
+    channel_dir, report = Path(channel_dir), context.report
     files = channel_entries(channel_dir)
     if not files:
         raise ClientError(f"The {report.channel} channel ({channel_dir}) holds no files; an "
@@ -216,10 +213,9 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes, num_classes
         with open_channel_file(path, channel_dir, report.channel) as stream:
             samples.extend(parse_entries(
                 iter_records(stream), attributes,
-                f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", num_classes,
-                report, names, image_ref=partial(RecordRef, path, image_record=False),
-                thorough=thorough))
-    return samples, names, report
+                f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", context, names,
+                image_ref=partial(RecordRef, path, image_record=False)))
+    return FileChannel(samples, names, report)
 
 
 
@@ -250,10 +246,7 @@ class ManifestFormat:
 
     def read_files(self, request: ChannelRead) -> FileChannel:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)
-        samples, names, report = read_manifest_channel(
-            request.directory, attributes, request.num_classes, thorough=request.thorough,
-            report=request.report(KIND))
-        return FileChannel(samples, names, report)
+        return read_manifest_channel(request.directory, attributes, request.context(KIND))
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)
@@ -261,8 +254,8 @@ class ManifestFormat:
         def parse(stream: BinaryIO, source: str, report: ChannelReport, names: dict,
                   keep: Callable[[int], bool]) -> Iterator[Sample]:
             # strict framing: after a break, records could not be matched to AttributeNames
-            return parse_entries(iter_records(stream), attributes, source, request.num_classes,
-                                 report, names, keep)
+            return parse_entries(iter_records(stream), attributes, source,
+                                 request.in_stream(report), names, keep)
         return parse
 
 

@@ -35,6 +35,20 @@ class FileChannel:
 
 
 @dataclass(frozen=True)
+class ReadContext:
+    """What checking a channel's examples takes, fixed for the whole read, so each reader and
+    each example's check takes this one argument: the `report` that counts and names every
+    problem, the job's `num_classes` and `label_width` (RecordIO labels wider are refused),
+    and `thorough` (validate-data: decode every image, report a too-wide label instead of
+    stopping at it)."""
+
+    report: ChannelReport
+    num_classes: int
+    label_width: int
+    thorough: bool = False
+
+
+@dataclass(frozen=True)
 class ChannelRead:
     """One channel to read, with what every format may need. `thorough` (validate-data) also
     decodes every image and reports every fault; `hosts` is how many hosts share the channel."""
@@ -51,6 +65,14 @@ class ChannelRead:
     def report(self, kind: str) -> ChannelReport:
         """The report of this read, counting into `on_example`."""
         return ChannelReport(self.name, kind, on_example=self.on_example)
+
+    def context(self, kind: str) -> ReadContext:
+        """The context of a File-mode read of this channel."""
+        return self.in_stream(self.report(kind))
+
+    def in_stream(self, report: ChannelReport) -> ReadContext:
+        """The context of one Pipe-mode pass, which brings its own report."""
+        return ReadContext(report, self.num_classes, self.label_width, self.thorough)
 
     @property
     def config(self) -> ChannelConfig:

@@ -25,7 +25,13 @@ from ssd_sagemaker.data.checks.images import BadImage, decode, inspect_bytes
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import RecordRef, Sample, class_id_problem, fit_boxes
 from ssd_sagemaker.data.formats.channel_files import channel_entries, open_channel_file
-from ssd_sagemaker.data.formats.protocol import ChannelRead, FileChannel, Parser, media_type
+from ssd_sagemaker.data.formats.protocol import (
+    ChannelRead,
+    FileChannel,
+    Parser,
+    ReadContext,
+    media_type,
+)
 from ssd_sagemaker.environment import ChannelConfig
 from ssd_sagemaker.errors import ClientError
 
@@ -285,13 +291,13 @@ def parse_label(label: np.ndarray, num_classes: int, width: int, height: int) ->
 
 
 def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | None,
-                       num_classes: int, label_width: int, report: ChannelReport,
-                       thorough: bool = False) -> Sample | None:
-    """The sample of one image record, or None (its problems in `report`). `image` is what
-    the sample keeps to reach its bytes later: a `RecordRef`, or None for the bytes
-    themselves (streams). A label wider than `label_width` raises `LabelTooWide` (with
+                       context: ReadContext) -> Sample | None:
+    """The sample of one image record, or None (its problems in the context's report).
+    `image` is what the sample keeps to reach its bytes later: a `RecordRef`, or None for the
+    bytes themselves (streams). A label wider than `label_width` raises `LabelTooWide` (with
     `thorough`, as validate-data reads, it is reported like any other fault, and the image
     is decoded too)."""
+    report, label_width = context.report, context.label_width
     try:
         label, data, _ = unpack(record)
     except RecordIOFormatError as error:
@@ -301,18 +307,18 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
         too_wide = LabelTooWide(
             f"{origin} has a label of {len(label)} numbers, more than label_width="
             f"{label_width}; set the hyperparameter label_width to at least {len(label)}.")
-        if not thorough:
+        if not context.thorough:
             raise too_wide
         report.error(origin, str(too_wide)[len(origin) + 1:])
         return None
     try:
         header = inspect_bytes(data)
-        if thorough:
+        if context.thorough:
             decode(data)
     except BadImage as error:
         report.error(origin, f"image {error}")
         return None
-    parsed = parse_label(label, num_classes, header.width, header.height)
+    parsed = parse_label(label, context.num_classes, header.width, header.height)
     for warning in parsed.warnings:
         report.warn(origin, warning)
     for problem in parsed.problems:
@@ -323,15 +329,11 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
                   class_ids=parsed.class_ids, difficult=parsed.difficult)
 
 
-def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
-                          thorough: bool = False, channel: str | None = None,
-                          report: ChannelReport | None = None
-                          ) -> tuple[list[Sample], ChannelReport]:
+def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChannel:
     """Every record of every `.rec` file under `channel_dir` (sorted), checked; an `.idx`
     next to it is not needed (the file is scanned once: labels and image headers checked).
     `thorough` (validate-data) decodes every image and reports labels too wide."""
-    channel_dir = Path(channel_dir)
-    report = report or ChannelReport(channel or channel_dir.name, KIND)
+    channel_dir, report = Path(channel_dir), context.report
     files = channel_entries(channel_dir, "*.rec")
     if not files:
         present = sorted(p.name for p in channel_dir.rglob("*") if p.is_file())[:5] \
@@ -350,13 +352,12 @@ def read_recordio_channel(channel_dir: Path, num_classes: int, label_width: int,
                                                                   source=name)):
                 report.found += 1
                 sample = sample_from_record(record, f"{name} record {index}",
-                                            RecordRef(path, offset), num_classes, label_width,
-                                            report, thorough)
+                                            RecordRef(path, offset), context)
                 report.examined()
                 if sample is not None:
                     samples.append(sample)
                     report.used += 1
-    return samples, report
+    return FileChannel(samples, {}, report)
 
 
 def _unwrapped(records: Iterator[tuple[int, bytes]], source: str,
@@ -375,18 +376,17 @@ def _unwrapped(records: Iterator[tuple[int, bytes]], source: str,
             yield offset, record
 
 
-def parse_records(records: Iterator[tuple[int, bytes]], source: str, report: ChannelReport,
-                  num_classes: int, label_width: int,
+def parse_records(records: Iterator[tuple[int, bytes]], source: str, context: ReadContext,
                   keep: Callable[[int], bool] = lambda index: True) -> Iterator[Sample]:
     """Samples of a stream of image records (Pipe mode: `records` from `iter_records` with
-    the report, which counts what a break in the framing costs); records for which
+    the context's report, which counts what a break in the framing costs); records for which
     `keep(index)` is false are another worker's and are not checked."""
+    report = context.report
     for index, (_, record) in enumerate(_unwrapped(records, source, report)):
         if not keep(index):
             continue
         report.found += 1
-        sample = sample_from_record(record, f"{source} record {index}", None, num_classes,
-                                    label_width, report)
+        sample = sample_from_record(record, f"{source} record {index}", None, context)
         if sample is not None:
             report.used += 1
             yield sample
@@ -409,17 +409,13 @@ class RecordIOFormat:
         """Every RecordIO declaration is readable."""
 
     def read_files(self, request: ChannelRead) -> FileChannel:
-        samples, report = read_recordio_channel(request.directory, request.num_classes,
-                                                request.label_width, thorough=request.thorough,
-                                                report=request.report(KIND))
-        return FileChannel(samples, {}, report)
+        return read_recordio_channel(request.directory, request.context(KIND))
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         def parse(stream: BinaryIO, source: str, report: ChannelReport, names: dict,
                   keep: Callable[[int], bool]) -> Iterator[Sample]:
             records = iter_records(stream, report=report, source=source)
-            return parse_records(records, source, report, request.num_classes,
-                                 request.label_width, keep)
+            return parse_records(records, source, request.in_stream(report), keep)
         return parse
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from deadline import deadline
 from planting import image_records, manifest_records, write_records
+from reading import read_manifest, read_records
 from ssd_sagemaker.data.formats.channel_files import channel_entries
-from ssd_sagemaker.data.formats.manifest import Attributes, read_manifest_channel
-from ssd_sagemaker.data.formats.recordio import read_recordio_channel
+from ssd_sagemaker.data.formats.manifest import Attributes
 from ssd_sagemaker.errors import ClientError
 
 NAMES = ("source-ref", "bounding-box", "bounding-box-metadata")
@@ -24,8 +24,8 @@ LEAVES = ("is a symbolic link, or lies under one, that leads outside the train c
 def _read(kind: str, channel: Path) -> int:
     """Samples read from `channel` as a RecordIO or a manifest channel."""
     if kind == "recordio":
-        return len(read_recordio_channel(channel, 3, 350)[0])
-    return len(read_manifest_channel(channel, Attributes.from_names("train", NAMES), 3)[0])
+        return len(read_records(channel, 3).samples)
+    return len(read_manifest(channel, Attributes.from_names("train", NAMES), 3).samples)
 
 
 def _records(kind: str) -> list[bytes]:

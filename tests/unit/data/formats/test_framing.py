@@ -18,10 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planting import image_records, manifest_records, start_pipe_writer, stream_bytes
+from reading import read_manifest, read_records
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.formats import recordio
-from ssd_sagemaker.data.formats.manifest import Attributes, read_manifest_channel
-from ssd_sagemaker.data.formats.recordio import iter_records, read_recordio_channel
+from ssd_sagemaker.data.formats.manifest import Attributes
+from ssd_sagemaker.data.formats.protocol import ReadContext
+from ssd_sagemaker.data.formats.recordio import iter_records
 from ssd_sagemaker.data.loading.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.errors import ClientError
 
@@ -59,7 +61,8 @@ def test_strict_reader_still_raises() -> None:
 def test_file_with_foreign_object_fails_naming_file_and_offset(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "data.rec").write_bytes(HEAD + FOREIGN + TAIL)
-    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    samples, report = channel.samples, channel.report
     assert len(samples) == 150 and report.found == 150 and report.error_count == 0
     assert report.summary() == (f"train (RecordIO): 150 found, 150 used, 0 skipped, 0 with "
                                 f"errors, {len(FOREIGN)} bytes lost at 1 break in the framing")
@@ -74,7 +77,8 @@ def test_one_damaged_record_is_skipped_and_counted(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     data = _damaged_magic(100)
     (tmp_path / "train" / "data.rec").write_bytes(data)
-    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    samples, report = channel.samples, channel.report
     record_size = len(stream_bytes(RECORDS[100:101]))
     # Only the damaged record is lost; the 49 after it are read (before: all 50 were dropped).
     assert len(samples) == 149 and report.used == 149
@@ -87,7 +91,8 @@ def test_cut_stream_counts_the_tail(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     data = stream_bytes(RECORDS)
     (tmp_path / "train" / "data.rec").write_bytes(data[:-10])
-    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    samples, report = channel.samples, channel.report
     last = len(stream_bytes(RECORDS[149:]))
     assert len(samples) == 149 and report.lost_bytes == last - 10
     assert "the data ends inside a record" in report.losses[0]
@@ -97,7 +102,7 @@ def test_cut_stream_counts_the_tail(tmp_path: Path) -> None:
 def _pipe_source(directory: Path) -> PipeSource:
     def parse(stream, source, report, names, keep):
         return recordio.parse_records(iter_records(stream, report=report, source=source),
-                                      source, report, 3, 350, keep)
+                                      source, ReadContext(report, 3, 350), keep)
     return PipeSource(PipeChannel(directory, "train", 30), "RecordIO", parse, 0)
 
 
@@ -125,7 +130,7 @@ def test_manifest_with_broken_framing_is_refused_naming_offset(tmp_path: Path) -
     attributes = Attributes.from_names("train", ["source-ref", "bounding-box",
                                                  "bounding-box-metadata"])
     with pytest.raises(ClientError) as caught:
-        read_manifest_channel(tmp_path / "train", attributes, 3)
+        read_manifest(tmp_path / "train", attributes, 3)
     assert (f"train/part-0: the RecordIO framing breaks at line 4: no RecordIO magic number "
             f"at byte {len(head)}") in str(caught.value)
 
@@ -138,7 +143,7 @@ def test_manifest_json_lines_in_file_mode_say_what_to_send(tmp_path: Path) -> No
     (tmp_path / "train" / "train.manifest").write_text(json.dumps(line) + "\n")
     attributes = Attributes.from_names("train", ["source-ref", "bounding-box"])
     with pytest.raises(ClientError) as caught:
-        read_manifest_channel(tmp_path / "train", attributes, 3)
+        read_manifest(tmp_path / "train", attributes, 3)
     message = str(caught.value)
     assert message.startswith("train/train.manifest holds JSON lines (the .manifest file "
                               "itself?), not the records SageMaker streams")

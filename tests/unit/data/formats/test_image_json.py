@@ -15,8 +15,8 @@ import pytest
 
 from deadline import deadline
 from planting import bomb_png, corrupt_jpeg, truncated
+from reading import read_images
 from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION
-from ssd_sagemaker.data.formats.image_json import read_annotated_channel
 from ssd_sagemaker.errors import ClientError
 
 
@@ -50,7 +50,7 @@ def _annotation(annotation_dir: Path, name: str, **overrides: Any) -> Path:
 def _error(image_dir: Path, annotation_dir: Path, num_classes: int = 3) -> str:
     """The ClientError training raises for the channel."""
     with pytest.raises(ClientError) as caught:
-        read_annotated_channel(image_dir, annotation_dir, num_classes).report.check()
+        read_images(image_dir, annotation_dir, num_classes).report.check()
     return str(caught.value)
 
 
@@ -64,7 +64,7 @@ def test_valid_channel_reads_boxes_as_corners_and_class_names(dirs: tuple[Path, 
     _annotation(annotation_dir / "nested", "c", file="sub/c.png",
                 annotations=[{"class_id": 2, "left": 1.5, "top": 2, "width": 3, "height": 4.5}],
                 categories=...)
-    channel = read_annotated_channel(image_dir, annotation_dir, num_classes=3)
+    channel = read_images(image_dir, annotation_dir, num_classes=3)
     assert [s.image for s in channel.samples] == [image_dir / "a.jpg", image_dir / "b.jpg",
                                                   image_dir / "sub/c.png"]
     assert [s.origin for s in channel.samples] == ["train/a.jpg", "train/b.jpg", "train/sub/c.png"]
@@ -88,7 +88,7 @@ def test_image_without_objects_is_allowed(dirs: tuple[Path, Path]) -> None:
     image_dir, annotation_dir = dirs
     _image(image_dir, "empty.jpg")
     _annotation(annotation_dir, "empty", annotations=[], categories=...)
-    channel = read_annotated_channel(image_dir, annotation_dir, num_classes=3)
+    channel = read_images(image_dir, annotation_dir, num_classes=3)
     (sample,) = channel.samples
     assert sample.boxes.shape == (0, 4) and sample.boxes.dtype == np.float32
     assert sample.class_ids.shape == (0,) and sample.class_ids.dtype == np.int32
@@ -164,7 +164,7 @@ def test_hostile_file_among_a_hundred_is_left_out_under_the_one_percent_rule(
         _image(image_dir, f"img_{index:03d}.jpg")
         _annotation(annotation_dir, f"img_{index:03d}")
     (annotation_dir / "hostile.json").write_text('{"file": "img_000.jpg", "n": ' + "9" * 400 + "}")
-    channel = read_annotated_channel(image_dir, annotation_dir, num_classes=3)
+    channel = read_images(image_dir, annotation_dir, num_classes=3)
     channel.report.check()  # 1 invalid of 101: tolerated
     assert len(channel.samples) == 100 and channel.report.error_lines() == [
         "train_annotation/hostile.json: holds the integer 99999999999999999999... (400 digits), "
@@ -208,7 +208,7 @@ def test_channel_without_annotation_files_is_refused(tmp_path: Path, make_dir: b
         annotation_dir.mkdir()
         (annotation_dir / "notes.txt").write_text("not an annotation")
     with pytest.raises(ClientError) as caught:
-        read_annotated_channel(tmp_path / "validation", annotation_dir, 3)
+        read_images(tmp_path / "validation", annotation_dir, 3)
     message = str(caught.value)
     assert str(annotation_dir) in message and "no JSON annotation files" in message
     assert "one <image basename>.json per image" in message and '"image_size"' in message
@@ -230,7 +230,7 @@ def test_image_without_annotation_is_skipped_with_a_warning(dirs: tuple[Path, Pa
     _image(image_dir, "a.jpg")
     _annotation(annotation_dir, "a")
     _image(image_dir, "sub/lonely.png")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     channel.report.check()  # a skipped image is not an error
     assert [s.origin for s in channel.samples] == ["train/a.jpg"]
     assert channel.report.warnings == [
@@ -249,7 +249,7 @@ def test_boxes_overshooting_by_a_pixel_are_clipped_further_is_an_error(
                 annotations=[{"class_id": 0, "left": -0.5, "top": 40, "width": 20, "height": 9}])
     _annotation(annotation_dir, "outside",
                 annotations=[{"class_id": 0, "left": 50, "top": 10, "width": 30, "height": 10}])
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     (sample,) = channel.samples
     np.testing.assert_allclose(sample.label(64, 48)[0, :4], [0, 40, 19.5, 48], atol=1e-4)
     assert channel.report.warnings == [
@@ -277,8 +277,8 @@ def test_bad_images_are_named_without_decoding(dirs: tuple[Path, Path], content,
     path = image_dir / "bad.jpg"
     path.write_bytes(content(path.read_bytes()))
     _annotation(annotation_dir, "bad")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
-    assert channel.samples == ()
+    channel = read_images(image_dir, annotation_dir, 3)
+    assert channel.samples == []
     (line,) = channel.report.error_lines()
     assert line.startswith("train_annotation/bad.json: ") and expected in line, line
 
@@ -287,8 +287,8 @@ def test_corrupt_pixels_are_found_by_the_thorough_read(dirs: tuple[Path, Path]) 
     image_dir, annotation_dir = dirs
     (image_dir / "bad.jpg").write_bytes(corrupt_jpeg())
     _annotation(annotation_dir, "bad")
-    assert len(read_annotated_channel(image_dir, annotation_dir, 3).samples) == 1  # header ok
-    channel = read_annotated_channel(image_dir, annotation_dir, 3, thorough=True)
+    assert len(read_images(image_dir, annotation_dir, 3).samples) == 1  # header ok
+    channel = read_images(image_dir, annotation_dir, 3, thorough=True)
     assert channel.report.error_lines() == [
         "train_annotation/bad.json: image bad.jpg is a corrupt JPEG: its image data cannot be "
         "decoded (libjpeg-turbo: Could not determine subsampling level of JPEG image)"]
@@ -298,7 +298,7 @@ def test_size_differing_from_image_size_warns_and_scales(dirs: tuple[Path, Path]
     image_dir, annotation_dir = dirs
     _image(image_dir, "big.jpg", width=128, height=96)  # annotated as 64 x 48
     _annotation(annotation_dir, "big")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     assert channel.report.warnings == [
         "train_annotation/big.json: image_size 64x48 differs from the image big.jpg (128x96); "
         "boxes are scaled to the image"]
@@ -311,7 +311,7 @@ def test_two_annotations_of_one_image_are_refused(dirs: tuple[Path, Path]) -> No
     _image(image_dir, "a.jpg")
     _annotation(annotation_dir, "a")
     _annotation(annotation_dir, "copy", file="a.jpg")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     assert channel.report.error_lines() == [
         "train_annotation/copy.json: \"file\" 'a.jpg' is already annotated by "
         "train_annotation/a.json; keep one annotation per image"]
@@ -324,11 +324,11 @@ def test_a_few_invalid_files_are_left_out_many_stop_training(dirs: tuple[Path, P
         _image(image_dir, f"g{index:03d}.jpg")
         _annotation(annotation_dir, f"g{index:03d}")
     _annotation(annotation_dir, "bad1", file="missing.jpg")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     channel.report.check()
     assert len(channel.samples) == good and channel.report.error_count == 1
     _annotation(annotation_dir, "bad2", file="missing.jpg")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     with pytest.raises(ClientError, match="has 2 invalid example"):
         channel.report.check()
 
@@ -389,7 +389,7 @@ def test_links_that_stay_inside_the_channels_keep_working(dirs: tuple[Path, Path
     (annotation_dir / "kept" / "c.data").write_text(
         (annotation_dir / "a.json").read_text().replace("a.jpg", "photos/a.jpg"))
     (annotation_dir / "c.json").symlink_to("kept/c.data")
-    channel = read_annotated_channel(image_dir, annotation_dir, 3)
+    channel = read_images(image_dir, annotation_dir, 3)
     assert channel.report.errors == {}
     assert [sample.origin for sample in channel.samples] == [
         "train/a.jpg", "train/album/a.jpg", "train/photos/a.jpg"]

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from planting import jpeg, manifest_records, write_records
+from reading import read_manifest
 from ssd_sagemaker.data.checks.report import ChannelReport
-from ssd_sagemaker.data.formats.manifest import Attributes, parse_entries, read_manifest_channel
+from ssd_sagemaker.data.formats.manifest import Attributes, parse_entries
+from ssd_sagemaker.data.formats.protocol import ReadContext
 from ssd_sagemaker.data.formats.recordio import iter_records, write_record
 from ssd_sagemaker.data.loading.batch_work import image_bytes
 from ssd_sagemaker.errors import ClientError
@@ -40,8 +42,8 @@ def test_attribute_names_without_image_or_boxes_are_refused(names: list[str]) ->
 def test_file_mode_channel_reads_samples_and_class_names(tmp_path: Path) -> None:
     write_records(tmp_path / "train" / "part-0", manifest_records(3), index=False)
     write_records(tmp_path / "train" / "part-1", manifest_records(1, seed=9), index=False)
-    samples, names, report = read_manifest_channel(
-        tmp_path / "train", Attributes.from_names("train", NAMES), num_classes=3)
+    channel = read_manifest(tmp_path / "train", Attributes.from_names("train", NAMES), 3)
+    samples, names, report = channel.samples, channel.class_names, channel.report
     assert report.summary() == "train (augmented manifest): 4 found, 4 used, 0 skipped, " \
                                "0 with errors"
     assert names == {0: "circle", 1: "square", 2: "triangle"}
@@ -61,7 +63,7 @@ def _parse(records: list[bytes], names=NAMES[:2], num_classes: int = 3):
     report = ChannelReport("train_0", "augmented manifest")
     found: dict[int, str] = {}
     samples = list(parse_entries(iter_records(stream), Attributes.from_names("train", names),
-                                 "train_0", num_classes, report, found))
+                                 "train_0", ReadContext(report, num_classes, 350), found))
     return samples, report, found
 
 

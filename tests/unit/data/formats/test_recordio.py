@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from planting import detection_label, image_records, jpeg, write_records
+from reading import read_records
 from ssd_sagemaker.data.checks.report import ChannelReport
+from ssd_sagemaker.data.formats.protocol import ReadContext
 from ssd_sagemaker.data.formats.recordio import (
     MAGIC,
     LabelTooWide,
@@ -23,7 +25,6 @@ from ssd_sagemaker.data.formats.recordio import (
     pack,
     parse_records,
     read_payload,
-    read_recordio_channel,
     unpack,
     write_record,
 )
@@ -94,8 +95,8 @@ def test_im2rec_files_read_correctly(tmp_path: Path, keep_idx: bool) -> None:
     assert rec.with_suffix(".idx").exists()
     if not keep_idx:
         rec.with_suffix(".idx").unlink()
-    samples, report = read_recordio_channel(rec.parent, num_classes=3, label_width=20,
-                                            thorough=True)
+    channel = read_records(rec.parent, num_classes=3, label_width=20, thorough=True)
+    samples, report = channel.samples, channel.report
     assert report.summary() == "train (RecordIO): 3 found, 3 used, 0 skipped, 0 with errors"
     assert [s.origin for s in samples] == [f"train/train.rec record {i}" for i in range(3)]
     first, second, third = samples
@@ -115,7 +116,7 @@ def test_im2rec_files_read_correctly(tmp_path: Path, keep_idx: bool) -> None:
 def test_label_wider_than_label_width_names_record_and_width(tmp_path: Path) -> None:
     rec, _ = _im2rec(tmp_path)
     with pytest.raises(LabelTooWide) as caught:
-        read_recordio_channel(rec.parent, num_classes=3, label_width=10)
+        read_records(rec.parent, num_classes=3, label_width=10)
     assert str(caught.value) == (
         "train/train.rec record 1 has a label of 14 numbers, more than label_width=10; set the "
         "hyperparameter label_width to at least 14.")
@@ -143,7 +144,8 @@ def test_label_faults_are_named_with_the_record(tmp_path: Path, label: list[floa
                                                 expected: str) -> None:
     write_records(tmp_path / "train" / "data.rec", [_record([2, 5, 1, .1, .1, .5, .5]),
                                                     _record(label)], index=False)
-    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    samples, report = channel.samples, channel.report
     assert len(samples) == 1
     (line,) = report.error_lines()
     assert line.startswith("train/data.rec record 1: ") and expected in line, line
@@ -152,7 +154,8 @@ def test_label_faults_are_named_with_the_record(tmp_path: Path, label: list[floa
 def test_padding_objects_are_ignored_and_small_overshoot_clipped(tmp_path: Path) -> None:
     label = detection_label([(1, 0.1, 0.1, 1.005, 0.5), (-1, -1, -1, -1, -1)])
     write_records(tmp_path / "train" / "data.rec", [_record(label)])
-    (sample,), report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    (sample,), report = channel.samples, channel.report
     np.testing.assert_allclose(sample.boxes, [[0.1, 0.1, 1.0, 0.5]], rtol=1e-6)
     assert report.warnings == ["train/data.rec record 0: object 0 [10, 5, 100.5, 25] overshoots "
                                "the 100x50 image by 0.5 pixel(s); clipped"]
@@ -163,7 +166,8 @@ def test_bad_images_and_broken_framing_are_named(tmp_path: Path) -> None:
     path = write_records(tmp_path / "train" / "data.rec",
                          [good, _record([2, 5, 1, .1, .1, .5, .5], b"not an image"), good])
     path.write_bytes(path.read_bytes() + b"\x00" * 5)  # trailing garbage
-    samples, report = read_recordio_channel(tmp_path / "train", 3, 350)
+    channel = read_records(tmp_path / "train", 3, 350)
+    samples, report = channel.samples, channel.report
     assert len(samples) == 2 and report.found == 3 and report.lost_bytes == 5
     end = len(path.read_bytes()) - 5
     assert report.error_lines() == [
@@ -177,7 +181,7 @@ def test_text_where_records_should_be_is_explained() -> None:
     stream = io.BytesIO(b"0\t0\n1\t1234\n")
     report = ChannelReport("train_0", "RecordIO")
     records = iter_records(stream, report=report, source="train_0")
-    assert list(parse_records(records, "train_0", report, 3, 350)) == []
+    assert list(parse_records(records, "train_0", ReadContext(report, 3, 350))) == []
     (line,) = report.error_lines()
     assert "no RecordIO magic number at byte 0 (the bytes look like text: an .idx or .lst " \
            "file sent with the records?)" in line
@@ -193,7 +197,8 @@ def test_stream_of_wrapped_rec_files_is_unwrapped() -> None:
     write_record(outer, inner.getvalue())  # RecordWrapperType=RecordIO around a whole .rec
     outer.seek(0)
     report = ChannelReport("train_0", "RecordIO")
-    samples = list(parse_records(iter_records(outer, report=report), "train_0", report, 3, 350))
+    samples = list(parse_records(iter_records(outer, report=report), "train_0",
+                                 ReadContext(report, 3, 350)))
     assert [s.class_ids.tolist() for s in samples] == [[0], [1], [2]]
     assert samples[0].image == unpack(records[0])[1]
 
@@ -202,6 +207,6 @@ def test_channel_without_rec_files_says_what_to_send(tmp_path: Path) -> None:
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "x.jpg").write_bytes(jpeg())
     with pytest.raises(ClientError) as caught:
-        read_recordio_channel(tmp_path / "train", 3, 350)
+        read_records(tmp_path / "train", 3, 350)
     assert "declared application/x-recordio but holds no .rec file (found: x.jpg)" in \
         str(caught.value)

@@ -12,6 +12,7 @@ import pytest
 
 from planting import image_records, manifest_records, start_pipe_writer, stream_bytes
 from ssd_sagemaker.data.formats import manifest, recordio
+from ssd_sagemaker.data.formats.protocol import ReadContext
 from ssd_sagemaker.data.formats.recordio import unpack
 from ssd_sagemaker.data.loading.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.loading.sharding import Shard
@@ -22,7 +23,7 @@ def _recordio_source(directory: Path, keep=lambda index: True, declared: int = 0
                      wait: float = 30) -> PipeSource:
     def parse(stream, source, report, names, keep):
         return recordio.parse_records(recordio.iter_records(stream, report=report, source=source),
-                                      source, report, 3, 350, keep)
+                                      source, ReadContext(report, 3, 350), keep)
     return PipeSource(PipeChannel(directory, "train", wait), "RecordIO", parse, declared, keep)
 
 
@@ -80,8 +81,8 @@ def _manifest_source(tmp_path: Path, writers, channel: str, *args) -> PipeSource
         channel, ["source-ref", "bounding-box", "bounding-box-metadata"])
 
     def parse(stream, source, report, names, keep):
-        return manifest.parse_entries(recordio.iter_records(stream), attributes, source, 3,
-                                      report, names, keep)
+        return manifest.parse_entries(recordio.iter_records(stream), attributes, source,
+                                      ReadContext(report, 3, 350), names, keep)
     return PipeSource(PipeChannel(tmp_path, channel, 30), "augmented manifest", parse, *args)
 
 
