@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ssd_sagemaker.data.checks.images import IMAGE_SUFFIXES, BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import (
     Sample,
     class_id_problem,
@@ -225,6 +226,87 @@ def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
                                f"scaled to the image")
 
 
+class _PairReader:
+    """Reads the annotation files of a channel pair one at a time, remembering what the files
+    read so far claimed: the image each annotates (one annotation per image) and the name each
+    class id was given first (one name per class)."""
+
+    def __init__(self, image_dir: Path, annotation_dir: Path, context: ReadContext,
+                 images_elsewhere: bool):
+        self.image_dir, self.annotation_dir = image_dir, annotation_dir
+        self.context, self.images_elsewhere = context, images_elsewhere
+        self.images = Boundary(image_dir, "the image channel")
+        self.annotations = Boundary(annotation_dir, f"the {annotation_dir.name} channel")
+        self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
+        self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {class_id: name for class_id, (name, _) in sorted(self.names.items())}
+
+    def read(self, path: Path) -> Sample | None:
+        """The sample of one annotation file, or None (its problems in the report)."""
+        report = self.context.report
+        origin = f"{self.annotation_dir.name}/{path.relative_to(self.annotation_dir).as_posix()}"
+        document, fault = _load(path, self.annotations)
+        if fault:
+            report.error(origin, fault)
+            return None
+        if not isinstance(document, dict) or "file" not in document:
+            missing = "file" if isinstance(document, dict) else "a JSON object"
+            report.error(origin, f"is missing the key(s) {missing}; every file needs "
+                                 f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
+            return None
+        parsed = parse_annotation(document, self.context.num_classes)
+        before = len(parsed.problems)
+        image_path = _image_path(document["file"], self.images, parsed.problems,
+                                 self.images_elsewhere)
+        on_other_host = image_path is None and len(parsed.problems) == before
+        categories = _categories(document.get("categories"), parsed.problems)
+        if image_path is not None and image_path in self.claimed:
+            parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
+                                   f"{self.claimed[image_path]}; keep one annotation per image")
+        if image_path is not None and not parsed.problems:
+            _check_image(image_path, parsed, self.context.thorough)
+        report.examined()
+        for class_id, class_name in sorted(categories.items()):
+            first = self.names.setdefault(class_id, (class_name, origin))
+            if first[0] != class_name:
+                parsed.problems.append(f"category name {shown(class_name)} for class_id "
+                                       f"{class_id} conflicts with {shown(first[0])} in "
+                                       f"{first[1]}; use one name per class")
+        if on_other_host:  # its class names still count: every host exports the same
+            report.elsewhere += 1
+            return None
+        for warning in parsed.warnings:
+            report.warn(origin, warning)
+        if image_path is not None:
+            self.claimed.setdefault(image_path, origin)
+        for problem in parsed.problems:
+            report.error(origin, problem)
+        if parsed.problems:
+            return None
+        assert image_path is not None  # without one, it was elsewhere or a problem said why
+        relative = image_path.relative_to(self.image_dir).as_posix()
+        return Sample(origin=f"{self.image_dir.name}/{relative}", image=image_path,
+                      boxes=normalised(parsed.boxes, parsed.width, parsed.height),
+                      class_ids=parsed.class_ids)
+
+
+def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[Path, str],
+                      report: ChannelReport) -> int:
+    """Warn of every image no annotation file claimed (left out); how many."""
+    unannotated = sorted(path for path in image_dir.rglob("*")
+                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
+                         and path.is_file()) if image_dir.is_dir() else []
+    for path in unannotated:
+        relative = path.relative_to(image_dir).as_posix()
+        report.warn(f"{image_dir.name}/{relative}",
+                    f"has no annotation file (expected e.g. {annotation_dir.name}/"
+                    f"{PurePosixPath(relative).with_suffix('.json')}); left out")
+    return len(unannotated)
+
+
 def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadContext,
                            images_elsewhere: bool = False) -> FileChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
@@ -243,67 +325,13 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
             f"files; it needs one <image basename>.json per image of the {image_dir.name} "
             f"channel, e.g. {EXAMPLE}"
         )
-    images = Boundary(image_dir, "the image channel")
-    annotations = Boundary(annotation_dir, f"the {annotation_dir.name} channel")
-    names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file that named it first)
-    claimed: dict[Path, str] = {}
-    samples = []
-    for path in files:
-        origin = f"{annotation_dir.name}/{path.relative_to(annotation_dir).as_posix()}"
-        document, fault = _load(path, annotations)
-        if fault:
-            report.error(origin, fault)
-            continue
-        if not isinstance(document, dict) or "file" not in document:
-            missing = "file" if isinstance(document, dict) else "a JSON object"
-            report.error(origin, f"is missing the key(s) {missing}; every file needs "
-                                 f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
-            continue
-        parsed = parse_annotation(document, context.num_classes)
-        before = len(parsed.problems)
-        image_path = _image_path(document["file"], images, parsed.problems, images_elsewhere)
-        on_other_host = image_path is None and len(parsed.problems) == before
-        categories = _categories(document.get("categories"), parsed.problems)
-        if image_path is not None and image_path in claimed:
-            parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
-                                   f"{claimed[image_path]}; keep one annotation per image")
-        if image_path is not None and not parsed.problems:
-            _check_image(image_path, parsed, context.thorough)
-        report.examined()
-        for class_id, class_name in sorted(categories.items()):
-            first = names.setdefault(class_id, (class_name, origin))
-            if first[0] != class_name:
-                parsed.problems.append(f"category name {shown(class_name)} for class_id "
-                                       f"{class_id} conflicts with {shown(first[0])} in "
-                                       f"{first[1]}; use one name per class")
-        if on_other_host:  # its class names still count: every host exports the same
-            report.elsewhere += 1
-            continue
-        for warning in parsed.warnings:
-            report.warn(origin, warning)
-        if image_path is not None:
-            claimed.setdefault(image_path, origin)
-        for problem in parsed.problems:
-            report.error(origin, problem)
-        if parsed.problems:
-            continue
-        assert image_path is not None  # without one, it was elsewhere or a problem said why
-        samples.append(Sample(origin=f"{image_dir.name}/{image_path.relative_to(image_dir).as_posix()}",
-                              image=image_path,
-                              boxes=normalised(parsed.boxes, parsed.width, parsed.height),
-                              class_ids=parsed.class_ids))
-    unannotated = sorted(path for path in image_dir.rglob("*")
-                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
-                         and path.is_file()) if image_dir.is_dir() else []
-    for path in unannotated:
-        relative = path.relative_to(image_dir).as_posix()
-        report.warn(f"{image_dir.name}/{relative}",
-                    f"has no annotation file (expected e.g. {annotation_dir.name}/"
-                    f"{PurePosixPath(relative).with_suffix('.json')}); left out")
-    report.found = len(files) + len(unannotated)
+    reader = _PairReader(image_dir, annotation_dir, context, images_elsewhere)
+    samples = [sample for path in files if (sample := reader.read(path)) is not None]
+    unannotated = _warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
+    report.found = len(files) + unannotated
     report.used = len(samples)
-    report.skipped = len(unannotated) + report.elsewhere
-    return FileChannel(samples, {k: v[0] for k, v in sorted(names.items())}, report)
+    report.skipped = unannotated + report.elsewhere
+    return FileChannel(samples, reader.class_names, report)
 
 
 class ImageFormat:
