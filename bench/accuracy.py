@@ -200,7 +200,7 @@ def train_reference(base: Path, args: argparse.Namespace, epochs: int | None = N
     import reference_loop as reference
 
     from ssd_sagemaker.data.channels import read_training_data
-    from ssd_sagemaker.data.loader import loader_workers
+    from ssd_sagemaker.data.loading.loader import loader_workers
     from ssd_sagemaker.environment import Paths
     from ssd_sagemaker.job import read_training_job
     from ssd_sagemaker.model.network import build_network

@@ -23,10 +23,10 @@ from mxnet import autograd, gluon
 from train_step import seconds_per_step  # bench/train_step.py
 
 from ssd_sagemaker.data.channels import read_training_data
-from ssd_sagemaker.data.loader import loader_workers
+from ssd_sagemaker.data.loading.batch_work import load
+from ssd_sagemaker.data.loading.loader import loader_workers
 from ssd_sagemaker.data.synthetic import write_annotated_channel
-from ssd_sagemaker.data.transforms import MEAN, STD, training_transform
-from ssd_sagemaker.data.workers import load
+from ssd_sagemaker.data.transforms.presets import MEAN, STD, training_transform
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
 from ssd_sagemaker.model.network import build_network

@@ -31,7 +31,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from gluoncv.utils.metrics.voc_detection import VOC07MApMetric, VOCMApMetric
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.augmentation import resize_interpolation
+from ssd_sagemaker.data.transforms.augmentation import resize_interpolation
 from ssd_sagemaker.training.loop import EpochResult
 
 MOMENTUM, WEIGHT_DECAY = 0.9, 0.0005  # train_ssd.py's defaults, and `train`'s

@@ -181,7 +181,7 @@ def export_untrained_model(model_dir: Path, base_network: str = "vgg-16", size: 
     import numpy as np
 
     from ssd_sagemaker.data.synthetic import write_annotated_channel
-    from ssd_sagemaker.data.transforms import validation_transform
+    from ssd_sagemaker.data.transforms.presets import validation_transform
     from ssd_sagemaker.model.artifact import SYMBOL_FILE, ModelInfo, save_artifact
     from ssd_sagemaker.model.network import build_network
     from ssd_sagemaker.model.quantization import float32_candidates, write_int8_network
@@ -211,7 +211,7 @@ def precision_latency(base: Path, body: bytes, samples: int, rounds: int,
     import mxnet as mx
     import requests
 
-    from ssd_sagemaker.data.transforms import network_input
+    from ssd_sagemaker.data.transforms.presets import network_input
     from ssd_sagemaker.serving.pipeline import decode_image
     from ssd_sagemaker.serving.predictor import Predictor
 

@@ -14,7 +14,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.data.synthetic import write_annotated_channel
-from ssd_sagemaker.data.transforms import training_transform
+from ssd_sagemaker.data.transforms.presets import training_transform
 from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.loop import Learner, train_one_epoch

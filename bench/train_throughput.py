@@ -55,9 +55,9 @@ def main() -> None:
     from train_step import fixed_batch  # bench/train_step.py
 
     from ssd_sagemaker.data.channels import read_training_data
-    from ssd_sagemaker.data.loader import loader_workers
+    from ssd_sagemaker.data.loading.loader import loader_workers
     from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
-    from ssd_sagemaker.data.transforms import training_transform
+    from ssd_sagemaker.data.transforms.presets import training_transform
     from ssd_sagemaker.environment import ChannelConfig, Paths
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
     from ssd_sagemaker.metrics import MetricReporter

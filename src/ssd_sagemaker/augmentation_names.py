@@ -1,5 +1,5 @@
 """The values of the `augmentation` hyperparameter, named here so that the hyperparameter
-table (floor 1) need not import the image code that implements them (`data/augmentation.py`,
-whose `AUGMENTATIONS` a test holds equal to this table)."""
+table (floor 1) need not import the image code that implements them
+(`data/transforms/augmentation.py`, whose `AUGMENTATIONS` a test holds equal to this table)."""
 
 AUGMENTATION_NAMES = ("ssd", "flip", "none")

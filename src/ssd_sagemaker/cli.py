@@ -192,6 +192,7 @@ def _fetch_weights(timeout: float) -> None:
 
 def _validate_data(paths: Paths, num_classes: int | None, label_width: int | None) -> None:
     """Print the full data report; exit 1 (a ClientError) when any example is invalid."""
+    from ssd_sagemaker.data.checks.object_sizes import NetworkInput
     from ssd_sagemaker.data.validate_data import format_report, validate_channels
     from ssd_sagemaker.environment import read_channels, read_hyperparameters, read_resource_config
     from ssd_sagemaker.hyperparameters import parse_hyperparameters
@@ -209,9 +210,10 @@ def _validate_data(paths: Paths, num_classes: int | None, label_width: int | Non
     shards = ({"hosts": len(read_resource_config(paths).hosts),
                "batch_size": hp.mini_batch_size, "declared": hp.num_training_samples}
               if hp is not None else {})
+    network = (NetworkInput(hp.base_network, hp.image_shape, hp.smallest_anchor)
+               if hp is not None else None)
     results = validate_channels(paths, read_channels(paths), num_classes, label_width or 350,
-                                **shards, image_shape=hp.image_shape if hp else None,
-                                base_network=hp.base_network if hp else None)
+                                **shards, network=network)
     print(format_report(results), flush=True)
     if not all(result.ok for result in results):
         raise ClientError("the data has problems; see the report above")

@@ -83,6 +83,11 @@ def paths_from_environment(environ: Mapping[str, str] = os.environ) -> Paths:
     return Paths(Path(environ.get(SAGEMAKER_BASE_DIR) or DEFAULT_BASE_DIR))
 
 
+# The channel's `S3DistributionType`: every host gets all objects, or a share of them.
+FULLY_REPLICATED = "FullyReplicated"
+SHARDED_BY_S3_KEY = "ShardedByS3Key"
+
+
 @dataclass(frozen=True)
 class ChannelConfig:
     """One entry of `inputdataconfig.json`."""
@@ -90,7 +95,7 @@ class ChannelConfig:
     name: str
     content_type: str = "application/x-image"
     input_mode: str = "File"
-    distribution: str = "FullyReplicated"
+    distribution: str = FULLY_REPLICATED
     record_wrapper: str = "None"
     # Augmented manifests: the manifest attributes sent per line, in order (e.g. source-ref,
     # bounding-box); empty for every other channel.
@@ -195,7 +200,7 @@ _CHANNEL_NAME = re.compile(r"[A-Za-z0-9.\-_]{1,64}")
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.\-_]{0,252}")
 _CHANNEL_TEXT_KEYS = {"content_type": ("ContentType", "application/x-image"),
                       "input_mode": ("TrainingInputMode", "File"),
-                      "distribution": ("S3DistributionType", "FullyReplicated"),
+                      "distribution": ("S3DistributionType", FULLY_REPLICATED),
                       "record_wrapper": ("RecordWrapperType", "None")}
 
 

@@ -184,6 +184,11 @@ class Hyperparameters:
         "from-scratch jobs, which the full recipe slows down", choices=AUGMENTATION_NAMES,
         documented=False))
 
+    @property
+    def smallest_anchor(self) -> float:
+        """The side of `base_network`'s smallest anchor at `image_shape`, in network pixels."""
+        return BACKBONES[self.base_network].smallest_anchor(self.image_shape)
+
     def to_json_dict(self) -> dict[str, Any]:
         """Native JSON values (tuples as lists): what an artifact stores and this module reads
         back."""

@@ -26,7 +26,7 @@ from gluoncv.loss import SSDMultiBoxLoss
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.cuda_driver import read_runtime_versions
-from ssd_sagemaker.data.transforms import training_transform
+from ssd_sagemaker.data.transforms.presets import training_transform
 from ssd_sagemaker.gpu_support import (
     GpuCheck,
     apply_gpu_check,

@@ -12,7 +12,7 @@ import pytest
 from cli_runner import run_cli
 from serve_process import Server
 from serving_samples import encode, noise
-from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.data.formats.recordio import pack, write_record
 
 pytestmark = pytest.mark.slow  # starts a real serve
 

@@ -334,7 +334,7 @@ def _equal_positive_batch(path):
     from gluoncv.model_zoo.ssd.target import SSDTargetGenerator
     from mxnet import autograd
 
-    from ssd_sagemaker.data.transforms import MEAN, STD
+    from ssd_sagemaker.data.transforms.presets import MEAN, STD
     from ssd_sagemaker.model.network import build_network
 
     net = build_network("vgg-16", 300, ["a", "b"])

@@ -345,5 +345,5 @@ def test_watchdog_stops_a_job_whose_loader_worker_hangs(tmp_path, jobs):
     assert failure.startswith(
         f"AlgorithmError: No batch completed for 3 s in training epoch 0 (after 0 batch(es) "
         f"of it): the job was waiting for a batch from data-loader worker process "
-        f"{workers[0]} (at workers.py:"), failure
+        f"{workers[0]} (at worker_pool.py:"), failure
     assert_no_orphans(job)

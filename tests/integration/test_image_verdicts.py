@@ -16,9 +16,9 @@ from PIL import Image
 
 import image_corpus
 from cli_runner import run_cli, write_hyperparameters
-from ssd_sagemaker.data.image_json import read_annotated_channel
-from ssd_sagemaker.data.images import decode
-from ssd_sagemaker.data.workers import load
+from reading import read_images
+from ssd_sagemaker.data.checks.images import decode
+from ssd_sagemaker.data.loading.batch_work import load
 from ssd_sagemaker.errors import ClientError
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def _write_channel(base: Path, corpus: dict[str, bytes]) -> tuple[Path, Path]:
 def _train_verdicts(images: Path, notes: Path) -> dict[str, bool]:
     """What `train` does with each file: its channel listing (header, size, completeness),
     then the loader workers' `load` (full decode) for what the listing kept."""
-    channel = read_annotated_channel(images, notes, 2, channel="train")
+    channel = read_images(images, notes, 2, channel="train")
     verdicts = {}
     for line in channel.report.error_lines():
         verdicts[re.match(r"train_annotation/(\w+)\.json: ", line).group(1)] = False

@@ -146,7 +146,7 @@ def unlimited_scans_server(tmp_path_factory):
     hook = base / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(
-        "import ssd_sagemaker.data.images as images\nimages.MAX_JPEG_SCANS = 1_000_000\n")
+        "import ssd_sagemaker.data.checks.images as images\nimages.MAX_JPEG_SCANS = 1_000_000\n")
     server = _start(base, SAGEMAKER_MODEL_SERVER_WORKERS="1",
                     PYTHONPATH=os.pathsep.join([str(hook), str(SRC)]))
     try:

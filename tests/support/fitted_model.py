@@ -36,7 +36,7 @@ def read_images(folder: Path, count: int, seed: int,
 
 def tensors(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Network inputs (N, 3, S, S) and labels padded with -1 rows, as validation prepares them."""
-    from ssd_sagemaker.data.transforms import validation_transform
+    from ssd_sagemaker.data.transforms.presets import validation_transform
 
     transform = validation_transform(size)
     pairs = [transform(image, label) for image, label in samples]
@@ -55,7 +55,7 @@ def fit_detector(model_dir: Path, images: np.ndarray, labels: np.ndarray, size: 
     import mxnet as mx
     from mxnet import autograd, gluon
 
-    from ssd_sagemaker.data.targets import SSDTargetEncoder
+    from ssd_sagemaker.data.transforms.targets import SSDTargetEncoder
     from ssd_sagemaker.evaluation import DetectionMAP
     from ssd_sagemaker.metrics import MetricReporter
     from ssd_sagemaker.model.artifact import ModelInfo, save_artifact

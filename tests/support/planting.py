@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.data.formats.recordio import pack, write_record
 from ssd_sagemaker.data.synthetic import write_annotated_channel
 from ssd_sagemaker.environment import ChannelConfig, Paths
 

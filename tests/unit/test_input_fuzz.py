@@ -27,9 +27,11 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ssd_sagemaker.data.image_json import parse_annotation, read_annotated_channel
-from ssd_sagemaker.data.manifest import Attributes, parse_entries
-from ssd_sagemaker.data.report import ChannelReport
+from reading import read_images
+from ssd_sagemaker.data.checks.report import ChannelReport
+from ssd_sagemaker.data.formats.image_json import parse_annotation
+from ssd_sagemaker.data.formats.manifest import Attributes, parse_entries
+from ssd_sagemaker.data.formats.protocol import ReadContext
 from ssd_sagemaker.environment import (
     Paths,
     read_channels,
@@ -304,7 +306,7 @@ def test_annotation_file(image_channel: Path, data: bytes) -> None:
         annotation_dir = Path(base) / "train_annotation"
         annotation_dir.mkdir()
         (annotation_dir / "a.json").write_bytes(data)
-        channel = read_annotated_channel(image_channel, annotation_dir, num_classes=3)
+        channel = read_images(image_channel, annotation_dir, num_classes=3)
         error = _outcome(channel.report.check)
         if error is None:
             assert len(channel.samples) == 1
@@ -345,7 +347,7 @@ def test_manifest_line(boxes: bytes, metadata: bytes) -> None:
     report = ChannelReport("train", "augmented manifest")
     names: dict[int, str] = {}
     records = iter(enumerate([JPEG, boxes, metadata]))
-    samples = list(parse_entries(records, MANIFEST, "train", 3, report, names))
+    samples = list(parse_entries(records, MANIFEST, "train", ReadContext(report, 3, 350), names))
     assert report.found == 1 and len(samples) + report.error_count == 1
     assert set(report.errors) <= {"train line 0"}
     assert all(isinstance(name, str) for name in names.values())

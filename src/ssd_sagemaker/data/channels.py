@@ -21,22 +21,20 @@ from typing import Protocol
 
 import numpy as np
 
-from ssd_sagemaker.data import image_json, manifest, recordio
-from ssd_sagemaker.data.formats import ChannelFormat, ChannelRead, FileChannel
-from ssd_sagemaker.data.loader import Batches, CountedBatches, loader_workers
-from ssd_sagemaker.data.object_sizes import log_objects
-from ssd_sagemaker.data.pipe import PipeChannel, PipeSource
-from ssd_sagemaker.data.samples import Sample
-from ssd_sagemaker.data.sharding import (
-    FULLY_REPLICATED,
-    SHARDED_BY_S3_KEY,
+from ssd_sagemaker.data.checks.object_sizes import NetworkInput, log_objects
+from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.data.formats import image_json, manifest, recordio
+from ssd_sagemaker.data.formats.protocol import ChannelFormat, ChannelRead, FileChannel
+from ssd_sagemaker.data.loading.loader import Batches, CountedBatches, loader_workers
+from ssd_sagemaker.data.loading.pipe import PipeChannel, PipeSource
+from ssd_sagemaker.data.loading.sharding import (
     Shard,
     samples_per_epoch,
     split,
 )
-from ssd_sagemaker.data.sources import SampleList, Source
-from ssd_sagemaker.data.workers import WorkerPool
-from ssd_sagemaker.environment import ChannelConfig, Paths
+from ssd_sagemaker.data.loading.sources import SampleList, Source
+from ssd_sagemaker.data.loading.worker_pool import WorkerPool
+from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.seeding import SEED
 
@@ -57,6 +55,8 @@ class JobSettings(Protocol):
     def base_network(self) -> str: ...
     @property
     def image_shape(self) -> int: ...
+    @property
+    def smallest_anchor(self) -> float: ...
 
 # Every format the container reads; a new format is a module with a `ChannelFormat` and an entry
 # here (the order is the one the "cannot read" message lists them in).
@@ -160,7 +160,8 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
     channel.report.log()
     channel.report.check()
     if name == "train":
-        log_objects(channel.samples, channel.class_names, hp.image_shape, hp.base_network, name)
+        network = NetworkInput(hp.base_network, hp.image_shape, hp.smallest_anchor)
+        log_objects(channel.samples, channel.class_names, network, name)
     samples = channel.samples
     if sharded:
         samples = split(samples, shard, config.distribution)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_sagemaker.data.images import BadImage, inspect_file
-from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.data.checks.images import BadImage, inspect_file
+from ssd_sagemaker.data.formats.recordio import pack, write_record
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.progress import Progress
 

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
-from ssd_sagemaker.data.object_sizes import object_lines
-from ssd_sagemaker.data.report import MAX_ERROR_FRACTION, ChannelReport
-from ssd_sagemaker.data.sharding import shard_lines
+from ssd_sagemaker.data.checks.object_sizes import NetworkInput, object_lines
+from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION, ChannelReport
+from ssd_sagemaker.data.loading.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.progress import Progress
@@ -45,12 +45,11 @@ class ChannelResult:
 
 def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
                       label_width: int, hosts: int = 1, batch_size: int = 32,
-                      declared: int = 0, image_shape: int | None = None,
-                      base_network: str | None = None) -> list[ChannelResult]:
+                      declared: int = 0, network: NetworkInput | None = None
+                      ) -> list[ChannelResult]:
     """Read `train` and `validation` (those declared) with full image decoding; with several
     `hosts`, also what each host reads of `train` (this host's local copy of the channel); the
-    objects per class and, with `image_shape` and `base_network`, their sizes as the network
-    will see them."""
+    objects per class and, with `network`, their sizes as the network will see them."""
     results = []
     if "train" not in channels:
         results.append(ChannelResult("train", fatal="the 'train' channel is required but not "
@@ -72,8 +71,7 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         shards = (shard_lines([s.origin for s in channel.samples], hosts,
                               channels[name].distribution, batch_size, declared)
                   if name == "train" and hosts > 1 else [])
-        lines, warnings = object_lines(channel.samples, channel.class_names, image_shape,
-                                       base_network)
+        lines, warnings = object_lines(channel.samples, channel.class_names, network)
         results.append(ChannelResult(name, channel.report, class_names=channel.class_names,
                                      shards=tuple(shards), objects=tuple(lines),
                                      object_warnings=tuple(warnings)))

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ssd_sagemaker.data.channels import read_file_channel
-from ssd_sagemaker.data.images import BadImage, decode
-from ssd_sagemaker.data.samples import Sample
+from ssd_sagemaker.data.checks.images import BadImage, decode
+from ssd_sagemaker.data.checks.samples import Sample
 from ssd_sagemaker.environment import Paths, TrainingSettings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluate.images import EvaluatedImage, encoded_image, read_answers

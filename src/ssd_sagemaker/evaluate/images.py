@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ssd_sagemaker.data.images import BadImage, inspect_bytes
-from ssd_sagemaker.data.recordio import RecordIOFormatError
-from ssd_sagemaker.data.samples import Sample
-from ssd_sagemaker.data.workers import image_bytes
+from ssd_sagemaker.data.checks.images import BadImage, inspect_bytes
+from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.data.formats.recordio import RecordIOFormatError
+from ssd_sagemaker.data.loading.batch_work import image_bytes
 from ssd_sagemaker.errors import ClientError
 
 LOG = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ssd_sagemaker.data.samples import Sample
+from ssd_sagemaker.data.checks.samples import Sample
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluate.images import EvaluatedImage, encoded_image, evaluated
 from ssd_sagemaker.serving.config import DetectionLimits

@@ -62,6 +62,12 @@ class Backbone:
         fitting = [layout for layout in layouts if layout.reference_size <= image_shape]
         return fitting[-1] if fitting else layouts[0]
 
+    def smallest_anchor(self, image_shape: int) -> float:
+        """The side of the smallest anchor at `image_shape`, in network pixels: boxes far below
+        it overlap no anchor enough to be learnt (`data/checks/object_sizes.py` warns)."""
+        layout = self.layout_for(image_shape)
+        return layout.sizes[0] * image_shape / layout.reference_size
+
 
 # --- VGG-16 (atrous) ------------------------------------------------------------------------
 

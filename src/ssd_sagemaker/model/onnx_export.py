@@ -27,7 +27,7 @@ import mxnet as mx
 import numpy as np
 import onnx
 
-from ssd_sagemaker.data.transforms import MEAN, STD
+from ssd_sagemaker.data.transforms.presets import MEAN, STD
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (
     INT8_SYMBOL_FILE,

@@ -3,8 +3,8 @@
 one line per image, in order, each the single-image answer (with the line's `"id"`, when given).
 
 - `application/jsonlines`: one `{"image": "<base64 JPEG/PNG>", "id": <optional>}` per line.
-- `application/x-recordio`: image records as `convert` (and im2rec) write them (data/recordio.py);
-  each answer carries the record's id.
+- `application/x-recordio`: image records as `convert` (and im2rec) write them
+  (data/formats/recordio.py); each answer carries the record's id.
 
 The answer is all or nothing: a bad line or record is refused naming it (400; an image the
 single-image rules refuse keeps its status, 413 or 415), and nothing is answered for the others.
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ssd_sagemaker.data.recordio import RecordIOFormatError, iter_records, unpack
+from ssd_sagemaker.data.formats.recordio import RecordIOFormatError, iter_records, unpack
 from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.negotiation import JSON_LINES, ResponseFormat
 from ssd_sagemaker.serving.pipeline import Detections, decode_image, select_detections

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ssd_sagemaker.data.images import IMAGE_SUFFIXES
+from ssd_sagemaker.data.checks.images import IMAGE_SUFFIXES
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.negotiation import ResponseFormat

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ssd_sagemaker.data.images import BadImage, TooManyPixels, UnsupportedFormat, decode
+from ssd_sagemaker.data.checks.images import BadImage, TooManyPixels, UnsupportedFormat, decode
 from ssd_sagemaker.serving.config import (
     DEFAULT_DRAW_THRESHOLD,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -36,9 +36,9 @@ SUPPORTED_CONTENT_TYPES = ("image/jpeg", "image/png", "application/x-image")
 
 
 def decode_image(body: bytes, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> np.ndarray:
-    """Complete JPEG/PNG bytes → HWC RGB uint8, by the same rules as training (data/images.py):
-    another format is 415, more than `max_pixels` 413 (before decoding), anything else that is
-    not a fully decoded JPEG/PNG 400."""
+    """Complete JPEG/PNG bytes → HWC RGB uint8, by the same rules as training
+    (data/checks/images.py): another format is 415, more than `max_pixels` 413 (before
+    decoding), anything else that is not a fully decoded JPEG/PNG 400."""
     try:
         return decode(body, max_pixels)
     except UnsupportedFormat as error:

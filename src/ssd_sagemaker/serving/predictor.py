@@ -14,7 +14,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import gluon
 
-from ssd_sagemaker.data.transforms import network_input
+from ssd_sagemaker.data.transforms.presets import network_input
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import ModelInfo, load_exported_network, read_model_info

@@ -18,7 +18,7 @@ import mxnet as mx
 import numpy as np
 
 from ssd_sagemaker.data.channels import TrainingData
-from ssd_sagemaker.data.workers import load
+from ssd_sagemaker.data.loading.batch_work import load
 from ssd_sagemaker.job import TrainingJob
 from ssd_sagemaker.serving.predictor import network_detections
 from ssd_sagemaker.serving.rendering import draw_detections

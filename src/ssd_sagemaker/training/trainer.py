@@ -19,7 +19,7 @@ import numpy as np
 from mxnet import autograd, gluon
 
 from ssd_sagemaker.data.channels import Shard, TrainingData, read_training_data
-from ssd_sagemaker.data.transforms import training_transform, validation_transform
+from ssd_sagemaker.data.transforms.presets import training_transform, validation_transform
 from ssd_sagemaker.devices import available_contexts
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import Hyperparameters

@@ -18,7 +18,7 @@ from pathlib import Path
 import mxnet as mx
 from mxnet import gluon
 
-from ssd_sagemaker.data.channel_files import channel_entries, check_channel_file
+from ssd_sagemaker.data.formats.channel_files import channel_entries, check_channel_file
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.artifact import (
     MODEL_INFO_FILE,

@@ -19,9 +19,9 @@ from planting import (
     write_records,
 )
 from ssd_sagemaker.data.channels import channel_format, read_training_data
-from ssd_sagemaker.data.sharding import Shard, samples_per_epoch, split
+from ssd_sagemaker.data.loading.sharding import Shard, samples_per_epoch, split
 from ssd_sagemaker.data.synthetic import write_annotated_channel
-from ssd_sagemaker.data.transforms import TrainTransform, ValTransform
+from ssd_sagemaker.data.transforms.presets import TrainTransform, ValTransform
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
@@ -215,7 +215,7 @@ def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> N
     import json
 
     from planting import jpeg
-    from ssd_sagemaker.data.pipe import PEEK
+    from ssd_sagemaker.data.loading.pipe import PEEK
     from ssd_sagemaker.training.trainer import class_names, exported_classes
 
     names = ["circle", "square", "triangle"]

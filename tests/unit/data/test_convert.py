@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from planting import jpeg
+from reading import read_images, read_records
 from ssd_sagemaker.cli import main
-from ssd_sagemaker.data.image_json import read_annotated_channel
-from ssd_sagemaker.data.recordio import read_recordio_channel
 
 
 def _coco(tmp_path: Path) -> tuple[Path, Path]:
@@ -43,7 +42,7 @@ def test_coco_to_json_channels(tmp_path: Path) -> None:
     source, images = _coco(tmp_path)
     assert main(["convert", "coco", str(source), "--images", str(images), "--output",
                  str(tmp_path / "out")]) == 0
-    channel = read_annotated_channel(tmp_path / "out" / "train",
+    channel = read_images(tmp_path / "out" / "train",
                                      tmp_path / "out" / "train_annotation", 2)
     assert not channel.report.errors and channel.class_names == {0: "car", 1: "dog"}
     first, second = channel.samples
@@ -75,7 +74,8 @@ def test_voc_to_recordio(tmp_path: Path) -> None:
                  str(tmp_path / "out"), "--to", "recordio", "--channel", "validation"]) == 0
     rec = tmp_path / "out" / "validation" / "validation.rec"
     assert rec.with_suffix(".idx").read_text() == "0\t0\n"
-    (sample,), report = read_recordio_channel(rec.parent, 2, 350)
+    channel = read_records(rec.parent, 2, 350)
+    (sample,), report = channel.samples, channel.report
     assert not report.errors
     # Alphabetical classes (bird=0, person=1); 1-based inclusive VOC pixels → corners.
     np.testing.assert_allclose(sample.label(100, 50),
@@ -161,7 +161,7 @@ def test_separately_converted_channels_must_agree_on_class_ids(tmp_path: Path, m
                  str(data), "--channel", "validation", "--classes-from",
                  str(data / "train_annotation" / "a.json")]) == 0
     assert "class ids: in the order given (--classes or --classes-from)" in caplog.text
-    channel = read_annotated_channel(data / "validation", data / "validation_annotation", 2)
+    channel = read_images(data / "validation", data / "validation_annotation", 2)
     assert channel.samples[0].class_ids.tolist() == [1]  # dog, as in train
     assert read_training_data(paths, read_channels(paths), hp).class_names == \
         {0: "cat", 1: "dog"}
@@ -173,7 +173,7 @@ def test_coco_with_a_fixed_class_list(tmp_path: Path) -> None:
     source, images = _coco(tmp_path)
     assert main(["convert", "coco", str(source), "--images", str(images), "--output",
                  str(tmp_path / "out"), "--classes", "dog,car,bus"]) == 0
-    channel = read_annotated_channel(tmp_path / "out" / "train",
+    channel = read_images(tmp_path / "out" / "train",
                                      tmp_path / "out" / "train_annotation", 3)
     assert channel.class_names == {0: "dog", 1: "car", 2: "bus"}
     assert channel.samples[0].class_ids.tolist() == [0, 1]  # dog, car
@@ -210,6 +210,6 @@ def test_summary_counts_everything_left_out_or_changed(tmp_path: Path, caplog) -
     # the names file gives a later conversion the same ids
     assert main(["convert", "coco", str(source), "--images", str(images), "--output",
                  str(tmp_path / "again"), "--classes-from", str(out / "train_classes.json")]) == 0
-    assert read_annotated_channel(tmp_path / "again" / "train",
+    assert read_images(tmp_path / "again" / "train",
                                   tmp_path / "again" / "train_annotation", 2).class_names == \
         {0: "car", 1: "dog"}

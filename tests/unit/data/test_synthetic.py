@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ssd_sagemaker.data.image_json import read_annotated_channel
+from reading import read_images
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, draw_shape, write_annotated_channel
 
 
@@ -92,7 +92,7 @@ def test_draw_shape_returns_the_tight_box_of_the_drawn_pixels(
 
 def test_written_channel_round_trips_through_the_reader(tmp_path: Path) -> None:
     _write(tmp_path, count=5)
-    channel = read_annotated_channel(tmp_path / "train", tmp_path / "train_annotation",
+    channel = read_images(tmp_path / "train", tmp_path / "train_annotation",
                                      num_classes=3)
     assert channel.class_names == dict(enumerate(CLASS_NAMES))
     assert len(channel.samples) == 5

@@ -19,7 +19,7 @@ from planting import (
     write_records,
 )
 from ssd_sagemaker.cli import main
-from ssd_sagemaker.data.recordio import pack
+from ssd_sagemaker.data.formats.recordio import pack
 
 OBJECT = (0, 5, 6, 20, 10)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssd_sagemaker.data.samples import Sample
+from ssd_sagemaker.data.checks.samples import Sample
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluate.images import answer_rows, read_answers
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mxnet import autograd, gluon
 
-from ssd_sagemaker.data.transforms import training_transform
+from ssd_sagemaker.data.transforms.presets import training_transform
 from ssd_sagemaker.environment import read_training_settings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.metrics import MetricReporter

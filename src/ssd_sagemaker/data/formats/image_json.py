@@ -1,0 +1,372 @@
+"""Image + JSON channels (one annotation file per image, the SageMaker Object Detection format):
+every annotation file and image checked, each problem naming its file and the fix, the result a
+list of `Sample`s and a `ChannelReport`.
+
+The annotation object (`image_size` + `annotations`) is also the value of a Ground Truth
+bounding-box attribute, so `parse_annotation` serves augmented manifests too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+from ssd_sagemaker.data.checks.images import IMAGE_SUFFIXES, BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.checks.report import ChannelReport
+from ssd_sagemaker.data.checks.samples import (
+    Sample,
+    class_id_problem,
+    fit_boxes,
+    is_integer,
+    is_number,
+    normalised,
+)
+from ssd_sagemaker.data.formats.protocol import (
+    ChannelRead,
+    FileChannel,
+    Parser,
+    ReadContext,
+    media_type,
+)
+from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
+from ssd_sagemaker.user_json import BadJSON, parse_json, shown
+
+LOG = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("file", "image_size", "annotations")
+BOX_KEYS = ("class_id", "left", "top", "width", "height")
+EXAMPLE = ('{"file": "img_0001.jpg", "image_size": [{"width": 500, "height": 400, "depth": 3}], '
+           '"annotations": [{"class_id": 0, "left": 111, "top": 134, "width": 61, '
+           '"height": 128}]}')
+KIND = "image + JSON"
+# The largest side a JPEG can have; beyond it boxes divided by the size would round to nothing.
+MAX_IMAGE_SIDE = 65_535
+
+
+@dataclass
+class ParsedAnnotation:
+    """What one annotation object yielded: pixel boxes in its `image_size`, or problems."""
+
+    width: int = 0
+    height: int = 0
+    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _image_size(image_size: Any, problems: list[str]) -> tuple[int, int] | None:
+    entry = image_size[0] if isinstance(image_size, list) and image_size else None
+    if not isinstance(entry, dict):
+        problems.append(f"\"image_size\" must be a list holding one {{\"width\", \"height\", "
+                        f"\"depth\"}} object, got {shown(image_size)}")
+        return None
+    sizes: list[Any] = [entry.get("width"), entry.get("height")]  # JSON values, checked below
+    faults = [f"image_size {key} must be a positive integer of at most {MAX_IMAGE_SIDE}, got "
+              f"{shown(value)}" for key, value in zip(("width", "height"), sizes)
+              if not is_integer(value) or not 0 < value <= MAX_IMAGE_SIDE]
+    problems.extend(faults)
+    if faults:
+        return None
+    return int(sizes[0]), int(sizes[1])
+
+
+def _boxes(annotations: Any, num_classes: int,
+           problems: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Corner boxes in pixels and class ids; every faulty annotation is reported."""
+    if not isinstance(annotations, list):
+        problems.append(f"\"annotations\" must be a list, got {type(annotations).__name__}")
+        return None
+    boxes, class_ids, before = [], [], len(problems)
+    for index, box in enumerate(annotations):
+        where = f"annotation {index}"
+        if not isinstance(box, dict):
+            problems.append(f"{where} must be an object with {', '.join(BOX_KEYS)}")
+            continue
+        missing = [key for key in BOX_KEYS if key not in box]
+        if missing:
+            problems.append(f"{where} is missing the key(s) {', '.join(missing)}")
+            continue
+        fault = class_id_problem(box["class_id"], num_classes)
+        if fault:
+            problems.append(f"{where} has {fault}")
+        for key in ("left", "top", "width", "height"):
+            if not is_number(box[key]):
+                problems.append(f"{where} has {key} {shown(box[key])}, which is not a number")
+        for key in ("width", "height"):
+            if is_number(box[key]) and box[key] <= 0:
+                problems.append(f"{where} has {key} {shown(box[key])}; box sizes must be "
+                                f"positive")
+        if len(problems) == before:
+            left, top = float(box["left"]), float(box["top"])
+            boxes.append((left, top, left + float(box["width"]), top + float(box["height"])))
+            class_ids.append(int(box["class_id"]))
+    if len(problems) > before:
+        return None
+    return (np.asarray(boxes, dtype=np.float32).reshape(-1, 4),
+            np.asarray(class_ids, dtype=np.int32).reshape(-1))
+
+
+def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
+    """Check an `{"image_size": [...], "annotations": [...]}` object; the checks are
+    independent so every fault is reported, and boxes overshooting the image by at most a
+    pixel are clipped (a warning)."""
+    parsed = ParsedAnnotation()
+    if not isinstance(document, dict):
+        parsed.problems.append("must hold one JSON object, e.g. " + EXAMPLE)
+        return parsed
+    missing = [key for key in REQUIRED_KEYS[1:] if key not in document]
+    if missing:
+        parsed.problems.append(f"is missing the key(s) {', '.join(missing)}")
+        return parsed
+    size = _image_size(document["image_size"], parsed.problems)
+    boxes = _boxes(document["annotations"], num_classes, parsed.problems)
+    if size is None or boxes is None:
+        return parsed
+    parsed.width, parsed.height = size
+    names = [f"annotation {i}" for i in range(len(boxes[0]))]
+    parsed.boxes, parsed.warnings, errors = fit_boxes(boxes[0], *size, names)
+    parsed.problems.extend(errors)
+    parsed.class_ids = boxes[1]
+    return parsed
+
+
+def _image_path(file: Any, images: Boundary, problems: list[str],
+                absent_ok: bool = False) -> Path | None:
+    """The image the annotation names, refusing paths that leave the image channel (by
+    `..` or through a symbolic link) and files that are not regular; an absent image is a
+    problem unless `absent_ok` (None then, and no problem added)."""
+    image_dir = images.folder
+    if not isinstance(file, str) or not file.strip():
+        problems.append(f"\"file\" must be the image's path relative to the image channel, "
+                        f"got {shown(file)}")
+        return None
+    if PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute():
+        problems.append(f"\"file\" {shown(file)} is an absolute path; give the path relative "
+                        f"to the image channel {image_dir}")
+        return None
+    relative = os.path.normpath(file.replace("\\", "/"))
+    if relative == ".." or relative.startswith("../"):
+        problems.append(f"\"file\" {shown(file)} points outside the image channel {image_dir}; "
+                        f"give a path inside it")
+        return None
+    path = image_dir / relative
+    try:
+        checked_file(path, images)
+    except (FileNotFoundError, NotADirectoryError):
+        if not absent_ok:
+            problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
+                            f"{image_dir}")
+        return None
+    except RefusedFile as refusal:
+        problems.append(f"\"file\" {shown(file)} {refusal}")
+        return None
+    except (OSError, ValueError) as error:  # a name too long, a NUL byte
+        reason = getattr(error, "strerror", None) or str(error)
+        problems.append(f"\"file\" {shown(file)} is not a usable file name ({reason}); give "
+                        f"the image's path relative to the image channel {image_dir}")
+        return None
+    return path
+
+
+def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
+    if categories is None:
+        return {}
+    names: dict[int, str] = {}
+    if not isinstance(categories, list):
+        problems.append("\"categories\" must be a list of {\"class_id\", \"name\"} objects")
+        return names
+    for index, category in enumerate(categories):
+        if (not isinstance(category, dict) or not is_integer(category.get("class_id"))
+                or not isinstance(category.get("name"), str)):
+            problems.append(f"category {index} must be {{\"class_id\": <integer>, "
+                            f"\"name\": <string>}}, got {shown(category)}")
+            continue
+        names[int(category["class_id"])] = category["name"]
+    return names
+
+
+def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
+    """The file's JSON value, or what is wrong with it (a link leaving the channel, not a
+    regular file, unreadable, not UTF-8, not JSON, too deep, numbers no float holds, lone
+    surrogates)."""
+    try:
+        return parse_json(read_file(path, annotations)), None
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror})"
+    except (RefusedFile, BadJSON) as problem:
+        return None, str(problem)
+
+
+def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
+    """Header (and optionally pixel) checks of the annotated image (`_image_path` checked
+    where it leads); its problems and warnings go to the annotation file's entry."""
+    try:
+        data = read_file(path)
+        header = inspect_bytes(data)
+        if thorough:
+            decode(data)
+    except OSError as error:
+        parsed.problems.append(f"image {path.name} cannot be read ({error.strerror})")
+        return
+    except (RefusedFile, BadImage) as error:
+        parsed.problems.append(f"image {path.name} {error}")
+        return
+    if (header.width, header.height) != (parsed.width, parsed.height):
+        parsed.warnings.append(f"image_size {parsed.width}x{parsed.height} differs from the "
+                               f"image {path.name} ({header.width}x{header.height}); boxes are "
+                               f"scaled to the image")
+
+
+class _PairReader:
+    """Reads the annotation files of a channel pair one at a time, remembering what the files
+    read so far claimed: the image each annotates (one annotation per image) and the name each
+    class id was given first (one name per class)."""
+
+    def __init__(self, image_dir: Path, annotation_dir: Path, context: ReadContext,
+                 images_elsewhere: bool):
+        self.image_dir, self.annotation_dir = image_dir, annotation_dir
+        self.context, self.images_elsewhere = context, images_elsewhere
+        self.images = Boundary(image_dir, "the image channel")
+        self.annotations = Boundary(annotation_dir, f"the {annotation_dir.name} channel")
+        self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
+        self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return {class_id: name for class_id, (name, _) in sorted(self.names.items())}
+
+    def read(self, path: Path) -> Sample | None:
+        """The sample of one annotation file, or None (its problems in the report)."""
+        report = self.context.report
+        origin = f"{self.annotation_dir.name}/{path.relative_to(self.annotation_dir).as_posix()}"
+        document, fault = _load(path, self.annotations)
+        if fault:
+            report.error(origin, fault)
+            return None
+        if not isinstance(document, dict) or "file" not in document:
+            missing = "file" if isinstance(document, dict) else "a JSON object"
+            report.error(origin, f"is missing the key(s) {missing}; every file needs "
+                                 f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
+            return None
+        parsed = parse_annotation(document, self.context.num_classes)
+        before = len(parsed.problems)
+        image_path = _image_path(document["file"], self.images, parsed.problems,
+                                 self.images_elsewhere)
+        on_other_host = image_path is None and len(parsed.problems) == before
+        categories = _categories(document.get("categories"), parsed.problems)
+        if image_path is not None and image_path in self.claimed:
+            parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
+                                   f"{self.claimed[image_path]}; keep one annotation per image")
+        if image_path is not None and not parsed.problems:
+            _check_image(image_path, parsed, self.context.thorough)
+        report.examined()
+        for class_id, class_name in sorted(categories.items()):
+            first = self.names.setdefault(class_id, (class_name, origin))
+            if first[0] != class_name:
+                parsed.problems.append(f"category name {shown(class_name)} for class_id "
+                                       f"{class_id} conflicts with {shown(first[0])} in "
+                                       f"{first[1]}; use one name per class")
+        if on_other_host:  # its class names still count: every host exports the same
+            report.elsewhere += 1
+            return None
+        for warning in parsed.warnings:
+            report.warn(origin, warning)
+        if image_path is not None:
+            self.claimed.setdefault(image_path, origin)
+        for problem in parsed.problems:
+            report.error(origin, problem)
+        if parsed.problems:
+            return None
+        assert image_path is not None  # without one, it was elsewhere or a problem said why
+        relative = image_path.relative_to(self.image_dir).as_posix()
+        return Sample(origin=f"{self.image_dir.name}/{relative}", image=image_path,
+                      boxes=normalised(parsed.boxes, parsed.width, parsed.height),
+                      class_ids=parsed.class_ids)
+
+
+def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[Path, str],
+                      report: ChannelReport) -> int:
+    """Warn of every image no annotation file claimed (left out); how many."""
+    unannotated = sorted(path for path in image_dir.rglob("*")
+                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
+                         and path.is_file()) if image_dir.is_dir() else []
+    for path in unannotated:
+        relative = path.relative_to(image_dir).as_posix()
+        report.warn(f"{image_dir.name}/{relative}",
+                    f"has no annotation file (expected e.g. {annotation_dir.name}/"
+                    f"{PurePosixPath(relative).with_suffix('.json')}); left out")
+    return len(unannotated)
+
+
+def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadContext,
+                           images_elsewhere: bool = False) -> FileChannel:
+    """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
+    of the images in `image_dir`, class names from the files' `categories`. Invalid files are
+    reported, not raised: the caller decides with `report.check()`. `thorough` also decodes
+    every image (validate-data).
+    `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
+    annotations are not, so an annotation whose image is absent is another host's: skipped
+    and counted, not an error (its host checks it)."""
+    image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
+    report = context.report
+    files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
+    if not files:
+        raise ClientError(
+            f"The {annotation_dir.name} channel ({annotation_dir}) holds no JSON annotation "
+            f"files; it needs one <image basename>.json per image of the {image_dir.name} "
+            f"channel, e.g. {EXAMPLE}"
+        )
+    reader = _PairReader(image_dir, annotation_dir, context, images_elsewhere)
+    samples = [sample for path in files if (sample := reader.read(path)) is not None]
+    unannotated = _warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
+    report.found = len(files) + unannotated
+    report.used = len(samples)
+    report.skipped = unannotated + report.elsewhere
+    return FileChannel(samples, reader.class_names, report)
+
+
+class ImageFormat:
+    """Images with one JSON annotation each in the `<channel>_annotation` channel, File mode."""
+
+    kind = KIND
+    streams = False
+    readme_row = ("images + one JSON annotation per image",
+                  "`ContentType` `image/jpeg`, `image/png` or `application/x-image`, plus a "
+                  "`<channel>_annotation` channel", "File")
+    declaration = ("image/jpeg, image/png or application/x-image (images with a "
+                   "'{channel}_annotation' channel of JSON files)")
+    content_types = frozenset({"application/x-image", "image/jpeg", "image/png", "image/jpg"})
+
+    def claims(self, config: ChannelConfig) -> bool:
+        return not config.attribute_names and media_type(config) in self.content_types
+
+    def check(self, channels: Mapping[str, ChannelConfig], name: str) -> None:
+        annotation = f"{name}_annotation"
+        if annotation not in channels:
+            raise ClientError(
+                f"Channel '{name}' holds images, so the '{annotation}' channel with one JSON "
+                f"annotation per image is required; it is missing from the job's channels "
+                f"({', '.join(sorted(channels))}).")
+
+    def read_files(self, request: ChannelRead) -> FileChannel:
+        annotation = f"{request.name}_annotation"
+        return read_annotated_channel(
+            request.directory, request.paths.channel_dir(annotation), request.context(KIND),
+            images_elsewhere=request.hosts > 1
+            and request.config.distribution == SHARDED_BY_S3_KEY
+            and request.channels[annotation].distribution == FULLY_REPLICATED)
+
+    def stream_parser(self, request: ChannelRead) -> Parser:
+        raise NotImplementedError("image + JSON channels need File mode (streams is False)")
+
+
+FORMAT = ImageFormat()
