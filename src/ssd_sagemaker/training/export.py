@@ -44,18 +44,15 @@ def exported_classes(num_classes: int, data: TrainingData,
 def export_model(net: gluon.HybridBlock, model_dir: Path, info: ModelInfo,
                  hyperparameters: Mapping[str, Any], data: TrainingData, int8: bool) -> None:
     """Write the artifact (inference graph on the CPU) for `info` (its classes as known at
-    start, renamed by the data's final names), then the INT8 network when `int8`."""
+    start, renamed by the data's final names), then, when `int8`, calibrate the exported
+    network on a sample of the data and add its INT8 form."""
     net.collect_params().reset_ctx(mx.cpu())
     info = replace(info, classes=exported_classes(info.num_classes, data, info.classes))
     files = save_artifact(net, model_dir, info, hyperparameters)
     LOG.info("model artifact written: %s", ", ".join(str(f) for f in files))
-    if int8:
-        _add_int8_network(model_dir, info.image_shape, data)
-
-
-def _add_int8_network(model_dir: Path, image_shape: int, data: TrainingData) -> None:
-    """Calibrate the exported network on a sample of the data and add its INT8 form."""
-    batches = list(data.calibration_batches(validation_transform(image_shape),
+    if not int8:
+        return
+    batches = list(data.calibration_batches(validation_transform(info.image_shape),
                                             CALIBRATION_BATCH, CALIBRATION_IMAGES))
     images = np.concatenate([batch[0].asnumpy() for batch in batches])
     labels = [label for batch in batches for label in batch[1].asnumpy()]

@@ -88,7 +88,6 @@ def run_training(job: TrainingJob, contexts: Sequence[mx.Context], kv_store: str
                                 hp.num_training_samples, hp.mini_batch_size, hp.epochs)
     network = NetworkPlan(hp.base_network, hp.image_shape, hp.freeze_layer_pattern,
                           hp.nms_threshold, hp.nms_topk)
-    reporter = reporter or MetricReporter(job.resources.current_host)
     dist_store = mx.kv.create(kv_store) if cluster is not None else None
     workers, rank = (dist_store.num_workers, dist_store.rank) if dist_store is not None else (1, 0)
     # dist_sync: the servers sum the gradients of this many workers into one update
@@ -127,9 +126,10 @@ def run_training(job: TrainingJob, contexts: Sequence[mx.Context], kv_store: str
             initialise_kvstore(trainer)
         transforms = (training_transform(hp.image_shape, anchors, hp.augmentation),
                       validation_transform(hp.image_shape))
-        loop = EpochLoop(hp, learner, data, transforms,
-                         RunPlan(start_epoch, hp.epochs, validates=is_master,
-                                 settings=job.settings),
+        reporter = reporter or MetricReporter(job.resources.current_host)
+        loop = EpochLoop(learner, data, transforms,
+                         RunPlan(start_epoch, hp.epochs, hp.mini_batch_size, hp.overlap_threshold,
+                                 validates=is_master, settings=job.settings),
                          state, reporter, cluster, should_stop, tensorboard)
         epochs_run = loop.run()
         state.restore_best(learner, epochs_run)

@@ -8,6 +8,7 @@ import pytest
 
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.training import epochs, export, schedule
 
 
@@ -36,8 +37,7 @@ def test_out_of_memory_is_recognised_and_explained():
                                "cudaMalloc retry failed: out of memory")
     assert epochs._is_out_of_memory(error)
     assert not epochs._is_out_of_memory(mx.base.MXNetError("Shape inconsistent"))
-    message = str(epochs._out_of_memory_error(_hp(mini_batch_size="64", image_shape="512",
-                                                   base_network="resnet-50"),
+    message = str(epochs._out_of_memory_error(NetworkIdentity("resnet-50", 512, 2), 64,
                                                [mx.gpu(0), mx.gpu(1)]))
     for fragment in ("resnet-50", "image_shape=512", "mini_batch_size=64", "2 device(s)",
                      "32 images each"):
