@@ -6,6 +6,7 @@ import logging
 import mxnet as mx
 import pytest
 
+from plans import optimization
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
 from ssd_sagemaker.model.identity import NetworkIdentity
@@ -23,12 +24,12 @@ def test_class_names_fill_the_gaps():
 def test_batch_larger_than_the_data_is_refused():
     with pytest.raises(ClientError,
                        match="mini_batch_size=32 is larger than the 5 training images"):
-        schedule.check_batch_size(_hp(), 5)
+        schedule.check_batch_size(optimization(_hp()), 5)
 
 
 def test_sample_count_disagreement_warns_with_both_numbers(caplog):
     with caplog.at_level(logging.WARNING):
-        schedule.check_batch_size(_hp(mini_batch_size="2"), 7)
+        schedule.check_batch_size(optimization(_hp(mini_batch_size="2")), 7)
     assert "num_training_samples=10 but the train channel has 7 images" in caplog.text
 
 
