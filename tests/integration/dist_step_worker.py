@@ -11,7 +11,7 @@ from ssd_sagemaker.metrics import MetricReporter
 from ssd_sagemaker.model.network import build_network
 from ssd_sagemaker.training.distributed import initialise_kvstore
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
-from ssd_sagemaker.training.trainer import UPDATE_ON_KVSTORE
+from ssd_sagemaker.training.schedule import UPDATE_ON_KVSTORE
 
 
 def main(weights: str, batch_file: str, output: str) -> None:

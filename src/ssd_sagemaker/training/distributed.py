@@ -5,6 +5,7 @@ variables tell each role where the scheduler is and how many of each role to exp
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import logging
@@ -15,7 +16,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,3 +295,24 @@ class DistributedJob:
                                f"({self.cluster.resources.current_host}) stopped with it.")
         end_job_at_once(error, self._output_dir, functools.partial(self._roles.stop, grace=0.0),
                         exit_code=1)
+
+
+@contextlib.contextmanager
+def distributed_job(kv_store: str | None, resources: ResourceConfig, settings: TrainingSettings,
+                    output_dir: Path) -> Iterator[DistributedJob | None]:
+    """Around training: this host's part of a multi-host job for a `dist_*` kvstore, None (one
+    host, nothing to coordinate) for any other."""
+    if kv_store is None or not kv_store.startswith("dist"):
+        yield None
+        return
+    with DistributedJob(make_cluster(resources, kv_store, settings), output_dir,
+                        settings.join_timeout) as job:
+        yield job
+
+
+def release_kvstore(net: Any) -> None:
+    """Let the distributed kvstore be freed now (after `del` of the trainer): its destructor is
+    ps-lite's finalisation barrier, which ends every worker, server and the scheduler
+    together. Parameters keep a reference to their Trainer, which holds the kvstore."""
+    for param in net.collect_params().values():
+        param._set_trainer(None)  # MXNet 1.x has no public way to detach a Trainer

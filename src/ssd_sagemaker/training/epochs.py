@@ -15,8 +15,8 @@ from ssd_sagemaker.data.channels import TrainingData
 from ssd_sagemaker.environment import TrainingSettings
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.evaluation import DetectionMAP, MeanAveragePrecision
-from ssd_sagemaker.hyperparameters import Hyperparameters
 from ssd_sagemaker.metrics import MetricReporter
+from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.progress import draws_bar
 from ssd_sagemaker.training.distributed import DistributedJob
 from ssd_sagemaker.training.interruption import TrainingInterrupted, stop_signal
@@ -33,43 +33,48 @@ def _is_out_of_memory(error: Exception) -> bool:
     return "out of memory" in text or "cudamalloc" in text or "cudaerrormemoryallocation" in text
 
 
-def _out_of_memory_error(hp: Hyperparameters, contexts: Sequence[mx.Context]) -> ClientError:
+def _out_of_memory_error(network: NetworkIdentity, batch_size: int,
+                         contexts: Sequence[mx.Context]) -> ClientError:
     return ClientError(
-        f"Out of device memory training {hp.base_network} at image_shape={hp.image_shape} with "
-        f"mini_batch_size={hp.mini_batch_size} on {len(contexts)} device(s) "
-        f"({hp.mini_batch_size / len(contexts):g} images each). Lower mini_batch_size or "
-        f"image_shape, or use an instance with more GPU memory."
+        f"Out of device memory training {network.base_network} at "
+        f"image_shape={network.image_shape} with mini_batch_size={batch_size} on "
+        f"{len(contexts)} device(s) ({batch_size / len(contexts):g} images each). Lower "
+        f"mini_batch_size or image_shape, or use an instance with more GPU memory."
     )
 
 
 @dataclass(frozen=True)
 class RunPlan:
     """Which epochs this host runs: from `start_epoch` (0, or where a checkpoint left off)
-    to before `epochs`; `validates` is False on workers other than the master; `settings`:
-    the job's progress output and watchdog limit, read at start."""
+    to before `epochs`, in batches of `batch_size`; `validates` is False on workers other than
+    the master, and a detection counts as found at `overlap_threshold` (IoU) in validation;
+    `settings`: the job's progress output and watchdog limit, read at start."""
 
     start_epoch: int
     epochs: int
+    batch_size: int
+    overlap_threshold: float = 0.5
     validates: bool = True
     settings: TrainingSettings = TrainingSettings()
 
 
 class EpochLoop:
-    """The epochs of one run (set up by `trainer.run_training`, after resuming `state`)."""
+    """The epochs of one run (set up by `trainer.run_training`, after resuming `state`, whose
+    `network` names what is trained)."""
 
-    def __init__(self, hp: Hyperparameters, learner: Learner, data: TrainingData,
+    def __init__(self, learner: Learner, data: TrainingData,
                  transforms: tuple[Callable, Callable], plan: RunPlan, state: TrainingState,
                  reporter: MetricReporter, job: DistributedJob | None = None,
                  should_stop: Callable[[], bool] | None = None,
                  tensorboard: TensorBoardLog | None = None):
-        self.hp, self.learner, self.data, self.plan, self.state = hp, learner, data, plan, state
+        self.learner, self.data, self.plan, self.state = learner, data, plan, state
         self.train_transform, self.val_transform = transforms
         self.reporter, self.job, self.should_stop = reporter, job, should_stop
         self.tensorboard = tensorboard
-        self.metric = DetectionMAP(iou_threshold=hp.overlap_threshold)
         pipe_mode = data.train.local_count is None  # a stream of unknown length
         self.watchdog = Watchdog(progress_timeout(pipe_mode, plan.settings), pipe_mode)
         self.draw_bar = draws_bar(plan.settings)
+        self.metric = DetectionMAP(iou_threshold=plan.overlap_threshold)
 
     def run(self) -> int:
         """Epochs from the plan's start until its end or an early stop; the epochs run in all.
@@ -101,7 +106,7 @@ class EpochLoop:
         return epoch + 1 if end > start else start
 
     def _train(self, epoch: int) -> EpochResult:
-        batches = self.data.train_batches(epoch, self.train_transform, self.hp.mini_batch_size)
+        batches = self.data.train_batches(epoch, self.train_transform, self.plan.batch_size)
         try:
             with self.watchdog.watching(f"training epoch {epoch}") as beat:
                 return train_one_epoch(self.learner, batches, epoch, self.reporter,
@@ -111,7 +116,8 @@ class EpochLoop:
             raise
         except mx.base.MXNetError as error:
             if _is_out_of_memory(error):
-                raise _out_of_memory_error(self.hp, self.learner.contexts) from None
+                raise _out_of_memory_error(self.state.network, self.plan.batch_size,
+                                           self.learner.contexts) from None
             raise
 
     def _validate(self, epoch: int, result: EpochResult) -> MeanAveragePrecision | None:
@@ -126,7 +132,7 @@ class EpochLoop:
             return None
         with self.watchdog.watching(f"validation after epoch {epoch}") as beat:
             maps = validate(self.learner.net, self.data.validation_batches(
-                self.val_transform, self.hp.mini_batch_size), self.learner.contexts,
+                self.val_transform, self.plan.batch_size), self.learner.contexts,
                 self.metric, on_batch=beat)
         if not math.isfinite(maps.voc07):
             LOG.warning("epoch %d: mAP is undefined (no ground-truth boxes?); counted as 0", epoch)
@@ -140,7 +146,8 @@ class EpochLoop:
 
     def _class_names(self) -> list[str]:
         names = self.data.class_names
-        return [names.get(class_id, str(class_id)) for class_id in range(self.hp.num_classes)]
+        return [names.get(class_id, str(class_id))
+                for class_id in range(self.state.network.num_classes)]
 
     def _per_class(self, maps: MeanAveragePrecision) -> dict[str, float]:
         """Each class's VOC07 AP by name (classes without ground truth have none)."""
@@ -152,7 +159,8 @@ class EpochLoop:
         assert self.tensorboard is not None
         self.tensorboard.epoch(row)
         if validated:  # the network is in inference mode (validate hybridized it so)
-            self.tensorboard.detections(row["epoch"], self.learner.net, self.hp.image_shape,
+            self.tensorboard.detections(row["epoch"], self.learner.net,
+                                        self.state.network.image_shape,
                                         self.learner.contexts[0], self._class_names())
 
     def _row(self, epoch: int, result: EpochResult,

@@ -5,6 +5,7 @@ them out of one, so a new resumable part is one entry in `TrainingState.parts`."
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -13,6 +14,8 @@ from ssd_sagemaker.model.identity import NetworkIdentity
 from ssd_sagemaker.training.checkpoint import Checkpointer, CheckpointState
 from ssd_sagemaker.training.early_stopping import EarlyStopping
 from ssd_sagemaker.training.loop import Learner
+
+LOG = logging.getLogger(__name__)
 
 
 class Resumable(Protocol):
@@ -50,6 +53,16 @@ class TrainingState:
         for name, part in self.parts.items():
             part.load_state_dict(getattr(saved, name))
         return saved.next_epoch
+
+    def restore_best(self, learner: Learner, epochs_run: int) -> None:
+        """Put the best epoch's weights back into the learner's network when an earlier epoch
+        than the last was the best (so the best is what gets exported)."""
+        best = self.stopping.best_epoch
+        if best is not None and best != epochs_run - 1:
+            LOG.info("exporting the best epoch %d (mAP %.4f), not the last", best,
+                     self.stopping.best_map)
+            learner.net.load_parameters(str(self.checkpointer.best_weights),
+                                        ctx=learner.contexts)
 
     def save(self, learner: Learner, next_epoch: int, interrupted_in: int | None = None) -> None:
         """A checkpoint to resume at `next_epoch` (`interrupted_in`: saved mid-epoch)."""

@@ -19,7 +19,6 @@ import numpy as np
 
 from ssd_sagemaker.data.channels import TrainingData
 from ssd_sagemaker.data.loading.batch_work import load
-from ssd_sagemaker.job import TrainingJob
 from ssd_sagemaker.serving.predictor import network_detections
 from ssd_sagemaker.serving.rendering import draw_detections
 
@@ -89,22 +88,21 @@ class _NoWriter:
         return lambda *args, **kwargs: None
 
 
-def _pictured(env: TrainingJob, data: TrainingData) -> list[tuple[str, np.ndarray]]:
-    """The first validation images of a File-mode channel (a Pipe-mode stream is read once per
-    epoch by validation alone: none)."""
-    config = env.channels.get("validation")
-    if data.validation is None or config is None or config.input_mode != "File":
+def _pictured(data: TrainingData) -> list[tuple[str, np.ndarray]]:
+    """The first validation images (of a File-mode channel: the caller says)."""
+    if data.validation is None:
         return []
     samples = itertools.islice(data.validation.validation_pass(), PICTURED_IMAGES)
     return [(Path(sample.origin).stem, load(sample)[0]) for sample in samples]
 
 
-def open_tensorboard(env: TrainingJob, data: TrainingData) -> TensorBoardLog | None:
-    """The run's TensorBoard log on the master host, or None (another host, or the folder
-    cannot be written: one warning)."""
-    if not env.resources.is_master:
-        return None
-    folder = env.paths.output_dir / TENSORBOARD_FOLDER
+def open_tensorboard(output_dir: Path, data: TrainingData,
+                     picture_validation: bool) -> TensorBoardLog | None:
+    """The run's TensorBoard log in `output_dir/tensorboard` (for the master host), or None:
+    the folder cannot be written (one warning). `picture_validation`: the validation channel
+    is read in File mode (a Pipe-mode stream is read once per epoch by validation alone), so
+    its first images are drawn with each epoch's detections."""
+    folder = output_dir / TENSORBOARD_FOLDER
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -115,7 +113,7 @@ def open_tensorboard(env: TrainingJob, data: TrainingData) -> TensorBoardLog | N
                     error.strerror or error)
         return None
     LOG.info("TensorBoard events in %s", folder)
-    return TensorBoardLog(writer, _pictured(env, data))
+    return TensorBoardLog(writer, _pictured(data) if picture_validation else [])
 
 
 class EventWriter:

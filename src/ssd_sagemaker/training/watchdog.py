@@ -106,3 +106,15 @@ class Watchdog:
             f"{waiting_for(frame)}. Check that the data keeps arriving (in Pipe mode SageMaker "
             f"streams each pass of a channel through a FIFO) and that the instance is not "
             f"out of memory; {self._limit}, raise it if batches are legitimately this slow.")
+
+
+@contextlib.contextmanager
+def start_up_watch(pipe_mode: bool, settings: TrainingSettings) -> Iterator[None]:
+    """Around reading the training data: in Pipe mode under the watchdog, since the first
+    samples are read then and a FIFO that never opens or stays silent would hang the job."""
+    if not pipe_mode:
+        yield
+        return
+    watchdog = Watchdog(progress_timeout(True, settings), pipe_mode=True)
+    with watchdog.watching("start-up, reading the first samples of the Pipe-mode channels"):
+        yield

@@ -184,7 +184,8 @@ def test_pipe_stream_shorter_than_declared_warns_with_the_schedule_effect(tmp_pa
     would come after 16.7 epochs, i.e. never within 10 epochs; the first pass says so."""
     from functools import partial
 
-    from ssd_sagemaker.training.trainer import warn_stream_count
+    from plans import optimization
+    from ssd_sagemaker.training.schedule import warn_stream_count
 
     paths = Paths(tmp_path)
     paths.data_dir.mkdir(parents=True)
@@ -193,7 +194,7 @@ def test_pipe_stream_shorter_than_declared_warns_with_the_schedule_effect(tmp_pa
         hp = _hp(100, mini_batch_size="2", lr_scheduler_step="1", epochs="10")
         channels = {"train": ChannelConfig("train", "application/x-recordio", "Pipe")}
         data = read_training_data(paths, channels, hp)
-        data.watch_stream_count(partial(warn_stream_count, hp))
+        data.watch_stream_count(partial(warn_stream_count, optimization(hp)))
         for epoch in range(2):
             rng = np.random.default_rng(epoch)
             assert len(list(data.train.training_pass(data.samples_per_epoch(2), 2, rng))) == 6
@@ -216,7 +217,7 @@ def test_class_names_found_while_streaming_reach_the_export(tmp_path: Path) -> N
 
     from planting import jpeg
     from ssd_sagemaker.data.loading.pipe import PEEK
-    from ssd_sagemaker.training.trainer import class_names, exported_classes
+    from ssd_sagemaker.training.export import class_names, exported_classes
 
     names = ["circle", "square", "triangle"]
     records = []
@@ -270,13 +271,14 @@ def test_sharded_host_with_fewer_images_than_a_batch_repeats_them(tmp_path: Path
     """ShardedByS3Key gave host 0 one image of 6, mini_batch_size=4: its epoch is one batch of
     4 (ceil(6 / 2) rounded up to a batch) made of repeats, as on host 1, instead of refusing
     mini_batch_size as larger than the channel."""
-    from ssd_sagemaker.training.trainer import _check_batch_size
+    from plans import optimization
+    from ssd_sagemaker.training.schedule import check_batch_size
 
     hp = _hp(6, mini_batch_size="4")
     for index, (paths, channels) in enumerate(sharded_by_key_layout(tmp_path, (1, 5))):
         data = read_training_data(paths, channels, hp, Shard(index, 2))
         assert data.num_train_images == 6  # the declared count: a shard cannot see the rest
-        _check_batch_size(hp, data.num_train_images)
+        check_batch_size(optimization(hp), data.num_train_images)
         epoch = list(data.train.training_pass(data.samples_per_epoch(4), 4,
                                               np.random.default_rng(0)))
         assert len(epoch) == 4

@@ -100,3 +100,22 @@ def test_a_host_without_metrics_files_keeps_its_rows_and_writes_nothing(tmp_path
     log.record(ROWS[0])
     log.write()
     assert log.state_dict() == [ROWS[0]] and list(tmp_path.iterdir()) == []
+
+
+def test_the_best_epochs_weights_come_back_when_a_later_epoch_was_worse(tmp_path):
+    state, learner = _state(tmp_path), _learner(0)
+    state.stopping.update(0, 0.5)
+    state.checkpointer.save_best(learner.net)
+    best = learner.net.weight.data().asnumpy().copy()
+    state.stopping.update(1, 0.25)
+    learner.net.weight.set_data(mx.nd.zeros((3, 4)))
+    state.restore_best(learner, epochs_run=2)
+    np.testing.assert_array_equal(learner.net.weight.data().asnumpy(), best)
+
+
+def test_the_last_epoch_is_kept_when_it_was_the_best(tmp_path):
+    state, learner = _state(tmp_path), _learner(0)
+    state.stopping.update(0, 0.5)
+    learner.net.weight.set_data(mx.nd.zeros((3, 4)))
+    state.restore_best(learner, epochs_run=1)  # no best-weights file needed: nothing is loaded
+    assert not learner.net.weight.data().asnumpy().any()

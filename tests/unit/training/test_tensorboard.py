@@ -7,9 +7,6 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboardX import SummaryWriter
 
-from ssd_sagemaker.environment import Paths
-from ssd_sagemaker.hyperparameters import parse_hyperparameters
-from ssd_sagemaker.job import TrainingJob
 from ssd_sagemaker.training.tensorboard import TensorBoardLog, open_tensorboard
 
 
@@ -41,10 +38,8 @@ def test_tensorboard_reads_back_every_scalar_of_every_epoch(tmp_path):
 def test_an_unwritable_folder_turns_the_events_off_with_one_warning(tmp_path, caplog):
     (tmp_path / "output").mkdir()
     (tmp_path / "output" / "tensorboard").write_text("a file where the folder should be")
-    job = TrainingJob(Paths(tmp_path), parse_hyperparameters(
-        {"num_classes": "3", "num_training_samples": "4"}))
     with caplog.at_level(logging.WARNING):
-        assert open_tensorboard(job, None) is None
+        assert open_tensorboard(tmp_path / "output", None, picture_validation=False) is None
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no TensorBoard events: cannot write" in warnings[0]
     assert str(tmp_path / "output" / "tensorboard") in warnings[0]

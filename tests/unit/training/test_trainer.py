@@ -1,14 +1,16 @@
-"""trainer.py's own decisions: class names, batch-size and sample-count checks, and the
-out-of-memory message."""
+"""The decisions the wiring relies on: class names (export.py), batch-size and sample-count
+checks (schedule.py), and the out-of-memory message (epochs.py)."""
 
 import logging
 
 import mxnet as mx
 import pytest
 
+from plans import optimization
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.hyperparameters import parse_hyperparameters
-from ssd_sagemaker.training import epochs, trainer
+from ssd_sagemaker.model.identity import NetworkIdentity
+from ssd_sagemaker.training import epochs, export, schedule
 
 
 def _hp(**values):
@@ -16,18 +18,18 @@ def _hp(**values):
 
 
 def test_class_names_fill_the_gaps():
-    assert trainer.class_names(3, {1: "dog"}) == ("class_0", "dog", "class_2")
+    assert export.class_names(3, {1: "dog"}) == ("class_0", "dog", "class_2")
 
 
 def test_batch_larger_than_the_data_is_refused():
     with pytest.raises(ClientError,
                        match="mini_batch_size=32 is larger than the 5 training images"):
-        trainer._check_batch_size(_hp(), 5)
+        schedule.check_batch_size(optimization(_hp()), 5)
 
 
 def test_sample_count_disagreement_warns_with_both_numbers(caplog):
     with caplog.at_level(logging.WARNING):
-        trainer._check_batch_size(_hp(mini_batch_size="2"), 7)
+        schedule.check_batch_size(optimization(_hp(mini_batch_size="2")), 7)
     assert "num_training_samples=10 but the train channel has 7 images" in caplog.text
 
 
@@ -36,8 +38,7 @@ def test_out_of_memory_is_recognised_and_explained():
                                "cudaMalloc retry failed: out of memory")
     assert epochs._is_out_of_memory(error)
     assert not epochs._is_out_of_memory(mx.base.MXNetError("Shape inconsistent"))
-    message = str(epochs._out_of_memory_error(_hp(mini_batch_size="64", image_shape="512",
-                                                   base_network="resnet-50"),
+    message = str(epochs._out_of_memory_error(NetworkIdentity("resnet-50", 512, 2), 64,
                                                [mx.gpu(0), mx.gpu(1)]))
     for fragment in ("resnet-50", "image_shape=512", "mini_batch_size=64", "2 device(s)",
                      "32 images each"):
