@@ -49,8 +49,8 @@ def main() -> None:
     whole = predictor.detect(mosaic.image)
     whole_seconds = time.monotonic() - started
     started = time.monotonic()
-    tiled = detect_tiled(predictor, mosaic.image, args.tile, args.overlap,
-                         DetectionLimits().score_threshold)
+    tiled = detect_tiled(predictor, mosaic.image,
+                         DetectionLimits(tile=args.tile, tile_overlap=args.overlap))
     tiled_seconds = time.monotonic() - started
     labels, size = mosaic.labels, (width, height)
     results = {
