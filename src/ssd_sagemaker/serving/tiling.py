@@ -127,16 +127,23 @@ def _cluster(rows: np.ndarray, cut: np.ndarray, index: int, candidates: np.ndarr
     return np.union1d(candidates[(iou >= nms_threshold) | fragment], [index])
 
 
-def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float) -> list[list[float]]:
+def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float,
+          most: int | None = None) -> list[list[float]]:
     """Class-aware greedy NMS over the whole image, best score first; each cluster keeps its
     best score. When the best box touches a seam and its cluster holds a box that does not
     (from the tile that held the object whole), the cluster takes that box's coordinates and
-    its duplicates too (the fragments on its other sides)."""
+    its duplicates too (the fragments on its other sides).
+
+    Stops after `most` clusters (the answer's max_detections): clusters come out best score
+    first and each depends only on those before it, so the first `most` are the same, and the
+    work is `most` passes over the rows instead of one per row (130 tiles of 100 rows: 3.2 s)."""
     order = np.argsort(-rows[:, 1], kind="stable")
     rows, cut = rows[order], cut[order]
     free = np.ones(len(rows), dtype=bool)
-    merged = []
+    merged: list[list[float]] = []
     for index in range(len(rows)):
+        if len(merged) == most:
+            break
         if not free[index]:
             continue
         same = np.flatnonzero(free & (rows[:, 0] == rows[index, 0]))
@@ -184,4 +191,4 @@ def detect_tiled(predictor: Predictor, image: np.ndarray, limits: DetectionLimit
             found.append(image_rows)
             seams.append(cut)
     return merge(np.concatenate(found), np.concatenate(seams),
-                 min(predictor.info.nms_threshold, MERGE_IOU))
+                 min(predictor.info.nms_threshold, MERGE_IOU), limits.max_detections)

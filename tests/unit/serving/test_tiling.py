@@ -84,6 +84,22 @@ def test_merging_keeps_one_box_per_object_and_the_whole_one_over_a_fragment():
                       pytest.approx([0, 0.70, 0.10, 0.10, 0.20, 0.20])]
 
 
+def test_merging_stops_after_the_clusters_an_answer_keeps_with_the_same_first_ones():
+    # 130 tiles of 100 rows, as an untrained network gives them: merging all took 3.2 s
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 0.95, (13_000, 2))
+    rows = np.column_stack([rng.integers(0, 3, 13_000), rng.uniform(0, 1, 13_000), corners,
+                            corners + rng.uniform(0.005, 0.05, (13_000, 2))])
+    cut = rng.uniform(size=13_000) < 0.2
+    started = time.monotonic()
+    first = merge(rows, cut, 0.35, most=100)
+    assert time.monotonic() - started < 1.0
+    assert len(first) == 100
+    everything = merge(rows[:3000], cut[:3000], 0.35)  # all of it: seconds for 13,000 rows
+    assert len(everything) > 2000
+    assert merge(rows[:3000], cut[:3000], 0.35, most=100) == everything[:100]
+
+
 def test_objects_across_seams_are_found_once_and_whole_in_batches():
     # 900x600 with tiles of 300 at half overlap: seams at every 150 px; each square lies on one
     shapes = [(0, 130, 130, 60), (1, 440, 280, 50), (0, 700, 450, 80), (1, 30, 500, 40)]
