@@ -22,6 +22,7 @@ from cli_runner import run_cli
 from fitted_model import fit_detector, read_images, tensors
 from mosaic import make_mosaic, recall
 from serve_process import Server
+from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.tiling import detect_tiled
 
@@ -49,7 +50,7 @@ def test_the_whole_mosaic_loses_objects_and_tiles_answer_for_the_whole_mosaic(fi
     size = (width, height)
     alone = [row for part, offset in zip(mosaic.parts, mosaic.offsets)
              for row in mosaic.to_mosaic_rows(predictor.detect(part), part, offset)]
-    tiled = detect_tiled(predictor, mosaic.image, TILE, OVERLAP, 0.0)
+    tiled = detect_tiled(predictor, mosaic.image, DetectionLimits(tile=TILE, tile_overlap=OVERLAP))
     one_by_one = recall(alone, mosaic.labels, SCORE, size)
     assert one_by_one >= 0.8, one_by_one  # the detector detects
     whole = recall(predictor.detect(mosaic.image), mosaic.labels, SCORE, size)
@@ -86,7 +87,7 @@ def test_invocations_with_the_attribute_answer_what_predict_tile_writes(fitted, 
         assert written != whole  # the attribute changed what was found
         refused = invoke("tile=32,overlap=0.9")
         assert refused.status_code == 400
-        assert "tiles, above the limit of 100" in refused.json()["error"]
+        assert "tiles, above the limit of 256 (SSD_MAX_TILES)" in refused.json()["error"]
         bad = invoke("tile=320,overlap=2")
         assert bad.status_code == 400
         assert "tile_overlap='2' is invalid" in bad.json()["error"]

@@ -90,8 +90,9 @@ def invocation_response(predictor: Predictor, config: ServingConfig) -> Response
     if mimetype in BATCH_CONTENT_TYPES:
         line_format = batch_line_format(request.headers.get("Accept"), config.default_accept)
         body = _read_body(config)
-        rendered = run_before_deadline(request.environ.get(ENVIRON_KEY), lambda: answer_batch(
-            predictor, mimetype, body, config.max_image_pixels, limits, line_format))
+        clock = request.environ.get(ENVIRON_KEY)
+        rendered = run_before_deadline(clock, lambda: answer_batch(
+            predictor, mimetype, body, config.max_image_pixels, limits, line_format, clock))
         return Response(rendered, mimetype=JSON_LINES)
     if mimetype not in SUPPORTED_CONTENT_TYPES:
         declared = request.content_type or "no Content-Type"

@@ -9,7 +9,8 @@ one line per image, in order, each the single-image answer (with the line's `"id
 The answer is all or nothing: a bad line or record is refused naming it (400; an image the
 single-image rules refuse keeps its status, 413 or 415), and nothing is answered for the others.
 Images go through the network FORWARD_BATCH_IMAGES at a time, decoded just before, so a request
-holds the pixels of one forward batch at most.
+holds the pixels of one forward batch at most. With `tile` (the request's attribute or
+`SSD_TILE`, as batch transform sets it), each image is found in its tiles as a single image is.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import binascii
 import io
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +28,12 @@ import numpy as np
 
 from ssd_sagemaker.data.formats.recordio import RecordIOFormatError, iter_records, unpack
 from ssd_sagemaker.serving.config import DetectionLimits
+from ssd_sagemaker.serving.deadline import RequestClock
 from ssd_sagemaker.serving.negotiation import JSON_LINES, ResponseFormat
 from ssd_sagemaker.serving.pipeline import Detections, decode_image, select_detections
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import RequestError
+from ssd_sagemaker.serving.tiling import detect_tiled
 from ssd_sagemaker.user_json import shown
 
 RECORDIO = "application/x-recordio"
@@ -108,12 +112,32 @@ def batch_items(content_type: str, body: bytes) -> list[BatchItem]:
     return items
 
 
-def _decoded(item: BatchItem, max_pixels: int) -> np.ndarray:
-    """The item's pixels; a refusal names the item and keeps the single-image status."""
+@contextmanager
+def _naming(item: BatchItem) -> Iterator[None]:
+    """A refusal of the item's image names the item and keeps the single-image status."""
     try:
-        return decode_image(item.image, max_pixels)
+        yield
     except RequestError as error:
         raise RequestError(f"{item.where}: {error.message}", error.status) from None
+
+
+def _decoded(item: BatchItem, max_pixels: int) -> np.ndarray:
+    """The item's pixels (a refusal names the item)."""
+    with _naming(item):
+        return decode_image(item.image, max_pixels)
+
+
+def _found(predictor: Predictor, chunk: Sequence[BatchItem], images: list[np.ndarray],
+           limits: DetectionLimits, clock: RequestClock | None) -> list[list[list[float]]]:
+    """Each image's rows: the images through the network together, or, with `limits.tile`,
+    each in its tiles (which go through the network in batches of their own)."""
+    if not limits.tile:
+        return predictor.detect_batch(images)
+    found = []
+    for item, image in zip(chunk, images):
+        with _naming(item):
+            found.append(detect_tiled(predictor, image, limits, clock))
+    return found
 
 
 def _chunks(items: Sequence[BatchItem], size: int) -> Iterator[Sequence[BatchItem]]:
@@ -122,13 +146,15 @@ def _chunks(items: Sequence[BatchItem], size: int) -> Iterator[Sequence[BatchIte
 
 
 def detect_batch(predictor: Predictor, items: Sequence[BatchItem], max_pixels: int,
-                 limits: DetectionLimits) -> list[Detections]:
-    """Each item's detections, as `detect_in_bytes` gives them for the image alone. Only the
-    image's shape is kept (a batch answer draws nothing), so pixels live for one forward."""
+                 limits: DetectionLimits, clock: RequestClock | None = None
+                 ) -> list[Detections]:
+    """Each item's detections, as `detect_in_bytes` gives them for the image alone (tiled
+    too, within `clock`'s deadline). Only the image's shape is kept (a batch answer draws
+    nothing), so pixels live for one forward."""
     found = []
     for chunk in _chunks(items, FORWARD_BATCH_IMAGES):
         images = [_decoded(item, max_pixels) for item in chunk]
-        for image, rows in zip(images, predictor.detect_batch(images)):
+        for image, rows in zip(images, _found(predictor, chunk, images, limits, clock)):
             shape_only = np.broadcast_to(np.zeros(1, dtype=np.uint8), image.shape)
             found.append(Detections(shape_only, select_detections(rows, limits),
                                     predictor.info.classes, limits.draw_threshold))
@@ -150,7 +176,9 @@ def render_batch(items: Sequence[BatchItem], found: Sequence[Detections],
 
 
 def answer_batch(predictor: Predictor, content_type: str, body: bytes, max_pixels: int,
-                 limits: DetectionLimits, line_format: ResponseFormat) -> bytes:
+                 limits: DetectionLimits, line_format: ResponseFormat,
+                 clock: RequestClock | None = None) -> bytes:
     """A batch body → its `application/jsonlines` answer (all of it, or a refusal)."""
     items = batch_items(content_type, body)
-    return render_batch(items, detect_batch(predictor, items, max_pixels, limits), line_format)
+    return render_batch(items, detect_batch(predictor, items, max_pixels, limits, clock),
+                        line_format)

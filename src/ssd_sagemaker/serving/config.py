@@ -31,6 +31,7 @@ from ssd_sagemaker.variables import (
     SSD_INFERENCE_PRECISION,
     SSD_MAX_DETECTIONS,
     SSD_MAX_IMAGE_PIXELS,
+    SSD_MAX_TILES,
     SSD_MME_MEMORY_LIMIT_MB,
     SSD_SCORE_THRESHOLD,
     SSD_TILE,
@@ -48,6 +49,13 @@ DEFAULT_SCORE_THRESHOLD = 0.0
 DEFAULT_MAX_DETECTIONS = 100
 DEFAULT_DRAW_THRESHOLD = 0.5  # a drawn image shows what a person should look at, not all 100
 DEFAULT_TILE_OVERLAP = 0.25  # of a tile: objects up to a quarter tile are whole in some tile
+# Tiles per image. Time is bounded by the request's deadline (checked between batches of
+# tiles); this bounds the rest: the rows held and merged (up to 100 a tile; merging 256 tiles'
+# rows takes well under a forward, serving/tiling.py) and absurd requests (32-px tiles at
+# overlap 0.9 on a 40 MP image are 1.6 million tiles). 256 accepts the issue's recipe, 300-px
+# tiles at half overlap on the 5x5 demo mosaic (1975x1585: 130 tiles), and 2400x2400 (225).
+DEFAULT_MAX_TILES = 256
+MAX_TILES_CEILING = 10_000
 MEGABYTE = 1024 * 1024
 INFERENCE_PRECISIONS = ("float32", "bfloat16", "int8", "auto")  # serving/precision.py
 
@@ -65,6 +73,8 @@ class DetectionLimits:
     draw_threshold: float = DEFAULT_DRAW_THRESHOLD
     tile: int = 0
     tile_overlap: float = DEFAULT_TILE_OVERLAP
+    # The server's bound (SSD_MAX_TILES), not a request attribute: a client cannot raise it.
+    max_tiles: int = DEFAULT_MAX_TILES
 
     def overridden(self, texts: Mapping[str, str]) -> DetectionLimits:
         """These limits with those `texts` names (limit → text: a request's custom attribute,
@@ -156,7 +166,8 @@ def read_request_limits(environ: Mapping[str, str] = os.environ
                         ) -> tuple[int, DetectionLimits]:
     """What `predict` shares with the endpoint, from the same variables: the pixel limit
     (`SSD_MAX_IMAGE_PIXELS`) and the default detection limits (`SSD_SCORE_THRESHOLD`,
-    `SSD_MAX_DETECTIONS`, `SSD_DRAW_THRESHOLD`); a ClientError names every bad one."""
+    `SSD_MAX_DETECTIONS`, `SSD_DRAW_THRESHOLD`, `SSD_TILE`, `SSD_TILE_OVERLAP`,
+    `SSD_MAX_TILES`); a ClientError names every bad one."""
     reader = VariableReader(environ)
     pixels, limits = _max_image_pixels(reader), _detection_limits(reader)
     reader.check("serving")
@@ -258,4 +269,5 @@ def _detection_limits(reader: VariableReader) -> DetectionLimits:
     values = {name: reader.value(variable, getattr(DetectionLimits, name),
                                  LIMIT_PARSERS[name][0], LIMIT_PARSERS[name][1])
               for name, variable in LIMIT_VARIABLES.items()}
-    return DetectionLimits(**values)
+    max_tiles = reader.integer(SSD_MAX_TILES, DEFAULT_MAX_TILES, 1, MAX_TILES_CEILING)
+    return DetectionLimits(**values, max_tiles=max_tiles)

@@ -84,8 +84,7 @@ def detect_in_bytes(predictor: Predictor, body: bytes, max_pixels: int,
     whole image or in its tiles (`limits.tile`; within `clock`'s deadline). A body that is not a
     usable image raises the `RequestError` the endpoint answers with (400, 413 or 415)."""
     image = decode_image(body, max_pixels)
-    rows = (detect_tiled(predictor, image, limits.tile, limits.tile_overlap,
-                         limits.score_threshold, clock)
-            if limits.tile else predictor.detect(image))
+    rows = detect_tiled(predictor, image, limits, clock) if limits.tile else \
+        predictor.detect(image)
     return Detections(image, select_detections(rows, limits), predictor.info.classes,
                       limits.draw_threshold)

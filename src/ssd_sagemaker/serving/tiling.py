@@ -8,8 +8,9 @@ the coordinates of a box that touches no seam when there is one.
 
 Opt-in per request (`tile=SIZE,overlap=F`), per server (`SSD_TILE`, `SSD_TILE_OVERLAP`) or
 per `predict` run (`--tile`, `--tile-overlap`); rows keep the built-in format, coordinates
-as fractions of the whole image. Bounded: at most `MAX_TILES` tiles (400 beyond), and the
-request's deadline is checked between batches of tiles (503 as soon as it cannot be met).
+as fractions of the whole image. Bounded: at most `max_tiles` tiles (`SSD_MAX_TILES`, 400
+beyond), and the request's deadline is checked between batches of tiles (503 as soon as it
+cannot be met).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.deadline import RequestClock, WorkTimedOut
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import RequestError
 
-MAX_TILES = 100
 TILE_BATCH = 4  # tiles per forward: the same batch shape every time (the last one is padded)
 # A box edge this close to a seam (fraction of the tile side, at least SEAM_MARGIN_PIXELS) may
 # be where the tile cut the object.
@@ -41,7 +42,7 @@ MERGE_IOU = 0.35
 
 
 class TooManyTiles(RequestError):
-    """The tile size and overlap cut the image into more than MAX_TILES tiles (400)."""
+    """The tile size and overlap cut the image into more tiles than the server takes (400)."""
 
 
 @dataclass(frozen=True)
@@ -72,13 +73,15 @@ def tile_grid(width: int, height: int, size: int, overlap: float) -> list[Tile]:
             for left in _starts(width, tile_width, stride)]
 
 
-def checked_grid(width: int, height: int, size: int, overlap: float) -> list[Tile]:
-    """`tile_grid`, or TooManyTiles naming the count and the way out."""
+def checked_grid(width: int, height: int, size: int, overlap: float, max_tiles: int
+                 ) -> list[Tile]:
+    """`tile_grid`, or TooManyTiles naming the count, the limit and the ways out."""
     tiles = tile_grid(width, height, size, overlap)
-    if len(tiles) > MAX_TILES:
+    if len(tiles) > max_tiles:
         raise TooManyTiles(f"tile={size},overlap={overlap:g} cuts this {width}x{height} image "
-                           f"into {len(tiles)} tiles, above the limit of {MAX_TILES}; use "
-                           f"larger tiles or less overlap, or send a smaller image")
+                           f"into {len(tiles)} tiles, above the limit of {max_tiles} "
+                           f"(SSD_MAX_TILES); use larger tiles or less overlap, send a smaller "
+                           f"image, or raise SSD_MAX_TILES on the model")
     return tiles
 
 
@@ -124,16 +127,23 @@ def _cluster(rows: np.ndarray, cut: np.ndarray, index: int, candidates: np.ndarr
     return np.union1d(candidates[(iou >= nms_threshold) | fragment], [index])
 
 
-def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float) -> list[list[float]]:
+def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float,
+          most: int | None = None) -> list[list[float]]:
     """Class-aware greedy NMS over the whole image, best score first; each cluster keeps its
     best score. When the best box touches a seam and its cluster holds a box that does not
     (from the tile that held the object whole), the cluster takes that box's coordinates and
-    its duplicates too (the fragments on its other sides)."""
+    its duplicates too (the fragments on its other sides).
+
+    Stops after `most` clusters (the answer's max_detections): clusters come out best score
+    first and each depends only on those before it, so the first `most` are the same, and the
+    work is `most` passes over the rows instead of one per row (130 tiles of 100 rows: 3.2 s)."""
     order = np.argsort(-rows[:, 1], kind="stable")
     rows, cut = rows[order], cut[order]
     free = np.ones(len(rows), dtype=bool)
-    merged = []
+    merged: list[list[float]] = []
     for index in range(len(rows)):
+        if len(merged) == most:
+            break
         if not free[index]:
             continue
         same = np.flatnonzero(free & (rows[:, 0] == rows[index, 0]))
@@ -160,12 +170,14 @@ def _check_time(clock: RequestClock | None, done: int, total: int, started: floa
                            f"or less overlap, or raise SAGEMAKER_MODEL_SERVER_TIMEOUT")
 
 
-def detect_tiled(predictor: Predictor, image: np.ndarray, size: int, overlap: float,
-                 min_score: float, clock: RequestClock | None = None) -> list[list[float]]:
-    """Rows for the whole HWC RGB image from its tiles, merged (see the module docstring);
-    rows scoring below `min_score` are left out before merging."""
+def detect_tiled(predictor: Predictor, image: np.ndarray, limits: DetectionLimits,
+                 clock: RequestClock | None = None) -> list[list[float]]:
+    """Rows for the whole HWC RGB image from its tiles of `limits.tile` pixels overlapping by
+    `limits.tile_overlap`, merged (see the module docstring); rows scoring below
+    `limits.score_threshold` are left out before merging."""
     height, width = image.shape[:2]
-    tiles = checked_grid(width, height, size, overlap)
+    tiles = checked_grid(width, height, limits.tile, limits.tile_overlap, limits.max_tiles)
+    min_score = limits.score_threshold
     found, seams = [np.zeros((0, 6))], [np.zeros(0, dtype=bool)]
     started = time.monotonic()
     for first in range(0, len(tiles), TILE_BATCH):
@@ -179,4 +191,4 @@ def detect_tiled(predictor: Predictor, image: np.ndarray, size: int, overlap: fl
             found.append(image_rows)
             seams.append(cut)
     return merge(np.concatenate(found), np.concatenate(seams),
-                 min(predictor.info.nms_threshold, MERGE_IOU))
+                 min(predictor.info.nms_threshold, MERGE_IOU), limits.max_detections)

@@ -3,8 +3,8 @@ on its edges, tile rows map back to fractions of the whole image, seams are told
 edges, duplicates across seams merge into one box per object (the whole one, not a fragment),
 the tile count is bounded with a 400, and the deadline stops the work between batches.
 
-The detector here finds solid shapes by their pixels (connected components of non-grey
-pixels), so what each tile sees, and hence what is cut by a seam, is computed, not assumed."""
+The detector here finds solid shapes by their pixels (tests/support/shape_finder.py), so what
+each tile sees, and hence what is cut by a seam, is computed, not assumed."""
 
 from __future__ import annotations
 
@@ -14,13 +14,20 @@ import cv2
 import numpy as np
 import pytest
 
-from serving_samples import CLASSES, encode
-from ssd_sagemaker.model.artifact import ModelInfo
-from ssd_sagemaker.serving.config import DetectionLimits
+from serving_samples import encode
+from shape_finder import ShapeFinder, canvas
+from ssd_sagemaker.errors import ClientError
+from ssd_sagemaker.serving.attributes import detection_limits
+from ssd_sagemaker.serving.config import (
+    DEFAULT_MAX_TILES,
+    DetectionLimits,
+    read_request_limits,
+    read_serving_config,
+)
 from ssd_sagemaker.serving.deadline import RequestClock, WorkTimedOut
 from ssd_sagemaker.serving.pipeline import detect_in_bytes
+from ssd_sagemaker.serving.request_errors import InvalidAttribute
 from ssd_sagemaker.serving.tiling import (
-    MAX_TILES,
     TILE_BATCH,
     Tile,
     TooManyTiles,
@@ -30,46 +37,7 @@ from ssd_sagemaker.serving.tiling import (
     to_image_rows,
 )
 
-GREY = 128
-
-
-class ShapeFinder:
-    """A detector of solid red (class 0) and green (class 1) shapes, one box per connected
-    region, as the network's rows (fractions of the image it is given); counts its batches."""
-
-    info = ModelInfo(CLASSES, 300, "vgg-16", 0.45)
-
-    def __init__(self, seconds_per_batch: float = 0.0):
-        self.batches: list[int] = []
-        self.seconds_per_batch = seconds_per_batch
-
-    def detect(self, image):
-        return self.detect_batch([image])[0]
-
-    def detect_batch(self, images):
-        self.batches.append(len(images))
-        time.sleep(self.seconds_per_batch)
-        return [self._find(image) for image in images]
-
-    def _find(self, image):
-        height, width = image.shape[:2]
-        rows = []
-        for class_id, channel in ((0, 0), (1, 1)):
-            mask = ((image[..., channel] > 200) & (image.max(axis=2) == image[..., channel]))
-            count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8))
-            for left, top, w, h, _area in stats[1:count]:
-                rows.append([float(class_id), 0.9, left / width, top / height,
-                             (left + w) / width, (top + h) / height])
-        return rows
-
-
-def _canvas(width: int, height: int, shapes) -> np.ndarray:
-    """A grey RGB image with filled squares (class, left, top, side)."""
-    image = np.full((height, width, 3), GREY, np.uint8)
-    for class_id, left, top, side in shapes:
-        image[top:top + side, left:left + side] = (255, 0, 0) if class_id == 0 else (0, 255, 0)
-    return image
-
+HALF_300 = DetectionLimits(tile=300, tile_overlap=0.5)  # 300-px tiles at half overlap
 
 def test_the_grid_covers_the_image_and_ends_on_its_edges():
     tiles = tile_grid(1000, 700, 300, 0.5)
@@ -116,12 +84,28 @@ def test_merging_keeps_one_box_per_object_and_the_whole_one_over_a_fragment():
                       pytest.approx([0, 0.70, 0.10, 0.10, 0.20, 0.20])]
 
 
+def test_merging_stops_after_the_clusters_an_answer_keeps_with_the_same_first_ones():
+    # 130 tiles of 100 rows, as an untrained network gives them: merging all took 3.2 s
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 0.95, (13_000, 2))
+    rows = np.column_stack([rng.integers(0, 3, 13_000), rng.uniform(0, 1, 13_000), corners,
+                            corners + rng.uniform(0.005, 0.05, (13_000, 2))])
+    cut = rng.uniform(size=13_000) < 0.2
+    started = time.monotonic()
+    first = merge(rows, cut, 0.35, most=100)
+    assert time.monotonic() - started < 1.0
+    assert len(first) == 100
+    everything = merge(rows[:3000], cut[:3000], 0.35)  # all of it: seconds for 13,000 rows
+    assert len(everything) > 2000
+    assert merge(rows[:3000], cut[:3000], 0.35, most=100) == everything[:100]
+
+
 def test_objects_across_seams_are_found_once_and_whole_in_batches():
     # 900x600 with tiles of 300 at half overlap: seams at every 150 px; each square lies on one
     shapes = [(0, 130, 130, 60), (1, 440, 280, 50), (0, 700, 450, 80), (1, 30, 500, 40)]
-    image = _canvas(900, 600, shapes)
+    image = canvas(900, 600, shapes)
     finder = ShapeFinder()
-    rows = detect_tiled(finder, image, 300, 0.5, 0.0)
+    rows = detect_tiled(finder, image, HALF_300)
     expected = sorted([float(c), 0.9, x / 900, y / 600, (x + s) / 900, (y + s) / 600]
                       for c, x, y, s in shapes)
     assert sorted(rows) == [pytest.approx(row) for row in expected]
@@ -130,7 +114,7 @@ def test_objects_across_seams_are_found_once_and_whole_in_batches():
 
 
 def test_the_pipeline_tiles_when_asked_and_answers_in_fractions_of_the_whole_image():
-    image = _canvas(1200, 400, [(1, 1000, 100, 30)])
+    image = canvas(1200, 400, [(1, 1000, 100, 30)])
     body = encode(cv2.cvtColor(image, cv2.COLOR_RGB2BGR), ".png")
     found = detect_in_bytes(ShapeFinder(), body, 10_000_000, DetectionLimits(tile=400))
     assert found.image.shape == (400, 1200, 3)  # the drawn image is the whole picture
@@ -138,14 +122,39 @@ def test_the_pipeline_tiles_when_asked_and_answers_in_fractions_of_the_whole_ima
                                          130 / 400])]
 
 
-def test_too_many_tiles_is_a_400_naming_the_count_and_the_limit():
+def test_too_many_tiles_is_a_400_naming_the_count_the_limit_and_the_fix():
     with pytest.raises(TooManyTiles) as error:
-        detect_tiled(ShapeFinder(), _canvas(4000, 3000, []), 100, 0.5, 0.0)
+        detect_tiled(ShapeFinder(), canvas(4000, 3000, []), DetectionLimits(tile=100,
+                                                                            tile_overlap=0.5))
     assert error.value.status == 400
     count = len(tile_grid(4000, 3000, 100, 0.5))
-    assert count > MAX_TILES
-    assert f"into {count} tiles, above the limit of {MAX_TILES}" in error.value.message
-    assert "tile=100,overlap=0.5" in error.value.message
+    assert count == 79 * 59 > DEFAULT_MAX_TILES
+    assert (f"tile=100,overlap=0.5 cuts this 4000x3000 image into {count} tiles, above the "
+            f"limit of {DEFAULT_MAX_TILES} (SSD_MAX_TILES); use larger tiles or less overlap, "
+            f"send a smaller image, or raise SSD_MAX_TILES") in error.value.message
+
+
+def test_the_issues_recipe_is_taken_and_ssd_max_tiles_sets_the_limit():
+    # 300-px tiles at half overlap on the demo-style 5x5 mosaic (docs/tiling.md): 13 x 10
+    image = canvas(1975, 1585, [(0, 700, 700, 60)])
+    assert len(tile_grid(1975, 1585, 300, 0.5)) == 130 <= DEFAULT_MAX_TILES
+    finder = ShapeFinder()
+    rows = detect_tiled(finder, image, HALF_300)
+    assert rows == [pytest.approx([0.0, 0.9, 700 / 1975, 700 / 1585, 760 / 1975, 760 / 1585])]
+    assert sum(finder.batches) == 132  # 130 tiles in batches of 4, the last padded
+    served = read_serving_config({"SSD_MAX_TILES": "129", "SSD_TILE": "300",
+                                  "SSD_TILE_OVERLAP": "0.5"}, cpus=1, gpus=0)
+    assert served.limits.max_tiles == 129
+    with pytest.raises(TooManyTiles) as error:
+        detect_tiled(ShapeFinder(), image, served.limits)
+    assert "into 130 tiles, above the limit of 129 (SSD_MAX_TILES)" in error.value.message
+    # a request cannot raise the server's bound: max_tiles is no custom attribute
+    assert detection_limits("max_tiles=1000", served.limits).max_tiles == 129
+    assert read_request_limits({"SSD_MAX_TILES": "500"})[1].max_tiles == 500  # predict's too
+    with pytest.raises(ClientError) as refused:
+        read_serving_config({"SSD_MAX_TILES": "0"}, cpus=1, gpus=0)
+    assert "SSD_MAX_TILES='0' is not an integer from 1 to 10000 (default 256)" in \
+        str(refused.value)
 
 
 def test_the_deadline_stops_the_tiles_as_soon_as_the_rest_cannot_finish():
@@ -153,7 +162,7 @@ def test_the_deadline_stops_the_tiles_as_soon_as_the_rest_cannot_finish():
     clock = RequestClock(1.0)
     started = time.monotonic()
     with pytest.raises(WorkTimedOut) as error:
-        detect_tiled(finder, _canvas(1500, 1500, []), 300, 0.5, 0.0, clock)
+        detect_tiled(finder, canvas(1500, 1500, []), HALF_300, clock)
     assert time.monotonic() - started < 1.0  # before the deadline, not at it
     assert error.value.status == 503
     assert len(finder.batches) < -(-len(tile_grid(1500, 1500, 300, 0.5)) // TILE_BATCH)
@@ -175,17 +184,13 @@ class BiasedFinder(ShapeFinder):
 
 def test_two_tiles_boxes_of_one_object_that_disagree_are_merged_into_one():
     # the square lies whole in the tiles at 0 and 150, right of one's centre, left of the other's
-    image = _canvas(600, 300, [(0, 200, 100, 40)])
-    rows = detect_tiled(BiasedFinder(), image, 300, 0.5, 0.0)
+    image = canvas(600, 300, [(0, 200, 100, 40)])
+    rows = detect_tiled(BiasedFinder(), image, HALF_300)
     assert len(rows) == 1, rows  # their IoU is 0.43: below the model's NMS threshold of 0.45
 
 
 def test_tiling_is_asked_for_by_attribute_variable_or_option(tmp_path, caplog):
     from ssd_sagemaker.cli import main
-    from ssd_sagemaker.errors import ClientError
-    from ssd_sagemaker.serving.attributes import detection_limits
-    from ssd_sagemaker.serving.config import read_serving_config
-    from ssd_sagemaker.serving.request_errors import InvalidAttribute
 
     served = read_serving_config({"SSD_TILE": "400", "SSD_TILE_OVERLAP": "0.5"}, cpus=1, gpus=0)
     assert (served.limits.tile, served.limits.tile_overlap) == (400, 0.5)
@@ -200,6 +205,6 @@ def test_tiling_is_asked_for_by_attribute_variable_or_option(tmp_path, caplog):
         read_serving_config({"SSD_TILE_OVERLAP": "1"}, cpus=1, gpus=0)
     assert "SSD_TILE_OVERLAP='1' is not a fraction of a tile from 0 to 0.9" in str(refused.value)
     image = tmp_path / "a.png"
-    image.write_bytes(encode(_canvas(64, 64, [])))
+    image.write_bytes(encode(canvas(64, 64, [])))
     assert main(["predict", str(image), "--model-dir", str(tmp_path), "--tile", "9000"]) == 1
     assert "--tile: tile='9000' is invalid" in caplog.text
