@@ -3,6 +3,7 @@
 import pytest
 
 from cli_runner import run_cli
+from fitted_model import fit_eight_image_detector
 from serve_process import Server
 from tiny_model import export_tiny_model
 
@@ -29,3 +30,10 @@ def tiny_server(tiny_opt_ml):
         yield server.wait_ready()
     finally:
         assert server.stop() == 0, server.output()[-3000:]
+
+
+@pytest.fixture(scope="session")
+def eight_image_detector(tmp_path_factory):
+    """The detector fitted to 8 synthetic images, fitted once per run for every test that
+    needs one that detects (tests copy its model directory before writing beside it)."""
+    return fit_eight_image_detector(tmp_path_factory.mktemp("eight_image_detector"))

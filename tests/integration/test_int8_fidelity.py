@@ -5,11 +5,13 @@ the fidelity goal (VOC07 mAP >= 0.95 with the confident float32 detections as gr
 and its mAP against the real labels must stay within 0.05 of float32's; what calibration
 records (agreement, mAP against the calibration labels) is what the INT8 network does."""
 
+import shutil
+
 import mxnet as mx
 import numpy as np
 import pytest
 
-from fitted_model import fit_detector, read_images, tensors
+from fitted_model import EIGHT_IMAGES, read_images, tensors
 from ssd_sagemaker.model.artifact import load_exported_network
 from ssd_sagemaker.model.quantization import (
     FIDELITY_GOAL,
@@ -20,13 +22,13 @@ from ssd_sagemaker.model.quantization import (
 )
 
 pytestmark = pytest.mark.slow
-SIZE = 128
+SIZE = EIGHT_IMAGES["size"]
 
 
-def test_int8_detections_agree_with_float32_on_a_fitted_detector(tmp_path):
-    images, labels = tensors(read_images(tmp_path / "train", 8, seed=0), SIZE)
-    fitted = fit_detector(tmp_path / "model", images, labels, SIZE, target_map=0.9,
-                          max_steps=120)
+def test_int8_detections_agree_with_float32_on_a_fitted_detector(tmp_path,
+                                                                 eight_image_detector):
+    fitted_model, images, labels, fitted = eight_image_detector
+    shutil.copytree(fitted_model, tmp_path / "model")  # quantizing must not touch the shared one
     assert fitted >= 0.9, f"the detector did not fit (mAP {fitted:.3f}); nothing to compare"
     calibration, calibration_labels = tensors(read_images(tmp_path / "calibration", 8, seed=1),
                                               SIZE)

@@ -1,5 +1,5 @@
 """Tiled inference on a detector that detects: a ResNet-50 SSD fitted at 128 px to 8 synthetic
-images (tests/support/fitted_model.py, as the INT8 fidelity test fits it: minutes on a CPU),
+images (tests/support/fitted_model.py: the INT8 fidelity test's fit, made once per run),
 asked about a mosaic of the same 8 images, 3 a row: whole, the mosaic shrinks each object
 about 3x and the detector finds less than half of what it finds in the images one by one; tiled,
 boxes are fractions of the whole mosaic, and `/invocations` with `tile=,overlap=` answers what
@@ -13,13 +13,14 @@ mechanics (grid, mapping, merge, seams, duplicates) are in tests/unit/serving/te
 and the demo model's duplicates in docs/tiling.md."""
 
 import json
+import shutil
 
 import cv2
 import pytest
 import requests
 
 from cli_runner import run_cli
-from fitted_model import fit_detector, read_images, tensors
+from fitted_model import EIGHT_IMAGES
 from mosaic import make_mosaic, recall
 from serve_process import Server
 from ssd_sagemaker.serving.config import DetectionLimits
@@ -27,18 +28,17 @@ from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.tiling import detect_tiled
 
 pytestmark = pytest.mark.slow
-SIZE = 128
-GRID, COUNT, SEED = 3, 8, 0
+GRID, COUNT, SEED = 3, EIGHT_IMAGES["count"], EIGHT_IMAGES["seed"]
 TILE, OVERLAP = 320, 0.5
 SCORE = 0.5
 
 
 @pytest.fixture(scope="module")
-def fitted(tmp_path_factory):
+def fitted(tmp_path_factory, eight_image_detector):
     """The opt_ml tree with the fitted model, and the mosaic of its 8 images."""
     base = tmp_path_factory.mktemp("opt_ml")
-    images, labels = tensors(read_images(base / "fit", COUNT, SEED), SIZE)
-    reached = fit_detector(base / "model", images, labels, SIZE, target_map=0.9, max_steps=120)
+    fitted_model, _, _, reached = eight_image_detector
+    shutil.copytree(fitted_model, base / "model")
     assert reached >= 0.9, f"the detector did not fit (mAP {reached:.3f}): nothing to tile"
     return base, make_mosaic(base / "mosaic", GRID, SEED, COUNT, plain=False)
 

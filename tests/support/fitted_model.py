@@ -92,3 +92,18 @@ def fit_detector(model_dir: Path, images: np.ndarray, labels: np.ndarray, size: 
     save_artifact(net, model_dir, ModelInfo(CLASSES, size, base_network, 0.45),
                   {"base_network": base_network, "image_shape": size})
     return fitted
+
+
+EIGHT_IMAGES = {"count": 8, "seed": 0, "size": 128}
+
+
+def fit_eight_image_detector(folder: Path) -> tuple[Path, np.ndarray, np.ndarray, float]:
+    """The ResNet-50 SSD fitted at 128 px to 8 synthetic images (seed 0) that several slow
+    tests need (INT8 fidelity, tiled inference): fitted once per run (about a minute), copied by
+    each test. Its model directory, the network inputs and labels, the training-set mAP."""
+    size = EIGHT_IMAGES["size"]
+    images, labels = tensors(read_images(folder / "train", EIGHT_IMAGES["count"],
+                                         EIGHT_IMAGES["seed"]), size)
+    reached = fit_detector(folder / "model", images, labels, size, target_map=0.9,
+                           max_steps=120)
+    return folder / "model", images, labels, reached
