@@ -51,7 +51,7 @@ def main() -> None:
     from ssd_sagemaker.model.artifact import ModelInfo, read_model_info, save_artifact
     from ssd_sagemaker.model.network import build_network
     from ssd_sagemaker.model.onnx_export import export_onnx
-    from ssd_sagemaker.serving.handlers import Predictor
+    from ssd_sagemaker.serving.predictor import Predictor
 
     spec = importlib.util.spec_from_file_location("onnx_predict", RUNNER_FILE)
     assert spec is not None and spec.loader is not None

@@ -12,6 +12,7 @@ twice with junk from such tiles, so neither recall nor duplicates are asserted h
 mechanics (grid, mapping, merge, seams, duplicates) are in tests/unit/serving/test_tiling.py,
 and the demo model's duplicates in docs/tiling.md."""
 
+import base64
 import json
 import shutil
 
@@ -74,15 +75,23 @@ def test_invocations_with_the_attribute_answer_what_predict_tile_writes(fitted, 
     assert untiled.returncode == 0, untiled.stdout
     server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS="1").wait_ready()
     try:
-        def invoke(attributes: str) -> requests.Response:
-            return requests.post(f"{server.url}/invocations", data=path.read_bytes(),
-                                 headers={"Content-Type": "image/png",
+        def invoke(attributes: str, body: bytes | str | None = None,
+                   content_type: str = "image/png") -> requests.Response:
+            return requests.post(f"{server.url}/invocations",
+                                 data=path.read_bytes() if body is None else body,
+                                 headers={"Content-Type": content_type,
                                           "X-Amzn-SageMaker-Custom-Attributes": attributes},
                                  timeout=120)
 
         answer = invoke(f"tile={TILE},overlap={OVERLAP}")
         assert answer.status_code == 200, answer.text
         assert answer.json()["prediction"] == [pytest.approx(row, abs=1e-5) for row in written]
+        line = json.dumps({"image": base64.b64encode(path.read_bytes()).decode(), "id": "m"})
+        batch = invoke(f"tile={TILE},overlap={OVERLAP}", "\n".join([line, line]),
+                       "application/jsonlines")  # batch transform's request, tiled too
+        assert batch.status_code == 200, batch.text
+        assert [json.loads(row)["prediction"] for row in batch.text.split("\n")] == [
+            [pytest.approx(row, abs=1e-5) for row in written]] * 2
         whole = json.loads((tmp_path / "whole" / "mosaic.json").read_text())["prediction"]
         assert written != whole  # the attribute changed what was found
         refused = invoke("tile=32,overlap=0.9")

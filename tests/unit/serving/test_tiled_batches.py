@@ -14,7 +14,7 @@ import pytest
 
 from serving_samples import encode
 from shape_finder import ShapeFinder, canvas
-from ssd_sagemaker.data.recordio import pack, write_record
+from ssd_sagemaker.data.formats.recordio import pack, write_record
 from ssd_sagemaker.serving.attributes import detection_limits
 from ssd_sagemaker.serving.batches import RECORDIO, answer_batch
 from ssd_sagemaker.serving.config import read_serving_config
