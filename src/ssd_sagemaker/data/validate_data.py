@@ -12,9 +12,11 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ssd_sagemaker.data.channels import agreed_class_names, channel_format, read_file_channel
+from ssd_sagemaker.data.channels import agreed_class_names, channel_format
 from ssd_sagemaker.data.checks.object_sizes import NetworkInput, object_lines
+from ssd_sagemaker.data.checks.parallel import ProcessMap, pool_workers
 from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION, ChannelReport
+from ssd_sagemaker.data.formats.protocol import ChannelRead
 from ssd_sagemaker.data.loading.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
@@ -45,11 +47,12 @@ class ChannelResult:
 
 def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_classes: int,
                       label_width: int, hosts: int = 1, batch_size: int = 32,
-                      declared: int = 0, network: NetworkInput | None = None
-                      ) -> list[ChannelResult]:
-    """Read `train` and `validation` (those declared) with full image decoding; with several
-    `hosts`, also what each host reads of `train` (this host's local copy of the channel); the
-    objects per class and, with `network`, their sizes as the network will see them."""
+                      declared: int = 0, network: NetworkInput | None = None,
+                      workers: int | None = None) -> list[ChannelResult]:
+    """Read `train` and `validation` (those declared) with full image decoding, the checks
+    spread over `workers` processes (default: one per usable CPU); with several `hosts`, also
+    what each host reads of `train` (this host's local copy of the channel); the objects per
+    class and, with `network`, their sizes as the network will see them."""
     results = []
     if "train" not in channels:
         results.append(ChannelResult("train", fatal="the 'train' channel is required but not "
@@ -60,11 +63,13 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         # Pipe-mode channels are read from their files, as File mode would.
         files = {key: replace(config, input_mode="File") for key, config in channels.items()}
         try:
-            channel_format(channels, name)  # refuses what training would refuse
-            with Progress(f"validate-data: {name}", None, "example", LOG) as progress:
-                channel = read_file_channel(paths, files, name, num_classes, label_width,
-                                            thorough=True, hosts=hosts if name == "train" else 1,
-                                            on_example=progress.advance)
+            fmt = channel_format(channels, name)  # refuses what training would refuse
+            with (Progress(f"validate-data: {name}", None, "example", LOG) as progress,
+                  ProcessMap(pool_workers() if workers is None else workers) as in_order):
+                channel = fmt.read_files(ChannelRead(
+                    paths, files, name, num_classes, label_width, thorough=True,
+                    hosts=hosts if name == "train" else 1, on_example=progress.advance,
+                    map_in_order=in_order))
         except ClientError as error:
             results.append(ChannelResult(name, fatal=str(error)))
             continue

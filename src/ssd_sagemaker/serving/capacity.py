@@ -144,13 +144,19 @@ class Capacity:
                 f"{self.cpus} CPUs ({self.limits.cpu_source}) and {memory}; at least 1")
 
 
+def usable_cpus(limits: CgroupLimits, affinity_cpus: int | None = None) -> int:
+    """CPUs this process may keep busy: those it may run on, or the cgroup's CPU quota
+    (rounded up) when that is lower; at least 1 (serving's workers, validate-data's pool)."""
+    available = len(os.sched_getaffinity(0)) if affinity_cpus is None else affinity_cpus
+    return max(1, min(available, math.ceil(limits.cpus)) if limits.cpus else available)
+
+
 def serving_capacity(model_dir: Path, max_image_pixels: int, gpus: int,
                      root: Path = CGROUP_ROOT, affinity_cpus: int | None = None) -> Capacity:
     """The default worker count: one per GPU, else one per CPU (the CPU quota when below the
     CPUs this process may use), no more than fit in the memory limit, and at least 1."""
     limits = read_cgroup_limits(root)
-    available = len(os.sched_getaffinity(0)) if affinity_cpus is None else affinity_cpus
-    cpus = max(1, min(available, math.ceil(limits.cpus)) if limits.cpus else available)
+    cpus = usable_cpus(limits, affinity_cpus)
     by_cpu = gpus or cpus
     backbone, image_shape = model_shape(model_dir)
     per_worker = worker_megabytes(backbone, image_shape, max_image_pixels)

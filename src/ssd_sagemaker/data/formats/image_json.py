@@ -226,17 +226,71 @@ def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
                                f"scaled to the image")
 
 
-class _PairReader:
-    """Reads the annotation files of a channel pair one at a time, remembering what the files
-    read so far claimed: the image each annotates (one annotation per image) and the name each
-    class id was given first (one name per class)."""
+@dataclass
+class CheckedFile:
+    """One annotation file checked on its own (JSON, boxes, image path, categories, image):
+    the part of reading that consults no other file, so validate-data can spread it over
+    processes. `fault` alone: the file could not be used at all. The image's verdict is kept
+    apart: an image already annotated by an earlier file is not checked."""
 
-    def __init__(self, image_dir: Path, annotation_dir: Path, context: ReadContext,
-                 images_elsewhere: bool):
-        self.image_dir, self.annotation_dir = image_dir, annotation_dir
-        self.context, self.images_elsewhere = context, images_elsewhere
-        self.images = Boundary(image_dir, "the image channel")
-        self.annotations = Boundary(annotation_dir, f"the {annotation_dir.name} channel")
+    origin: str
+    fault: str | None = None
+    file: Any = None  # the "file" value as written
+    parsed: ParsedAnnotation = field(default_factory=ParsedAnnotation)
+    image_path: Path | None = None
+    on_other_host: bool = False
+    categories: dict[int, str] = field(default_factory=dict)
+    image_problems: list[str] = field(default_factory=list)
+    image_warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FileChecker:
+    """Checks one annotation file of a channel pair (picklable: it runs in pool workers)."""
+
+    image_dir: Path
+    annotation_dir: Path
+    num_classes: int
+    thorough: bool
+    images_elsewhere: bool
+    images: Boundary = field(init=False)  # resolved once: a channel holds thousands of files
+    annotations: Boundary = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "images", Boundary(self.image_dir, "the image channel"))
+        object.__setattr__(self, "annotations", Boundary(
+            self.annotation_dir, f"the {self.annotation_dir.name} channel"))
+
+    def __call__(self, path: Path) -> CheckedFile:
+        origin = f"{self.annotation_dir.name}/{path.relative_to(self.annotation_dir).as_posix()}"
+        document, fault = _load(path, self.annotations)
+        if fault:
+            return CheckedFile(origin, fault)
+        if not isinstance(document, dict) or "file" not in document:
+            missing = "file" if isinstance(document, dict) else "a JSON object"
+            return CheckedFile(origin, f"is missing the key(s) {missing}; every file needs "
+                                       f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
+        parsed = parse_annotation(document, self.num_classes)
+        before = len(parsed.problems)
+        image_path = _image_path(document["file"], self.images, parsed.problems,
+                                 self.images_elsewhere)
+        checked = CheckedFile(origin, None, document["file"], parsed, image_path,
+                              image_path is None and len(parsed.problems) == before)
+        checked.categories = _categories(document.get("categories"), parsed.problems)
+        if image_path is not None and not parsed.problems:
+            image = ParsedAnnotation(parsed.width, parsed.height)
+            _check_image(image_path, image, self.thorough)
+            checked.image_problems, checked.image_warnings = image.problems, image.warnings
+        return checked
+
+
+class _PairReader:
+    """Takes the checked annotation files of a channel pair in order, remembering what the
+    files taken so far claimed: the image each annotates (one annotation per image) and the
+    name each class id was given first (one name per class)."""
+
+    def __init__(self, image_dir: Path, report: ChannelReport):
+        self.image_dir, self.report = image_dir, report
         self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
         self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
 
@@ -244,38 +298,27 @@ class _PairReader:
     def class_names(self) -> dict[int, str]:
         return {class_id: name for class_id, (name, _) in sorted(self.names.items())}
 
-    def read(self, path: Path) -> Sample | None:
-        """The sample of one annotation file, or None (its problems in the report)."""
-        report = self.context.report
-        origin = f"{self.annotation_dir.name}/{path.relative_to(self.annotation_dir).as_posix()}"
-        document, fault = _load(path, self.annotations)
-        if fault:
-            report.error(origin, fault)
+    def take(self, checked: CheckedFile) -> Sample | None:
+        """The sample of one checked annotation file, or None (its problems in the report)."""
+        report, origin, parsed = self.report, checked.origin, checked.parsed
+        if checked.fault:
+            report.error(origin, checked.fault)
             return None
-        if not isinstance(document, dict) or "file" not in document:
-            missing = "file" if isinstance(document, dict) else "a JSON object"
-            report.error(origin, f"is missing the key(s) {missing}; every file needs "
-                                 f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
-            return None
-        parsed = parse_annotation(document, self.context.num_classes)
-        before = len(parsed.problems)
-        image_path = _image_path(document["file"], self.images, parsed.problems,
-                                 self.images_elsewhere)
-        on_other_host = image_path is None and len(parsed.problems) == before
-        categories = _categories(document.get("categories"), parsed.problems)
+        image_path = checked.image_path
         if image_path is not None and image_path in self.claimed:
-            parsed.problems.append(f"\"file\" {shown(document['file'])} is already annotated by "
+            parsed.problems.append(f"\"file\" {shown(checked.file)} is already annotated by "
                                    f"{self.claimed[image_path]}; keep one annotation per image")
-        if image_path is not None and not parsed.problems:
-            _check_image(image_path, parsed, self.context.thorough)
+        elif image_path is not None and not parsed.problems:
+            parsed.problems.extend(checked.image_problems)
+            parsed.warnings.extend(checked.image_warnings)
         report.examined()
-        for class_id, class_name in sorted(categories.items()):
+        for class_id, class_name in sorted(checked.categories.items()):
             first = self.names.setdefault(class_id, (class_name, origin))
             if first[0] != class_name:
                 parsed.problems.append(f"category name {shown(class_name)} for class_id "
                                        f"{class_id} conflicts with {shown(first[0])} in "
                                        f"{first[1]}; use one name per class")
-        if on_other_host:  # its class names still count: every host exports the same
+        if checked.on_other_host:  # its class names still count: every host exports the same
             report.elsewhere += 1
             return None
         for warning in parsed.warnings:
@@ -325,8 +368,11 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
             f"files; it needs one <image basename>.json per image of the {image_dir.name} "
             f"channel, e.g. {EXAMPLE}"
         )
-    reader = _PairReader(image_dir, annotation_dir, context, images_elsewhere)
-    samples = [sample for path in files if (sample := reader.read(path)) is not None]
+    reader = _PairReader(image_dir, report)
+    check = FileChecker(image_dir, annotation_dir, context.num_classes, context.thorough,
+                        images_elsewhere)
+    samples = [sample for checked in context.map_in_order(check, files)
+               if (sample := reader.take(checked)) is not None]
     unannotated = _warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
     report.found = len(files) + unannotated
     report.used = len(samples)

@@ -5,10 +5,10 @@ with one such object and one entry in `channels.FORMATS`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import Sample
@@ -17,6 +17,9 @@ from ssd_sagemaker.environment import ChannelConfig, Paths
 # A Pipe-mode stream's reader: (stream, stream name, report, class names found, keep(index))
 # -> samples; `loading/pipe.py` calls it on each pass's FIFO.
 Parser = Callable[[BinaryIO, str, ChannelReport, dict, Callable[[int], bool]], Iterator[Sample]]
+# How a reader applies its per-file check to a channel's files, results in the files' order:
+# `map` in training; a process pool in validate-data (data/checks/parallel.py).
+OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterable[Any]]
 
 
 def media_type(config: ChannelConfig) -> str:
@@ -46,6 +49,7 @@ class ReadContext:
     num_classes: int
     label_width: int
     thorough: bool = False
+    map_in_order: OrderedMap = map
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class ChannelRead:
     thorough: bool = False
     hosts: int = 1
     on_example: Callable[[], None] | None = None  # after each example checked (progress)
+    map_in_order: OrderedMap = map  # applies a reader's per-file check (see OrderedMap)
 
     def report(self, kind: str) -> ChannelReport:
         """The report of this read, counting into `on_example`."""
@@ -72,7 +77,8 @@ class ChannelRead:
 
     def in_stream(self, report: ChannelReport) -> ReadContext:
         """The context of one Pipe-mode pass, which brings its own report."""
-        return ReadContext(report, self.num_classes, self.label_width, self.thorough)
+        return ReadContext(report, self.num_classes, self.label_width, self.thorough,
+                           self.map_in_order)
 
     @property
     def config(self) -> ChannelConfig:

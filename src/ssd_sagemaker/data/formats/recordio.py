@@ -329,6 +329,45 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
                   class_ids=parsed.class_ids, difficult=parsed.difficult)
 
 
+@dataclass(frozen=True)
+class CheckedRecord:
+    """One record's sample (None: refused) and what its check reported."""
+
+    sample: Sample | None
+    errors: dict[str, list[str]]
+    warnings: list[str]
+
+
+@dataclass(frozen=True)
+class RecordChecker:
+    """Checks one record of a channel's file on its own (picklable: validate-data runs it in
+    pool workers): `sample_from_record` into a report of its own, returned with the sample."""
+
+    channel: str
+    num_classes: int
+    label_width: int
+    thorough: bool
+
+    def __call__(self, item: tuple[str, Path, int, bytes]) -> CheckedRecord:
+        origin, path, offset, record = item
+        report = ChannelReport(self.channel, KIND)
+        sample = sample_from_record(record, origin, RecordRef(path, offset), ReadContext(
+            report, self.num_classes, self.label_width, self.thorough))
+        return CheckedRecord(sample, report.errors, report.warnings)
+
+
+def _channel_records(files: list[Path], channel_dir: Path,
+                     report: ChannelReport) -> Iterator[tuple[str, Path, int, bytes]]:
+    """(origin, file, offset, payload) of every record of the files, in order; breaks in
+    the framing are counted in `report`."""
+    for path in files:
+        name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
+        with open_channel_file(path, channel_dir, report.channel) as stream:
+            for index, (offset, record) in enumerate(iter_records(stream, report=report,
+                                                                  source=name)):
+                yield f"{name} record {index}", path, offset, record
+
+
 def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChannel:
     """Every record of every `.rec` file under `channel_dir` (sorted), checked; an `.idx`
     next to it is not needed (the file is scanned once: labels and image headers checked).
@@ -344,19 +383,17 @@ def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChanne
             f"RecordIO with `ssd-sagemaker convert` or MXNet's im2rec --pack-label, or "
             f"declare the channel's ContentType as image/jpeg with a {report.channel}"
             f"_annotation channel.")
+    check = RecordChecker(report.channel, context.num_classes, context.label_width,
+                          context.thorough)
     samples = []
-    for path in files:
-        name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
-        with open_channel_file(path, channel_dir, report.channel) as stream:
-            for index, (offset, record) in enumerate(iter_records(stream, report=report,
-                                                                  source=name)):
-                report.found += 1
-                sample = sample_from_record(record, f"{name} record {index}",
-                                            RecordRef(path, offset), context)
-                report.examined()
-                if sample is not None:
-                    samples.append(sample)
-                    report.used += 1
+    for checked in context.map_in_order(check, _channel_records(files, channel_dir, report)):
+        report.found += 1
+        report.errors.update(checked.errors)
+        report.warnings.extend(checked.warnings)
+        report.examined()
+        if checked.sample is not None:
+            samples.append(checked.sample)
+            report.used += 1
     return FileChannel(samples, {}, report)
 
 
