@@ -126,16 +126,19 @@ def agreed_class_names(by_channel: Mapping[str, Mapping[int, str]]) -> dict[int,
 def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                       num_classes: int, label_width: int, thorough: bool = False,
                       hosts: int = 1,
-                      on_example: Callable[[], None] | None = None) -> FileChannel:
+                      on_example: Callable[[], None] | None = None,
+                      shard: Shard = Shard()) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
     `thorough` (validate-data) also decodes every image and reports every fault. With
     several `hosts`, images sharded by S3 key beside replicated annotations leave this host
     the annotations of other hosts' images: skipped and counted. `on_example` is called after
-    each example is checked (validate-data's progress)."""
+    each example is checked (validate-data's progress). `shard`: the part of a
+    FullyReplicated channel this host trains on, which a format able to choose it from names
+    reads alone (the channel's `total` is then set)."""
     fmt = channel_format(channels, name)
     return fmt.read_files(ChannelRead(paths, channels, name, num_classes, label_width,
-                                      thorough, hosts, on_example))
+                                      thorough, hosts, on_example, shard=shard))
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
@@ -156,19 +159,22 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                 else (lambda index: True))
         return _pipe_source(paths, channels, name, hp, keep)
     channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width,
-                                hosts=shard.count if sharded else 1)
+                                hosts=shard.count if sharded else 1,
+                                shard=shard if sharded else Shard())
     channel.report.log()
     channel.report.check()
     if name == "train":
         network = NetworkInput(hp.base_network, hp.image_shape, hp.smallest_anchor)
         log_objects(channel.samples, channel.class_names, network, name)
     samples = channel.samples
+    whole = channel.total if channel.total is not None else len(channel.samples)
     if sharded:
-        samples = split(samples, shard, config.distribution)
+        if channel.total is None:  # the format read the whole channel: take the share now
+            samples = split(samples, shard, config.distribution)
         LOG.info("%s: worker %d of %d (%s) takes %d of %d samples", name, shard.index,
-                 shard.count, config.distribution, len(samples), len(channel.samples))
+                 shard.count, config.distribution, len(samples), whole)
     # a host of ShardedByS3Key data sees its shard only: the channel's size is the declared one
-    total = None if sharded and config.distribution == SHARDED_BY_S3_KEY else len(channel.samples)
+    total = None if sharded and config.distribution == SHARDED_BY_S3_KEY else whole
     return SampleList(name, samples, channel.class_names, total, hp.num_training_samples)
 
 

@@ -34,6 +34,7 @@ from ssd_sagemaker.data.formats.protocol import (
     ReadContext,
     media_type,
 )
+from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
@@ -351,14 +352,18 @@ def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[Pa
 
 
 def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadContext,
-                           images_elsewhere: bool = False) -> FileChannel:
+                           images_elsewhere: bool = False, shard: Shard = Shard()
+                           ) -> FileChannel:
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`, class names from the files' `categories`. Invalid files are
     reported, not raised: the caller decides with `report.check()`. `thorough` also decodes
     every image (validate-data).
     `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
     annotations are not, so an annotation whose image is absent is another host's: skipped
-    and counted, not an error (its host checks it)."""
+    and counted, not an error (its host checks it).
+    `shard`: this host's part of a FullyReplicated channel, chosen from the sorted file names
+    before any file is opened (file `index`, `index + count`, ...); images no annotation
+    claims are then not looked for (claims of other hosts' files are unknown)."""
     image_dir, annotation_dir = Path(image_dir), Path(annotation_dir)
     report = context.report
     files = sorted(annotation_dir.rglob("*.json")) if annotation_dir.is_dir() else []
@@ -368,16 +373,19 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
             f"files; it needs one <image basename>.json per image of the {image_dir.name} "
             f"channel, e.g. {EXAMPLE}"
         )
+    share = files[shard.index::shard.count]
     reader = _PairReader(image_dir, report)
     check = FileChecker(image_dir, annotation_dir, context.num_classes, context.thorough,
                         images_elsewhere)
-    samples = [sample for checked in context.map_in_order(check, files)
+    samples = [sample for checked in context.map_in_order(check, share)
                if (sample := reader.take(checked)) is not None]
-    unannotated = _warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
-    report.found = len(files) + unannotated
+    unannotated = (_warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
+                   if shard.count == 1 else 0)
+    report.found = len(share) + unannotated
     report.used = len(samples)
     report.skipped = unannotated + report.elsewhere
-    return FileChannel(samples, reader.class_names, report)
+    return FileChannel(samples, reader.class_names, report,
+                       total=len(files) if shard.count > 1 else None)
 
 
 class ImageFormat:
@@ -409,7 +417,9 @@ class ImageFormat:
             request.directory, request.paths.channel_dir(annotation), request.context(KIND),
             images_elsewhere=request.hosts > 1
             and request.config.distribution == SHARDED_BY_S3_KEY
-            and request.channels[annotation].distribution == FULLY_REPLICATED)
+            and request.channels[annotation].distribution == FULLY_REPLICATED,
+            shard=request.shard if request.config.distribution == FULLY_REPLICATED
+            else Shard())
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         raise NotImplementedError("image + JSON channels need File mode (streams is False)")

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Protocol
 
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.environment import ChannelConfig, Paths
 
 # A Pipe-mode stream's reader: (stream, stream name, report, class names found, keep(index))
@@ -35,6 +36,9 @@ class FileChannel:
     samples: list[Sample]
     class_names: dict[int, str]
     report: ChannelReport
+    # examples of the whole channel when only this host's `ChannelRead.shard` was read (every
+    # host counts them alike from the names); None when the whole channel was read
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class ChannelRead:
     hosts: int = 1
     on_example: Callable[[], None] | None = None  # after each example checked (progress)
     map_in_order: OrderedMap = map  # applies a reader's per-file check (see OrderedMap)
+    # the part of a FullyReplicated channel this host reads; a format that can choose it from
+    # names alone reads only that part (and says so with `FileChannel.total`)
+    shard: Shard = Shard()
 
     def report(self, kind: str) -> ChannelReport:
         """The report of this read, counting into `on_example`."""
