@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_validate_data import _broken_dataset, _config
 
+from broken_dataset import broken_dataset, write_config
 from cli_runner import cli_env
 from planting import annotation as json_annotation
 from planting import (
@@ -53,8 +53,8 @@ def test_a_few_examples_are_checked_in_this_process() -> None:
 def test_several_processes_report_what_one_process_reports(tmp_path: Path, monkeypatch) -> None:
     """The planted faults of test_validate_data (both formats, duplicates of one image, class
     names, unannotated images) in chunks of 2 over 2 processes: the same report, line for line."""
-    _config(tmp_path)
-    _broken_dataset(tmp_path)
+    write_config(tmp_path)
+    broken_dataset(tmp_path)
     images, notes = tmp_path / "input/data/train", tmp_path / "input/data/train_annotation"
     write_json_pair(images, notes, "twice", None, json_annotation("good.jpg"))  # good.jpg again
     write_json_pair(images, notes, "renamed", jpeg(seed=7), json_annotation(
