@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ssd_sagemaker.serving.capacity import read_cgroup_limits
+from ssd_sagemaker.cgroups import read_cgroup_limits
 from ssd_sagemaker.serving.request_errors import RequestError
 from ssd_sagemaker.variables import SSD_MME_MEMORY_LIMIT_MB
 

@@ -1,17 +1,12 @@
-"""capacity.py on fake cgroup trees (v1 and v2, as podman and SageMaker hosts mount them): the
-default worker count follows the CPU quota and the memory limit, at least 1, with its numbers."""
+"""cgroups.py and capacity.py on fake cgroup trees (v1 and v2, as podman and SageMaker hosts
+mount them): the default worker count follows the CPU quota and the memory limit, at least 1, with its numbers."""
 
 import json
 
 import pytest
 
-from ssd_sagemaker.serving.capacity import (
-    MASTER_MB,
-    CgroupLimits,
-    read_cgroup_limits,
-    serving_capacity,
-    worker_megabytes,
-)
+from ssd_sagemaker.cgroups import CgroupLimits, read_cgroup_limits
+from ssd_sagemaker.serving.capacity import MASTER_MB, serving_capacity, worker_megabytes
 
 MB = 1024 * 1024
 

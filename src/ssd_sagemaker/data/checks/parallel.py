@@ -18,8 +18,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from ssd_sagemaker.cgroups import read_cgroup_limits, usable_cpus
 from ssd_sagemaker.errors import AlgorithmError
-from ssd_sagemaker.serving.capacity import read_cgroup_limits, usable_cpus
 
 CHUNK = 64  # examples per task: ~30 ms of checks, so the pickling overhead stays small
 IN_FLIGHT_PER_WORKER = 4
