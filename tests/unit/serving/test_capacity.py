@@ -1,5 +1,6 @@
 """cgroups.py and capacity.py on fake cgroup trees (v1 and v2, as podman and SageMaker hosts
-mount them): the default worker count follows the CPU quota and the memory limit, at least 1, with its numbers."""
+mount them): the default worker count follows the CPU quota and the memory limit, at least 1,
+with its numbers."""
 
 import json
 
