@@ -8,6 +8,7 @@ list, an invoke and a delete agree whichever worker answers. `/ping` is polled a
 import re
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,12 @@ class PingWatch:
                 self.statuses.append(None)
             self._stop.wait(0.2)
 
-    def stop(self) -> list:
+    def stop(self, at_least: int = 3) -> list:
+        """The statuses, once at least `at_least` pings have been answered or not (at most 10 s
+        more), so that a quick test still watches the server for a while."""
+        deadline = time.monotonic() + 10
+        while len(self.statuses) < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)
         self._stop.set()
         self._thread.join(5)
         return self.statuses
@@ -85,10 +91,14 @@ def _refused(response: requests.Response, status: int, *fragments: str) -> None:
 
 
 def _class_names_everywhere(server: Server, name: str) -> set[str]:
-    """The class names `name` answers with over ROUNDS invokes (any worker)."""
+    """The class names `name` answers with over ROUNDS invokes, sent 2 x WORKERS at a time so
+    that every worker answers some (one after another, a worker that is free again may take
+    them all, as one CI run saw)."""
     seen = set()
-    for _ in range(ROUNDS):
-        response = _invoke(server, name, Accept="application/json;verbose")
+    with ThreadPoolExecutor(2 * WORKERS) as pool:
+        responses = list(pool.map(
+            lambda _: _invoke(server, name, Accept="application/json;verbose"), range(ROUNDS)))
+    for response in responses:
         assert response.status_code == 200, response.text
         body = response.json()
         assert len(body["class_names"]) == len(body["prediction"]) > 0
