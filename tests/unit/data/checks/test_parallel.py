@@ -105,7 +105,9 @@ def test_a_corrupt_image_among_many_is_named(tmp_path: Path) -> None:
     assert lines[-1] == "Result: problems in train, validation"
 
 
-@pytest.mark.parametrize("terminal", [False])  # the terminal case: see bench/README.md
+# Only the log case: under a pseudo-terminal this run printed no bar at all (unexplained yet;
+# the bar decision itself is tested in tests/unit/test_progress.py).
+@pytest.mark.parametrize("terminal", [False])
 def test_the_progress_bar_shows_on_a_terminal_and_not_in_a_log(tmp_path: Path,
                                                               terminal: bool) -> None:
     images, notes = tmp_path / "input/data/train", tmp_path / "input/data/train_annotation"
