@@ -24,7 +24,12 @@ import numpy as np
 from ssd_sagemaker.data.checks.object_sizes import NetworkInput, log_objects
 from ssd_sagemaker.data.checks.samples import Sample
 from ssd_sagemaker.data.formats import image_json, manifest, recordio
-from ssd_sagemaker.data.formats.protocol import ChannelFormat, ChannelRead, FileChannel
+from ssd_sagemaker.data.formats.protocol import (
+    ChannelFormat,
+    ChannelRead,
+    FileChannel,
+    OrderedMap,
+)
 from ssd_sagemaker.data.loading.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.loading.pipe import PipeChannel, PipeSource
 from ssd_sagemaker.data.loading.sharding import (
@@ -127,7 +132,7 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
                       num_classes: int, label_width: int, thorough: bool = False,
                       hosts: int = 1,
                       on_example: Callable[[], None] | None = None,
-                      shard: Shard = Shard()) -> FileChannel:
+                      shard: Shard = Shard(), map_in_order: OrderedMap = map) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
     `thorough` (validate-data) also decodes every image and reports every fault. With
@@ -135,10 +140,11 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
     the annotations of other hosts' images: skipped and counted. `on_example` is called after
     each example is checked (validate-data's progress). `shard`: the part of a
     FullyReplicated channel this host trains on, which a format able to choose it from names
-    reads alone (the channel's `total` is then set)."""
+    reads alone (the channel's `total` is then set). `map_in_order`: how the per-file checks
+    run (validate-data: over a process pool)."""
     fmt = channel_format(channels, name)
     return fmt.read_files(ChannelRead(paths, channels, name, num_classes, label_width,
-                                      thorough, hosts, on_example, shard=shard))
+                                      thorough, hosts, on_example, map_in_order, shard))
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,

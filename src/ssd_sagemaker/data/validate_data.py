@@ -12,11 +12,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from ssd_sagemaker.data.channels import agreed_class_names, channel_format
+from ssd_sagemaker.data.channels import (
+    agreed_class_names,
+    channel_format,
+    read_file_channel,
+)
 from ssd_sagemaker.data.checks.object_sizes import NetworkInput, object_lines
 from ssd_sagemaker.data.checks.parallel import ProcessMap, pool_workers
 from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION, ChannelReport
-from ssd_sagemaker.data.formats.protocol import ChannelRead
 from ssd_sagemaker.data.loading.sharding import shard_lines
 from ssd_sagemaker.environment import ChannelConfig, Paths
 from ssd_sagemaker.errors import ClientError
@@ -63,13 +66,12 @@ def validate_channels(paths: Paths, channels: Mapping[str, ChannelConfig], num_c
         # Pipe-mode channels are read from their files, as File mode would.
         files = {key: replace(config, input_mode="File") for key, config in channels.items()}
         try:
-            fmt = channel_format(channels, name)  # refuses what training would refuse
+            channel_format(channels, name)  # refuses what training would refuse
             with (Progress(f"validate-data: {name}", None, "example", LOG) as progress,
                   ProcessMap(pool_workers() if workers is None else workers) as in_order):
-                channel = fmt.read_files(ChannelRead(
-                    paths, files, name, num_classes, label_width, thorough=True,
-                    hosts=hosts if name == "train" else 1, on_example=progress.advance,
-                    map_in_order=in_order))
+                channel = read_file_channel(paths, files, name, num_classes, label_width,
+                                            thorough=True, hosts=hosts if name == "train" else 1,
+                                            on_example=progress.advance, map_in_order=in_order)
         except ClientError as error:
             results.append(ChannelResult(name, fatal=str(error)))
             continue
