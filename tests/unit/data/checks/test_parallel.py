@@ -32,6 +32,7 @@ from ssd_sagemaker.data.checks.parallel import ProcessMap
 from ssd_sagemaker.data.formats.recordio import pack
 from ssd_sagemaker.data.validate_data import format_report, validate_channels
 from ssd_sagemaker.environment import Paths, read_channels
+from ssd_sagemaker.errors import AlgorithmError
 
 
 def _pid_and_square(value: int) -> tuple[int, int]:
@@ -51,6 +52,15 @@ def test_a_few_examples_are_checked_in_this_process() -> None:
         results = list(in_order(_pid_and_square, range(31)))  # fewer than two chunks
     assert {pid for pid, _ in results} == {os.getpid()}
     assert [square for _, square in results] == [value * value for value in range(31)]
+
+
+def test_a_worker_that_dies_stops_the_check_with_what_happened() -> None:
+    """A pool process that ends mid-check (here `os._exit`, as the OOM killer would end it):
+    an AlgorithmError saying a worker died and what to do, not a hang or a traceback."""
+    with pytest.raises(AlgorithmError) as error, ProcessMap(2, chunk=16) as in_order:
+        list(in_order(os._exit, [3] * 64))
+    assert "a validate-data worker process died" in str(error.value)
+    assert "with more memory" in str(error.value)
 
 
 def test_several_processes_report_what_one_process_reports(tmp_path: Path, monkeypatch) -> None:
