@@ -5,6 +5,7 @@ import pytest
 from cli_runner import run_cli
 from fitted_model import fit_eight_image_detector
 from serve_process import Server
+from small_detector import fit_small_detector
 from tiny_model import export_tiny_model
 
 
@@ -37,3 +38,11 @@ def eight_image_detector(tmp_path_factory):
     """The detector fitted to 8 synthetic images, fitted once per run for every test that
     needs one that detects (tests copy its model directory before writing beside it)."""
     return fit_eight_image_detector(tmp_path_factory.mktemp("eight_image_detector"))
+
+
+@pytest.fixture(scope="session")
+def small_detector(tmp_path_factory):
+    """The small SSD fitted to 256 plain images (about 30 s), fitted once per run for the tests
+    that judge tiling on images it never saw (tests copy its model directory before writing
+    beside it)."""
+    return fit_small_detector(tmp_path_factory.mktemp("small_detector"))

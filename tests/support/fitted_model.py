@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -49,9 +52,12 @@ def tensors(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
 
 def fit_detector(model_dir: Path, images: np.ndarray, labels: np.ndarray, size: int,
                  base_network: str = "resnet-50", target_map: float = 0.95,
-                 max_steps: int = 90, check_every: int = 10, batch_size: int = 8) -> float:
+                 max_steps: int = 90, check_every: int = 10, batch_size: int = 8,
+                 build_net: Callable[[int, list[str]], Any] | None = None) -> float:
     """Fit an SSD to `images` (as `tensors` gives them) and export it to `model_dir` as `train`
-    does; the training-set VOC07 mAP reached (checked every `check_every` steps)."""
+    does; the training-set VOC07 mAP reached (checked every `check_every` steps). `build_net`
+    (image size, classes): another SSD than the project's `base_network` one, which the
+    artifact then names `base_network`."""
     import mxnet as mx
     from mxnet import autograd, gluon
 
@@ -64,7 +70,7 @@ def fit_detector(model_dir: Path, images: np.ndarray, labels: np.ndarray, size: 
 
     mx.random.seed(0)
     np.random.seed(0)
-    net = build_network(base_network, size, list(CLASSES))
+    net = (build_net or partial(build_network, base_network))(size, list(CLASSES))
     net.set_nms(0.45, 400, 100)
     with autograd.train_mode():
         _, _, anchors = net(mx.nd.zeros((1, 3, size, size)))
@@ -98,9 +104,9 @@ EIGHT_IMAGES = {"count": 8, "seed": 0, "size": 128}
 
 
 def fit_eight_image_detector(folder: Path) -> tuple[Path, np.ndarray, np.ndarray, float]:
-    """The ResNet-50 SSD fitted at 128 px to 8 synthetic images (seed 0) that several slow
-    tests need (INT8 fidelity, tiled inference): fitted once per run (about a minute), copied by
-    each test. Its model directory, the network inputs and labels, the training-set mAP."""
+    """The ResNet-50 SSD fitted at 128 px to 8 synthetic images (seed 0) that the INT8
+    fidelity tests need: fitted once per run (about a minute), copied by each test. Its model
+    directory, the network inputs and labels, the training-set mAP."""
     size = EIGHT_IMAGES["size"]
     images, labels = tensors(read_images(folder / "train", EIGHT_IMAGES["count"],
                                          EIGHT_IMAGES["seed"]), size)

@@ -1,10 +1,10 @@
 """Tiled inference for small objects in large images (SAHI-style): the image is cut into
 overlapping square tiles, each tile goes through the network at the network's input size
 (so a 25-px object in a 4000-px photo stays 25 px instead of shrinking to 2), the boxes are
-mapped back to the whole image, and the duplicates the overlaps create are merged by a
-class-aware NMS over the whole image. A box that touches a seam (a tile edge inside the
-image) is likely a fragment of an object the neighbouring tile holds whole: its cluster takes
-the coordinates of a box that touches no seam when there is one.
+mapped back to the whole image, and the duplicates the overlaps create are merged
+(serving/tile_merge.py). A box that touches a seam (a tile edge inside the image) is likely a
+fragment of an object the neighbouring tile holds whole: it is marked here, so that the merge
+prefers a box that touches no seam.
 
 Opt-in per request (`tile=SIZE,overlap=F`), per server (`SSD_TILE`, `SSD_TILE_OVERLAP`) or
 per `predict` run (`--tile`, `--tile-overlap`); rows keep the built-in format, coordinates
@@ -26,19 +26,13 @@ from ssd_sagemaker.serving.config import DetectionLimits
 from ssd_sagemaker.serving.deadline import RequestClock, WorkTimedOut
 from ssd_sagemaker.serving.predictor import Predictor
 from ssd_sagemaker.serving.request_errors import RequestError
+from ssd_sagemaker.serving.tile_merge import merge
 
 TILE_BATCH = 4  # tiles per forward: the same batch shape every time (the last one is padded)
 # A box edge this close to a seam (fraction of the tile side, at least SEAM_MARGIN_PIXELS) may
 # be where the tile cut the object.
 SEAM_MARGIN = 0.02
 SEAM_MARGIN_PIXELS = 2
-# A box touching a seam whose area lies this much inside another of its class is a fragment of
-# it (intersection over the smaller box), even when their IoU is low.
-FRAGMENT_OVERLAP = 0.6
-# Two tiles' boxes of one object disagree more than one forward's duplicates: merged from this
-# IoU (or the model's NMS threshold, when lower). On the demo model's 5x5 mosaic (docs/tiling.md)
-# 0.45 left 8 objects boxed twice, 0.35 none beyond the one the images alone box twice.
-MERGE_IOU = 0.35
 
 
 class TooManyTiles(RequestError):
@@ -106,58 +100,6 @@ def to_image_rows(rows: Sequence[Sequence[float]], tile: Tile, width: int, heigh
     return found, cut
 
 
-def _overlaps(box: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """IoU and intersection over the smaller box, of `box` with each of `others`."""
-    width = np.clip(np.minimum(box[2], others[:, 2]) - np.maximum(box[0], others[:, 0]), 0, None)
-    height = np.clip(np.minimum(box[3], others[:, 3]) - np.maximum(box[1], others[:, 1]), 0,
-                     None)
-    inter = width * height
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
-    union = np.maximum(area + areas - inter, 1e-12)
-    return inter / union, inter / np.maximum(np.minimum(area, areas), 1e-12)
-
-
-def _cluster(rows: np.ndarray, cut: np.ndarray, index: int, candidates: np.ndarray,
-             nms_threshold: float) -> np.ndarray:
-    """`index` and the `candidates` overlapping it by `nms_threshold` IoU, or lying within it
-    (or it within them) by FRAGMENT_OVERLAP when one of the two touches a seam."""
-    iou, within = _overlaps(rows[index, 2:], rows[candidates, 2:])
-    fragment = (cut[candidates] | cut[index]) & (within >= FRAGMENT_OVERLAP)
-    return np.union1d(candidates[(iou >= nms_threshold) | fragment], [index])
-
-
-def merge(rows: np.ndarray, cut: np.ndarray, nms_threshold: float,
-          most: int | None = None) -> list[list[float]]:
-    """Class-aware greedy NMS over the whole image, best score first; each cluster keeps its
-    best score. When the best box touches a seam and its cluster holds a box that does not
-    (from the tile that held the object whole), the cluster takes that box's coordinates and
-    its duplicates too (the fragments on its other sides).
-
-    Stops after `most` clusters (the answer's max_detections): clusters come out best score
-    first and each depends only on those before it, so the first `most` are the same, and the
-    work is `most` passes over the rows instead of one per row (130 tiles of 100 rows: 3.2 s)."""
-    order = np.argsort(-rows[:, 1], kind="stable")
-    rows, cut = rows[order], cut[order]
-    free = np.ones(len(rows), dtype=bool)
-    merged: list[list[float]] = []
-    for index in range(len(rows)):
-        if len(merged) == most:
-            break
-        if not free[index]:
-            continue
-        same = np.flatnonzero(free & (rows[:, 0] == rows[index, 0]))
-        members = _cluster(rows, cut, index, same, nms_threshold)
-        whole = members[~cut[members]]  # in score order
-        anchor = int(whole[0]) if cut[index] and len(whole) else index
-        if anchor != index:
-            members = np.union1d(members, _cluster(rows, cut, anchor, same, nms_threshold))
-        free[members] = False
-        merged.append([float(rows[index, 0]), float(rows[index, 1]),
-                       *map(float, rows[anchor, 2:])])
-    return merged
-
-
 def _check_time(clock: RequestClock | None, done: int, total: int, started: float) -> None:
     """WorkTimedOut when the tiles left cannot be done in the time left, at the pace so far."""
     if clock is None or done == total:
@@ -178,17 +120,19 @@ def detect_tiled(predictor: Predictor, image: np.ndarray, limits: DetectionLimit
     height, width = image.shape[:2]
     tiles = checked_grid(width, height, limits.tile, limits.tile_overlap, limits.max_tiles)
     min_score = limits.score_threshold
-    found, seams = [np.zeros((0, 6))], [np.zeros(0, dtype=bool)]
+    found, seams, origins = [np.zeros((0, 6))], [np.zeros(0, dtype=bool)], [np.zeros(0, int)]
     started = time.monotonic()
     for first in range(0, len(tiles), TILE_BATCH):
         _check_time(clock, first, len(tiles), started)
         batch = tiles[first:first + TILE_BATCH]
         crops = [image[t.top:t.top + t.height, t.left:t.left + t.width] for t in batch]
         crops += [crops[-1]] * (TILE_BATCH - len(crops))  # padding: its rows are dropped
-        for tile, rows in zip(batch, predictor.detect_batch(crops)):
+        for number, (tile, rows) in enumerate(zip(batch, predictor.detect_batch(crops)),
+                                              first):
             kept = [row for row in rows if row[1] >= min_score]
             image_rows, cut = to_image_rows(kept, tile, width, height)
             found.append(image_rows)
             seams.append(cut)
-    return merge(np.concatenate(found), np.concatenate(seams),
-                 min(predictor.info.nms_threshold, MERGE_IOU), limits.max_detections)
+            origins.append(np.full(len(image_rows), number))
+    return merge(np.concatenate(found), np.concatenate(seams), np.concatenate(origins),
+                 predictor.info.nms_threshold, limits.max_detections)

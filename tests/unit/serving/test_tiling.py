@@ -1,7 +1,8 @@
 """Tiled inference (serving/tiling.py): the grid covers the image with the last row and column
 on its edges, tile rows map back to fractions of the whole image, seams are told from image
-edges, duplicates across seams merge into one box per object (the whole one, not a fragment),
-the tile count is bounded with a 400, and the deadline stops the work between batches.
+edges, duplicates across seams merge into one box per object (the rule itself is tested in
+test_tile_merge.py), the tile count is bounded with a 400, and the deadline stops the work
+between batches.
 
 The detector here finds solid shapes by their pixels (tests/support/shape_finder.py), so what
 each tile sees, and hence what is cut by a seam, is computed, not assumed."""
@@ -32,7 +33,6 @@ from ssd_sagemaker.serving.tiling import (
     Tile,
     TooManyTiles,
     detect_tiled,
-    merge,
     tile_grid,
     to_image_rows,
 )
@@ -69,35 +69,6 @@ def test_rows_map_to_fractions_of_the_whole_image_and_seams_are_not_image_edges(
     corner = Tile(0, 0, 300, 300)  # the image's own top and left edges are no seams
     _, cut = to_image_rows([[0, 0.9, 0.0, 0.0, 0.2, 0.2]], corner, 1000, 600)
     assert list(cut) == [False]
-
-
-def test_merging_keeps_one_box_per_object_and_the_whole_one_over_a_fragment():
-    rows = np.array([[0, 0.95, 0.50, 0.50, 0.55, 0.60],   # fragment: cut by a seam, best score
-                     [0, 0.90, 0.45, 0.50, 0.55, 0.60],   # the whole object, from the other tile
-                     [0, 0.85, 0.451, 0.50, 0.55, 0.601],  # the same whole object, a third tile
-                     [1, 0.80, 0.45, 0.50, 0.55, 0.60],   # another class at the same place
-                     [0, 0.70, 0.10, 0.10, 0.20, 0.20]])  # another object
-    cut = np.array([True, False, False, False, False])
-    merged = merge(rows, cut, 0.45)
-    assert merged == [pytest.approx([0, 0.95, 0.45, 0.50, 0.55, 0.60]),
-                      pytest.approx([1, 0.80, 0.45, 0.50, 0.55, 0.60]),
-                      pytest.approx([0, 0.70, 0.10, 0.10, 0.20, 0.20])]
-
-
-def test_merging_stops_after_the_clusters_an_answer_keeps_with_the_same_first_ones():
-    # 130 tiles of 100 rows, as an untrained network gives them: merging all took 3.2 s
-    rng = np.random.default_rng(0)
-    corners = rng.uniform(0, 0.95, (13_000, 2))
-    rows = np.column_stack([rng.integers(0, 3, 13_000), rng.uniform(0, 1, 13_000), corners,
-                            corners + rng.uniform(0.005, 0.05, (13_000, 2))])
-    cut = rng.uniform(size=13_000) < 0.2
-    started = time.monotonic()
-    first = merge(rows, cut, 0.35, most=100)
-    assert time.monotonic() - started < 1.0
-    assert len(first) == 100
-    everything = merge(rows[:3000], cut[:3000], 0.35)  # all of it: seconds for 13,000 rows
-    assert len(everything) > 2000
-    assert merge(rows[:3000], cut[:3000], 0.35, most=100) == everything[:100]
 
 
 def test_objects_across_seams_are_found_once_and_whole_in_batches():
