@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 
@@ -14,3 +16,28 @@ def pytest_runtest_makereport(item, call):
     report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8"))
                        for title, text in report.sections]
     return report
+
+
+def pytest_configure(config):
+    """In a pytest-xdist worker, MXNet's OpenMP pool gets this worker's share of the CPUs
+    (unless OMP_NUM_THREADS is set): two workers each spinning a pool of every CPU run slower
+    than one. Set before any test module imports MXNet; the CLI processes the tests start
+    inherit it."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        os.environ.setdefault("OMP_NUM_THREADS",
+                              str(max(1, len(os.sched_getaffinity(0)) // int(workers))))
+
+
+def pytest_collection_modifyitems(config, items):
+    """In pytest-xdist workers (scripts/test.sh runs `--dist loadscope`: a module per worker at
+    a time, so its module fixtures are made once) the modules holding slow tests come first, so
+    the longest units of work do not start last while the other worker idles."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    slow = {_module(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _module(item) not in slow)
+
+
+def _module(item) -> str:
+    return item.nodeid.split("::")[0]

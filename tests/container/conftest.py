@@ -23,15 +23,22 @@ from podman_support import (
     tail,
 )
 
+from made_once import made_once
+
 SDK_REQUIREMENT = "sagemaker>=2.200,<3"
 
 
 @pytest.fixture(scope="session")
-def engine() -> None:
+def engine(tmp_path_factory) -> None:
     if os.environ.get("SSD_SAGEMAKER_SKIP_CONTAINER") == "1":
         pytest.skip("container tests skipped: SSD_SAGEMAKER_SKIP_CONTAINER=1")
     if os.geteuid() != 0:
         pytest.skip("container tests need root here (apt-get, debootstrap, rootful podman)")
+    made_once(tmp_path_factory, "podman", _prepare)  # apt-get takes one caller at a time
+
+
+def _prepare(_: Path) -> None:
+    """podman and the base image ready, or the container tests skipped saying why."""
     prepared = subprocess.run(["bash", str(HERE / "prepare.sh")], capture_output=True, text=True,
                               timeout=900)
     if prepared.returncode == 3:
@@ -45,7 +52,12 @@ def engine() -> None:
 
 @pytest.fixture(scope="session")
 def image(engine, tmp_path_factory) -> str:
-    """The CPU image, built as a user would (layers cached by podman between runs)."""
+    """The CPU image, built as a user would (layers cached by podman between runs), once per
+    run whichever test worker asks first."""
+    return made_once(tmp_path_factory, "image", _build)
+
+
+def _build(folder: Path) -> str:
     command = ["podman", "build", "--runtime", "runc", "--network", "host", *ULIMITS,
                "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", "FLAVOUR=cpu",
                "--build-arg", "PRETRAINED_WEIGHTS=0", "-t", IMAGE]
@@ -54,7 +66,7 @@ def image(engine, tmp_path_factory) -> str:
         command += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
     if os.environ.get("PIP_INDEX_URL", "").startswith("http"):
         command += ["--build-arg", f"PIP_INDEX_URL={os.environ['PIP_INDEX_URL']}"]
-    log = tmp_path_factory.mktemp("build") / "build.log"
+    log = folder / "build.log"
     started = time.monotonic()
     with log.open("w") as handle:
         built = subprocess.run([*command, str(ROOT)], stdout=handle, stderr=subprocess.STDOUT,

@@ -4,6 +4,7 @@ import pytest
 
 from cli_runner import run_cli
 from fitted_model import fit_eight_image_detector
+from made_once import made_once
 from serve_process import Server
 from small_detector import fit_small_detector
 from tiny_model import export_tiny_model
@@ -42,7 +43,7 @@ def eight_image_detector(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def small_detector(tmp_path_factory):
-    """The small SSD fitted to 256 plain images (about 30 s), fitted once per run for the tests
-    that judge tiling on images it never saw (tests copy its model directory before writing
-    beside it)."""
-    return fit_small_detector(tmp_path_factory.mktemp("small_detector"))
+    """The small SSD fitted to 256 plain images (about 30 s), fitted once per run (by whichever
+    test worker asks first) for the tests that judge tiling on images it never saw (tests copy
+    its model directory before writing beside it)."""
+    return made_once(tmp_path_factory, "small_detector", fit_small_detector)
