@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -125,6 +126,33 @@ def _check_tree(value: Any) -> None:
         pending.extend((child, depth + 1) for child in children)
 
 
+# What in a document's text may make `_check_tree` refuse its value: an escaped surrogate, a
+# digit run or an exponent long enough to overflow a float (matches inside strings only cost a
+# walk). Text without any, nested at most MAX_DEPTH deep, parses to a value the walk would pass:
+# so an ordinary file is parsed in one pass, and only a suspect one is walked leaf by leaf (the
+# walk cost more than the parse on annotation files repeating a category list).
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|\d{200}|[eE][+-]?\d{3}")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _nesting(text: str) -> int:
+    """How many levels the containers of valid JSON `text` nest (counted up to MAX_DEPTH + 1):
+    strings removed (their brackets are text), then the innermost pairs, level by level."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = 0
+    while brackets and depth <= MAX_DEPTH:
+        brackets = _INNERMOST.sub("", brackets)
+        depth += 1
+    return depth
+
+
+def _needs_walk(text: str) -> bool:
+    return (_SUSPECT.search(text) is not None or _nesting(text) > MAX_DEPTH
+            or (not text.isascii() and _has_surrogate(text)))
+
+
 def parse_json(data: bytes | str) -> Any:
     """The value of a JSON document (bytes must be UTF-8), checked as the module says."""
     text = decode_utf8(data) if isinstance(data, (bytes, bytearray)) else data
@@ -140,7 +168,8 @@ def parse_json(data: bytes | str) -> Any:
     except ValueError:  # Python refuses to convert integers of more than 4,300 digits
         raise BadJSON(f"holds an integer of more than {sys.get_int_max_str_digits()} digits, "
                       f"too large for any quantity here (at most about 1.8e308)") from None
-    _check_tree(value)
+    if _needs_walk(text):
+        _check_tree(value)  # the walk finds the first problem, as it always did
     return value
 
 

@@ -178,13 +178,20 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
     return path
 
 
-def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
-    if categories is None:
-        return {}
-    names: dict[int, str] = {}
+# (class_id, name) pairs sorted by id: a category list as checked, comparable and hashable
+Categories = tuple[tuple[int, str], ...]
+# Category lists checked so far in this process, by their value's repr: converted datasets
+# repeat one list in every annotation file, so it is checked once (bounded for hostile data).
+_CHECKED_LISTS: dict[str, tuple[Categories, tuple[str, ...]]] = {}
+_MAX_CHECKED_LISTS = 64
+
+
+def _check_categories(categories: Any) -> tuple[Categories, tuple[str, ...]]:
+    """The names a `categories` list gives, and its problems."""
     if not isinstance(categories, list):
-        problems.append("\"categories\" must be a list of {\"class_id\", \"name\"} objects")
-        return names
+        return (), ("\"categories\" must be a list of {\"class_id\", \"name\"} objects",)
+    names: dict[int, str] = {}
+    problems = []
     for index, category in enumerate(categories):
         if (not isinstance(category, dict) or not is_integer(category.get("class_id"))
                 or not isinstance(category.get("name"), str)):
@@ -192,7 +199,21 @@ def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
                             f"\"name\": <string>}}, got {shown(category)}")
             continue
         names[int(category["class_id"])] = category["name"]
-    return names
+    return tuple(sorted(names.items())), tuple(problems)
+
+
+def _categories(categories: Any, problems: list[str]) -> Categories:
+    """The file's class names (none without `categories`), checked once per distinct list."""
+    if categories is None:
+        return ()
+    key = repr(categories)
+    checked = _CHECKED_LISTS.get(key)
+    if checked is None:
+        checked = _check_categories(categories)
+        if len(_CHECKED_LISTS) < _MAX_CHECKED_LISTS:
+            _CHECKED_LISTS[key] = checked
+    problems.extend(checked[1])
+    return checked[0]
 
 
 def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
@@ -240,7 +261,7 @@ class CheckedFile:
     parsed: ParsedAnnotation = field(default_factory=ParsedAnnotation)
     image_path: Path | None = None
     on_other_host: bool = False
-    categories: dict[int, str] = field(default_factory=dict)
+    categories: Categories = ()
     image_problems: list[str] = field(default_factory=list)
     image_warnings: list[str] = field(default_factory=list)
 
@@ -294,10 +315,29 @@ class _PairReader:
         self.image_dir, self.report = image_dir, report
         self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
         self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
+        # a category list's conflicts with the names taken before it: the same every time the
+        # list comes again (its ids are then all named, and a name once taken never changes)
+        self.conflicts: dict[Categories, list[str]] = {}
 
     @property
     def class_names(self) -> dict[int, str]:
         return {class_id: name for class_id, (name, _) in sorted(self.names.items())}
+
+    def _conflicts(self, categories: Categories, origin: str) -> list[str]:
+        """The names of `categories` taken (first come, first named); a problem for each name
+        that differs from the one its class was given first."""
+        known = self.conflicts.get(categories)
+        if known is not None:
+            return known
+        problems = []
+        for class_id, class_name in categories:
+            first = self.names.setdefault(class_id, (class_name, origin))
+            if first[0] != class_name:
+                problems.append(f"category name {shown(class_name)} for class_id {class_id} "
+                                f"conflicts with {shown(first[0])} in {first[1]}; use one "
+                                f"name per class")
+        self.conflicts[categories] = problems
+        return problems
 
     def take(self, checked: CheckedFile) -> Sample | None:
         """The sample of one checked annotation file, or None (its problems in the report)."""
@@ -313,12 +353,7 @@ class _PairReader:
             parsed.problems.extend(checked.image_problems)
             parsed.warnings.extend(checked.image_warnings)
         report.examined()
-        for class_id, class_name in sorted(checked.categories.items()):
-            first = self.names.setdefault(class_id, (class_name, origin))
-            if first[0] != class_name:
-                parsed.problems.append(f"category name {shown(class_name)} for class_id "
-                                       f"{class_id} conflicts with {shown(first[0])} in "
-                                       f"{first[1]}; use one name per class")
+        parsed.problems.extend(self._conflicts(checked.categories, origin))
         if checked.on_other_host:  # its class names still count: every host exports the same
             report.elsewhere += 1
             return None
