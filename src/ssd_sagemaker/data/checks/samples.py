@@ -30,15 +30,20 @@ class RecordRef:
     image_record: bool = True  # an im2rec record (IRHeader + label + image), else raw bytes
 
 
-@dataclass(frozen=True)
+# The `difficult` flags of samples without any: one shared read-only array, not one each.
+NO_FLAGS = np.zeros(0, dtype=bool)
+NO_FLAGS.flags.writeable = False
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
-    """One training example, whatever the channel format."""
+    """One training example, whatever the channel format (slotted: a channel holds millions)."""
 
     origin: str  # names the example in every message: a file, or a record of a file/stream
     image: Path | bytes | RecordRef
     boxes: np.ndarray  # float32 (N, 4): xmin, ymin, xmax, ymax as fractions of width/height
     class_ids: np.ndarray  # int32 (N,)
-    difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (N,) or (0,)
+    difficult: np.ndarray = field(default_factory=lambda: NO_FLAGS)  # (N,) or (0,)
 
     def label(self, width: int, height: int) -> np.ndarray:
         """GluonCV's label layout for the decoded image: rows of [xmin, ymin, xmax, ymax,
