@@ -268,13 +268,15 @@ class CheckedFile:
 
 @dataclass(frozen=True)
 class FileChecker:
-    """Checks one annotation file of a channel pair (picklable: it runs in pool workers)."""
+    """Checks one annotation file of a channel pair (picklable: it runs in pool workers).
+    `defer_images` (training): the image is not opened here; the loader checks it when used."""
 
     image_dir: Path
     annotation_dir: Path
     num_classes: int
     thorough: bool
     images_elsewhere: bool
+    defer_images: bool = False
     images: Boundary = field(init=False)  # resolved once: a channel holds thousands of files
     annotations: Boundary = field(init=False)
 
@@ -299,7 +301,7 @@ class FileChecker:
         checked = CheckedFile(origin, None, document["file"], parsed, image_path,
                               image_path is None and len(parsed.problems) == before)
         checked.categories = _categories(document.get("categories"), parsed.problems)
-        if image_path is not None and not parsed.problems:
+        if image_path is not None and not parsed.problems and not self.defer_images:
             image = ParsedAnnotation(parsed.width, parsed.height)
             _check_image(image_path, image, self.thorough)
             checked.image_problems, checked.image_warnings = image.problems, image.warnings
@@ -392,7 +394,8 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`, class names from the files' `categories`. Invalid files are
     reported, not raised: the caller decides with `report.check()`. `thorough` also decodes
-    every image (validate-data).
+    every image (validate-data); `context.defer_images` (training) opens no image, leaving its
+    checks to the loader.
     `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
     annotations are not, so an annotation whose image is absent is another host's: skipped
     and counted, not an error (its host checks it).
@@ -411,7 +414,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
     share = files[shard.index::shard.count]
     reader = _PairReader(image_dir, report)
     check = FileChecker(image_dir, annotation_dir, context.num_classes, context.thorough,
-                        images_elsewhere)
+                        images_elsewhere, context.defer_images)
     samples = [sample for checked in context.map_in_order(check, share)
                if (sample := reader.take(checked)) is not None]
     unannotated = (_warn_unannotated(image_dir, annotation_dir, reader.claimed, report)
