@@ -126,21 +126,22 @@ def _check_tree(value: Any) -> None:
         pending.extend((child, depth + 1) for child in children)
 
 
-# What in a document's text may make `_check_tree` refuse its value: an escaped surrogate, a
-# digit run or an exponent long enough to overflow a float (matches inside strings only cost a
-# walk). Text without any, nested at most MAX_DEPTH deep, parses to a value the walk would pass:
-# so an ordinary file is parsed in one pass, and only a suspect one is walked leaf by leaf (the
-# walk cost more than the parse on annotation files repeating a category list).
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|\d{200}|[eE][+-]?\d{3}")
+# What in a document's text may make `_check_tree` refuse its value: an escaped surrogate in a
+# string; outside strings, a digit run or an exponent long enough to overflow a float, or
+# nesting deeper than MAX_DEPTH. Text without any parses to a value the walk would pass: so an
+# ordinary file is parsed in one pass, and only a suspect one is walked leaf by leaf (the walk
+# cost more than the parse on annotation files repeating a category list).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BIG_NUMBER = re.compile(r"\d{200}|[eE][+-]?\d{3}")
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _INNERMOST = re.compile(r"\[\]|\{\}")
 
 
-def _nesting(text: str) -> int:
-    """How many levels the containers of valid JSON `text` nest (counted up to MAX_DEPTH + 1):
-    strings removed (their brackets are text), then the innermost pairs, level by level."""
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+def _nesting(structure: str) -> int:
+    """How many levels the containers of valid JSON nest (counted up to MAX_DEPTH + 1), from
+    its text without strings: the innermost pairs removed, level by level."""
+    brackets = _NOT_BRACKET.sub("", structure)
     depth = 0
     while brackets and depth <= MAX_DEPTH:
         brackets = _INNERMOST.sub("", brackets)
@@ -149,8 +150,12 @@ def _nesting(text: str) -> int:
 
 
 def _needs_walk(text: str) -> bool:
-    return (_SUSPECT.search(text) is not None or _nesting(text) > MAX_DEPTH
-            or (not text.isascii() and _has_surrogate(text)))
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
+        return True
+    if not text.isascii() and _has_surrogate(text):
+        return True
+    structure = _STRING.sub("", text)  # brackets and digits in strings are text
+    return _BIG_NUMBER.search(structure) is not None or _nesting(structure) > MAX_DEPTH
 
 
 def parse_json(data: bytes | str) -> Any:

@@ -88,22 +88,26 @@ def fit_boxes(boxes: np.ndarray, width: float, height: float,
     errors: list[str] = []
     limits = np.array([0, 0, width, height], dtype=np.float64)
     fitted = boxes.astype(np.float64).copy()
-    for index, box in enumerate(fitted):
+    if not len(fitted):
+        return fitted.astype(np.float32), warnings, errors
+    over = np.max([-fitted[:, 0], -fitted[:, 1], fitted[:, 2] - width, fitted[:, 3] - height],
+                  axis=0)
+    empty = (fitted[:, 2] <= fitted[:, 0]) | (fitted[:, 3] <= fitted[:, 1])
+    for index in np.flatnonzero(empty | (over > 0)).tolist():  # only these need words
+        box = fitted[index]
         name = names[index]
         shown = ", ".join(f"{v:g}" for v in box)
-        if box[2] <= box[0] or box[3] <= box[1]:
+        if empty[index]:
             errors.append(f"{name} [{shown}] has zero or negative width or height; xmax must "
                           f"exceed xmin and ymax must exceed ymin")
-            continue
-        over = max(-box[0], -box[1], box[2] - width, box[3] - height)
-        if over > CLIP_TOLERANCE_PIXELS:
-            errors.append(f"{name} [{shown}] lies {over:g} pixels outside the {width:g}x"
+        elif over[index] > CLIP_TOLERANCE_PIXELS:
+            errors.append(f"{name} [{shown}] lies {over[index]:g} pixels outside the {width:g}x"
                           f"{height:g} image (more than {CLIP_TOLERANCE_PIXELS:g}); fix the box "
                           f"or the image size")
-        elif over > 0:
+        else:
             fitted[index] = np.clip(box, limits[:2].tolist() * 2, limits[2:].tolist() * 2)
             warnings.append(f"{name} [{shown}] overshoots the {width:g}x{height:g} image by "
-                            f"{over:g} pixel(s); clipped")
+                            f"{over[index]:g} pixel(s); clipped")
     return fitted.astype(np.float32), warnings, errors
 
 
