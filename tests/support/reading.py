@@ -21,10 +21,11 @@ def read_images(image_dir: Path, annotation_dir: Path, num_classes: int, thoroug
 
 
 def read_records(channel_dir: Path, num_classes: int, label_width: int = LABEL_WIDTH,
-                 thorough: bool = False) -> FileChannel:
+                 thorough: bool = False, defer_images: bool = False) -> FileChannel:
     report = ChannelReport(Path(channel_dir).name, recordio.KIND)
     return recordio.read_recordio_channel(
-        channel_dir, ReadContext(report, num_classes, label_width, thorough))
+        channel_dir, ReadContext(report, num_classes, label_width, thorough,
+                                 defer_images=defer_images))
 
 
 def read_manifest(channel_dir: Path, attributes: manifest.Attributes,
