@@ -104,10 +104,13 @@ def checked_file(path: Path, boundary: Boundary | None = None,
     """The path to read `path` through: resolved and kept in `boundary` (when given), a
     regular file of at most `max_bytes`; RefusedFile otherwise, OSError when it cannot be
     examined (absent, no permission)."""
-    return Path(_checked(path, boundary, max_bytes))
+    return Path(checked_path(path, boundary, max_bytes))
 
 
-def _checked(path: Path, boundary: Boundary | None, max_bytes: int | None) -> str:
+def checked_path(path: Path, boundary: Boundary | None = None,
+                 max_bytes: int | None = None) -> str:
+    """As `checked_file`, the path as a string (a channel's thousands of files need no Path
+    object each)."""
     real = _resolved(path, boundary) if boundary is not None else os.fspath(path)
     status = os.stat(real)
     _check_regular(status.st_mode)
@@ -119,7 +122,7 @@ def open_file(path: Path, boundary: Boundary | None = None,
               max_bytes: int | None = None) -> BinaryIO:
     """`path` opened for reading after `checked_file`'s checks, without blocking, and checked
     again on the open file (it may have been replaced in between)."""
-    real = _checked(path, boundary, max_bytes)
+    real = checked_path(path, boundary, max_bytes)
     descriptor = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     stream = os.fdopen(descriptor, "rb")
     try:
@@ -142,5 +145,5 @@ def read_file(path: Path, boundary: Boundary | None = None,
     return data
 
 
-__all__ = ["Boundary", "RefusedFile", "TooLarge", "checked_file", "inside", "open_file",
-           "read_file"]
+__all__ = ["Boundary", "RefusedFile", "TooLarge", "checked_file", "checked_path", "inside",
+           "open_file", "read_file"]

@@ -101,7 +101,7 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block(root: Path, train: Bou
     import ssd_sagemaker.user_files as user_files
 
     os.mkfifo(root / "pipe")
-    monkeypatch.setattr(user_files, "_checked", lambda *args, **kwargs: str(root / "pipe"))
+    monkeypatch.setattr(user_files, "checked_path", lambda *args, **kwargs: str(root / "pipe"))
     with deadline(5), pytest.raises(RefusedFile, match="is a FIFO"):
         open_file(root / "a.json", train)
 

@@ -87,27 +87,27 @@ def fit_boxes(boxes: np.ndarray, width: float, height: float,
     warnings: list[str] = []
     errors: list[str] = []
     limits = np.array([0, 0, width, height], dtype=np.float64)
-    fitted = boxes.astype(np.float64).copy()
-    if not len(fitted):
-        return fitted.astype(np.float32), warnings, errors
-    over = np.max([-fitted[:, 0], -fitted[:, 1], fitted[:, 2] - width, fitted[:, 3] - height],
-                  axis=0)
-    empty = (fitted[:, 2] <= fitted[:, 0]) | (fitted[:, 3] <= fitted[:, 1])
-    for index in np.flatnonzero(empty | (over > 0)).tolist():  # only these need words
-        box = fitted[index]
+    fitted = boxes.astype(np.float64)
+    for index, box in enumerate(fitted.tolist()):  # plain floats: a few boxes, checked fast
+        left, top, right, bottom = box
+        empty = right <= left or bottom <= top
+        over = max(-left, -top, right - width, bottom - height)
+        if not empty and over <= 0:
+            continue
         name = names[index]
         shown = ", ".join(f"{v:g}" for v in box)
-        if empty[index]:
+        if empty:
             errors.append(f"{name} [{shown}] has zero or negative width or height; xmax must "
                           f"exceed xmin and ymax must exceed ymin")
-        elif over[index] > CLIP_TOLERANCE_PIXELS:
-            errors.append(f"{name} [{shown}] lies {over[index]:g} pixels outside the {width:g}x"
+        elif over > CLIP_TOLERANCE_PIXELS:
+            errors.append(f"{name} [{shown}] lies {over:g} pixels outside the {width:g}x"
                           f"{height:g} image (more than {CLIP_TOLERANCE_PIXELS:g}); fix the box "
                           f"or the image size")
         else:
-            fitted[index] = np.clip(box, limits[:2].tolist() * 2, limits[2:].tolist() * 2)
+            fitted[index] = np.clip(fitted[index], limits[:2].tolist() * 2,
+                                    limits[2:].tolist() * 2)
             warnings.append(f"{name} [{shown}] overshoots the {width:g}x{height:g} image by "
-                            f"{over[index]:g} pixel(s); clipped")
+                            f"{over:g} pixel(s); clipped")
     return fitted.astype(np.float32), warnings, errors
 
 

@@ -37,7 +37,7 @@ from ssd_sagemaker.data.formats.protocol import (
 from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
+from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_path, read_file
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 LOG = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         return None
     path = image_dir / relative
     try:
-        checked_file(path, images)
+        checked_path(path, images)
     except (FileNotFoundError, NotADirectoryError):
         if not absent_ok:
             problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
