@@ -46,6 +46,8 @@ def test_an_ordinary_document_is_not_walked(monkeypatch: pytest.MonkeyPatch) -> 
     ('["\\ud83d\\ude00"]', True),
     ("[1e400]", False), ("[-1E+400]", False), ("[1e308]", True), ("[1" + "0" * 310 + "]", False),
     ("[1" + "0" * 250 + "]", True), ("[" + "9" * 300 + ".5e-5]", True),
+    ("[" + "9" * 199 + "e99]", True), ("[1E0400]", False), ("[2.5e+400]", False),
+    ('{"file": "image000e000.jpg", "n": "' + "1" * 300 + '"}', True),  # in strings: text
 ])
 def test_the_one_pass_verdict_is_the_walks(text: str, accepted: bool) -> None:
     expected = walked(text)

@@ -140,6 +140,13 @@ def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
     return parsed
 
 
+def _absolute(file: str) -> bool:
+    """An absolute POSIX or Windows path (a Windows one needs a drive or a UNC prefix: the
+    pure-path objects are made only then, since they cost more than the rest of the check)."""
+    return file.startswith("/") or ((":" in file or file.startswith("\\"))
+                                    and PureWindowsPath(file).is_absolute())
+
+
 def _image_path(file: Any, images: Boundary, problems: list[str],
                 absent_ok: bool = False) -> Path | None:
     """The image the annotation names, refusing paths that leave the image channel (by
@@ -150,7 +157,7 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
                         f"got {shown(file)}")
         return None
-    if PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute():
+    if _absolute(file):
         problems.append(f"\"file\" {shown(file)} is an absolute path; give the path relative "
                         f"to the image channel {image_dir}")
         return None
