@@ -59,7 +59,7 @@ class Boundary:
         object.__setattr__(self, "prefix", os.path.join(os.fspath(self.folder), ""))
 
 
-def _real_below(path: Path, boundary: Boundary) -> str | None:
+def _real_below(path: str | Path, boundary: Boundary) -> str | None:
     """`path`'s real path when it is written under the boundary's folder and no component
     below the folder is a link, `.` or `..`: the folder's real path (resolved once) joined
     with the rest, one `lstat` per component below the folder instead of one per component
@@ -81,7 +81,7 @@ def _real_below(path: Path, boundary: Boundary) -> str | None:
     return real
 
 
-def _resolved(path: Path, boundary: Boundary) -> str:
+def _resolved(path: str | Path, boundary: Boundary) -> str:
     """As `inside`, as a string."""
     below = _real_below(path, boundary)
     if below is not None:
@@ -107,7 +107,7 @@ def checked_file(path: Path, boundary: Boundary | None = None,
     return Path(checked_path(path, boundary, max_bytes))
 
 
-def checked_path(path: Path, boundary: Boundary | None = None,
+def checked_path(path: str | Path, boundary: Boundary | None = None,
                  max_bytes: int | None = None) -> str:
     """As `checked_file`, the path as a string (a channel's thousands of files need no Path
     object each)."""

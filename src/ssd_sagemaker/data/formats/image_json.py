@@ -147,11 +147,13 @@ def _absolute(file: str) -> bool:
                                     and PureWindowsPath(file).is_absolute())
 
 
-def _image_path(file: Any, images: Boundary, problems: list[str],
-                absent_ok: bool = False) -> Path | None:
-    """The image the annotation names, refusing paths that leave the image channel (by
-    `..` or through a symbolic link) and files that are not regular; an absent image is a
-    problem unless `absent_ok` (None then, and no problem added)."""
+def _image_name(file: Any, images: Boundary, problems: list[str],
+                absent_ok: bool = False) -> str | None:
+    """The image the annotation names, as its normalised path relative to the image channel
+    (text: a channel's thousands of images need no Path object each while they are checked),
+    refusing paths that leave the channel (by `..` or through a symbolic link) and files
+    that are not regular; an absent image is a problem unless `absent_ok` (None then, and no
+    problem added)."""
     image_dir = images.folder
     if not isinstance(file, str) or not file.strip():
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
@@ -166,9 +168,8 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         problems.append(f"\"file\" {shown(file)} points outside the image channel {image_dir}; "
                         f"give a path inside it")
         return None
-    path = image_dir / relative
     try:
-        checked_path(path, images)
+        checked_path(images.prefix + relative, images)
     except (FileNotFoundError, NotADirectoryError):
         if not absent_ok:
             problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
@@ -182,7 +183,7 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         problems.append(f"\"file\" {shown(file)} is not a usable file name ({reason}); give "
                         f"the image's path relative to the image channel {image_dir}")
         return None
-    return path
+    return relative
 
 
 # (class_id, name) pairs sorted by id: a category list as checked, comparable and hashable
@@ -227,7 +228,7 @@ def _relative(path: Path, folder: Path) -> str:
     """`path.relative_to(folder).as_posix()`, by slicing the text when it starts with the
     folder's (pathlib costs more than the rest of a file's bookkeeping)."""
     text, prefix = os.fspath(path), os.path.join(os.fspath(folder), "")
-    if text.startswith(prefix) and os.sep == "/":
+    if text.startswith(prefix):
         return text[len(prefix):]
     return path.relative_to(folder).as_posix()
 
@@ -245,7 +246,7 @@ def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
 
 
 def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
-    """Header (and optionally pixel) checks of the annotated image (`_image_path` checked
+    """Header (and optionally pixel) checks of the annotated image (`_image_name` checked
     where it leads); its problems and warnings go to the annotation file's entry."""
     try:
         data = read_file(path)
@@ -275,7 +276,7 @@ class CheckedFile:
     fault: str | None = None
     file: Any = None  # the "file" value as written
     parsed: ParsedAnnotation = field(default_factory=ParsedAnnotation)
-    image_path: Path | None = None
+    image: str | None = None  # relative to the image channel (`_image_name`)
     on_other_host: bool = False
     categories: Categories = ()
     image_problems: list[str] = field(default_factory=list)
@@ -312,15 +313,15 @@ class FileChecker:
                                        f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
         parsed = parse_annotation(document, self.num_classes)
         before = len(parsed.problems)
-        image_path = _image_path(document["file"], self.images, parsed.problems,
-                                 self.images_elsewhere)
-        checked = CheckedFile(origin, None, document["file"], parsed, image_path,
-                              image_path is None and len(parsed.problems) == before)
+        image = _image_name(document["file"], self.images, parsed.problems,
+                            self.images_elsewhere)
+        checked = CheckedFile(origin, None, document["file"], parsed, image,
+                              image is None and len(parsed.problems) == before)
         checked.categories = _categories(document.get("categories"), parsed.problems)
-        if image_path is not None and not parsed.problems and not self.defer_images:
-            image = ParsedAnnotation(parsed.width, parsed.height)
-            _check_image(image_path, image, self.thorough)
-            checked.image_problems, checked.image_warnings = image.problems, image.warnings
+        if image is not None and not parsed.problems and not self.defer_images:
+            verdict = ParsedAnnotation(parsed.width, parsed.height)
+            _check_image(self.image_dir / image, verdict, self.thorough)
+            checked.image_problems, checked.image_warnings = verdict.problems, verdict.warnings
         return checked
 
 
@@ -332,7 +333,7 @@ class _PairReader:
     def __init__(self, image_dir: Path, report: ChannelReport):
         self.image_dir, self.report = image_dir, report
         self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
-        self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
+        self.claimed: dict[str, str] = {}  # image (relative) -> the annotation file claiming it
         # a category list's conflicts with the names taken before it: the same every time the
         # list comes again (its ids are then all named, and a name once taken never changes)
         self.conflicts: dict[Categories, list[str]] = {}
@@ -363,11 +364,11 @@ class _PairReader:
         if checked.fault:
             report.error(origin, checked.fault)
             return None
-        image_path = checked.image_path
-        if image_path is not None and image_path in self.claimed:
+        image = checked.image
+        if image is not None and image in self.claimed:
             parsed.problems.append(f"\"file\" {shown(checked.file)} is already annotated by "
-                                   f"{self.claimed[image_path]}; keep one annotation per image")
-        elif image_path is not None and not parsed.problems:
+                                   f"{self.claimed[image]}; keep one annotation per image")
+        elif image is not None and not parsed.problems:
             parsed.problems.extend(checked.image_problems)
             parsed.warnings.extend(checked.image_warnings)
         report.examined()
@@ -377,24 +378,24 @@ class _PairReader:
             return None
         for warning in parsed.warnings:
             report.warn(origin, warning)
-        if image_path is not None:
-            self.claimed.setdefault(image_path, origin)
+        if image is not None:
+            self.claimed.setdefault(image, origin)
         for problem in parsed.problems:
             report.error(origin, problem)
         if parsed.problems:
             return None
-        assert image_path is not None  # without one, it was elsewhere or a problem said why
-        relative = _relative(image_path, self.image_dir)
-        return Sample(origin=f"{self.image_dir.name}/{relative}", image=image_path,
+        assert image is not None  # without one, it was elsewhere or a problem said why
+        return Sample(origin=f"{self.image_dir.name}/{image}", image=self.image_dir / image,
                       boxes=normalised(parsed.boxes, parsed.width, parsed.height),
                       class_ids=parsed.class_ids)
 
 
-def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[Path, str],
+def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[str, str],
                       report: ChannelReport) -> int:
     """Warn of every image no annotation file claimed (left out); how many."""
     unannotated = sorted(path for path in image_dir.rglob("*")
-                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
+                         if path.suffix.lower() in IMAGE_SUFFIXES
+                         and _relative(path, image_dir) not in claimed
                          and path.is_file()) if image_dir.is_dir() else []
     for path in unannotated:
         relative = _relative(path, image_dir)
