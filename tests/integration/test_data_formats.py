@@ -84,6 +84,9 @@ def test_training_completes(tmp_path: Path, layout: str) -> None:
     assert result.returncode == 0, output[-4000:]
     assert (tmp_path / "output" / "success").exists()
     assert (tmp_path / "model" / "model_algo_1-0000.params").is_file()
+    if not layout.endswith("pipe"):  # File mode: images checked as used, summarised once
+        assert "train: first pass done: no image refused while loading" in output
+        assert "validation: first pass done: no image refused while loading" in output
     maps = re.findall(METRIC_DEFINITIONS[0]["Regex"], result.stdout)
     assert len(maps) == 1, output[-4000:]  # validation ran once, through the same format
     info = json.loads((tmp_path / "model" / "model_info.json").read_text())
