@@ -9,8 +9,8 @@ import collections
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import mxnet as mx
 import numpy as np
 
 from ssd_sagemaker.data.checks.samples import Sample
@@ -25,6 +25,9 @@ from ssd_sagemaker.data.loading.batch_work import (
 )
 from ssd_sagemaker.data.loading.refusals import Refusals
 from ssd_sagemaker.data.loading.worker_pool import WorkerPool
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 MAX_WORKERS = 16
 BATCHES_AHEAD_PER_WORKER = 2
@@ -42,7 +45,10 @@ def _seed(seed: tuple[int, ...], batch: int) -> int:
 
 
 def _ndarrays(result: SharedBatch | tuple[np.ndarray, ...]) -> tuple[mx.nd.NDArray, ...]:
-    """A worker's batch as NDArrays (copied out of shared memory, which is then freed)."""
+    """A worker's batch as NDArrays (copied out of shared memory, which is then freed).
+    MXNet is imported here, not with the module: validate-data reads channels through this
+    package and never makes a batch (importing MXNet cost it over a second of one core)."""
+    import mxnet as mx
     if not isinstance(result, SharedBatch):
         return tuple(mx.nd.array(array, dtype=array.dtype) for array in result)
     memory, arrays = result.attach()
