@@ -170,7 +170,8 @@ def measure_memory(base: Path) -> float:
     channels = read_channels(paths)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    channel = read_file_channel(paths, channels, "train", len(CLASS_NAMES), 350)
+    channel = read_file_channel(paths, channels, "train", len(CLASS_NAMES), 350,
+                                defer_images=True)
     held = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
     return held / max(1, len(channel.samples))

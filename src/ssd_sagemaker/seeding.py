@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import random
 
-import mxnet as mx
 import numpy as np
 
 SEED = 42
 
 
 def seed_everything(seed: int = SEED) -> None:
-    """Seed the three generators a job draws from: Python's, NumPy's and MXNet's."""
+    """Seed the three generators a job draws from: Python's, NumPy's and MXNet's (imported
+    here: `SEED` alone is read by code that never imports MXNet, such as validate-data)."""
+    import mxnet as mx
+
     random.seed(seed)
     np.random.seed(seed)
     mx.random.seed(seed)

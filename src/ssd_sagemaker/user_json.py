@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -125,6 +126,46 @@ def _check_tree(value: Any) -> None:
         pending.extend((child, depth + 1) for child in children)
 
 
+# What in a document's text may make `_check_tree` refuse its value: an escaped surrogate in a
+# string; a digit run or an exponent long enough to overflow a float (a 200-digit run, or an
+# exponent of 3 digits: 199 digits and e99 stay finite); containers nested deeper than
+# MAX_DEPTH. Text without any parses to a value the walk would pass: so an ordinary file is
+# parsed in one pass, and only a suspect one is walked leaf by leaf (the walk cost more than the
+# parse on annotation files repeating a category list). The scans are substring searches in C
+# (a match inside a string only costs a walk); regular expressions were slower than the parse.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789E", b"000000000e")
+_OVERFLOWING = (b"0" * 200, b"0e000", b"0e+000", b"0e-000")  # in digits-as-zero text
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_INNERMOST = re.compile(r"\[\]|\{\}")
+
+
+def _nesting(text: str) -> int:
+    """How many levels the containers of valid JSON `text` nest (counted up to MAX_DEPTH + 1):
+    strings removed (their brackets are text), then the innermost pairs, level by level."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = 0
+    while brackets and depth <= MAX_DEPTH:
+        brackets = _INNERMOST.sub("", brackets)
+        depth += 1
+    return depth
+
+
+def _needs_walk(text: str, raw: bytes) -> bool:
+    """Whether `text` (`raw` its UTF-8 bytes) may hold what `_check_tree` refuses."""
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(text):
+        return True
+    if not text.isascii() and _has_surrogate(text):
+        return True
+    shape = raw.translate(_DIGITS_AS_ZERO)
+    if any(pattern in shape for pattern in _OVERFLOWING):
+        return True
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:  # fewer containers than levels allowed
+        return False
+    return _nesting(text) > MAX_DEPTH
+
+
 def parse_json(data: bytes | str) -> Any:
     """The value of a JSON document (bytes must be UTF-8), checked as the module says."""
     text = decode_utf8(data) if isinstance(data, (bytes, bytearray)) else data
@@ -140,7 +181,10 @@ def parse_json(data: bytes | str) -> Any:
     except ValueError:  # Python refuses to convert integers of more than 4,300 digits
         raise BadJSON(f"holds an integer of more than {sys.get_int_max_str_digits()} digits, "
                       f"too large for any quantity here (at most about 1.8e308)") from None
-    _check_tree(value)
+    raw = bytes(data) if isinstance(data, (bytes, bytearray)) else text.encode("utf-8",
+                                                                                "surrogatepass")
+    if _needs_walk(text, raw):
+        _check_tree(value)  # the walk finds the first problem, as it always did
     return value
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from cli_runner import run_cli, write_hyperparameters
-from planting import annotated_examples, recordio_payloads, write_stream
+from planting import annotated_examples, corrupt_jpeg, recordio_payloads, write_stream
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
@@ -84,6 +84,9 @@ def test_training_completes(tmp_path: Path, layout: str) -> None:
     assert result.returncode == 0, output[-4000:]
     assert (tmp_path / "output" / "success").exists()
     assert (tmp_path / "model" / "model_algo_1-0000.params").is_file()
+    if not layout.endswith("pipe"):  # File mode: images checked as used, summarised once
+        assert "train: first pass done: no image refused while loading" in output
+        assert "validation: first pass done: no image refused while loading" in output
     maps = re.findall(METRIC_DEFINITIONS[0]["Regex"], result.stdout)
     assert len(maps) == 1, output[-4000:]  # validation ran once, through the same format
     info = json.loads((tmp_path / "model" / "model_info.json").read_text())
@@ -91,3 +94,22 @@ def test_training_completes(tmp_path: Path, layout: str) -> None:
     expected = (list(CLASS_NAMES) if layout in ("image+json", "manifest-file", "manifest-pipe")
                 else ["class_0", "class_1", "class_2"])
     assert info["classes"] == expected
+
+
+def test_an_image_the_loader_refuses_stops_training_naming_it(tmp_path: Path) -> None:
+    """Training opens no image before its first batch: the loader checks each as it is used.
+    One corrupt image of 2 (over the 1 % tolerated) passes the channel's reading and fails the
+    job when its batch is made, with the channel's ClientError naming it in the failure file."""
+    _prepare(tmp_path, "image+json")
+    image = sorted((tmp_path / "input" / "data" / "train").glob("*.jpg"))[0]
+    image.write_bytes(corrupt_jpeg())
+    result = run_cli(tmp_path, "train", timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-4000:]
+    assert "train (image + JSON): 2 found, 2 used, 0 skipped, 0 with errors" in output
+    failure = (tmp_path / "output" / "failure").read_text()
+    assert failure.startswith("ClientError: The train channel has 1 invalid example(s) of 2 (at "
+                              "most 1% are tolerated); fix or remove them:\n"), failure
+    assert (f"  train/{image.name}: image is a corrupt JPEG: its image data cannot be decoded "
+            f"(libjpeg-turbo: Could not determine subsampling level of JPEG image)") in failure
+    assert not (tmp_path / "model" / "model_algo_1-0000.params").exists()

@@ -84,9 +84,9 @@ def _write_channel(base: Path, corpus: dict[str, bytes]) -> tuple[Path, Path]:
 
 
 def _train_verdicts(images: Path, notes: Path) -> dict[str, bool]:
-    """What `train` does with each file: its channel listing (header, size, completeness),
-    then the loader workers' `load` (full decode) for what the listing kept."""
-    channel = read_images(images, notes, 2, channel="train")
+    """What `train` does with each file: its channel listing (annotations; images are not
+    opened), then the loader workers' `load` (structure walk and full decode) of each image."""
+    channel = read_images(images, notes, 2, channel="train", defer_images=True)
     verdicts = {}
     for line in channel.report.error_lines():
         verdicts[re.match(r"train_annotation/(\w+)\.json: ", line).group(1)] = False

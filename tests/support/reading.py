@@ -13,17 +13,19 @@ LABEL_WIDTH = 350  # the hyperparameter's default
 
 
 def read_images(image_dir: Path, annotation_dir: Path, num_classes: int, thorough: bool = False,
-                channel: str | None = None) -> FileChannel:
+                channel: str | None = None, defer_images: bool = False) -> FileChannel:
     report = ChannelReport(channel or Path(image_dir).name, image_json.KIND)
     return image_json.read_annotated_channel(
-        image_dir, annotation_dir, ReadContext(report, num_classes, LABEL_WIDTH, thorough))
+        image_dir, annotation_dir, ReadContext(report, num_classes, LABEL_WIDTH, thorough,
+                                               defer_images=defer_images))
 
 
 def read_records(channel_dir: Path, num_classes: int, label_width: int = LABEL_WIDTH,
-                 thorough: bool = False) -> FileChannel:
+                 thorough: bool = False, defer_images: bool = False) -> FileChannel:
     report = ChannelReport(Path(channel_dir).name, recordio.KIND)
     return recordio.read_recordio_channel(
-        channel_dir, ReadContext(report, num_classes, label_width, thorough))
+        channel_dir, ReadContext(report, num_classes, label_width, thorough,
+                                 defer_images=defer_images))
 
 
 def read_manifest(channel_dir: Path, attributes: manifest.Attributes,

@@ -101,7 +101,7 @@ def test_a_fifo_swapped_in_after_the_check_does_not_block(root: Path, train: Bou
     import ssd_sagemaker.user_files as user_files
 
     os.mkfifo(root / "pipe")
-    monkeypatch.setattr(user_files, "checked_file", lambda *args, **kwargs: root / "pipe")
+    monkeypatch.setattr(user_files, "checked_path", lambda *args, **kwargs: str(root / "pipe"))
     with deadline(5), pytest.raises(RefusedFile, match="is a FIFO"):
         open_file(root / "a.json", train)
 
@@ -121,3 +121,26 @@ def test_an_absent_file_is_an_os_error(root: Path, train: Boundary) -> None:
     (root / "dangling.json").symlink_to("gone.json")
     with pytest.raises(FileNotFoundError):
         read_file(root / "dangling.json", train)
+
+
+def test_a_file_below_its_channel_is_resolved_from_the_channels_real_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The channel's folder is resolved once; a file below it costs one lstat per component
+    below the folder (no realpath from /), and a link below it is still followed and judged."""
+    real = tmp_path / "data" / "train"
+    (real / "sub").mkdir(parents=True)
+    (real / "sub" / "b.json").write_text("[2]")
+    (real / "sub" / "out.json").symlink_to(tmp_path / "data" / "elsewhere.json")
+    (tmp_path / "data" / "elsewhere.json").write_text("{}")
+    (tmp_path / "channel").symlink_to(real)  # the channel folder itself is reached by a link
+    boundary = Boundary(tmp_path / "channel", "the train channel")
+    resolved: list[str] = []
+    realpath = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda path: resolved.append(path) or
+                        realpath(path))
+    assert checked_file(tmp_path / "channel" / "sub" / "b.json", boundary) == \
+        real / "sub" / "b.json"
+    assert resolved == []
+    with pytest.raises(RefusedFile, match="leads outside the train channel"):
+        checked_file(tmp_path / "channel" / "sub" / "out.json", boundary)
+    assert resolved == [tmp_path / "channel" / "sub" / "out.json"]  # the link: resolved whole

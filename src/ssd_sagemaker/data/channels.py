@@ -32,6 +32,7 @@ from ssd_sagemaker.data.formats.protocol import (
 )
 from ssd_sagemaker.data.loading.loader import Batches, CountedBatches, loader_workers
 from ssd_sagemaker.data.loading.pipe import PipeChannel, PipeSource
+from ssd_sagemaker.data.loading.refusals import Refusals
 from ssd_sagemaker.data.loading.sharding import (
     Shard,
     samples_per_epoch,
@@ -132,7 +133,8 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
                       num_classes: int, label_width: int, thorough: bool = False,
                       hosts: int = 1,
                       on_example: Callable[[], None] | None = None,
-                      shard: Shard = Shard(), map_in_order: OrderedMap = map) -> FileChannel:
+                      shard: Shard = Shard(), map_in_order: OrderedMap = map,
+                      defer_images: bool = False) -> FileChannel:
     """Read a channel's files (any format; a Pipe-mode channel's files as they would be
     streamed). Problems are in the report, not raised, except a channel that cannot be read.
     `thorough` (validate-data) also decodes every image and reports every fault. With
@@ -141,10 +143,12 @@ def read_file_channel(paths: Paths, channels: Mapping[str, ChannelConfig], name:
     each example is checked (validate-data's progress). `shard`: the part of a
     FullyReplicated channel this host trains on, which a format able to choose it from names
     reads alone (the channel's `total` is then set). `map_in_order`: how the per-file checks
-    run (validate-data: over a process pool)."""
+    run (validate-data: over a process pool). `defer_images` (training) leaves the images'
+    checks to the loader workers (`ChannelRead.defer_images`)."""
     fmt = channel_format(channels, name)
     return fmt.read_files(ChannelRead(paths, channels, name, num_classes, label_width,
-                                      thorough, hosts, on_example, map_in_order, shard))
+                                      thorough, hosts, on_example, map_in_order, shard,
+                                      defer_images))
 
 
 def _pipe_source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
@@ -166,7 +170,7 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
         return _pipe_source(paths, channels, name, hp, keep)
     channel = read_file_channel(paths, channels, name, hp.num_classes, hp.label_width,
                                 hosts=shard.count if sharded else 1,
-                                shard=shard if sharded else Shard())
+                                shard=shard if sharded else Shard(), defer_images=True)
     channel.report.log()
     channel.report.check()
     if name == "train":
@@ -181,7 +185,8 @@ def _source(paths: Paths, channels: Mapping[str, ChannelConfig], name: str,
                  shard.count, config.distribution, len(samples), whole)
     # a host of ShardedByS3Key data sees its shard only: the channel's size is the declared one
     total = None if sharded and config.distribution == SHARDED_BY_S3_KEY else whole
-    return SampleList(name, samples, channel.class_names, total, hp.num_training_samples)
+    return SampleList(name, samples, channel.class_names, total, hp.num_training_samples,
+                      Refusals(channel.report))
 
 
 @dataclass
@@ -243,23 +248,25 @@ class TrainingData:
         count = self.samples_per_epoch(batch_size)
         samples = self.epoch_samples(epoch, batch_size)
         seed = (SEED, epoch, self.shard.index)
+        refusals = self.train.refusals
         if count is None:
-            return Batches(samples, transform, batch_size, self._workers(), seed)
+            return Batches(samples, transform, batch_size, self._workers(), seed, refusals,
+                           full=True)
         return CountedBatches(samples, transform, batch_size, self._workers(),
-                              count // batch_size, seed)
+                              count // batch_size, seed, refusals)
 
     def validation_batches(self, transform: Callable, batch_size: int) -> Iterable:
         """Batches (images, labels padded with -1 rows) covering the validation set once."""
         assert self.validation is not None
         return Batches(self.validation.validation_pass(), transform, batch_size,
-                       self._workers(), (SEED, 2 ** 31))
+                       self._workers(), (SEED, 2 ** 31), self.validation.refusals)
 
     def calibration_batches(self, transform: Callable, batch_size: int, limit: int) -> Iterable:
         """Batches of the first `limit` images of the validation channel (of the training
         channel when there is none): the sample INT8 calibration measures ranges on."""
         source = self.validation if self.validation is not None else self.train
         return Batches(itertools.islice(source.validation_pass(), limit), transform, batch_size,
-                       self._workers(), (SEED, 2 ** 31))
+                       self._workers(), (SEED, 2 ** 31), source.refusals)
 
     def close(self) -> None:
         """Stop the worker processes (they also stop with the process)."""

@@ -6,7 +6,6 @@ turns the events off with one warning, never the job."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import tempfile
 import time
@@ -18,7 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from ssd_sagemaker.data.channels import TrainingData
-from ssd_sagemaker.data.loading.batch_work import load
+from ssd_sagemaker.data.loading.batch_work import BadSample, load
 from ssd_sagemaker.serving.predictor import network_detections
 from ssd_sagemaker.serving.rendering import draw_detections
 
@@ -89,11 +88,19 @@ class _NoWriter:
 
 
 def _pictured(data: TrainingData) -> list[tuple[str, np.ndarray]]:
-    """The first validation images (of a File-mode channel: the caller says)."""
+    """The first usable validation images (of a File-mode channel: the caller says); one that
+    cannot be used is passed over here and counted when validation loads it."""
     if data.validation is None:
         return []
-    samples = itertools.islice(data.validation.validation_pass(), PICTURED_IMAGES)
-    return [(Path(sample.origin).stem, load(sample)[0]) for sample in samples]
+    pictured: list[tuple[str, np.ndarray]] = []
+    for sample in data.validation.validation_pass():
+        if len(pictured) == PICTURED_IMAGES:
+            break
+        try:
+            pictured.append((Path(sample.origin).stem, load(sample)[0]))
+        except BadSample:
+            continue
+    return pictured
 
 
 def open_tensorboard(output_dir: Path, data: TrainingData,

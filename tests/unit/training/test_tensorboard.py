@@ -1,13 +1,18 @@
 """training/tensorboard.py: the epoch's scalars read back by TensorBoard's own event reader;
-a folder that cannot be written turns the events off with one warning."""
+a folder that cannot be written turns the events off with one warning; the pictured validation
+images pass over one the loader refuses."""
 
 import logging
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboardX import SummaryWriter
 
-from ssd_sagemaker.training.tensorboard import TensorBoardLog, open_tensorboard
+from planting import corrupt_jpeg, jpeg
+from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.training.tensorboard import TensorBoardLog, _pictured, open_tensorboard
 
 
 def _row(epoch, validated=True):
@@ -43,3 +48,18 @@ def test_an_unwritable_folder_turns_the_events_off_with_one_warning(tmp_path, ca
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "no TensorBoard events: cannot write" in warnings[0]
     assert str(tmp_path / "output" / "tensorboard") in warnings[0]
+
+
+def test_the_pictured_validation_images_pass_over_one_the_loader_refuses(tmp_path):
+    """Images are checked as they are used: a corrupt one among the first is not drawn (the
+    validation pass counts it), the next usable one is."""
+    samples = []
+    for index in range(4):
+        path = tmp_path / f"{index}.jpg"
+        path.write_bytes(corrupt_jpeg() if index == 0 else jpeg(64, 48, seed=index))
+        samples.append(Sample(f"validation/{index}.jpg", path, np.zeros((0, 4), np.float32),
+                              np.zeros(0, np.int32)))
+    data = SimpleNamespace(validation=SimpleNamespace(validation_pass=lambda: iter(samples)))
+    pictured = _pictured(data)
+    assert [(name, image.shape) for name, image in pictured] == [("1", (48, 64, 3)),
+                                                                ("2", (48, 64, 3))]

@@ -115,6 +115,32 @@ def inspect_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> ImageHeader:
     return header
 
 
+def peek_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) as the frame header at the start of a JPEG or PNG declares it, read
+    from `data` (a prefix will do) without walking the rest: what training must know before
+    its first batch (boxes are checked against it), while `decode` checks the whole image when
+    a loader worker uses it. None when `data` does not reach a usable frame header or is not
+    plainly a JPEG or PNG (`inspect_bytes` of the whole image then says why)."""
+    if data.startswith(PNG_MAGIC):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        size = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        return size if min(size) > 0 else None
+    if not data.startswith(JPEG_MAGIC):
+        return None
+    try:
+        for marker, start, length in _jpeg_segments(data):
+            if marker == JPEG_SOS or (marker in JPEG_SOF_MARKERS and length < 6):
+                return None
+            if marker in JPEG_SOF_MARKERS:
+                size = (int.from_bytes(data[start + 3:start + 5], "big"),
+                        int.from_bytes(data[start + 1:start + 3], "big"))
+                return size if min(size) > 0 else None
+    except BadImage:  # the prefix ends, or the structure is broken: inspect_bytes says which
+        return None
+    return None
+
+
 def inspect_file(path: Path, max_pixels: int = MAX_PIXELS) -> ImageHeader:
     """As `inspect_bytes`, for a file (whole: completeness needs the segments up to the end)."""
     try:

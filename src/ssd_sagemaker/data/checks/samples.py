@@ -30,15 +30,20 @@ class RecordRef:
     image_record: bool = True  # an im2rec record (IRHeader + label + image), else raw bytes
 
 
-@dataclass(frozen=True)
+# The `difficult` flags of samples without any: one shared read-only array, not one each.
+NO_FLAGS = np.zeros(0, dtype=bool)
+NO_FLAGS.flags.writeable = False
+
+
+@dataclass(frozen=True, slots=True)
 class Sample:
-    """One training example, whatever the channel format."""
+    """One training example, whatever the channel format (slotted: a channel holds millions)."""
 
     origin: str  # names the example in every message: a file, or a record of a file/stream
     image: Path | bytes | RecordRef
     boxes: np.ndarray  # float32 (N, 4): xmin, ymin, xmax, ymax as fractions of width/height
     class_ids: np.ndarray  # int32 (N,)
-    difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (N,) or (0,)
+    difficult: np.ndarray = field(default_factory=lambda: NO_FLAGS)  # (N,) or (0,)
 
     def label(self, width: int, height: int) -> np.ndarray:
         """GluonCV's label layout for the decoded image: rows of [xmin, ymin, xmax, ymax,
@@ -82,21 +87,25 @@ def fit_boxes(boxes: np.ndarray, width: float, height: float,
     warnings: list[str] = []
     errors: list[str] = []
     limits = np.array([0, 0, width, height], dtype=np.float64)
-    fitted = boxes.astype(np.float64).copy()
-    for index, box in enumerate(fitted):
+    fitted = boxes.astype(np.float64)
+    for index, box in enumerate(fitted.tolist()):  # plain floats: a few boxes, checked fast
+        left, top, right, bottom = box
+        empty = right <= left or bottom <= top
+        over = max(-left, -top, right - width, bottom - height)
+        if not empty and over <= 0:
+            continue
         name = names[index]
         shown = ", ".join(f"{v:g}" for v in box)
-        if box[2] <= box[0] or box[3] <= box[1]:
+        if empty:
             errors.append(f"{name} [{shown}] has zero or negative width or height; xmax must "
                           f"exceed xmin and ymax must exceed ymin")
-            continue
-        over = max(-box[0], -box[1], box[2] - width, box[3] - height)
-        if over > CLIP_TOLERANCE_PIXELS:
+        elif over > CLIP_TOLERANCE_PIXELS:
             errors.append(f"{name} [{shown}] lies {over:g} pixels outside the {width:g}x"
                           f"{height:g} image (more than {CLIP_TOLERANCE_PIXELS:g}); fix the box "
                           f"or the image size")
-        elif over > 0:
-            fitted[index] = np.clip(box, limits[:2].tolist() * 2, limits[2:].tolist() * 2)
+        else:
+            fitted[index] = np.clip(fitted[index], limits[:2].tolist() * 2,
+                                    limits[2:].tolist() * 2)
             warnings.append(f"{name} [{shown}] overshoots the {width:g}x{height:g} image by "
                             f"{over:g} pixel(s); clipped")
     return fitted.astype(np.float32), warnings, errors

@@ -37,7 +37,7 @@ from ssd_sagemaker.data.formats.protocol import (
 from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.environment import FULLY_REPLICATED, SHARDED_BY_S3_KEY, ChannelConfig
 from ssd_sagemaker.errors import ClientError
-from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_file, read_file
+from ssd_sagemaker.user_files import Boundary, RefusedFile, checked_path, read_file
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
 LOG = logging.getLogger(__name__)
@@ -140,17 +140,26 @@ def parse_annotation(document: Any, num_classes: int) -> ParsedAnnotation:
     return parsed
 
 
-def _image_path(file: Any, images: Boundary, problems: list[str],
-                absent_ok: bool = False) -> Path | None:
-    """The image the annotation names, refusing paths that leave the image channel (by
-    `..` or through a symbolic link) and files that are not regular; an absent image is a
-    problem unless `absent_ok` (None then, and no problem added)."""
+def _absolute(file: str) -> bool:
+    """An absolute POSIX or Windows path (a Windows one needs a drive or a UNC prefix: the
+    pure-path objects are made only then, since they cost more than the rest of the check)."""
+    return file.startswith("/") or ((":" in file or file.startswith("\\"))
+                                    and PureWindowsPath(file).is_absolute())
+
+
+def _image_name(file: Any, images: Boundary, problems: list[str],
+                absent_ok: bool = False) -> str | None:
+    """The image the annotation names, as its normalised path relative to the image channel
+    (text: a channel's thousands of images need no Path object each while they are checked),
+    refusing paths that leave the channel (by `..` or through a symbolic link) and files
+    that are not regular; an absent image is a problem unless `absent_ok` (None then, and no
+    problem added)."""
     image_dir = images.folder
     if not isinstance(file, str) or not file.strip():
         problems.append(f"\"file\" must be the image's path relative to the image channel, "
                         f"got {shown(file)}")
         return None
-    if PurePosixPath(file).is_absolute() or PureWindowsPath(file).is_absolute():
+    if _absolute(file):
         problems.append(f"\"file\" {shown(file)} is an absolute path; give the path relative "
                         f"to the image channel {image_dir}")
         return None
@@ -159,9 +168,8 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         problems.append(f"\"file\" {shown(file)} points outside the image channel {image_dir}; "
                         f"give a path inside it")
         return None
-    path = image_dir / relative
     try:
-        checked_file(path, images)
+        checked_path(images.prefix + relative, images)
     except (FileNotFoundError, NotADirectoryError):
         if not absent_ok:
             problems.append(f"\"file\" {shown(file)} does not exist in the image channel "
@@ -175,16 +183,23 @@ def _image_path(file: Any, images: Boundary, problems: list[str],
         problems.append(f"\"file\" {shown(file)} is not a usable file name ({reason}); give "
                         f"the image's path relative to the image channel {image_dir}")
         return None
-    return path
+    return relative
 
 
-def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
-    if categories is None:
-        return {}
-    names: dict[int, str] = {}
+# (class_id, name) pairs sorted by id: a category list as checked, comparable and hashable
+Categories = tuple[tuple[int, str], ...]
+# Category lists checked so far in this process, by their value's repr: converted datasets
+# repeat one list in every annotation file, so it is checked once (bounded for hostile data).
+_CHECKED_LISTS: dict[str, tuple[Categories, tuple[str, ...]]] = {}
+_MAX_CHECKED_LISTS = 64
+
+
+def _check_categories(categories: Any) -> tuple[Categories, tuple[str, ...]]:
+    """The names a `categories` list gives, and its problems."""
     if not isinstance(categories, list):
-        problems.append("\"categories\" must be a list of {\"class_id\", \"name\"} objects")
-        return names
+        return (), ("\"categories\" must be a list of {\"class_id\", \"name\"} objects",)
+    names: dict[int, str] = {}
+    problems = []
     for index, category in enumerate(categories):
         if (not isinstance(category, dict) or not is_integer(category.get("class_id"))
                 or not isinstance(category.get("name"), str)):
@@ -192,7 +207,30 @@ def _categories(categories: Any, problems: list[str]) -> dict[int, str]:
                             f"\"name\": <string>}}, got {shown(category)}")
             continue
         names[int(category["class_id"])] = category["name"]
-    return names
+    return tuple(sorted(names.items())), tuple(problems)
+
+
+def _categories(categories: Any, problems: list[str]) -> Categories:
+    """The file's class names (none without `categories`), checked once per distinct list."""
+    if categories is None:
+        return ()
+    key = repr(categories)
+    checked = _CHECKED_LISTS.get(key)
+    if checked is None:
+        checked = _check_categories(categories)
+        if len(_CHECKED_LISTS) < _MAX_CHECKED_LISTS:
+            _CHECKED_LISTS[key] = checked
+    problems.extend(checked[1])
+    return checked[0]
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """`path.relative_to(folder).as_posix()`, by slicing the text when it starts with the
+    folder's (pathlib costs more than the rest of a file's bookkeeping)."""
+    text, prefix = os.fspath(path), os.path.join(os.fspath(folder), "")
+    if text.startswith(prefix):
+        return text[len(prefix):]
+    return path.relative_to(folder).as_posix()
 
 
 def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
@@ -208,7 +246,7 @@ def _load(path: Path, annotations: Boundary) -> tuple[Any, str | None]:
 
 
 def _check_image(path: Path, parsed: ParsedAnnotation, thorough: bool) -> None:
-    """Header (and optionally pixel) checks of the annotated image (`_image_path` checked
+    """Header (and optionally pixel) checks of the annotated image (`_image_name` checked
     where it leads); its problems and warnings go to the annotation file's entry."""
     try:
         data = read_file(path)
@@ -238,22 +276,24 @@ class CheckedFile:
     fault: str | None = None
     file: Any = None  # the "file" value as written
     parsed: ParsedAnnotation = field(default_factory=ParsedAnnotation)
-    image_path: Path | None = None
+    image: str | None = None  # relative to the image channel (`_image_name`)
     on_other_host: bool = False
-    categories: dict[int, str] = field(default_factory=dict)
+    categories: Categories = ()
     image_problems: list[str] = field(default_factory=list)
     image_warnings: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class FileChecker:
-    """Checks one annotation file of a channel pair (picklable: it runs in pool workers)."""
+    """Checks one annotation file of a channel pair (picklable: it runs in pool workers).
+    `defer_images` (training): the image is not opened here; the loader checks it when used."""
 
     image_dir: Path
     annotation_dir: Path
     num_classes: int
     thorough: bool
     images_elsewhere: bool
+    defer_images: bool = False
     images: Boundary = field(init=False)  # resolved once: a channel holds thousands of files
     annotations: Boundary = field(init=False)
 
@@ -263,7 +303,7 @@ class FileChecker:
             self.annotation_dir, f"the {self.annotation_dir.name} channel"))
 
     def __call__(self, path: Path) -> CheckedFile:
-        origin = f"{self.annotation_dir.name}/{path.relative_to(self.annotation_dir).as_posix()}"
+        origin = f"{self.annotation_dir.name}/{_relative(path, self.annotation_dir)}"
         document, fault = _load(path, self.annotations)
         if fault:
             return CheckedFile(origin, fault)
@@ -273,15 +313,15 @@ class FileChecker:
                                        f"{', '.join(REQUIRED_KEYS)}, e.g. {EXAMPLE}")
         parsed = parse_annotation(document, self.num_classes)
         before = len(parsed.problems)
-        image_path = _image_path(document["file"], self.images, parsed.problems,
-                                 self.images_elsewhere)
-        checked = CheckedFile(origin, None, document["file"], parsed, image_path,
-                              image_path is None and len(parsed.problems) == before)
+        image = _image_name(document["file"], self.images, parsed.problems,
+                            self.images_elsewhere)
+        checked = CheckedFile(origin, None, document["file"], parsed, image,
+                              image is None and len(parsed.problems) == before)
         checked.categories = _categories(document.get("categories"), parsed.problems)
-        if image_path is not None and not parsed.problems:
-            image = ParsedAnnotation(parsed.width, parsed.height)
-            _check_image(image_path, image, self.thorough)
-            checked.image_problems, checked.image_warnings = image.problems, image.warnings
+        if image is not None and not parsed.problems and not self.defer_images:
+            verdict = ParsedAnnotation(parsed.width, parsed.height)
+            _check_image(self.image_dir / image, verdict, self.thorough)
+            checked.image_problems, checked.image_warnings = verdict.problems, verdict.warnings
         return checked
 
 
@@ -293,11 +333,30 @@ class _PairReader:
     def __init__(self, image_dir: Path, report: ChannelReport):
         self.image_dir, self.report = image_dir, report
         self.names: dict[int, tuple[str, str]] = {}  # class_id -> (name, file naming it first)
-        self.claimed: dict[Path, str] = {}  # image -> the annotation file that claimed it
+        self.claimed: dict[str, str] = {}  # image (relative) -> the annotation file claiming it
+        # a category list's conflicts with the names taken before it: the same every time the
+        # list comes again (its ids are then all named, and a name once taken never changes)
+        self.conflicts: dict[Categories, list[str]] = {}
 
     @property
     def class_names(self) -> dict[int, str]:
         return {class_id: name for class_id, (name, _) in sorted(self.names.items())}
+
+    def _conflicts(self, categories: Categories, origin: str) -> list[str]:
+        """The names of `categories` taken (first come, first named); a problem for each name
+        that differs from the one its class was given first."""
+        known = self.conflicts.get(categories)
+        if known is not None:
+            return known
+        problems = []
+        for class_id, class_name in categories:
+            first = self.names.setdefault(class_id, (class_name, origin))
+            if first[0] != class_name:
+                problems.append(f"category name {shown(class_name)} for class_id {class_id} "
+                                f"conflicts with {shown(first[0])} in {first[1]}; use one "
+                                f"name per class")
+        self.conflicts[categories] = problems
+        return problems
 
     def take(self, checked: CheckedFile) -> Sample | None:
         """The sample of one checked annotation file, or None (its problems in the report)."""
@@ -305,46 +364,41 @@ class _PairReader:
         if checked.fault:
             report.error(origin, checked.fault)
             return None
-        image_path = checked.image_path
-        if image_path is not None and image_path in self.claimed:
+        image = checked.image
+        if image is not None and image in self.claimed:
             parsed.problems.append(f"\"file\" {shown(checked.file)} is already annotated by "
-                                   f"{self.claimed[image_path]}; keep one annotation per image")
-        elif image_path is not None and not parsed.problems:
+                                   f"{self.claimed[image]}; keep one annotation per image")
+        elif image is not None and not parsed.problems:
             parsed.problems.extend(checked.image_problems)
             parsed.warnings.extend(checked.image_warnings)
         report.examined()
-        for class_id, class_name in sorted(checked.categories.items()):
-            first = self.names.setdefault(class_id, (class_name, origin))
-            if first[0] != class_name:
-                parsed.problems.append(f"category name {shown(class_name)} for class_id "
-                                       f"{class_id} conflicts with {shown(first[0])} in "
-                                       f"{first[1]}; use one name per class")
+        parsed.problems.extend(self._conflicts(checked.categories, origin))
         if checked.on_other_host:  # its class names still count: every host exports the same
             report.elsewhere += 1
             return None
         for warning in parsed.warnings:
             report.warn(origin, warning)
-        if image_path is not None:
-            self.claimed.setdefault(image_path, origin)
+        if image is not None:
+            self.claimed.setdefault(image, origin)
         for problem in parsed.problems:
             report.error(origin, problem)
         if parsed.problems:
             return None
-        assert image_path is not None  # without one, it was elsewhere or a problem said why
-        relative = image_path.relative_to(self.image_dir).as_posix()
-        return Sample(origin=f"{self.image_dir.name}/{relative}", image=image_path,
+        assert image is not None  # without one, it was elsewhere or a problem said why
+        return Sample(origin=f"{self.image_dir.name}/{image}", image=self.image_dir / image,
                       boxes=normalised(parsed.boxes, parsed.width, parsed.height),
                       class_ids=parsed.class_ids)
 
 
-def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[Path, str],
+def _warn_unannotated(image_dir: Path, annotation_dir: Path, claimed: Mapping[str, str],
                       report: ChannelReport) -> int:
     """Warn of every image no annotation file claimed (left out); how many."""
     unannotated = sorted(path for path in image_dir.rglob("*")
-                         if path.suffix.lower() in IMAGE_SUFFIXES and path not in claimed
+                         if path.suffix.lower() in IMAGE_SUFFIXES
+                         and _relative(path, image_dir) not in claimed
                          and path.is_file()) if image_dir.is_dir() else []
     for path in unannotated:
-        relative = path.relative_to(image_dir).as_posix()
+        relative = _relative(path, image_dir)
         report.warn(f"{image_dir.name}/{relative}",
                     f"has no annotation file (expected e.g. {annotation_dir.name}/"
                     f"{PurePosixPath(relative).with_suffix('.json')}); left out")
@@ -357,7 +411,8 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
     """Every `*.json` under `annotation_dir` (sorted, so the order is reproducible) as samples
     of the images in `image_dir`, class names from the files' `categories`. Invalid files are
     reported, not raised: the caller decides with `report.check()`. `thorough` also decodes
-    every image (validate-data).
+    every image (validate-data); `context.defer_images` (training) opens no image, leaving its
+    checks to the loader.
     `images_elsewhere`: the images are sharded among hosts (ShardedByS3Key) and the
     annotations are not, so an annotation whose image is absent is another host's: skipped
     and counted, not an error (its host checks it).
@@ -376,7 +431,7 @@ def read_annotated_channel(image_dir: Path, annotation_dir: Path, context: ReadC
     share = files[shard.index::shard.count]
     reader = _PairReader(image_dir, report)
     check = FileChecker(image_dir, annotation_dir, context.num_classes, context.thorough,
-                        images_elsewhere)
+                        images_elsewhere, context.defer_images)
     samples = [sample for checked in context.map_in_order(check, share)
                if (sample := reader.take(checked)) is not None]
     unannotated = (_warn_unannotated(image_dir, annotation_dir, reader.claimed, report)

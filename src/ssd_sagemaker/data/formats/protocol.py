@@ -54,6 +54,7 @@ class ReadContext:
     label_width: int
     thorough: bool = False
     map_in_order: OrderedMap = map
+    defer_images: bool = False  # see ChannelRead
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,10 @@ class ChannelRead:
     # the part of a FullyReplicated channel this host reads; a format that can choose it from
     # names alone reads only that part (and says so with `FileChannel.total`)
     shard: Shard = Shard()
+    # training: leave each image's checks (structure, decode) to the loader workers, which
+    # make them as the image is used (data/loading/refusals.py); reading takes only what must
+    # be known before training: names, annotations or labels, sizes
+    defer_images: bool = False
 
     def report(self, kind: str) -> ChannelReport:
         """The report of this read, counting into `on_example`."""
@@ -85,7 +90,7 @@ class ChannelRead:
     def in_stream(self, report: ChannelReport) -> ReadContext:
         """The context of one Pipe-mode pass, which brings its own report."""
         return ReadContext(report, self.num_classes, self.label_width, self.thorough,
-                           self.map_in_order)
+                           self.map_in_order, self.defer_images)
 
     @property
     def config(self) -> ChannelConfig:

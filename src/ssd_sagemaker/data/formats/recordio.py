@@ -13,6 +13,8 @@ channel's report counts the bytes skipped, so a break costs what it damaged and 
 from __future__ import annotations
 
 import io
+import logging
+import os
 import struct
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ssd_sagemaker.data.checks.images import BadImage, decode, inspect_bytes
+from ssd_sagemaker.data.checks.images import BadImage, decode, inspect_bytes, peek_size
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import RecordRef, Sample, class_id_problem, fit_boxes
 from ssd_sagemaker.data.formats.channel_files import channel_entries, open_channel_file
@@ -42,6 +44,10 @@ _IR_HEADER = struct.Struct("<IfQQ")  # flag (label length), label, id, id2
 _LENGTH_MASK = (1 << 29) - 1
 _SCAN_CHUNK = 1 << 16
 KIND = "RecordIO"
+# Bytes of an image read before training when an .idx gives the records' places: enough for the
+# frame header of most JPEGs (one with a large EXIF block first is read whole).
+PEEK = 1024
+LOG = logging.getLogger(__name__)
 
 
 class RecordIOFormatError(ValueError):
@@ -276,10 +282,10 @@ def parse_label(label: np.ndarray, num_classes: int, width: int, height: int) ->
     if not np.isfinite(objects[:, :5]).all():
         problems.append("has a NaN or infinite number among its objects")
         return empty
-    for index, row in enumerate(objects):
-        fault = class_id_problem(float(row[0]), num_classes)
-        if fault:
-            problems.append(f"object {index} has {fault}")
+    ids = objects[:, 0]
+    valid = (ids == np.floor(ids)) & (ids >= 0) & (ids < num_classes)
+    for index in np.flatnonzero(~valid).tolist():  # words only for the faulty ones
+        problems.append(f"object {index} has {class_id_problem(float(ids[index]), num_classes)}")
     pixels = objects[:, 1:5].astype(np.float64) * [width, height, width, height]
     names = [f"object {i}" for i in range(len(objects))]
     fitted, warnings, errors = fit_boxes(pixels, width, height, names)
@@ -296,7 +302,9 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
     `image` is what the sample keeps to reach its bytes later: a `RecordRef`, or None for the
     bytes themselves (streams). A label wider than `label_width` raises `LabelTooWide` (with
     `thorough`, as validate-data reads, it is reported like any other fault, and the image
-    is decoded too)."""
+    is decoded too). With `defer_images` (training) the image's size is read from its frame
+    header and the rest left to the loader; `record` may then be the start of the payload
+    that holds the size (`_record_head`)."""
     report, label_width = context.report, context.label_width
     try:
         label, data, _ = unpack(record)
@@ -311,14 +319,17 @@ def sample_from_record(record: bytes, origin: str, image: bytes | RecordRef | No
             raise too_wide
         report.error(origin, str(too_wide)[len(origin) + 1:])
         return None
+    size = peek_size(data) if context.defer_images else None
     try:
-        header = inspect_bytes(data)
+        if size is None:
+            header = inspect_bytes(data)
+            size = header.width, header.height
         if context.thorough:
             decode(data)
     except BadImage as error:
         report.error(origin, f"image {error}")
         return None
-    parsed = parse_label(label, context.num_classes, header.width, header.height)
+    parsed = parse_label(label, context.num_classes, *size)
     for warning in parsed.warnings:
         report.warn(origin, warning)
     for problem in parsed.problems:
@@ -347,31 +358,136 @@ class RecordChecker:
     num_classes: int
     label_width: int
     thorough: bool
+    defer_images: bool = False
 
     def __call__(self, item: tuple[str, Path, int, bytes]) -> CheckedRecord:
         origin, path, offset, record = item
         report = ChannelReport(self.channel, KIND)
         sample = sample_from_record(record, origin, RecordRef(path, offset), ReadContext(
-            report, self.num_classes, self.label_width, self.thorough))
+            report, self.num_classes, self.label_width, self.thorough,
+            defer_images=self.defer_images))
         return CheckedRecord(sample, report.errors, report.warnings)
 
 
-def _channel_records(files: list[Path], channel_dir: Path,
+def _scanned_records(path: Path, name: str, channel_dir: Path,
                      report: ChannelReport) -> Iterator[tuple[str, Path, int, bytes]]:
+    """(origin, file, offset, payload) of every record of a file read whole; breaks in the
+    framing are counted in `report`."""
+    with open_channel_file(path, channel_dir, report.channel) as stream:
+        for index, (offset, record) in enumerate(iter_records(stream, report=report,
+                                                              source=name)):
+            yield f"{name} record {index}", path, offset, record
+
+
+def _index_offsets(path: Path, channel_dir: Path, channel: str) -> list[int] | None:
+    """The record offsets the `.idx` beside `path` lists (im2rec's and `convert`'s
+    `index<TAB>offset` lines), sorted; None without one, or when it is not such a list."""
+    idx = path.with_suffix(".idx")
+    if not idx.is_file():
+        return None
+    with open_channel_file(idx, channel_dir, channel) as stream:
+        text = stream.read()
+    try:
+        offsets = sorted({int(line.split("\t")[1]) for line in text.decode("ascii").split("\n")
+                          if line.strip()})
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return None
+    return offsets or None
+
+
+def _record_end(descriptor: int, offset: int) -> int | None:
+    """Where the record at `offset` ends, from its frame headers alone; None when no whole
+    record starts there."""
+    position = offset
+    while True:
+        frame = os.pread(descriptor, _FRAME.size, position)
+        if len(frame) < _FRAME.size:
+            return None
+        magic, word = _FRAME.unpack(frame)
+        flag = word >> 29
+        if magic != MAGIC or (position == offset) != (flag in (0, 1)):
+            return None
+        position += _FRAME.size + (((word & _LENGTH_MASK) + 3) & ~3)
+        if flag in (0, 3):
+            return position
+
+
+def _index_mismatch(descriptor: int, offsets: list[int], size: int) -> str | None:
+    """Why `offsets` do not tile the file record after record with nothing between (then the
+    file is scanned), or None."""
+    if offsets[0] != 0:
+        return f"its first record is at byte {offsets[0]}, not 0"
+    for offset, following in zip(offsets, offsets[1:] + [size]):
+        end = _record_end(descriptor, offset)
+        if end != following:
+            return (f"no whole record starts at byte {offset}" if end is None else
+                    f"the record at byte {offset} ends at byte {end}, not at {following}")
+    return None
+
+
+def _record_head(descriptor: int, offset: int) -> bytes:
+    """The start of the payload of the record at `offset` that holds its label and its
+    image's size (`PEEK` bytes of the image), else the whole payload."""
+    frame = os.pread(descriptor, _FRAME.size + _IR_HEADER.size, offset)
+    word = _FRAME.unpack_from(frame)[1]  # `_index_mismatch` found a record start here
+    flag, length = word >> 29, word & _LENGTH_MASK
+    if flag == 0 and len(frame) == _FRAME.size + _IR_HEADER.size:
+        head = _IR_HEADER.size + 4 * _IR_HEADER.unpack_from(frame, _FRAME.size)[0] + PEEK
+        if head < length:
+            data = os.pread(descriptor, head, offset + _FRAME.size)
+            if peek_size(data[head - PEEK:]) is not None:
+                return data
+    if flag == 0:
+        return os.pread(descriptor, length, offset + _FRAME.size)
+    with os.fdopen(os.dup(descriptor), "rb") as stream:  # a record split in parts
+        stream.seek(offset)
+        record = read_record(stream, offset)
+    return record[0] if record else b""
+
+
+def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelReport
+                     ) -> Iterator[tuple[str, Path, int, bytes]] | None:
+    """The records of a file through its `.idx`, each read only as far as its label and its
+    image's size (training's start: the loader reads the rest); None when the file has no
+    `.idx` that tiles it exactly (then it is scanned, which also counts lost bytes)."""
+    offsets = _index_offsets(path, channel_dir, report.channel)
+    if offsets is None:
+        return None
+    stream = open_channel_file(path, channel_dir, report.channel)
+    descriptor, size = stream.fileno(), os.fstat(stream.fileno()).st_size
+    mismatch = _index_mismatch(descriptor, offsets, size)
+    if mismatch is not None:
+        stream.close()
+        LOG.warning("%s: %s does not match the file (%s); the file is read whole", name,
+                    path.with_suffix(".idx").name, mismatch)
+        return None
+    report.read_bytes += size
+
+    def records() -> Iterator[tuple[str, Path, int, bytes]]:
+        with stream:
+            for index, offset in enumerate(offsets):
+                yield f"{name} record {index}", path, offset, _record_head(descriptor, offset)
+    return records()
+
+
+def _channel_records(files: list[Path], channel_dir: Path, report: ChannelReport,
+                     indexed: bool = False) -> Iterator[tuple[str, Path, int, bytes]]:
     """(origin, file, offset, payload) of every record of the files, in order; breaks in
-    the framing are counted in `report`."""
+    the framing are counted in `report`. `indexed`: files with a matching `.idx` are read
+    through it, each payload only as far as `_record_head` reads."""
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
-        with open_channel_file(path, channel_dir, report.channel) as stream:
-            for index, (offset, record) in enumerate(iter_records(stream, report=report,
-                                                                  source=name)):
-                yield f"{name} record {index}", path, offset, record
+        records = _indexed_records(path, name, channel_dir, report) if indexed else None
+        yield from records if records is not None else _scanned_records(
+            path, name, channel_dir, report)
 
 
 def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChannel:
     """Every record of every `.rec` file under `channel_dir` (sorted), checked; an `.idx`
     next to it is not needed (the file is scanned once: labels and image headers checked).
-    `thorough` (validate-data) decodes every image and reports labels too wide."""
+    `thorough` (validate-data) decodes every image and reports labels too wide;
+    `defer_images` (training) reads each record through the `.idx` when there is one that
+    matches, only as far as its label and image size, and leaves the image to the loader."""
     channel_dir, report = Path(channel_dir), context.report
     files = channel_entries(channel_dir, "*.rec")
     if not files:
@@ -384,9 +500,10 @@ def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChanne
             f"declare the channel's ContentType as image/jpeg with a {report.channel}"
             f"_annotation channel.")
     check = RecordChecker(report.channel, context.num_classes, context.label_width,
-                          context.thorough)
+                          context.thorough, context.defer_images)
+    records = _channel_records(files, channel_dir, report, indexed=context.defer_images)
     samples = []
-    for checked in context.map_in_order(check, _channel_records(files, channel_dir, report)):
+    for checked in context.map_in_order(check, records):
         report.found += 1
         report.errors.update(checked.errors)
         report.warnings.extend(checked.warnings)

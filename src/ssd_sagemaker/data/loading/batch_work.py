@@ -3,12 +3,19 @@
 training process only turns finished arrays into NDArrays. The same functions run in the
 training process when there are no workers (`WorkerPool(0)`).
 
+Training checks images here, as they are used, not all before the first batch (the decode
+checks everything the up-front inspection did): an image that cannot be used is refused and
+handed back by name with the batch, whose slot another image of the batch fills (training
+batches stay full: every host runs as many) or which is left out (validation), and the training
+process counts it against the channel's tolerance (`refusals.py`).
+
 This module and what it imports never import MXNet: workers load only NumPy, OpenCV and
 simplejpeg (`worker_pool.py` starts them)."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 from collections.abc import Callable, Sequence
@@ -39,15 +46,26 @@ def image_bytes(sample: Sample) -> bytes:
     return read_file(Path(sample.image))  # a file swapped for a FIFO since listing: no hang
 
 
+class BadSample(ClientError):
+    """A sample whose image cannot be read or decoded; `problem` says why."""
+
+    def __init__(self, origin: str, problem: str):
+        super().__init__(f"{origin}: {problem}")
+        self.origin, self.problem = origin, problem
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in workers, re-raised here
+        return BadSample, (self.origin, self.problem)
+
+
 def load(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
     """(HWC RGB uint8 image, label rows [xmin, ymin, xmax, ymax, class, difficult] in
-    pixels); an image that cannot be read or decoded is a ClientError naming the sample."""
+    pixels); an image that cannot be read or decoded is a BadSample naming the sample."""
     try:
         image = decode(image_bytes(sample))
     except (BadImage, RecordIOFormatError, RefusedFile) as error:
-        raise ClientError(f"{sample.origin}: image {error}") from None
+        raise BadSample(sample.origin, f"image {error}") from None
     except OSError as error:
-        raise ClientError(f"{sample.origin}: cannot read the image ({error.strerror})") from None
+        raise BadSample(sample.origin, f"cannot read the image ({error.strerror})") from None
     height, width = image.shape[:2]
     return image, sample.label(width, height)
 
@@ -148,10 +166,46 @@ def _shared_collate(outputs: Sequence[tuple[np.ndarray, ...]]) -> SharedBatch | 
     return handle
 
 
+# What a batch does with a sample whose image cannot be used: stop (raise its BadSample), fill
+# its slot with another image of the batch (training), or leave it out (validation).
+RAISE, REPEAT, DROP = "raise", "repeat", "drop"
+
+
+@dataclass(frozen=True)
+class LoadedBatch:
+    """A batch's arrays (None: no image of it could be used, and it was to DROP them) and the
+    samples refused while making it, as (origin, problem)."""
+
+    arrays: SharedBatch | tuple[np.ndarray, ...] | None
+    refused: tuple[tuple[str, str], ...] = ()
+
+
 def transform_batch(transform: Callable, samples: Sequence[Sample], seed: int,
-                    shared: bool = False) -> SharedBatch | tuple[np.ndarray, ...]:
+                    shared: bool = False, bad_images: str = RAISE) -> LoadedBatch:
     """One batch: load and transform every sample (randomness from `seed`), then collate
-    (into shared memory when `shared`: the worker-process path)."""
+    (into shared memory when `shared`: the worker-process path); `bad_images` (RAISE, REPEAT,
+    DROP) says what an image that cannot be used does. A refused slot REPEATs another
+    sample's transformed output (decoded images are not kept: they may be large)."""
     rng = np.random.default_rng(seed)
-    outputs = [transform(*load(sample), rng=rng) for sample in samples]
-    return _shared_collate(outputs) if shared else collate(outputs)
+    outputs: list[tuple[np.ndarray, ...] | None] = []
+    refused: list[BadSample] = []
+    for sample in samples:
+        try:
+            outputs.append(transform(*load(sample), rng=rng))
+        except BadSample as bad:
+            if bad_images == RAISE:
+                raise
+            refused.append(bad)
+            outputs.append(None)
+    usable = [output for output in outputs if output is not None]
+    if bad_images == REPEAT and refused and not usable:
+        raise ClientError(
+            f"No image of a batch of {len(samples)} could be used, so the batch cannot be "
+            f"completed: " + "; ".join(str(bad) for bad in refused)
+            + ". Fix or remove these images (validate-data lists every fault).")
+    if bad_images == REPEAT:
+        spares = itertools.cycle(usable)
+        usable = [output if output is not None else next(spares) for output in outputs]
+    arrays = (None if not usable else _shared_collate(usable) if shared
+              else collate(usable))
+    return LoadedBatch(arrays, tuple((bad.origin, bad.problem) for bad in refused))

@@ -9,13 +9,25 @@ import collections
 import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
 
-import mxnet as mx
 import numpy as np
 
 from ssd_sagemaker.data.checks.samples import Sample
-from ssd_sagemaker.data.loading.batch_work import SharedBatch, release, transform_batch
+from ssd_sagemaker.data.loading.batch_work import (
+    DROP,
+    RAISE,
+    REPEAT,
+    LoadedBatch,
+    SharedBatch,
+    release,
+    transform_batch,
+)
+from ssd_sagemaker.data.loading.refusals import Refusals
 from ssd_sagemaker.data.loading.worker_pool import WorkerPool
+
+if TYPE_CHECKING:
+    import mxnet as mx
 
 MAX_WORKERS = 16
 BATCHES_AHEAD_PER_WORKER = 2
@@ -33,7 +45,10 @@ def _seed(seed: tuple[int, ...], batch: int) -> int:
 
 
 def _ndarrays(result: SharedBatch | tuple[np.ndarray, ...]) -> tuple[mx.nd.NDArray, ...]:
-    """A worker's batch as NDArrays (copied out of shared memory, which is then freed)."""
+    """A worker's batch as NDArrays (copied out of shared memory, which is then freed).
+    MXNet is imported here, not with the module: validate-data reads channels through this
+    package and never makes a batch (importing MXNet cost it over a second of one core)."""
+    import mxnet as mx
     if not isinstance(result, SharedBatch):
         return tuple(mx.nd.array(array, dtype=array.dtype) for array in result)
     memory, arrays = result.attach()
@@ -53,21 +68,38 @@ def _discard(pending: collections.deque, pool: WorkerPool) -> None:
             result = handle.get(timeout=DISCARD_TIMEOUT)
         except Exception:  # noqa: BLE001 - the batch is dropped anyway
             continue
-        if isinstance(result, SharedBatch):
-            release(result.attach()[0])
+        if isinstance(result.arrays, SharedBatch):
+            release(result.arrays.attach()[0])
 
 
 class Batches:
     """One pass of batches: iterating yields tuples of NDArrays (images B x 3 x S x S, then
-    the transform's other outputs, stacked). `seed` makes the augmentation reproducible."""
+    the transform's other outputs, stacked). `seed` makes the augmentation reproducible.
+    Without `refusals` an image that cannot be used stops the pass (its ClientError); with
+    them it is counted there and its slot filled by another image of the batch (`full`:
+    training batches) or left out."""
 
     def __init__(self, samples: Iterable[Sample], transform: Callable, batch_size: int,
-                 pool: WorkerPool, seed: tuple[int, ...] = (0,)):
+                 pool: WorkerPool, seed: tuple[int, ...] = (0,),
+                 refusals: Refusals | None = None, full: bool = False):
         self._samples = samples
         self._transform = transform
         self._batch_size = batch_size
         self._pool = pool
         self._seed = seed
+        self._refusals = refusals
+        self._bad_images = RAISE if refusals is None else REPEAT if full else DROP
+
+    def _arrays(self, result: LoadedBatch) -> tuple[mx.nd.NDArray, ...] | None:
+        """The batch's NDArrays (None: nothing left of it), its refusals counted."""
+        if self._refusals is not None and result.refused:
+            try:
+                self._refusals.add(result.refused)
+            except Exception:
+                if isinstance(result.arrays, SharedBatch):
+                    release(result.arrays.attach()[0])
+                raise
+        return None if result.arrays is None else _ndarrays(result.arrays)
 
     def __iter__(self) -> Iterator[tuple[mx.nd.NDArray, ...]]:
         samples = iter(self._samples)
@@ -81,10 +113,14 @@ class Batches:
                 if chunk:
                     pending.append(self._pool.submit(transform_batch, self._transform, chunk,
                                                      _seed(self._seed, index),
-                                                     self._pool.workers > 0))
+                                                     self._pool.workers > 0, self._bad_images))
                 if pending and (len(pending) >= ahead or not chunk):
-                    yield _ndarrays(pending.popleft().get())
+                    arrays = self._arrays(pending.popleft().get())
+                    if arrays is not None:
+                        yield arrays
                 if not chunk and not pending:
+                    if self._refusals is not None:
+                        self._refusals.pass_done()
                     return
         except Exception:
             # The pass failed (a stall, a dead worker, a bad image): the job is ending, and
@@ -99,8 +135,9 @@ class CountedBatches(Batches):
     """Batches whose number is known in advance (the trainer shows progress and an eta)."""
 
     def __init__(self, samples: Iterable[Sample], transform: Callable, batch_size: int,
-                 pool: WorkerPool, num_batches: int, seed: tuple[int, ...] = (0,)):
-        super().__init__(samples, transform, batch_size, pool, seed)
+                 pool: WorkerPool, num_batches: int, seed: tuple[int, ...] = (0,),
+                 refusals: Refusals | None = None):
+        super().__init__(samples, transform, batch_size, pool, seed, refusals, full=True)
         self._num_batches = num_batches
 
     def __len__(self) -> int:

@@ -25,6 +25,7 @@ import numpy as np
 from ssd_sagemaker.data.checks.report import ChannelReport
 from ssd_sagemaker.data.checks.samples import Sample
 from ssd_sagemaker.data.formats.protocol import Parser
+from ssd_sagemaker.data.loading.refusals import Refusals
 from ssd_sagemaker.data.loading.sharding import whole_batches
 from ssd_sagemaker.errors import ClientError
 
@@ -95,6 +96,7 @@ class PipeSource:
     def __init__(self, fifo: PipeChannel, kind: str, parse: Parser, declared: int,
                  keep: Callable[[int], bool] = lambda index: True):
         self.channel = fifo.channel
+        self.refusals: Refusals | None = None  # every streamed example is checked as read
         self.fifo = fifo
         self.kind = kind
         self.parse = parse

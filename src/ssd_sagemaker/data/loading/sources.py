@@ -11,11 +11,15 @@ from typing import Protocol
 import numpy as np
 
 from ssd_sagemaker.data.checks.samples import Sample
+from ssd_sagemaker.data.loading.refusals import Refusals
 from ssd_sagemaker.errors import ClientError
 
 
 class Source(Protocol):
     channel: str
+    # where images refused while loading are counted (File mode), None when every example
+    # was checked as it was read (Pipe mode)
+    refusals: Refusals | None
 
     @property
     def class_names(self) -> dict[int, str]: ...
@@ -45,8 +49,9 @@ class SampleList:
     """A File-mode channel: this worker's samples, in memory."""
 
     def __init__(self, channel: str, samples: Sequence[Sample], class_names: dict[int, str],
-                 total: int | None, declared: int = 0):
+                 total: int | None, declared: int = 0, refusals: Refusals | None = None):
         self.channel = channel
+        self.refusals = refusals
         self.samples = tuple(samples)
         self._class_names = dict(class_names)
         self._total = total

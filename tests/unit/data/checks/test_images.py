@@ -24,6 +24,7 @@ from ssd_sagemaker.data.checks.images import (
     UnsupportedFormat,
     decode,
     inspect_bytes,
+    peek_size,
     sniff_format,
 )
 
@@ -321,3 +322,12 @@ def test_interlaced_and_packed_pngs_inflate_to_exactly_their_rows(width, height,
             continue
         with pytest.raises(BadImage, match=f"inflates to over {len(raw) + (1 << 20)} bytes"):
             decode(longer)
+
+
+def test_peek_size_reads_the_frame_header_from_a_prefix() -> None:
+    jpeg_body = cv2.imencode(".jpg", np.zeros((30, 50, 3), np.uint8))[1].tobytes()
+    png_body = cv2.imencode(".png", np.zeros((30, 50, 3), np.uint8))[1].tobytes()
+    assert peek_size(jpeg_body[:400]) == peek_size(jpeg_body) == (50, 30)
+    assert peek_size(png_body[:24]) == (50, 30)
+    assert peek_size(jpeg_body[:20]) is None  # the prefix ends before the frame header
+    assert peek_size(b"GIF89a" + jpeg_body) is None

@@ -17,6 +17,7 @@ from deadline import deadline
 from planting import bomb_png, corrupt_jpeg, truncated
 from reading import read_images
 from ssd_sagemaker.data.checks.report import MAX_ERROR_FRACTION
+from ssd_sagemaker.data.formats import image_json
 from ssd_sagemaker.errors import ClientError
 
 
@@ -34,13 +35,16 @@ def _image(image_dir: Path, name: str, width: int = 64, height: int = 48) -> Non
     cv2.imwrite(str(path), np.full((height, width, 3), 127, dtype=np.uint8))
 
 
+_DOG_CAT = [{"class_id": 0, "name": "dog"}, {"class_id": 1, "name": "cat"}]
+
+
 def _annotation(annotation_dir: Path, name: str, **overrides: Any) -> Path:
     """A valid annotation of `<name>.jpg` (the image is not created), with fields overridden."""
     document = {"file": f"{name}.jpg",
                 "image_size": [{"width": 64, "height": 48, "depth": 3}],
                 "annotations": [{"class_id": 1, "left": 5, "top": 6, "width": 20, "height": 10},
                                 {"class_id": 0, "left": 30, "top": 2, "width": 12, "height": 40}],
-                "categories": [{"class_id": 0, "name": "dog"}, {"class_id": 1, "name": "cat"}]}
+                "categories": _DOG_CAT}
     document.update(overrides)
     path = annotation_dir / f"{name}.json"
     path.write_text(json.dumps({k: v for k, v in document.items() if v is not ...}))
@@ -223,6 +227,29 @@ def test_conflicting_category_names_are_refused(dirs: tuple[Path, Path]) -> None
     message = _error(image_dir, annotation_dir)
     assert ("b.json: category name 'kitten' for class_id 1 conflicts with 'cat' in "
             "train_annotation/a.json") in message, message
+
+
+def test_a_repeated_category_list_is_checked_once_and_judged_alike_in_every_file(
+        dirs: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    image_dir, annotation_dir = dirs
+    checked: list[Any] = []
+    check = image_json._check_categories
+    monkeypatch.setattr(image_json, "_check_categories",
+                        lambda value: checked.append(value) or check(value))
+    monkeypatch.setattr(image_json, "_CHECKED_LISTS", {})
+    kitten = [{"class_id": 1, "name": "kitten"}, {"class_id": 5, "name": 5}]
+    for name in ("a", "b", "c", "d"):
+        _image(image_dir, f"{name}.jpg")
+        _annotation(annotation_dir, name, **({"categories": kitten} if name in "bd" else {}))
+    channel = read_images(image_dir, annotation_dir, 3)
+    assert checked == [_DOG_CAT, kitten]  # four files, two distinct lists
+    assert channel.report.errors == {
+        f"train_annotation/{name}.json": [
+            "category 1 must be {\"class_id\": <integer>, \"name\": <string>}, got "
+            "{\"class_id\": 5, \"name\": 5}",
+            "category name 'kitten' for class_id 1 conflicts with 'cat' in "
+            "train_annotation/a.json; use one name per class"] for name in ("b", "d")}
+    assert channel.class_names == {0: "dog", 1: "cat"}
 
 
 def test_image_without_annotation_is_skipped_with_a_warning(dirs: tuple[Path, Path]) -> None:
