@@ -34,7 +34,8 @@ from ssd_sagemaker.data.formats.protocol import (
     ReadContext,
     media_type,
 )
-from ssd_sagemaker.environment import ChannelConfig
+from ssd_sagemaker.data.loading.sharding import Shard
+from ssd_sagemaker.environment import FULLY_REPLICATED, ChannelConfig
 from ssd_sagemaker.errors import ClientError
 
 MAGIC = 0xCED7230A
@@ -445,11 +446,12 @@ def _record_head(descriptor: int, offset: int) -> bytes:
     return record[0] if record else b""
 
 
-def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelReport
-                     ) -> Iterator[tuple[str, Path, int, bytes]] | None:
+def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelReport,
+                     positions: _Positions) -> Iterator[tuple[str, Path, int, bytes]] | None:
     """The records of a file through its `.idx`, each read only as far as its label and its
-    image's size (training's start: the loader reads the rest); None when the file has no
-    `.idx` that tiles it exactly (then it is scanned, which also counts lost bytes)."""
+    image's size (training's start: the loader reads the rest), and only those `positions`
+    gives this host; None when the file has no `.idx` that tiles it exactly (then it is
+    scanned, which also counts lost bytes)."""
     offsets = _index_offsets(path, channel_dir, report.channel)
     if offsets is None:
         return None
@@ -466,28 +468,54 @@ def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelRe
     def records() -> Iterator[tuple[str, Path, int, bytes]]:
         with stream:
             for index, offset in enumerate(offsets):
-                yield f"{name} record {index}", path, offset, _record_head(descriptor, offset)
+                if positions.take():
+                    yield (f"{name} record {index}", path, offset,
+                           _record_head(descriptor, offset))
     return records()
 
 
+class _Positions:
+    """Counts the records of a channel in file order and says which are this host's (a
+    FullyReplicated channel's share: records `index`, `index + count`, ... of the whole
+    channel), so a host reads the labels of its share alone when the `.idx` files give the
+    records' places."""
+
+    def __init__(self, shard: Shard):
+        self.shard, self.seen = shard, 0
+
+    def take(self) -> bool:
+        """Whether the next record is this host's."""
+        self.seen += 1
+        return self.shard.owns(self.seen - 1)
+
+
 def _channel_records(files: list[Path], channel_dir: Path, report: ChannelReport,
-                     indexed: bool = False) -> Iterator[tuple[str, Path, int, bytes]]:
-    """(origin, file, offset, payload) of every record of the files, in order; breaks in
-    the framing are counted in `report`. `indexed`: files with a matching `.idx` are read
-    through it, each payload only as far as `_record_head` reads."""
+                     indexed: bool = False, positions: _Positions | None = None
+                     ) -> Iterator[tuple[str, Path, int, bytes]]:
+    """(origin, file, offset, payload) of the records of the files, in order; breaks in the
+    framing are counted in `report`. `indexed`: files with a matching `.idx` are read
+    through it, each payload only as far as `_record_head` reads. `positions`: only this
+    host's records (a scanned file is read whole, its other records skipped unchecked)."""
+    positions = positions or _Positions(Shard())
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
-        records = _indexed_records(path, name, channel_dir, report) if indexed else None
-        yield from records if records is not None else _scanned_records(
-            path, name, channel_dir, report)
+        records = _indexed_records(path, name, channel_dir, report, positions) \
+            if indexed else None
+        if records is None:
+            records = (record for record in _scanned_records(path, name, channel_dir, report)
+                       if positions.take())
+        yield from records
 
 
-def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChannel:
+def read_recordio_channel(channel_dir: Path, context: ReadContext,
+                          shard: Shard = Shard()) -> FileChannel:
     """Every record of every `.rec` file under `channel_dir` (sorted), checked; an `.idx`
     next to it is not needed (the file is scanned once: labels and image headers checked).
     `thorough` (validate-data) decodes every image and reports labels too wide;
     `defer_images` (training) reads each record through the `.idx` when there is one that
-    matches, only as far as its label and image size, and leaves the image to the loader."""
+    matches, only as far as its label and image size, and leaves the image to the loader.
+    `shard`: this host's part of a FullyReplicated channel, records `index`, `index + count`,
+    ... of the channel in file order, chosen before their labels are read."""
     channel_dir, report = Path(channel_dir), context.report
     files = channel_entries(channel_dir, "*.rec")
     if not files:
@@ -501,7 +529,8 @@ def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChanne
             f"_annotation channel.")
     check = RecordChecker(report.channel, context.num_classes, context.label_width,
                           context.thorough, context.defer_images)
-    records = _channel_records(files, channel_dir, report, indexed=context.defer_images)
+    positions = _Positions(shard)
+    records = _channel_records(files, channel_dir, report, context.defer_images, positions)
     samples = []
     for checked in context.map_in_order(check, records):
         report.found += 1
@@ -511,7 +540,7 @@ def read_recordio_channel(channel_dir: Path, context: ReadContext) -> FileChanne
         if checked.sample is not None:
             samples.append(checked.sample)
             report.used += 1
-    return FileChannel(samples, {}, report)
+    return FileChannel(samples, {}, report, total=positions.seen if shard.count > 1 else None)
 
 
 def _unwrapped(records: Iterator[tuple[int, bytes]], source: str,
@@ -563,7 +592,9 @@ class RecordIOFormat:
         """Every RecordIO declaration is readable."""
 
     def read_files(self, request: ChannelRead) -> FileChannel:
-        return read_recordio_channel(request.directory, request.context(KIND))
+        return read_recordio_channel(
+            request.directory, request.context(KIND),
+            request.shard if request.config.distribution == FULLY_REPLICATED else Shard())
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         def parse(stream: BinaryIO, source: str, report: ChannelReport, names: dict,

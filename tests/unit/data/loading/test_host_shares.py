@@ -1,14 +1,21 @@
-"""Each host of a multi-host job reads only its share of a FullyReplicated image + JSON
-channel: the share is chosen from the sorted file names before any file is opened, and before
+"""Each host of a multi-host job reads only its share of a FullyReplicated channel. Image +
+JSON: the share is chosen from the sorted file names before any file is opened, and before
 training only the share's annotation files are opened (its images are checked by the loader
-as they are used)."""
+as they are used). RecordIO: the share is records `index`, `index + count`, ... in file order,
+and through an `.idx` only their labels are read."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
+import pytest
+
+from planting import detection_label
 from ssd_sagemaker.data.channels import read_training_data
-from ssd_sagemaker.data.formats import image_json
+from ssd_sagemaker.data.formats import image_json, recordio
+from ssd_sagemaker.data.formats.recordio import pack, write_record
 from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.data.synthetic import write_annotated_channel
 from ssd_sagemaker.environment import ChannelConfig, Paths
@@ -56,3 +63,49 @@ def test_each_of_two_hosts_opens_only_its_share_and_the_shares_cover_the_channel
     assert taken_second == [f"train/{n}.jpg" for n in names[1::2]]
     assert not set(taken_first) & set(taken_second)
     assert total_first == total_second == IMAGES  # both plan the same epoch length
+
+
+def _recordio_channel(paths: Paths, with_idx: bool) -> list[int]:
+    """train.rec of IMAGES small records (and its .idx when `with_idx`); the records' offsets."""
+    channel = paths.channel_dir("train")
+    channel.mkdir(parents=True)
+    offsets = []
+    with open(channel / "train.rec", "wb") as stream:
+        for index in range(IMAGES):
+            offsets.append(stream.tell())
+            image = cv2.imencode(".jpg", np.full((40, 60, 3), 30 * index, np.uint8))[1]
+            write_record(stream, pack(detection_label([(index % 3, 0.2, 0.2, 0.8, 0.8)]),
+                                      image.tobytes(), index))
+    if with_idx:
+        (channel / "train.idx").write_text("".join(f"{i}\t{o}\n" for i, o in enumerate(offsets)))
+    return offsets
+
+
+def _records_read_by_host(paths: Paths, monkeypatch, index: int) -> tuple[list[int], list[str],
+                                                                         int]:
+    """(offsets whose labels were read, samples taken, the channel's size as the trainer sees
+    it) for host `index` of 2 of a FullyReplicated RecordIO channel."""
+    heads: list[int] = []
+    real = recordio._record_head
+    monkeypatch.setattr(recordio, "_record_head",
+                        lambda descriptor, offset: heads.append(offset) or real(descriptor,
+                                                                                offset))
+    hp = parse_hyperparameters({"num_classes": "3", "num_training_samples": str(IMAGES)})
+    data = read_training_data(paths, {"train": ChannelConfig("train", "application/x-recordio")},
+                              hp, Shard(index, 2))
+    monkeypatch.setattr(recordio, "_record_head", real)
+    return heads, [s.origin for s in data.train.validation_pass()], data.train.num_images
+
+
+@pytest.mark.parametrize("with_idx", [True, False])
+def test_each_of_two_hosts_reads_the_labels_of_its_share_of_a_recordio_channel(
+        tmp_path: Path, monkeypatch, with_idx: bool) -> None:
+    paths = Paths(tmp_path)
+    offsets = _recordio_channel(paths, with_idx)
+    for index in (0, 1):
+        heads, taken, total = _records_read_by_host(paths, monkeypatch, index)
+        # through the .idx, only the share's records are read (label and image header);
+        # without one the file is scanned whole, but only the share is checked and taken
+        assert heads == (offsets[index::2] if with_idx else [])
+        assert taken == [f"train/train.rec record {k}" for k in range(index, IMAGES, 2)]
+        assert total == IMAGES  # both hosts plan the same epoch length
