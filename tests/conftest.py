@@ -32,11 +32,23 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """In pytest-xdist workers (scripts/test.sh runs `--dist loadscope`: a module per worker at
     a time, so its module fixtures are made once) the modules holding slow tests come first, so
-    the longest units of work do not start last while the other worker idles."""
+    the longest units of work do not start last while the other worker idles; of the container
+    modules only the first leads (it builds the image) and the others follow the other slow
+    modules, so that the second worker does not wait for the same build."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return
     slow = {_module(item) for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: _module(item) not in slow)
+    containers = sorted(module for module in slow if module.startswith(CONTAINER_TESTS))
+
+    def rank(item) -> int:
+        module = _module(item)
+        if module in containers[1:]:
+            return 1
+        return 0 if module in slow else 2
+    items.sort(key=rank)
+
+
+CONTAINER_TESTS = "tests/container/"
 
 
 def _module(item) -> str:
