@@ -23,7 +23,8 @@ from ssd_sagemaker.data.formats.channel_files import channel_entries, open_chann
 from ssd_sagemaker.data.formats.image_json import parse_annotation
 from ssd_sagemaker.data.formats.protocol import ChannelRead, FileChannel, Parser, ReadContext
 from ssd_sagemaker.data.formats.recordio import RecordIOFormatError, iter_records
-from ssd_sagemaker.environment import ChannelConfig
+from ssd_sagemaker.data.loading.sharding import Shard, SharePositions
+from ssd_sagemaker.environment import FULLY_REPLICATED, ChannelConfig
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.user_json import BadJSON, parse_json, shown
 
@@ -196,10 +197,12 @@ def _sample(entry: list[tuple[int, bytes]], attributes: Attributes, origin: str,
                   class_ids=parsed.class_ids)
 
 
-def read_manifest_channel(channel_dir: Path, attributes: Attributes,
-                          context: ReadContext) -> FileChannel:
+def read_manifest_channel(channel_dir: Path, attributes: Attributes, context: ReadContext,
+                          shard: Shard = Shard()) -> FileChannel:
     """File mode: every file under `channel_dir` (name order) holds RecordIO-wrapped manifest
-    records; samples point at their image records."""
+    records; samples point at their image records. `shard`: this host's part of a
+    FullyReplicated channel, lines `index`, `index + count`, ... in file order: the files are
+    read whole (no index gives the lines' places), only this host's lines checked."""
     channel_dir, report = Path(channel_dir), context.report
     files = channel_entries(channel_dir)
     if not files:
@@ -209,14 +212,15 @@ def read_manifest_channel(channel_dir: Path, attributes: Attributes,
                           f"{list(attributes.names)}).")
     samples: list[Sample] = []
     names: dict[int, str] = {}
+    positions = SharePositions(shard)
     for path in files:
         with open_channel_file(path, channel_dir, report.channel) as stream:
             samples.extend(parse_entries(
                 iter_records(stream), attributes,
                 f"{report.channel}/{path.relative_to(channel_dir).as_posix()}", context, names,
+                keep=lambda _: positions.take(),
                 image_ref=partial(RecordRef, path, image_record=False)))
-    return FileChannel(samples, names, report)
-
+    return FileChannel(samples, names, report, total=positions.seen if shard.count > 1 else None)
 
 
 class ManifestFormat:
@@ -246,7 +250,9 @@ class ManifestFormat:
 
     def read_files(self, request: ChannelRead) -> FileChannel:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)
-        return read_manifest_channel(request.directory, attributes, request.context(KIND))
+        return read_manifest_channel(
+            request.directory, attributes, request.context(KIND),
+            request.shard if request.config.distribution == FULLY_REPLICATED else Shard())
 
     def stream_parser(self, request: ChannelRead) -> Parser:
         attributes = Attributes.from_names(request.name, request.config.attribute_names)

@@ -34,7 +34,7 @@ from ssd_sagemaker.data.formats.protocol import (
     ReadContext,
     media_type,
 )
-from ssd_sagemaker.data.loading.sharding import Shard
+from ssd_sagemaker.data.loading.sharding import Shard, SharePositions
 from ssd_sagemaker.environment import FULLY_REPLICATED, ChannelConfig
 from ssd_sagemaker.errors import ClientError
 
@@ -447,7 +447,7 @@ def _record_head(descriptor: int, offset: int) -> bytes:
 
 
 def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelReport,
-                     positions: _Positions) -> Iterator[tuple[str, Path, int, bytes]] | None:
+                     positions: SharePositions) -> Iterator[tuple[str, Path, int, bytes]] | None:
     """The records of a file through its `.idx`, each read only as far as its label and its
     image's size (training's start: the loader reads the rest), and only those `positions`
     gives this host; None when the file has no `.idx` that tiles it exactly (then it is
@@ -474,29 +474,14 @@ def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelRe
     return records()
 
 
-class _Positions:
-    """Counts the records of a channel in file order and says which are this host's (a
-    FullyReplicated channel's share: records `index`, `index + count`, ... of the whole
-    channel), so a host reads the labels of its share alone when the `.idx` files give the
-    records' places."""
-
-    def __init__(self, shard: Shard):
-        self.shard, self.seen = shard, 0
-
-    def take(self) -> bool:
-        """Whether the next record is this host's."""
-        self.seen += 1
-        return self.shard.owns(self.seen - 1)
-
-
 def _channel_records(files: list[Path], channel_dir: Path, report: ChannelReport,
-                     indexed: bool = False, positions: _Positions | None = None
+                     indexed: bool = False, positions: SharePositions | None = None
                      ) -> Iterator[tuple[str, Path, int, bytes]]:
     """(origin, file, offset, payload) of the records of the files, in order; breaks in the
     framing are counted in `report`. `indexed`: files with a matching `.idx` are read
     through it, each payload only as far as `_record_head` reads. `positions`: only this
     host's records (a scanned file is read whole, its other records skipped unchecked)."""
-    positions = positions or _Positions(Shard())
+    positions = positions or SharePositions(Shard())
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
         records = _indexed_records(path, name, channel_dir, report, positions) \
@@ -529,7 +514,7 @@ def read_recordio_channel(channel_dir: Path, context: ReadContext,
             f"_annotation channel.")
     check = RecordChecker(report.channel, context.num_classes, context.label_width,
                           context.thorough, context.defer_images)
-    positions = _Positions(shard)
+    positions = SharePositions(shard)
     records = _channel_records(files, channel_dir, report, context.defer_images, positions)
     samples = []
     for checked in context.map_in_order(check, records):

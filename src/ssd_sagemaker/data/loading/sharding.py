@@ -48,6 +48,20 @@ class Shard:
         return position % self.count == self.index
 
 
+class SharePositions:
+    """Counts a FullyReplicated channel's samples in file order as a format reads them and says
+    which are this host's (`Shard.owns`), so that a host checks only its share (and, where an
+    index gives the records' places, reads only its share) and knows the channel's size."""
+
+    def __init__(self, shard: Shard):
+        self.shard, self.seen = shard, 0
+
+    def take(self) -> bool:
+        """Whether the next sample is this host's."""
+        self.seen += 1
+        return self.shard.owns(self.seen - 1)
+
+
 def split(items: Sequence[T], shard: Shard, distribution: str) -> list[T]:
     """This worker's part of a File-mode channel."""
     if distribution == SHARDED_BY_S3_KEY or shard.count == 1:

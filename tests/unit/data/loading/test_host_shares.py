@@ -2,7 +2,8 @@
 JSON: the share is chosen from the sorted file names before any file is opened, and before
 training only the share's annotation files are opened (its images are checked by the loader
 as they are used). RecordIO: the share is records `index`, `index + count`, ... in file order,
-and through an `.idx` only their labels are read."""
+and through an `.idx` only their labels are read. Augmented manifests: lines chosen alike,
+checked by their host alone."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import cv2
 import numpy as np
 import pytest
 
-from planting import detection_label
+from planting import detection_label, manifest_records, write_stream
 from ssd_sagemaker.data.channels import read_training_data
-from ssd_sagemaker.data.formats import image_json, recordio
+from ssd_sagemaker.data.formats import image_json, manifest, recordio
 from ssd_sagemaker.data.formats.recordio import pack, write_record
 from ssd_sagemaker.data.loading.sharding import Shard
 from ssd_sagemaker.data.synthetic import write_annotated_channel
@@ -109,3 +110,30 @@ def test_each_of_two_hosts_reads_the_labels_of_its_share_of_a_recordio_channel(
         assert heads == (offsets[index::2] if with_idx else [])
         assert taken == [f"train/train.rec record {k}" for k in range(index, IMAGES, 2)]
         assert total == IMAGES  # both hosts plan the same epoch length
+
+
+def test_each_of_two_hosts_checks_only_its_share_of_a_manifest_channel(tmp_path: Path,
+                                                                      monkeypatch) -> None:
+    """Manifest lines have no index: both files are read whole, but a host checks only its
+    lines (positions across the files in name order) and still learns every class name."""
+    paths = Paths(tmp_path)
+    records = manifest_records(IMAGES)
+    write_stream(paths.channel_dir("train") / "a.rec", records[:3 * 3])  # lines 0-2
+    write_stream(paths.channel_dir("train") / "b.rec", records[3 * 3:])  # lines 3-6
+    config = ChannelConfig("train", "application/x-recordio", record_wrapper="RecordIO",
+                           attribute_names=("source-ref", "bounding-box",
+                                            "bounding-box-metadata"))
+    hp = parse_hyperparameters({"num_classes": "3", "num_training_samples": str(IMAGES)})
+    lines = [f"train/a.rec line {k}" for k in range(3)] + \
+        [f"train/b.rec line {k}" for k in range(4)]
+    real = manifest._sample
+    checked: list[str] = []
+    monkeypatch.setattr(manifest, "_sample", lambda entry, attributes, origin, *rest:
+                        checked.append(origin) or real(entry, attributes, origin, *rest))
+    for index in (0, 1):
+        checked.clear()
+        data = read_training_data(paths, {"train": config}, hp, Shard(index, 2))
+        assert checked == lines[index::2]
+        assert [s.origin for s in data.train.validation_pass()] == lines[index::2]
+        assert data.train.num_images == IMAGES
+        assert data.class_names == {0: "circle", 1: "square", 2: "triangle"}
