@@ -475,13 +475,12 @@ def _indexed_records(path: Path, name: str, channel_dir: Path, report: ChannelRe
 
 
 def _channel_records(files: list[Path], channel_dir: Path, report: ChannelReport,
-                     indexed: bool = False, positions: SharePositions | None = None
+                     indexed: bool, positions: SharePositions
                      ) -> Iterator[tuple[str, Path, int, bytes]]:
     """(origin, file, offset, payload) of the records of the files, in order; breaks in the
     framing are counted in `report`. `indexed`: files with a matching `.idx` are read
     through it, each payload only as far as `_record_head` reads. `positions`: only this
     host's records (a scanned file is read whole, its other records skipped unchecked)."""
-    positions = positions or SharePositions(Shard())
     for path in files:
         name = f"{report.channel}/{path.relative_to(channel_dir).as_posix()}"
         records = _indexed_records(path, name, channel_dir, report, positions) \
