@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import run_cli, write_hyperparameters
+from cli_runner import FLOAT32, run_cli, write_hyperparameters
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
 pytestmark = pytest.mark.slow
@@ -35,7 +35,7 @@ STEPS = EPOCHS * IMAGES * COPIES // BATCH  # the bound: the run must get there i
 CHAIN_RUN = {"num_classes": "3", "num_training_samples": str(IMAGES * COPIES),
              "base_network": "resnet-50", "use_pretrained_model": "0", "image_shape": "300",
              "augmentation": "none", "optimizer": "adam", "learning_rate": "0.001",
-             "mini_batch_size": str(BATCH), "epochs": str(EPOCHS)}
+             "mini_batch_size": str(BATCH), "epochs": str(EPOCHS), **FLOAT32}
 MAP_LINE = METRIC_DEFINITIONS[0]["Regex"]
 
 

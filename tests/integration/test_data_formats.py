@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import run_cli, write_hyperparameters
+from cli_runner import FLOAT32, run_cli, write_hyperparameters
 from planting import annotated_examples, corrupt_jpeg, recordio_payloads, write_stream
 from ssd_sagemaker.data.synthetic import CLASS_NAMES, write_annotated_channel
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 PIPE_WRITER = Path(__file__).resolve().parents[1] / "support" / "pipe_writer.py"
 IMAGES = 2
 RUN = {"num_classes": "3", "num_training_samples": str(IMAGES), "epochs": "1",
-       "mini_batch_size": "2", "use_pretrained_model": "0", "image_shape": "300"}
+       "mini_batch_size": "2", "use_pretrained_model": "0", "image_shape": "300", **FLOAT32}
 MANIFEST_ATTRIBUTES = ["source-ref", "bounding-box", "bounding-box-metadata"]
 
 

@@ -15,7 +15,7 @@ import mxnet as mx
 import pytest
 from mxnet import gluon
 
-from cli_runner import run_cli, write_demo_job, write_hyperparameters
+from cli_runner import FLOAT32, run_cli, write_demo_job, write_hyperparameters
 from resume_checks import assert_resumed_from_the_first_checkpoint
 from ssd_sagemaker.errors import ClientError
 from ssd_sagemaker.model.identity import NetworkIdentity
@@ -25,7 +25,7 @@ from ssd_sagemaker.training import warm_start
 from ssd_sagemaker.training.checkpoint import STATE_FILE, Checkpointer
 
 BASE = {"num_classes": "3", "num_training_samples": "2", "epochs": "1", "mini_batch_size": "2",
-        "use_pretrained_model": "0", "image_shape": "300"}
+        "use_pretrained_model": "0", "image_shape": "300", **FLOAT32}
 FILLER = ".filler"
 NEEDS = re.compile(r"it needs (\d+\.\d) (KB|MB), (\d+\.\d) (KB|MB) free")
 

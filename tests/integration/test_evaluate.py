@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from cli_runner import run_cli, write_demo_job
+from cli_runner import FLOAT32, run_cli, write_demo_job
 from ssd_sagemaker.evaluate.coco import STAT_NAMES
 from ssd_sagemaker.metrics import METRIC_DEFINITIONS
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 JOB = {"num_classes": "3", "num_training_samples": "4", "epochs": "3", "mini_batch_size": "2",
        "use_pretrained_model": "0", "image_shape": "300", "learning_rate": "0.001",
-       "optimizer": "adam", "augmentation": "none", "early_stopping": "false"}
+       "optimizer": "adam", "augmentation": "none", "early_stopping": "false", **FLOAT32}
 CLASSES = ["circle", "square", "triangle"]
 
 

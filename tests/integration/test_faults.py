@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from cli_runner import cli_env, write_demo_job, write_hyperparameters
+from cli_runner import FLOAT32, cli_env, write_demo_job, write_hyperparameters
 from planting import annotated_examples, recordio_payloads, write_stream
 
 pytestmark = pytest.mark.slow
 
 BASE = {"num_classes": "3", "num_training_samples": "4", "epochs": "1", "mini_batch_size": "2",
-        "use_pretrained_model": "0", "image_shape": "300"}
+        "use_pretrained_model": "0", "image_shape": "300", **FLOAT32}
 LOADER_WORKER = "spawn_main"  # in the command line of multiprocessing's spawned processes
 
 

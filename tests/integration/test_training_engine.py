@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from gluoncv.model_zoo.ssd.vgg_atrous import vgg16_atrous_300
 
-from cli_runner import cli_env, run_cli, write_demo_job, write_hyperparameters
+from cli_runner import FLOAT32, cli_env, run_cli, write_demo_job, write_hyperparameters
 from ssd_sagemaker.environment import Paths
 from ssd_sagemaker.job import read_training_job
 from ssd_sagemaker.model.artifact import PARAMS_FILE
@@ -24,7 +24,7 @@ from ssd_sagemaker.training.trainer import train
 pytestmark = pytest.mark.slow
 
 BASE = {"num_classes": "3", "num_training_samples": "4", "epochs": "1", "mini_batch_size": "2",
-        "use_pretrained_model": "0", "image_shape": "300"}
+        "use_pretrained_model": "0", "image_shape": "300", **FLOAT32}
 
 
 def _demo(base, train=4, validation=2, **hyperparameters):

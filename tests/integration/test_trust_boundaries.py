@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cli_runner import run_cli, write_demo_job, write_hyperparameters
+from cli_runner import FLOAT32, run_cli, write_demo_job, write_hyperparameters
 from resume_checks import assert_resumed_from_the_first_checkpoint
 from ssd_sagemaker.model.artifact import PARAMS_FILE
 from ssd_sagemaker.serving.loopback import free_port
@@ -22,7 +22,7 @@ from ssd_sagemaker.training.checkpoint import STATE_FILE
 from tiny_model import export_tiny_model
 
 BASE = {"num_classes": "3", "num_training_samples": "2", "epochs": "2", "mini_batch_size": "2",
-        "use_pretrained_model": "0", "image_shape": "300"}
+        "use_pretrained_model": "0", "image_shape": "300", **FLOAT32}
 
 
 class _RunsCode:

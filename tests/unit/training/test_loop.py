@@ -3,6 +3,7 @@ end the epoch the documented way."""
 
 import io
 import re
+import time
 
 import mxnet as mx
 import numpy as np
@@ -18,8 +19,6 @@ from ssd_sagemaker.progress import draws_bar
 from ssd_sagemaker.training.interruption import StopRequest, TrainingInterrupted
 from ssd_sagemaker.training.loop import Learner, train_one_epoch
 from ssd_sagemaker.training.precision import MixedPrecision, cpu_has_bfloat16
-
-pytestmark = pytest.mark.slow  # every test trains a VGG-16 SSD300 for a step or more
 
 SHAPE = 300
 
@@ -66,6 +65,7 @@ def _one_step(batch, weights, contexts, precision="float32", base_network="vgg-1
     return result, _params(net, contexts[0])
 
 
+@pytest.mark.slow  # trains a VGG-16 SSD300 for a step, three times
 def test_two_devices_give_the_same_losses_and_update_as_one(batch_and_weights):
     batch, weights = batch_and_weights
     one, params_one = _one_step(batch, weights, [mx.cpu(0)])
@@ -86,6 +86,7 @@ def test_two_devices_give_the_same_losses_and_update_as_one(batch_and_weights):
 # Without avx512_bf16/amx_bf16 there is nothing to run: MXNet 1.9.1's oneDNN has no bfloat16
 # convolution on AVX2-only CPUs ("could not create a primitive descriptor"), and AVX-512 CPUs
 # without BF16 only emulate it, slowly, so `train` refuses bfloat16 on both.
+@pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_bfloat16(), reason="no avx512_bf16/amx_bf16: MXNet's oneDNN "
                     "runs no (or only emulated) bfloat16 convolutions on this CPU")
 @pytest.mark.parametrize("base_network", ["vgg-16", "resnet-50"])
@@ -138,33 +139,62 @@ def _loaded(weights, base_network="vgg-16"):
     return net
 
 
-def test_a_non_finite_loss_stops_with_advice(batch_and_weights):
-    batch, weights = batch_and_weights
-    net = build_network("vgg-16", SHAPE, ["a", "b"])
-    net.load_parameters(str(weights))
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.5})
+class _TwoHeads(gluon.HybridBlock):
+    """A tiny network with SSD's training outputs (class and box predictions): for what the
+    loop does around a step (advice, stop requests, progress), which no SSD needs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = gluon.nn.Conv2D(2, 3, in_channels=3)
+
+    def hybrid_forward(self, F, x):
+        y = self.conv(x)
+        return y, y
+
+
+def _squares(cls_preds, box_preds, cls_targets, box_targets):
+    """A loss for _TwoHeads: the mean square of its outputs (positive, so it prints as SSD's)."""
+    losses = [(p * p).mean(axis=(1, 2, 3)) for p in cls_preds]
+    return losses, losses, losses
+
+
+def _slow_squares(*outputs_and_targets):
+    """_squares taking longer than tqdm's 0.1 s between redraws, as an SSD step does."""
+    time.sleep(0.15)
+    return _squares(*outputs_and_targets)
+
+
+TINY_BATCH = (mx.nd.ones((2, 3, 6, 6)), mx.nd.zeros((2, 1)), mx.nd.zeros((2, 1)))
+
+
+def _tiny(learning_rate=0.01):
+    """_TwoHeads initialised and its SGD trainer."""
+    net = _TwoHeads()
+    net.initialize(mx.init.Xavier())
+    return net, gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": learning_rate})
+
+
+def test_a_non_finite_loss_stops_with_advice():
+    net, trainer = _tiny(0.5)
 
     def exploding_loss(cls_preds, box_preds, cls_targets, box_targets):
-        nan = [p.sum(axis=(1, 2)) * float("nan") for p in cls_preds]
+        nan = [p.sum(axis=(1, 2, 3)) * float("nan") for p in cls_preds]
         return nan, nan, nan
 
     with pytest.raises(ClientError) as error:
-        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 2,
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [TINY_BATCH], 2,
                         MetricReporter("h", io.StringIO()), loss_fn=exploding_loss)
     message = str(error.value)
     assert "epoch 2, batch 0" in message and "Lower learning_rate (now 0.5)" in message
 
 
-def test_stop_request_ends_the_epoch_at_a_batch_boundary(batch_and_weights):
-    batch, weights = batch_and_weights
-    net = build_network("vgg-16", SHAPE, ["a", "b"])
-    net.load_parameters(str(weights))
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+def test_stop_request_ends_the_epoch_at_a_batch_boundary():
+    net, trainer = _tiny()
     stop = StopRequest()
     stop.set()
     with pytest.raises(TrainingInterrupted) as interrupted:
-        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch, batch, batch], 1,
-                        MetricReporter("h", io.StringIO()), should_stop=stop)
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [TINY_BATCH] * 3, 1,
+                        MetricReporter("h", io.StringIO()), should_stop=stop, loss_fn=_squares)
     assert (interrupted.value.epoch, interrupted.value.batches_done) == (1, 1)
     assert trainer.optimizer.num_update == 1
 
@@ -182,12 +212,9 @@ class _Terminal(io.StringIO):
     (True, {"SSD_PROGRESS": "lines"}, False),
     (False, {"SSD_PROGRESS": "bar"}, True),
 ])
-def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weights, monkeypatch,
-                                                                caplog, terminal, environ, bar):
-    batch, weights = batch_and_weights
-    net = build_network("vgg-16", SHAPE, ["a", "b"])
-    net.load_parameters(str(weights))
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+def test_progress_bar_where_someone_watches_log_lines_otherwise(monkeypatch, caplog, terminal,
+                                                                environ, bar):
+    net, trainer = _tiny()
     stderr = _Terminal() if terminal else io.StringIO()
     monkeypatch.setattr("sys.stderr", stderr)
     for name in ("TRAINING_JOB_NAME", "SSD_PROGRESS"):
@@ -195,9 +222,9 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
     with caplog.at_level("INFO", logger="ssd_sagemaker.training.loop"):
-        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [batch], 0,
+        train_one_epoch(Learner(net, trainer, [mx.cpu()]), [TINY_BATCH], 0,
                         MetricReporter("h", io.StringIO()),
-                        draw_bar=draws_bar(read_training_settings()))
+                        draw_bar=draws_bar(read_training_settings()), loss_fn=_slow_squares)
     periodic = [r.getMessage() for r in caplog.records if "images/s, eta" in r.getMessage()]
     if bar:
         assert periodic == [] and "epoch 0" in stderr.getvalue() and "batch" in stderr.getvalue()
@@ -205,18 +232,6 @@ def test_progress_bar_where_someone_watches_log_lines_otherwise(batch_and_weight
     else:
         assert periodic and periodic[0].startswith("epoch 0 batch 1/1:")
         assert stderr.getvalue() == ""
-
-
-class _TwoHeads(gluon.HybridBlock):
-    """A tiny network with SSD's training outputs (class and box predictions)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv = gluon.nn.Conv2D(2, 3, in_channels=3)
-
-    def hybrid_forward(self, F, x):
-        y = self.conv(x)
-        return y, y
 
 
 class _RecordingPrecision(MixedPrecision):
@@ -227,16 +242,8 @@ class _RecordingPrecision(MixedPrecision):
 
 def test_the_pass_hands_its_network_to_the_precision():
     # The precision converts the network's SymbolBlocks (ResNet-50's base): it must get it.
-    net = _TwoHeads()
-    net.initialize()
-    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 0.01})
+    net, trainer = _tiny()
     precision = _RecordingPrecision("float32", trainer)
-
-    def loss(cls_preds, box_preds, cls_targets, box_targets):
-        losses = [p.mean(axis=(1, 2, 3)) for p in cls_preds]
-        return losses, losses, losses
-
-    batch = (mx.nd.ones((2, 3, 6, 6)), mx.nd.zeros((2, 1)), mx.nd.zeros((2, 1)))
-    train_one_epoch(Learner(net, trainer, [mx.cpu()], precision), [batch], 0,
-                    MetricReporter("h", io.StringIO()), loss_fn=loss)
+    train_one_epoch(Learner(net, trainer, [mx.cpu()], precision), [TINY_BATCH], 0,
+                    MetricReporter("h", io.StringIO()), loss_fn=_squares)
     assert precision.nets == [net]
