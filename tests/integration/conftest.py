@@ -36,9 +36,10 @@ def tiny_server(tiny_opt_ml):
 
 @pytest.fixture(scope="session")
 def eight_image_detector(tmp_path_factory):
-    """The detector fitted to 8 synthetic images, fitted once per run for every test that
-    needs one that detects (tests copy its model directory before writing beside it)."""
-    return fit_eight_image_detector(tmp_path_factory.mktemp("eight_image_detector"))
+    """The detector fitted to 8 synthetic images (about a minute), fitted once per run (by
+    whichever test worker asks first) for every test that needs one that detects (tests copy
+    its model directory before writing beside it)."""
+    return made_once(tmp_path_factory, "eight_image_detector", fit_eight_image_detector)
 
 
 @pytest.fixture(scope="session")
